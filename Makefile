@@ -1,0 +1,40 @@
+# openbell: `make demo` runs a simulated trading day, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: venv demo test test-fast lint bench lock clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/openbell demo $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check
+
+test: $(STAMP) lint
+	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -p no:cacheprovider -m "not e2e" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench $(ARGS)
+
+lock: $(STAMP)
+	@{ echo "# Pinned set, resolved together with apache-airflow 3.3.2 (Python 3.11)."; \
+	   echo "# Regenerate with: make lock"; \
+	   $(VENV)/bin/pip freeze --exclude-editable | grep -v '^openbell'; } > requirements.txt
+
+clean:
+	rm -rf $(VENV) .openbell

@@ -1,0 +1,251 @@
+"""Alpaca access: connection settings and alpaca-py clients with timeouts and a retry policy.
+
+Every broker or data call in openbell goes through the clients built here, so a hung server cannot
+hang a task (each REST request has a timeout) and transient failures (HTTP 429, 5xx, connection
+errors) are retried with backoff by :func:`call`. Credentials come from the Airflow connection
+``alpaca_default`` or from the environment, and never appear in ``repr`` or logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import requests
+from alpaca.common.exceptions import APIError
+from alpaca.data.enums import DataFeed
+from alpaca.data.historical import StockHistoricalDataClient
+from alpaca.data.live import StockDataStream
+from alpaca.trading.client import TradingClient
+from alpaca.trading.stream import TradingStream
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONN_ID = "alpaca_default"
+PAPER_TRADING_URL = "https://paper-api.alpaca.markets"
+LIVE_TRADING_URL = "https://api.alpaca.markets"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class CredentialsError(RuntimeError):
+    """The broker refused the configured credentials."""
+
+
+@dataclass(frozen=True)
+class AlpacaConfig:
+    """Where and how to reach Alpaca (or the simulator). Secrets are hidden from ``repr``."""
+
+    key_id: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    paper: bool = True
+    feed: str = "iex"
+    trading_url: str | None = None
+    data_url: str | None = None
+    stream_url: str | None = None
+    trade_stream_url: str | None = None
+    clock_url: str | None = None
+    conn_id: str = CONN_ID
+    timeout: float = 10.0
+
+    @property
+    def simulated(self) -> bool:
+        """True when the market clock is published by the simulator."""
+        return self.clock_url is not None
+
+    @classmethod
+    def for_simulator(cls, base_url: str, key_id: str, secret_key: str, **kw: Any) -> AlpacaConfig:
+        """Settings for an openbell simulator serving every endpoint at ``base_url``."""
+        base = base_url.rstrip("/")
+        ws = "ws" + base[len("http") :] if base.startswith("http") else base
+        feed = kw.pop("feed", "iex")
+        return cls(
+            key_id=key_id,
+            secret_key=secret_key,
+            paper=True,
+            feed=feed,
+            trading_url=base,
+            data_url=base,
+            stream_url=f"{ws}/v2/{feed}",
+            trade_stream_url=f"{ws}/stream",
+            clock_url=f"{base}/sim/clock",
+            **kw,
+        )
+
+    @classmethod
+    def from_extra(cls, key_id: str, secret_key: str, extra: dict[str, Any], conn_id: str = CONN_ID) -> AlpacaConfig:
+        """Settings from a connection's login, password and JSON extra.
+
+        Extra keys: ``paper`` (bool), ``feed`` (iex|sip), ``simulator_url`` (one URL for every
+        endpoint of an openbell simulator), or ``trading_url``/``data_url``/``stream_url``/
+        ``trade_stream_url`` individually.
+        """
+        if not key_id or not secret_key:
+            raise CredentialsError(f"connection {conn_id!r} has no key id (login) or secret (password)")
+        feed = str(extra.get("feed", "iex")).lower()
+        if feed not in ("iex", "sip"):
+            raise ValueError(f"connection {conn_id!r}: feed must be 'iex' or 'sip', not {feed!r}")
+        if extra.get("simulator_url"):
+            return cls.for_simulator(str(extra["simulator_url"]), key_id, secret_key, feed=feed, conn_id=conn_id)
+        return cls(
+            key_id=key_id,
+            secret_key=secret_key,
+            paper=_as_bool(extra.get("paper", True)),
+            feed=feed,
+            trading_url=extra.get("trading_url"),
+            data_url=extra.get("data_url"),
+            stream_url=extra.get("stream_url"),
+            trade_stream_url=extra.get("trade_stream_url"),
+            conn_id=conn_id,
+        )
+
+    @classmethod
+    def from_env(cls) -> AlpacaConfig:
+        """Settings from ``APCA_API_KEY_ID``/``APCA_API_SECRET_KEY`` and ``OPENBELL_SIM_URL``."""
+        extra: dict[str, Any] = {"feed": os.environ.get("OPENBELL_FEED", "iex")}
+        if os.environ.get("OPENBELL_SIM_URL"):
+            extra["simulator_url"] = os.environ["OPENBELL_SIM_URL"]
+        return cls.from_extra(
+            os.environ.get("APCA_API_KEY_ID", ""), os.environ.get("APCA_API_SECRET_KEY", ""), extra, "environment"
+        )
+
+    @classmethod
+    def from_airflow(cls, conn_id: str = CONN_ID) -> AlpacaConfig:
+        """Settings from an Airflow connection (login = key id, password = secret)."""
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+        extra = conn.extra_dejson if conn.extra else {}
+        return cls.from_extra(conn.login or "", conn.password or "", extra, conn_id)
+
+    def to_extra(self) -> dict[str, Any]:
+        """The connection extra that reproduces these settings (no secrets)."""
+        if self.clock_url and self.trading_url:
+            return {"simulator_url": self.trading_url, "feed": self.feed}
+        out: dict[str, Any] = {"paper": self.paper, "feed": self.feed}
+        for key in ("trading_url", "data_url", "stream_url", "trade_stream_url"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        return out
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    def trading_client(self, raw_data: bool = False) -> TradingClient:
+        """A TradingClient with a request timeout and the SDK's own retries switched off."""
+        client = TradingClient(
+            self.key_id, self.secret_key, paper=self.paper, raw_data=raw_data, url_override=self.trading_url
+        )
+        return _harden(client, self.timeout)
+
+    def data_client(self, raw_data: bool = False) -> StockHistoricalDataClient:
+        """A StockHistoricalDataClient with a request timeout and the SDK's own retries switched off."""
+        client = StockHistoricalDataClient(
+            self.key_id, self.secret_key, raw_data=raw_data, url_override=self.data_url
+        )
+        return _harden(client, self.timeout)
+
+    def data_stream(self, **kw: Any) -> StockDataStream:
+        """A StockDataStream for this feed."""
+        return StockDataStream(
+            self.key_id, self.secret_key, feed=DataFeed(self.feed), url_override=self.stream_url, **kw
+        )
+
+    def trading_stream(self, **kw: Any) -> TradingStream:
+        """A TradingStream for trade updates."""
+        return TradingStream(
+            self.key_id, self.secret_key, paper=self.paper, url_override=self.trade_stream_url, **kw
+        )
+
+
+class _TimeoutSession(requests.Session):
+    """A requests session whose every request has a default timeout."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("timeout", self.default_timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def _harden(client: T, timeout: float) -> T:
+    client._session = _TimeoutSession(timeout)  # type: ignore[attr-defined]
+    client._retry = 0  # type: ignore[attr-defined]  # retries are ours: see call()
+    return client
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of an APIError, if known."""
+    if isinstance(exc, APIError):
+        try:
+            return int(exc.status_code)
+        except (TypeError, ValueError, AttributeError):
+            return None
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying: 429, 5xx, timeouts and connection errors."""
+    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+        return True
+    return status_of(exc) in RETRY_STATUSES
+
+
+def call(
+    fn: Callable[..., T],
+    *args: Any,
+    attempts: int = 6,
+    base_delay: float = 0.25,
+    max_delay: float = 8.0,
+    what: str = "",
+    **kwargs: Any,
+) -> T:
+    """Call ``fn`` retrying transient failures with jittered exponential backoff.
+
+    Refused credentials raise :class:`CredentialsError` at once, naming the connection is the
+    caller's job. Only idempotent calls may be passed here; orders go through the broker's
+    idempotent submit path.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if status_of(exc) in (401, 403) and _is_auth_error(exc):
+                raise CredentialsError(f"Alpaca refused the credentials: {_message(exc)}") from exc
+            if attempt == attempts or not is_transient(exc):
+                raise
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+            log.warning("%s failed (%s), retry %d/%d in %.2fs", what or getattr(fn, "__name__", "call"),
+                        _message(exc), attempt, attempts - 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, APIError):
+        try:
+            return str(json.loads(str(exc)).get("message", exc))
+        except (ValueError, AttributeError):
+            return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    if status_of(exc) == 401:
+        return True
+    text = _message(exc).lower()
+    return "forbidden" in text or "unauthorized" in text or "access key" in text

@@ -1,0 +1,102 @@
+"""Airflow operators for market-time waits."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal, get_args
+
+from airflow.sdk import BaseOperator
+
+from openbell import calendar
+from openbell.alpaca import CONN_ID, AlpacaConfig
+from openbell.calendar import Session
+from openbell.clock import MarketClock, clock_for
+from openbell.triggers import MarketTimeTrigger, parse_market_time
+
+TargetAnchor = Literal["open", "close", "midday"]
+
+
+def target_time(session: Session, anchor: TargetAnchor, offset_minutes: float = 0.0) -> datetime:
+    """The market time ``offset_minutes`` after ``anchor`` of ``session`` (UTC).
+
+    ``open``/``close`` are the session's bell times (13:00 ET close on half days); ``midday`` is
+    14:30 ET, or 90 minutes before an early close.
+    """
+    if anchor == "midday":
+        return calendar.midday(session) + timedelta(minutes=offset_minutes)
+    return calendar.at_offset(session, anchor, offset_minutes)
+
+
+class WaitForMarketTime(BaseOperator):
+    """Wait, deferred, until a market time of the run's session; returns that time as ISO.
+
+    The offset is ``offset_minutes``, or the run's param ``offset_param`` times ``offset_scale`` (so a
+    manual trigger can move the time). The trigger fires ``lead_seconds`` of wall time early and the
+    task does the last stretch itself, so task start-up latency does not cost market minutes when the
+    simulator runs fast.
+    """
+
+    template_fields: Sequence[str] = ()
+    ui_color = "#d6eaf8"
+
+    def __init__(
+        self,
+        *,
+        anchor: TargetAnchor,
+        offset_minutes: float = 0.0,
+        offset_param: str | None = None,
+        offset_scale: float = 1.0,
+        lead_seconds: float = 10.0,
+        conn_id: str = CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if anchor not in get_args(TargetAnchor):
+            raise ValueError(f"anchor must be one of {get_args(TargetAnchor)}, got {anchor!r}")
+        if not math.isfinite(offset_minutes):
+            raise ValueError(f"offset_minutes must be finite, got {offset_minutes}")
+        if not (math.isfinite(lead_seconds) and lead_seconds >= 0):
+            raise ValueError(f"lead_seconds must be a finite number >= 0, got {lead_seconds}")
+        self.anchor: TargetAnchor = anchor
+        self.offset_minutes = float(offset_minutes)
+        self.offset_param = offset_param
+        self.offset_scale = float(offset_scale)
+        self.lead_seconds = float(lead_seconds)
+        self.conn_id = conn_id
+
+    def _clock(self) -> MarketClock:
+        return clock_for(AlpacaConfig.from_airflow(self.conn_id))
+
+    def target_for(self, context: Any) -> datetime:
+        """The target market time of the run in ``context``."""
+        dag_run = context["dag_run"]
+        session = calendar.session_for_run(dag_run.logical_date, dag_run.run_after)
+        offset = self.offset_minutes
+        if self.offset_param:
+            offset = float(context["params"][self.offset_param]) * self.offset_scale
+        return target_time(session, self.anchor, offset)
+
+    def execute(self, context: Any) -> str:
+        target = self.target_for(context)
+        clock = self._clock()
+        now = clock.now()
+        if now >= target:
+            self.log.info("market time %s already past %s; not waiting", now.isoformat(), target.isoformat())
+            return target.isoformat()
+        self.log.info("deferring until market time %s (market now %s)", target.isoformat(), now.isoformat())
+        self.defer(
+            trigger=MarketTimeTrigger(
+                target=target.isoformat(), clock=clock.spec(), lead_seconds=self.lead_seconds
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        if not event or "target" not in event:
+            raise ValueError(f"unexpected trigger event {event!r}")
+        target = parse_market_time(event["target"])
+        self._clock().sleep_until(target)
+        self.log.info("market time %s reached", target.isoformat())
+        return target.isoformat()
