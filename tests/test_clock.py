@@ -98,12 +98,13 @@ def test_mapping_parses_the_simulator_document_and_refuses_bad_ones() -> None:
 
 
 def test_sim_clock_follows_the_endpoint(endpoint: ClockEndpoint) -> None:
-    endpoint.anchor(T0, speed=600.0, wall=time.time() - 2.0)  # two wall seconds ago: 20 market minutes
+    wall0 = time.time() - 2.0  # two wall seconds ago: 20 market minutes
+    endpoint.anchor(T0, speed=600.0, wall=wall0)
     clock = SimClock(endpoint.url, refresh_seconds=30.0)
     now = clock.now()
     assert T0 + timedelta(minutes=20) <= now < T0 + timedelta(minutes=30)
-    target = T0 + timedelta(minutes=25)
-    assert clock.wall_deadline(target) == pytest.approx(time.time() - 2.0 + 2.5, abs=0.05)
+    target = T0 + timedelta(minutes=25)  # 1500 market seconds = 2.5 wall seconds after the anchor
+    assert clock.wall_deadline(target) == pytest.approx(wall0 + 2.5, abs=1e-3)
 
 
 def test_sim_clock_caches_then_refreshes_after_a_restart(endpoint: ClockEndpoint) -> None:
