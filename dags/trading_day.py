@@ -1,0 +1,81 @@
+"""trading_day: one NYSE session on Alpaca, from the opening bell to a flat account.
+
+This file only wires tasks; every step's logic lives in the ``openbell`` package.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, TriggerRule, task
+
+from openbell import steps
+from openbell.operators import WaitForMarketTime
+from openbell.params import dag_params
+from openbell.sensors import LiveTradingSensor
+from openbell.timetable import NYSESessionTimetable, schedule_end_date
+
+SESSION = timedelta(hours=7)
+WAIT = timedelta(hours=16)  # a run is created at 09:00 ET; the latest wait ends before the close
+
+with DAG(
+    dag_id="trading_day",
+    description="Wait for the open, prepare data and positions, trade the session, be flat at the close.",
+    schedule=NYSESessionTimetable(),
+    start_date=pendulum.datetime(2020, 1, 1, tz="America/New_York"),
+    end_date=schedule_end_date(),
+    catchup=False,
+    max_active_runs=3,
+    params=dag_params(),
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
+    tags=["openbell", "trading"],
+    doc_md=__doc__,
+) as dag:
+    wait_for_open = WaitForMarketTime(
+        task_id="wait_for_open", anchor="open", offset_param="open_offset_minutes", execution_timeout=WAIT
+    )
+
+    @task(execution_timeout=timedelta(minutes=30))
+    def download(**context: object) -> dict:
+        return steps.download(context)
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(minutes=15))
+    def todays_bars(**context: object) -> dict:
+        return steps.todays_bars(context)
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(minutes=15))
+    def reconcile(**context: object) -> dict:
+        return steps.reconcile(context)
+
+    live_trading = LiveTradingSensor(
+        task_id="live_trading",
+        trigger_rule=TriggerRule.NONE_FAILED,
+        retries=5,
+        retry_delay=timedelta(seconds=5),
+        execution_timeout=SESSION,
+        timeout=SESSION.total_seconds(),
+    )
+
+    wait_midday = WaitForMarketTime(
+        task_id="wait_midday", anchor="close", offset_param="optimize_minutes_before_close",
+        offset_scale=-1, execution_timeout=WAIT,
+    )
+
+    @task(execution_timeout=timedelta(minutes=30))
+    def midday_optimize(**context: object) -> dict:
+        return steps.midday_optimize(context)
+
+    wait_liquidation = WaitForMarketTime(
+        task_id="wait_liquidation", anchor="close", offset_param="liquidate_minutes_before_close",
+        offset_scale=-1, execution_timeout=WAIT,
+    )
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=3, retry_delay=timedelta(seconds=5),
+          execution_timeout=timedelta(minutes=30))
+    def eod_liquidate(**context: object) -> dict:
+        return steps.eod_liquidate(context)
+
+    wait_for_open >> download() >> todays_bars() >> reconcile() >> live_trading
+    wait_for_open >> wait_midday >> midday_optimize()
+    wait_for_open >> wait_liquidation >> eod_liquidate()

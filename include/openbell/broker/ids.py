@@ -1,0 +1,48 @@
+"""Deterministic client order ids: one id per (session, decision, symbol), so a retry can never double."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+PREFIX = "ob-"
+_ID = re.compile(r"^ob-(\d{8})-(\d{6,})-([A-Z0-9.\-/]{1,20})$")
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    """The parts a client order id is built from."""
+
+    session_date: date
+    decision_seq: int
+    symbol: str
+
+
+def client_order_id(session_date: date, decision_seq: int, symbol: str) -> str:
+    """``ob-YYYYMMDD-SEQ-SYMBOL``, e.g. ``ob-20251120-000042-TQQQ`` (well under Alpaca's 128 chars)."""
+    if decision_seq < 0:
+        raise ValueError(f"decision_seq must be >= 0, not {decision_seq}")
+    sym = symbol.strip().upper()
+    if not sym or len(sym) > 20:
+        raise ValueError(f"bad symbol {symbol!r}")
+    return f"{PREFIX}{session_date:%Y%m%d}-{decision_seq:06d}-{sym}"
+
+
+def parse_client_order_id(value: str) -> OrderKey | None:
+    """The key of an openbell id, or None for any id openbell did not build."""
+    m = _ID.match(value or "")
+    if not m:
+        return None
+    d = m.group(1)
+    try:
+        day = date(int(d[:4]), int(d[4:6]), int(d[6:]))
+    except ValueError:
+        return None
+    return OrderKey(day, int(m.group(2)), m.group(3))
+
+
+def is_ours(value: str, session_date: date | None = None) -> bool:
+    """True for an openbell id (of ``session_date`` when given)."""
+    key = parse_client_order_id(value)
+    return key is not None and (session_date is None or key.session_date == session_date)

@@ -1,0 +1,138 @@
+"""End of day: cancel everything, close every position, and check the account is really flat."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.models import Order
+from alpaca.trading.requests import GetOrdersRequest
+from sqlalchemy import Engine
+
+from openbell import alpaca as ob_alpaca
+from openbell.alpaca import AlpacaConfig
+from openbell.broker import book
+from openbell.broker.journal import event
+from openbell.broker.orders import error_message
+from openbell.broker.reconcile import order_row, signed_qty
+from openbell.clock import MarketClock
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25
+
+
+@dataclass
+class LiquidationReport:
+    """The liquidation's outcome; ``flat`` is the broker's word, not openbell's belief."""
+
+    flat: bool = False
+    orders_cancelled: int = 0
+    close_orders: int = 0
+    refusals: list[dict[str, Any]] = field(default_factory=list)
+    retries: int = 0
+    positions_left: dict[str, float] = field(default_factory=dict)
+    open_orders_left: int = 0
+    finished_at: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _set_phase(engine: Engine, session_date: date, phase: str) -> None:
+    from openbell.store.sessions import set_phase
+
+    set_phase(engine, session_date, phase)
+
+
+def _record_close_orders(engine: Engine, session_date: date, orders: list[Order]) -> None:
+    if not orders:
+        return
+    with engine.begin() as conn:
+        for order in orders:
+            book.upsert_order(conn, order_row(order, session_date, "liquidation", "end-of-day liquidation"))
+
+
+def liquidate(
+    config: AlpacaConfig, engine: Engine, session_date: date, clock: MarketClock, deadline: datetime
+) -> LiquidationReport:
+    """Flatten the account before ``deadline`` (market time).
+
+    Sets the session phase ``liquidating`` (the live loop then opens nothing), cancels open orders,
+    closes all positions with ``cancel_orders=True``, and for each symbol the broker refuses
+    (e.g. 403 qty held for orders) cancels that symbol's orders and closes it again. It polls until
+    the broker reports no positions and no open orders, or the deadline passes.
+    """
+    report = LiquidationReport()
+    _set_phase(engine, session_date, "liquidating")
+    client = config.trading_client()
+    responses = ob_alpaca.call(client.cancel_orders, what="cancel_orders")
+    report.orders_cancelled = sum(1 for r in responses or [] if getattr(r, "status", None) == 200)
+    closes = ob_alpaca.call(client.close_all_positions, cancel_orders=True, what="close_all_positions")
+    placed: list[Order] = []
+    for r in closes or []:
+        if r.status == 200 and isinstance(r.body, Order):
+            placed.append(r.body)
+        else:
+            body = r.body.model_dump() if hasattr(r.body, "model_dump") else r.body
+            report.refusals.append({"symbol": r.symbol, "status": r.status, "body": body})
+    _record_close_orders(engine, session_date, placed)
+    if report.refusals:
+        event(engine, session_date, "liquidation_refused", {"refusals": report.refusals})
+
+    while True:
+        positions = ob_alpaca.call(client.get_all_positions, what="get_all_positions")
+        open_orders: list[Order] = ob_alpaca.call(
+            client.get_orders,
+            GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500),
+            what="get_orders(open)",
+        )
+        report.positions_left = {p.symbol: signed_qty(p) for p in positions}
+        report.open_orders_left = len(open_orders)
+        if not positions and not open_orders:
+            report.flat = True
+            break
+        if clock.now() >= deadline:
+            break
+        pending = {o.symbol for o in open_orders}
+        for p in positions:
+            if p.symbol in pending:
+                continue  # a close order is working; wait for it
+            try:  # refused before, or its close order died: cancel and close this symbol again
+                order = client.close_position(p.symbol)
+                report.retries += 1
+                if isinstance(order, Order):
+                    placed.append(order)
+                    _record_close_orders(engine, session_date, [order])
+            except Exception as exc:
+                report.retries += 1
+                log.warning("close %s refused: %s", p.symbol, error_message(exc))
+                for o in open_orders:
+                    if o.symbol == p.symbol:
+                        try:
+                            client.cancel_order_by_id(o.id)
+                        except Exception as cexc:
+                            log.warning("cancel %s failed: %s", o.client_order_id, error_message(cexc))
+        time.sleep(POLL_SECONDS)
+
+    refreshed: list[Order] = []
+    for order in placed:
+        try:
+            refreshed.append(ob_alpaca.call(client.get_order_by_id, order.id, what="get_order_by_id"))
+        except Exception as exc:
+            log.warning("could not refresh %s: %s", order.client_order_id, error_message(exc))
+    _record_close_orders(engine, session_date, refreshed)
+    report.close_orders = len({o.id for o in placed})
+    report.finished_at = clock.now().isoformat()
+    with engine.begin() as conn:
+        if report.flat:
+            for symbol, (qty, origin) in book.book_positions(conn, session_date).items():
+                if qty != 0:
+                    book.set_position(conn, session_date, symbol, 0.0, None, origin)
+        event(conn, session_date, "liquidation", report.as_dict())
+    log.info("liquidation %s: %s", session_date, report.as_dict())
+    return report

@@ -1,0 +1,224 @@
+"""Startup reconciliation: the broker's positions and orders become openbell's book (broker wins)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from alpaca.common.enums import Sort
+from alpaca.common.exceptions import APIError
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.models import Order, Position
+from alpaca.trading.requests import GetOrdersRequest
+from sqlalchemy import Engine
+
+from openbell import alpaca as ob_alpaca
+from openbell.alpaca import AlpacaConfig
+from openbell.broker import book
+from openbell.broker.ids import is_ours, parse_client_order_id
+from openbell.broker.journal import event
+from openbell.calendar import session as session_of
+
+log = logging.getLogger(__name__)
+
+ORDER_PAGE = 500
+
+
+@dataclass
+class ReconcileReport:
+    """What reconciliation found and changed, for the step ledger's summary."""
+
+    positions: int = 0
+    positions_adopted: int = 0
+    orders_found: int = 0
+    orders_kept: int = 0
+    orders_cancelled: int = 0
+    differences: int = 0
+    max_decision_seq: int = -1
+    adopted: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _f(value: Any) -> float | None:
+    return None if value is None or value == "" else float(value)
+
+
+def _v(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def signed_qty(position: Position) -> float:
+    """A position's quantity, negative when short (whichever sign the broker sent)."""
+    qty = float(position.qty)
+    return -abs(qty) if _v(position.side) == "short" else qty
+
+
+def order_row(order: Order, session_date: date, origin: str, reason: str | None = None) -> book.OrderRow:
+    """An ``orders`` row from an alpaca-py Order."""
+    key = parse_client_order_id(order.client_order_id)
+    return book.OrderRow(
+        client_order_id=order.client_order_id,
+        session_date=session_date,
+        symbol=order.symbol or "",
+        side=_v(order.side),
+        qty=_f(order.qty),
+        notional=_f(order.notional),
+        status=_v(order.status),
+        decision_seq=key.decision_seq if key else None,
+        broker_order_id=str(order.id),
+        filled_qty=_f(order.filled_qty),
+        filled_avg_price=_f(order.filled_avg_price),
+        reason=reason,
+        origin=origin,
+    )
+
+
+def session_orders(config: AlpacaConfig, session_date: date) -> list[Order]:
+    """Every order the broker holds for this session that carries openbell's id for it."""
+    s = session_of(session_date)
+    if s is None:
+        raise ValueError(f"{session_date} is not an NYSE session")
+    client = config.trading_client()
+    after = s.open - timedelta(hours=18)  # orders queued before the open belong to the session too
+    seen: dict[str, Order] = {}
+    while True:
+        req = GetOrdersRequest(status=QueryOrderStatus.ALL, after=after, limit=ORDER_PAGE, direction=Sort.ASC)
+        page: list[Order] = ob_alpaca.call(client.get_orders, req, what="get_orders(all)")
+        fresh = [o for o in page if o.client_order_id not in seen]
+        for o in fresh:
+            seen[o.client_order_id] = o
+        if len(page) < ORDER_PAGE or not fresh:
+            break
+        after = max(o.submitted_at or o.created_at for o in page)
+    return [o for o in seen.values() if is_ours(o.client_order_id, session_date)]
+
+
+def reconcile(
+    config: AlpacaConfig, engine: Engine, session_date: date, *, cancel_foreign: bool = True
+) -> ReconcileReport:
+    """Make Postgres agree with the broker for ``session_date`` and take ownership of the account.
+
+    Broker positions are written into the position book; one openbell never opened is adopted
+    (origin ``adopted``, closed with everything else at the liquidation). This session's orders are
+    written into ``orders``. Open orders that are not this session's openbell orders are cancelled:
+    openbell owns the account during its session (``cancel_foreign=False`` leaves them, e.g. the
+    close orders of a liquidation in progress). Each difference is journalled as an event.
+    """
+    client = config.trading_client()
+    report = ReconcileReport()
+    positions: list[Position] = ob_alpaca.call(client.get_all_positions, what="get_all_positions")
+    open_orders: list[Order] = ob_alpaca.call(
+        client.get_orders,
+        GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=ORDER_PAGE),
+        what="get_orders(open)",
+    )
+    ours = session_orders(config, session_date)
+    report.positions = len(positions)
+    report.orders_found = len(ours)
+
+    foreign = [o for o in open_orders if cancel_foreign and not is_ours(o.client_order_id, session_date)]
+    cancelled: list[tuple[Order, str | None]] = []
+    for order in foreign:
+        try:
+            ob_alpaca.call(client.cancel_order_by_id, order.id, what="cancel_order_by_id")
+            cancelled.append((order, None))
+        except APIError as exc:  # already filled or gone: note it, go on
+            cancelled.append((order, str(exc)))
+    report.orders_kept = sum(1 for o in open_orders if is_ours(o.client_order_id, session_date))
+
+    with engine.begin() as conn:
+        held = book.book_positions(conn, session_date)
+        stored = book.stored_orders(conn, session_date)
+        at_broker = {p.symbol: p for p in positions}
+        for symbol, pos in sorted(at_broker.items()):
+            qty = signed_qty(pos)
+            avg = _f(pos.avg_entry_price)
+            if symbol not in held or (held[symbol][0] == 0 and held[symbol][1] != "strategy"):
+                origin = "adopted"
+                if symbol not in held:
+                    report.positions_adopted += 1
+                    report.adopted.append(symbol)
+                    event(
+                        conn,
+                        session_date,
+                        "position_adopted",
+                        {"symbol": symbol, "qty": qty, "avg_entry_price": avg},
+                    )
+                else:
+                    report.differences += 1
+                    event(
+                        conn,
+                        session_date,
+                        "reconcile_difference",
+                        {"symbol": symbol, "postgres_qty": 0.0, "broker_qty": qty},
+                    )
+                book.set_position(conn, session_date, symbol, qty, avg, origin)
+            else:
+                if abs(held[symbol][0] - qty) > 1e-9:
+                    report.differences += 1
+                    event(
+                        conn,
+                        session_date,
+                        "reconcile_difference",
+                        {"symbol": symbol, "postgres_qty": held[symbol][0], "broker_qty": qty},
+                    )
+                book.set_position(conn, session_date, symbol, qty, avg, held[symbol][1])
+        for symbol, (qty, origin) in sorted(held.items()):
+            if symbol not in at_broker and qty != 0:
+                report.differences += 1
+                event(
+                    conn,
+                    session_date,
+                    "reconcile_difference",
+                    {"symbol": symbol, "postgres_qty": qty, "broker_qty": 0.0},
+                )
+                book.set_position(conn, session_date, symbol, 0.0, None, origin)
+
+        for order in ours:
+            row = order_row(order, session_date, "strategy")
+            before = stored.get(order.client_order_id)
+            if before != row.status:
+                report.differences += 1
+                event(
+                    conn,
+                    session_date,
+                    "reconcile_order",
+                    {
+                        "client_order_id": order.client_order_id,
+                        "postgres_status": before,
+                        "broker_status": row.status,
+                    },
+                )
+            book.upsert_order(conn, row)
+            if row.decision_seq is not None:
+                report.max_decision_seq = max(report.max_decision_seq, row.decision_seq)
+
+        for order, error in cancelled:
+            reason = "open order not placed by openbell for this session: cancelled at reconcile"
+            row = order_row(order, session_date, "adopted", reason)
+            row = book.OrderRow(
+                **{
+                    **row.__dict__,
+                    "status": "canceled" if error is None else row.status,
+                    "decision_seq": None,
+                    "reject_reason": error,
+                }
+            )
+            book.upsert_order(conn, row)
+            event(
+                conn,
+                session_date,
+                "foreign_order_cancelled",
+                {"client_order_id": order.client_order_id, "symbol": order.symbol, "error": error},
+            )
+            if error is None:
+                report.orders_cancelled += 1
+                report.cancelled.append(order.client_order_id)
+        report.max_decision_seq = max(report.max_decision_seq, book.max_decision_seq(conn, session_date))
+    log.info("reconcile %s: %s", session_date, report.as_dict())
+    return report

@@ -1,0 +1,152 @@
+"""One session's report from Postgres: steps, orders, fills, P&L, parameter versions, flatness."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from openbell.store.ledger import steps_for
+
+
+def _rows(engine: Engine, sql: str, session_date: date) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(text(sql), {"d": session_date})]
+
+
+def _duration(started: datetime | None, ended: datetime | None) -> float | None:
+    return round((ended - started).total_seconds(), 3) if started and ended else None
+
+
+def step_table(engine: Engine, session_date: date) -> list[dict[str, Any]]:
+    """One row per step: its latest attempt's status, the number of attempts, durations."""
+    by_step: dict[str, list[dict[str, Any]]] = {}
+    for row in steps_for(engine, session_date):
+        by_step.setdefault(row["step"], []).append(row)
+    out = []
+    for step, rows in by_step.items():
+        last = rows[-1]
+        out.append(
+            {
+                "step": step,
+                "status": last["status"],
+                "attempts": len(rows),
+                "started": last["started"],
+                "ended": last["ended"],
+                "duration_s": _duration(last["started"], last["ended"]),
+                "summary": last["summary"],
+                "error": last["error"],
+                "history": [
+                    {"attempt": r["attempt"], "status": r["status"], "error": r["error"],
+                     "duration_s": _duration(r["started"], r["ended"])}
+                    for r in rows
+                ],
+            }
+        )
+    return out
+
+
+def build_report(engine: Engine, session_date: date) -> dict[str, Any]:
+    """The session's report as JSON-able data."""
+    steps = step_table(engine, session_date)
+    orders = _rows(
+        engine,
+        "SELECT client_order_id, symbol, side, qty, status, filled_qty, filled_avg_price, origin, reason,"
+        " reject_reason, created_at FROM orders WHERE session_date = :d ORDER BY created_at, client_order_id",
+        session_date,
+    )
+    fills = _rows(
+        engine,
+        "SELECT execution_id, client_order_id, symbol, side, qty, price, ts FROM fills"
+        " WHERE session_date = :d ORDER BY ts, execution_id",
+        session_date,
+    )
+    equity = _rows(engine, "SELECT ts, equity FROM equity WHERE session_date = :d ORDER BY ts", session_date)
+    params = _rows(
+        engine,
+        "SELECT id, strategy, source, params, score, created_at FROM param_versions"
+        " WHERE session_date = :d OR id IN (SELECT DISTINCT param_version_id FROM decisions"
+        " WHERE session_date = :d) ORDER BY id",
+        session_date,
+    )
+    used = _rows(
+        engine,
+        "SELECT param_version_id AS id, min(ts) AS first_used, max(ts) AS last_used, count(*) AS decisions"
+        " FROM decisions WHERE session_date = :d GROUP BY param_version_id ORDER BY min(ts)",
+        session_date,
+    )
+    cash_flow = sum(float(f["qty"]) * float(f["price"]) * (1 if f["side"] == "sell" else -1) for f in fills)
+    pnl: dict[str, Any] = {"fills_cash_flow": round(cash_flow, 2)}
+    if equity:
+        start, end = float(equity[0]["equity"]), float(equity[-1]["equity"])
+        pnl.update({"equity_start": start, "equity_end": end, "change": round(end - start, 2)})
+    liquidation = next((s for s in steps if s["step"] == "eod_liquidate"), None)
+    flat = bool(liquidation and liquidation["status"] == "success" and (liquidation["summary"] or {}).get("flat"))
+    return {
+        "session": session_date.isoformat(),
+        "steps": steps,
+        "orders": orders,
+        "fills": fills,
+        "pnl": pnl,
+        "param_versions": params,
+        "param_versions_used": used,
+        "flat_at_close": flat,
+    }
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report as text for a terminal."""
+    lines = [f"openbell report for session {report['session']}", "", "steps:"]
+    for s in report["steps"]:
+        dur = f"{s['duration_s']:.1f}s" if s["duration_s"] is not None else "-"
+        err = f"  error: {s['error'].splitlines()[-1]}" if s.get("error") else ""
+        reason = (s["summary"] or {}).get("reason")
+        note = f"  ({reason})" if reason else ""
+        lines.append(f"  {s['step']:<16} {s['status']:<9} attempts={s['attempts']:<2} {dur:>8}{note}{err}")
+    filled = sum(1 for o in report["orders"] if o["status"] == "filled")
+    lines += ["", f"orders: {len(report['orders'])} ({filled} filled), fills: {len(report['fills'])}"]
+    for o in report["orders"][:12]:
+        lines.append(f"  {o['client_order_id']:<28} {o['side']:<4} {float(o['qty']):>10.2f} {o['symbol']:<5}"
+                     f" {o['status']}")
+    if len(report["orders"]) > 12:
+        lines.append(f"  ... {len(report['orders']) - 12} more")
+    pnl = report["pnl"]
+    if "change" in pnl:
+        lines.append(f"\nP&L: {pnl['change']:+.2f} (equity {pnl['equity_start']:.2f} -> {pnl['equity_end']:.2f})")
+    lines.append(f"cash flow from fills: {pnl['fills_cash_flow']:+.2f}")
+    lines.append("parameter versions used: " + (", ".join(
+        f"v{u['id']} from {u['first_used']:%H:%M} ({u['decisions']} decisions)" for u in report["param_versions_used"]
+        if u["id"] is not None) or "none"))
+    lines.append(f"flat at close: {'yes' if report['flat_at_close'] else 'NO'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``openbell report --date D [--json] [--url URL]``."""
+    from openbell.pg import resolve_urls
+    from openbell.runtime.paths import home_dir
+    from openbell.store.db import make_engine
+
+    parser = argparse.ArgumentParser(prog="openbell report", description="Print one session's report.")
+    parser.add_argument("--date", required=True, type=date.fromisoformat, help="session date, YYYY-MM-DD")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--url", help="state database URL (default: OPENBELL_DATABASE_URL or the embedded one)")
+    args = parser.parse_args(argv)
+    url = args.url or resolve_urls(home_dir())[0]
+    report = build_report(make_engine(url), args.date)
+    if args.json:
+        json.dump(report, sys.stdout, default=_json_default, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(render(report))
+    return 0

@@ -1,0 +1,275 @@
+"""Airflow's processes for openbell: configuration, start and stop, and a small REST client.
+
+One :class:`AirflowStack` runs the scheduler (LocalExecutor), dag-processor, triggerer and
+api-server under one ``AIRFLOW_HOME``, configured through the environment only. Connections are
+passed as ``AIRFLOW_CONN_*`` variables, so credentials live in Airflow Connections and never in a file
+of the project.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from openbell.alpaca import CONN_ID, AlpacaConfig
+from openbell.runtime.paths import project_dir
+from openbell.steps import STATE_CONN_ID
+
+log = logging.getLogger(__name__)
+
+PROCESSES = ("scheduler", "dag-processor", "triggerer", "api-server")
+DAG_ID = "trading_day"
+ADMIN = "admin"
+TERMINAL = {"success", "failed", "skipped", "upstream_failed", "removed"}
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _airflow_uri(url: str) -> str:
+    """A SQLAlchemy URL as an Airflow connection URI (scheme ``postgres``)."""
+    scheme, rest = url.split("://", 1)
+    return ("postgres" if scheme.startswith("postgres") else scheme) + "://" + rest
+
+
+def alpaca_connection(config: AlpacaConfig) -> str:
+    """The ``AIRFLOW_CONN_ALPACA_DEFAULT`` value for ``config``."""
+    return json.dumps(
+        {"conn_type": "generic", "login": config.key_id, "password": config.secret_key, "extra": config.to_extra()}
+    )
+
+
+@dataclass
+class AirflowStack:
+    """Airflow's four processes for openbell, under ``home``."""
+
+    home: Path
+    metadata_url: str
+    state_url: str
+    alpaca: AlpacaConfig
+    api_port: int = 0
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
+    _token: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(exist_ok=True)
+        if not self.api_port:
+            self.api_port = free_port()
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def _secret(self, name: str) -> str:
+        """A per-home random secret, created once and kept private to this home."""
+        path = self.home / "secrets.json"
+        values = json.loads(path.read_text()) if path.exists() else {}
+        if name not in values:
+            values[name] = secrets.token_urlsafe(32)
+            path.write_text(json.dumps(values))
+            path.chmod(0o600)
+        return str(values[name])
+
+    @property
+    def admin_password(self) -> str:
+        return self._secret("admin_password")
+
+    def environment(self) -> dict[str, str]:
+        """The environment every Airflow process of this stack runs with."""
+        passwords = self.home / "passwords.json"
+        passwords.write_text(json.dumps({ADMIN: self.admin_password}))
+        passwords.chmod(0o600)
+        root = project_dir()
+        env = dict(os.environ)
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__PARALLELISM": "16",
+                "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "16",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url,
+                "AIRFLOW__API__BASE_URL": self.api_url,
+                "AIRFLOW__API__SECRET_KEY": self._secret("api_secret_key"),
+                "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt_secret"),
+                # Longer than a whole session, so the trading task's token never lapses mid-day.
+                "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "86400",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW_CONN_" + CONN_ID.upper(): alpaca_connection(self.alpaca),
+                "AIRFLOW_CONN_" + STATE_CONN_ID.upper(): _airflow_uri(self.state_url),
+                "OPENBELL_PROJECT_DIR": str(root),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def airflow(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run one ``airflow`` CLI command in this stack's environment."""
+        return subprocess.run(
+            [_airflow_bin(), *args], env=self.environment(), check=check, capture_output=True, text=True,
+            timeout=timeout,
+        )
+
+    # -- processes -------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create or upgrade Airflow's metadata database."""
+        out = self.airflow("db", "migrate", check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{out.stderr[-4000:]}")
+
+    def start(self) -> None:
+        """Start the four processes (logs under ``home/logs``)."""
+        env = self.environment()
+        for name in PROCESSES:
+            args = [_airflow_bin(), name]
+            if name == "api-server":
+                args += ["--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
+            logf = open(self.home / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+            self.procs[name] = subprocess.Popen(
+                args, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        """Wait until the api-server answers and the DAG is parsed without import errors."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                dag = self.get(f"/api/v2/dags/{DAG_ID}")
+                if dag.get("dag_id") == DAG_ID:
+                    return
+            except (requests.RequestException, RuntimeError):
+                pass
+            time.sleep(1)
+        errors = self.import_errors()
+        raise TimeoutError(f"Airflow did not load DAG {DAG_ID!r} within {timeout:.0f}s; import errors: {errors}")
+
+    def check_alive(self) -> None:
+        """Raise if one of the processes has exited."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = (self.home / "logs" / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"airflow {name} exited with {proc.returncode}:\n{tail}")
+
+    def stop(self, grace: float = 20) -> None:
+        """Stop every process: SIGTERM to its group, then SIGKILL after ``grace`` seconds."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self.procs.clear()
+
+    def __enter__(self) -> AirflowStack:
+        self.migrate()
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- REST ------------------------------------------------------------------------------------
+
+    def token(self) -> str:
+        """A JWT for the admin user from the simple auth manager."""
+        if self._token is None:
+            resp = requests.post(
+                f"{self.api_url}/auth/token", json={"username": ADMIN, "password": self.admin_password}, timeout=10
+            )
+            if resp.status_code >= 300:
+                raise RuntimeError(f"login to Airflow failed: HTTP {resp.status_code}")
+            self._token = str(resp.json()["access_token"])
+        return self._token
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        """An authenticated call to Airflow's REST API; returns the decoded JSON."""
+        resp = requests.request(
+            method, f"{self.api_url}{path}", headers={"Authorization": f"Bearer {self.token()}"}, timeout=30, **kw
+        )
+        if resp.status_code >= 300:
+            raise RuntimeError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}")
+        return resp.json() if resp.content else None
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.request("GET", path, **kw)
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        try:
+            return list(self.get("/api/v2/importErrors").get("import_errors", []))
+        except (requests.RequestException, RuntimeError) as exc:
+            return [{"error": str(exc)}]
+
+    def dag_runs(self) -> list[dict[str, Any]]:
+        return list(self.get(f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 100}).get("dag_runs", []))
+
+    def dag_run(self, run_id: str) -> dict[str, Any]:
+        return dict(self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"))
+
+    def task_instances(self, run_id: str) -> list[dict[str, Any]]:
+        data = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances")
+        return list(data.get("task_instances", []))
+
+    def trigger(self, logical_date: str | None, conf: Mapping[str, Any] | None = None) -> str:
+        """Trigger a run as a user would from the UI; returns its run_id."""
+        body = {"logical_date": logical_date, "conf": dict(conf or {})}
+        return str(self.request("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", json=body)["dag_run_id"])
+
+    def clear_task(self, run_id: str, task_id: str) -> None:
+        """Clear one task instance so the scheduler runs it again (the UI's "Clear")."""
+        body = {"dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": False,
+                "reset_dag_runs": True}
+        self.request("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances", json=body)
+
+
+def _airflow_bin() -> str:
+    return str(Path(sys.executable).with_name("airflow"))
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)

@@ -1,0 +1,199 @@
+"""``openbell demo``: one simulated trading day through Airflow, from the bell to the report.
+
+Starts Postgres (embedded unless URLs are given), Airflow's four processes and the simulator, lets the
+scheduler create the session's run from the NYSE timetable, shows each task's state and the market
+clock while it runs, and ends with the session's report. Exits non-zero unless every step succeeded
+(or skipped itself with a reason) and the account is flat at the close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from openbell import calendar
+from openbell.pg import EmbeddedPostgres, drop_database, ensure_database
+from openbell.report import build_report, render
+from openbell.runtime.airflow import TERMINAL, AirflowStack
+from openbell.runtime.paths import home_dir
+from openbell.sim.testing import SimProcess
+from openbell.store.db import make_engine, upgrade
+
+log = logging.getLogger(__name__)
+
+DEMO_KEY = "openbell-demo-key"
+DEMO_SECRET = "openbell-demo-secret"
+
+
+@dataclass
+class DayResult:
+    """The outcome of a rehearsed day."""
+
+    run_id: str
+    run_state: str
+    task_states: dict[str, str]
+    report: dict[str, Any]
+    state_url: str = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        steps_ok = all(s["status"] in ("success", "skipped") for s in self.report["steps"])
+        return self.run_state == "success" and steps_ok and self.report["flat_at_close"]
+
+
+def latest_session() -> date:
+    """The latest completed NYSE session."""
+    return calendar.last_completed_session(datetime.now(UTC)).date
+
+
+def _fresh_databases(home: Path, tag: str) -> tuple[str, str, EmbeddedPostgres]:
+    server = EmbeddedPostgres(home / "pg")
+    server.start()
+    base = server.url()
+    urls = []
+    for name in (f"openbell_{tag}", f"airflow_{tag}"):
+        drop_database(base, name)
+        urls.append(ensure_database(base, name))
+    return urls[0], urls[1], server
+
+
+def rehearse(
+    session_date: date,
+    *,
+    speed: float,
+    sim_args: Sequence[str] = (),
+    home: Path | None = None,
+    keep_running: bool = False,
+    timeout: float = 1800,
+    progress: Callable[[str], None] = print,
+    on_running: Callable[[AirflowStack, SimProcess, str], None] | None = None,
+    on_finished: Callable[[AirflowStack, SimProcess, str], None] | None = None,
+) -> DayResult:
+    """Run ``session_date`` through Airflow against a fresh simulator and fresh databases.
+
+    ``on_running`` is called once the run exists (tests inject faults there), ``on_finished`` after
+    it ended, while the simulator still answers (tests ask the broker there).
+    """
+    home = home or home_dir()
+    tag = session_date.strftime("%Y%m%d")
+    progress(f"starting Postgres under {home / 'pg'}")
+    state_url, airflow_url, _server = _fresh_databases(home, tag)
+    upgrade(state_url)
+    sim_dir = home / "sim" / tag
+    shutil.rmtree(sim_dir, ignore_errors=True)
+    sim = SimProcess(date=session_date.isoformat(), speed=speed, start="09:25", data_dir=sim_dir,
+                     key=DEMO_KEY, secret=DEMO_SECRET, extra_args=list(sim_args))
+    stack = AirflowStack(home / "airflow", airflow_url, state_url, sim.config(),
+                         extra_env={"OPENBELL_DAG_END_DATE": session_date.isoformat()})
+    progress("migrating Airflow's metadata database and starting scheduler, dag-processor, triggerer, api-server")
+    stack.migrate()
+    stack.start()
+    try:
+        stack.wait_ready()
+        progress(f"Airflow is up at {stack.api_url} (login admin / {stack.admin_password})")
+        sim.start()
+        progress(f"simulator for {session_date} at {sim.base_url}, {speed:g}x market speed, from 09:25 ET")
+        run_id = _wait_for_run(stack, session_date, timeout=120)
+        progress(f"run {run_id} created by the NYSE timetable")
+        if on_running:
+            on_running(stack, sim, run_id)
+        state, tasks = _follow(stack, sim, run_id, timeout, progress)
+        if on_finished:
+            on_finished(stack, sim, run_id)
+        report = build_report(make_engine(state_url), session_date)
+        result = DayResult(run_id, state, tasks, report, state_url)
+        if keep_running:
+            progress(f"\nAirflow UI: {stack.api_url}  login: admin / {stack.admin_password}  (Ctrl-C to stop)")
+            _block()
+        return result
+    finally:
+        sim.stop()
+        stack.stop()
+
+
+def _wait_for_run(stack: AirflowStack, session_date: date, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    s = calendar.session(session_date)
+    assert s is not None
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        for run in stack.dag_runs():
+            if run.get("data_interval_start") and datetime.fromisoformat(run["data_interval_start"]) == s.open:
+                return str(run["dag_run_id"])
+        time.sleep(1)
+    raise TimeoutError(f"the scheduler created no run for {session_date} within {timeout:.0f}s")
+
+
+def _follow(
+    stack: AirflowStack, sim: SimProcess, run_id: str, timeout: float, progress: Callable[[str], None]
+) -> tuple[str, dict[str, str]]:
+    """Print task state changes with the market time until the run ends."""
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    state = "running"
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        tasks = {ti["task_id"]: str(ti.get("state") or "none") for ti in stack.task_instances(run_id)}
+        changed = {k: v for k, v in tasks.items() if seen.get(k) != v}
+        if changed:
+            try:
+                market = datetime.fromisoformat(sim.clock()["market_time"]).astimezone(calendar.ET)
+                stamp = market.strftime("%H:%M ET")
+            except Exception:
+                stamp = "--:-- ET"
+            for task_id, st in sorted(changed.items()):
+                progress(f"  [{stamp}] {task_id:<18} {st}")
+            seen.update(changed)
+        state = str(stack.dag_run(run_id).get("state"))
+        if state in ("success", "failed") and all(v in TERMINAL for v in tasks.values()):
+            return state, tasks
+        time.sleep(1)
+    raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f}s (tasks: {seen})")
+
+
+def _block() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``openbell demo [--date D] [--speed S] [--sim-option ARG]... [--keep-running]``."""
+    parser = argparse.ArgumentParser(prog="openbell demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--date", type=date.fromisoformat, help="session to simulate (default: the latest completed)")
+    parser.add_argument("--speed", type=float, default=120.0, help="market seconds per wall second (default 120)")
+    parser.add_argument("--sim-option", action="append", default=[], metavar="ARG",
+                        help="pass an argument to the simulator, e.g. --sim-option=--seed-position=AAPL:10")
+    parser.add_argument("--keep-running", action="store_true", help="leave Airflow's UI up after the day")
+    parser.add_argument("--json", action="store_true", help="print the final report as JSON")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    session_date = args.date or latest_session()
+    if calendar.session(session_date) is None:
+        parser.error(f"{session_date} is not an NYSE session")
+    result = rehearse(session_date, speed=args.speed, sim_args=args.sim_option, keep_running=args.keep_running)
+    print()
+    if args.json:
+        import json
+
+        from openbell.report import _json_default
+
+        print(json.dumps(result.report, default=_json_default, indent=2))
+    else:
+        print(render(result.report))
+    print(f"\nrun {result.run_id}: {result.run_state}; " + ("OK" if result.ok else "NOT OK"))
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""The trading task as an Airflow sensor: one poke trades the session and succeeds at the close."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator
+
+from openbell import steps
+
+
+class LiveTradingSensor(BaseSensorOperator):
+    """Streams bars and trades until the session is over; every attempt resumes from Postgres and the broker.
+
+    A single poke runs the whole session (the sensor's timeout and ``execution_timeout`` bound it); an
+    error fails the attempt and Airflow's retry starts a fresh one that reconciles and continues.
+    """
+
+    ui_color = "#fdebd0"
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("mode", "poke")
+        kwargs.setdefault("poke_interval", 5)
+        super().__init__(**kwargs)
+
+    def poke(self, context: Any) -> bool:
+        steps.live_trading(context)
+        return True

@@ -1,0 +1,84 @@
+"""One trader per session: a Postgres advisory lock held on a dedicated connection for the whole run."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from datetime import date
+from types import TracebackType
+
+from sqlalchemy import Connection, Engine, text
+
+log = logging.getLogger(__name__)
+
+
+class SessionLocked(RuntimeError):
+    """Another attempt is trading this session."""
+
+
+def lock_key(session_date: date) -> int:
+    """A stable signed 64-bit advisory-lock key for a session."""
+    digest = hashlib.blake2b(f"openbell:live-session:{session_date.isoformat()}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+class SessionLock:
+    """``with SessionLock(engine, d, wait=30):`` holds the session's advisory lock or raises SessionLocked.
+
+    The lock lives as long as its connection: if this process dies, Postgres releases it.
+    """
+
+    def __init__(self, engine: Engine, session_date: date, *, wait: float = 30.0, poll: float = 0.5) -> None:
+        self.engine = engine
+        self.session_date = session_date
+        self.wait = wait
+        self.poll = poll
+        self.key = lock_key(session_date)
+        self._conn: Connection | None = None
+
+    def acquire(self) -> None:
+        conn = self.engine.connect()
+        give_up = time.monotonic() + self.wait
+        try:
+            while True:
+                got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
+                conn.commit()
+                if got:
+                    self._conn = conn
+                    return
+                if time.monotonic() >= give_up:
+                    raise SessionLocked(
+                        f"session {self.session_date} is already being traded by another attempt "
+                        f"(advisory lock {self.key} held); waited {self.wait:.0f}s, not trading beside it"
+                    )
+                log.info("session %s locked by another attempt; waiting", self.session_date)
+                time.sleep(self.poll)
+        except BaseException:
+            conn.close()
+            raise
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            conn.commit()
+        except Exception as exc:  # the connection is gone: Postgres released the lock with it
+            log.warning("advisory unlock failed (%s)", type(exc).__name__)
+        finally:
+            conn.close()
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None
+
+    def __enter__(self) -> SessionLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()

@@ -1,0 +1,824 @@
+"""The live trading loop: streamed bars in, strategy and risk, market orders out, state to Postgres.
+
+One asyncio loop owns the hot path (bar -> minute complete -> strategy -> risk -> order dispatch).
+Orders go out on a small thread pool, Postgres writes through :class:`Writer`, and the slow chores
+(parameter reloads, the session phase, broker sync, REST refills) run on helper threads, so nothing
+on the hot path waits for Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from alpaca.trading.client import TradingClient
+from alpaca.trading.models import TradeUpdate
+from sqlalchemy import Connection, Engine, text
+
+from openbell import alpaca as ob_alpaca
+from openbell.alpaca import AlpacaConfig
+from openbell.broker import book
+from openbell.broker.ids import client_order_id
+from openbell.broker.journal import event
+from openbell.broker.orders import SubmitResult, error_message, find_order, submit
+from openbell.broker.reconcile import ReconcileReport, order_row, reconcile, signed_qty
+from openbell.broker.updates import apply_trade_update
+from openbell.calendar import Session, previous_sessions
+from openbell.calendar import session as session_of
+from openbell.clock import MarketClock
+from openbell.marketdata import Window, fetch_bars
+from openbell.session.fence import SessionLock
+from openbell.session.minutes import MINUTE, MinuteBook
+from openbell.session.portfolio import OrderIntent, Portfolio
+from openbell.session.writer import Writer
+from openbell.store.bars import load_bars, upsert_bars
+from openbell.store.params import latest_params
+from openbell.store.sessions import get_phase, set_phase
+from openbell.strategy import Bar, InvalidParams, RiskGate, RiskLimits, Strategy, build
+from openbell.strategy.base import DEFAULT_UNIVERSE
+
+log = logging.getLogger(__name__)
+
+FINAL = book.FINAL_STATUSES
+SWITCH_INTERVAL = 0.0005  # seconds; Python's default of 5 ms would dominate bar->order latency
+HOUSEKEEPING_DELAY = 0.02  # wall seconds after a decision
+BAR_COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
+
+
+class SessionOver(RuntimeError):
+    """The session has closed (market time): there is nothing left to trade."""
+
+
+@dataclass
+class SessionReport:
+    """The live step's summary."""
+
+    session_date: str
+    bars: int = 0
+    decisions: int = 0
+    orders: int = 0
+    rejected: int = 0
+    fills: int = 0
+    reconnects: int = 0
+    stream_restarts: int = 0
+    refills: int = 0
+    refilled_bars: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    param_versions: list[int | None] = field(default_factory=list)
+    params_refused: int = 0
+    liquidating_seen: bool = False
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    latency_samples: int = 0
+    start_equity: float | None = None
+    end_equity: float | None = None
+    writer: dict[str, int] = field(default_factory=dict)
+    reconcile: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Candidate:
+    strategy: Strategy
+    version_id: int | None
+    warmed_through: datetime | None
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))
+    return round(ordered[k], 3)
+
+
+def _floor_minute(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0)
+
+
+def _bars_frame(rows: list[Bar]) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        [(b.ts, b.symbol, b.open, b.high, b.low, b.close, b.volume) for b in rows], columns=BAR_COLUMNS
+    )
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    return frame
+
+
+def _frame_bars(frame: pd.DataFrame) -> list[Bar]:
+    return [
+        Bar(
+            str(r.symbol),
+            pd.Timestamp(r.timestamp).to_pydatetime(),
+            float(r.open),
+            float(r.high),
+            float(r.low),
+            float(r.close),
+            float(r.volume),
+        )
+        for r in frame.itertuples(index=False)
+    ]
+
+
+_INSERT_BAR = text(
+    "INSERT INTO bars (symbol, ts, open, high, low, close, volume, trade_count, vwap, source)"
+    " VALUES (:symbol, :ts, :open, :high, :low, :close, :volume, :trade_count, :vwap, :source)"
+    " ON CONFLICT (symbol, ts) DO NOTHING"
+)
+
+
+class LiveSession:
+    """One attempt at trading one session. Build it, then ``await run()`` (or use run_live_session)."""
+
+    def __init__(
+        self,
+        config: AlpacaConfig,
+        engine: Engine,
+        session: Session,
+        *,
+        clock: MarketClock,
+        strategy_name: str = "momentum_rotation",
+        params_override: dict[str, Any] | None = None,
+        risk: RiskLimits | RiskGate | None = None,
+        universe: Sequence[str] = DEFAULT_UNIVERSE,
+        min_notional: float = 100.0,
+        warmup_sessions: int = 5,
+        silence_minutes: float = 3.0,
+        grace_seconds: float = 2.0,
+        wall_grace: float = 0.15,
+        sync_every: int = 1,
+        order_threads: int = 4,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.session = session
+        self.d: date = session.date
+        self.clock = clock
+        self.strategy_name = strategy_name
+        self.params_override = params_override
+        self.universe = tuple(dict.fromkeys(s.upper() for s in universe))
+        if not self.universe:
+            raise ValueError("the universe is empty")
+        if isinstance(risk, RiskGate):
+            self.gate = risk
+        else:
+            self.gate = RiskGate(risk or RiskLimits(), universe=self.universe)
+        self.min_notional = float(min_notional)
+        self.warmup_sessions = int(warmup_sessions)
+        self.silence = timedelta(minutes=silence_minutes)
+        self.grace = timedelta(seconds=grace_seconds)
+        self.wall_grace = wall_grace
+        self.sync_every = max(1, sync_every)
+        self.order_threads = order_threads
+        self.report = SessionReport(session_date=session.date.isoformat())
+        self.latencies: list[float] = []
+        self.portfolio = Portfolio()
+        self.strategy: Strategy | None = None
+        self.version_id: int | None = None
+        self.liquidating = False
+        self.seq = 0
+        self._refused: set[int] = set()
+        self._candidate: _Candidate | None = None
+        self._warm_bars: list[Bar] = []
+        self._today: list[tuple[datetime, dict[str, Bar]]] = []
+        self._working_since: dict[str, int] = {}
+        self._last_seen: datetime = session.open
+        self._local = threading.local()
+        self._hk_busy = False
+        self._closing = False
+        self._refilled: set[datetime] = set()
+        self._streams: list[Any] = []
+        self._stream_tasks: list[asyncio.Task[None]] = []
+        self._connects = 0
+
+    # -- preparation (blocking, before the loop trades) -----------------------------------------
+
+    def prepare(self) -> None:
+        """Reconcile, choose parameters, warm the strategy up with no gap, load the account."""
+        phase = get_phase(self.engine, self.d)
+        winding_down = phase in ("liquidating", "closed")  # leave the liquidation's orders alone
+        rec: ReconcileReport = reconcile(self.config, self.engine, self.d, cancel_foreign=not winding_down)
+        self.report.reconcile = rec.as_dict()
+        with self.engine.connect() as conn:
+            self.seq = max(rec.max_decision_seq, book.max_decision_seq(conn, self.d)) + 1
+        if phase in (None, "pre_open"):
+            set_phase(self.engine, self.d, "trading", open_at=self.session.open, close_at=self.session.close)
+        self.liquidating = phase in ("liquidating", "closed")
+
+        self.strategy, self.version_id = self._initial_strategy()
+        self.report.param_versions.append(self.version_id)
+
+        now = self.clock.now()
+        start_minute = max(self.session.open, _floor_minute(now))
+        self._warm_bars = self._history(start_minute)
+        self.strategy.warmup(_bars_frame(self._warm_bars))
+        self.book = MinuteBook(self.universe, start_minute)
+        self._last_seen = max(start_minute, _floor_minute(now))
+
+        client = self.config.trading_client()
+        account = ob_alpaca.call(client.get_account, what="get_account")
+        positions = ob_alpaca.call(client.get_all_positions, what="get_all_positions")
+        self.portfolio.cash = float(account.cash)
+        for b in self._warm_bars:
+            self.portfolio.prices[b.symbol] = b.close  # bars are in time order per symbol
+        for p in positions:
+            self.portfolio.positions[p.symbol] = signed_qty(p)
+            if p.current_price is not None and p.symbol not in self.portfolio.prices:
+                self.portfolio.prices[p.symbol] = float(p.current_price)
+        self.report.start_equity = round(self.portfolio.equity(), 2)
+        if self.gate.day_start_equity is None:  # the loss limit counts from the day's first equity
+            with self.engine.connect() as conn:
+                first = conn.execute(
+                    text("SELECT equity FROM equity WHERE session_date = :d ORDER BY ts LIMIT 1"),
+                    {"d": self.d},
+                ).scalar()
+            self.gate.start_day(float(first) if first else max(self.portfolio.equity(), 1.0))
+
+    def _initial_strategy(self) -> tuple[Strategy, int | None]:
+        if self.params_override is not None:
+            return build(
+                self.strategy_name, self.params_override, self.universe
+            ), None  # InvalidParams: refuse
+        pv = latest_params(self.engine, self.strategy_name)
+        if pv is None:
+            return build(self.strategy_name, None, self.universe), None
+        try:
+            return build(self.strategy_name, pv.params, self.universe), pv.id
+        except InvalidParams as exc:
+            self._refused.add(pv.id)
+            self.report.params_refused += 1
+            event(self.engine, self.d, "params_refused", {"version_id": pv.id, "error": str(exc)})
+            return build(self.strategy_name, None, self.universe), None
+
+    def _history(self, until: datetime) -> list[Bar]:
+        """Stored bars of the last sessions and today before ``until``; today's holes fetched by REST."""
+        prior = previous_sessions(self.d, self.warmup_sessions)
+        start = prior[0].open if prior else self.session.open
+        frame = load_bars(self.engine, self.universe, start, until)
+        expected = [m for m in self.session.minutes() if m < pd.Timestamp(until)]
+        if expected:
+            today = frame[frame["timestamp"] >= pd.Timestamp(self.session.open)]
+            have = set(zip(today["symbol"], today["timestamp"], strict=True))
+            holes = [m for m in expected for s in self.universe if (s, m) not in have]
+            if holes:
+                lo = min(holes).to_pydatetime()
+                fetched = fetch_bars(self.config, self.universe, Window(lo, until))
+                if len(fetched):
+                    upsert_bars(self.engine, fetched, source="rest")
+                    self.report.refills += 1
+                    self.report.refilled_bars += len(fetched)
+                    frame = load_bars(self.engine, self.universe, start, until)
+        frame = frame.sort_values(["timestamp", "symbol"], kind="stable")
+        return _frame_bars(frame)
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    async def run(self) -> SessionReport:
+        """Trade until the session is over (market time); return the summary."""
+        self.loop = asyncio.get_running_loop()
+        self.writer = Writer(self.engine)
+        self.orders_pool = ThreadPoolExecutor(self.order_threads, thread_name_prefix="openbell-orders")
+        self.aux_pool = ThreadPoolExecutor(2, thread_name_prefix="openbell-aux")
+        self._minute_ready = asyncio.Event()
+        watchdog: asyncio.Task[None] | None = None
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)  # an order thread must not wait 5 ms for the GIL
+        try:
+            await asyncio.to_thread(self.prepare)
+            self.report.first_seq = self.seq
+            self._last_seen = max(self._last_seen, await self.clock.anow())
+            self._start_bar_stream()
+            self._start_trade_stream()
+            watchdog = asyncio.create_task(self._watchdog())
+            await self._drive()
+            await self.clock.wait_until(self.session.close)
+        finally:
+            self._closing = True
+            if watchdog is not None:
+                watchdog.cancel()
+            await self._stop_streams()
+            self.orders_pool.shutdown(wait=True)
+            self.aux_pool.shutdown(wait=True)
+            self._finish()
+            sys.setswitchinterval(switch)
+        return self.report
+
+    def _finish(self) -> None:
+        if self.strategy is not None:
+            self.report.end_equity = round(self.portfolio.equity(), 2)
+            self.report.last_seq = self.seq - 1 if self.report.decisions else None
+        self.report.latency_p50_ms = _percentile(self.latencies, 0.50)
+        self.report.latency_p99_ms = _percentile(self.latencies, 0.99)
+        self.report.latency_samples = len(self.latencies)
+        self.report.reconnects = max(0, self._connects - 1 - self.report.stream_restarts)
+        summary = {k: v for k, v in self.report.as_dict().items() if k not in ("reconcile", "writer")}
+        self.writer.put(lambda conn: event(conn, self.d, "live_session_end", summary))
+        self.writer.close(timeout=30.0)
+        self.report.writer = asdict(self.writer.stats)
+
+    async def _drive(self) -> None:
+        while self.book.next_minute < self.session.close:
+            t = self.book.next_minute
+            if not self.book.complete(t):
+                await self._wait_minute(t)
+            refilled = False
+            if not self.book.complete(t):
+                refilled = await self._refill(t)
+            ready = None if refilled or t in self._refilled else self.book.completed_at(t)
+            self._refilled.discard(t)
+            bars = self.book.take(t)
+            stale = self.book.complete(t + MINUTE)  # catching up: only the latest minute may trade
+            self._decide(t, bars, ready, trade=not stale)
+            log.debug("minute %s decided (%s, %d bars)", t, "refill" if refilled else "stream", len(bars))
+            self._housekeeping_tick()
+
+    async def _wait_minute(self, t: datetime) -> None:
+        due = t + MINUTE + self.grace
+        await self.clock.anow()  # refresh the sim mapping without blocking the loop
+        while not self.book.complete(t):
+            remaining = self.clock.wall_deadline(due) + self.wall_grace - time.time()
+            if remaining <= 0:
+                return
+            self._minute_ready.clear()
+            if self.book.complete(t):
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._minute_ready.wait(), timeout=min(remaining, 1.0))
+
+    async def _refill(self, t: datetime) -> bool:
+        """Fetch through REST every completed minute from ``t`` missing from the stream."""
+        now = await self.clock.anow()
+        end = max(t + MINUTE, _floor_minute(now))
+        missing = sorted(self.book.missing(t))
+        try:
+            frame = await asyncio.get_running_loop().run_in_executor(
+                self.aux_pool, fetch_bars, self.config, self.universe, Window(t, end)
+            )
+        except Exception as exc:
+            reason = error_message(exc)
+            log.warning("refill of %s failed: %s", t, reason)
+            self.writer.put(
+                lambda conn: event(conn, self.d, "refill_failed", {"minute": t, "error": reason})
+            )
+            return True
+        added = 0
+        for bar in _frame_bars(frame):
+            if self.book.add(bar):
+                self._refilled.add(bar.ts)
+                added += 1
+                self._store_bar(bar, "rest", None, None)
+        self.report.refills += 1
+        self.report.refilled_bars += added
+        payload = {"minute": t, "until": end, "missing": missing, "bars": added}
+        self.writer.put(lambda conn: event(conn, self.d, "refill", payload))
+        return True
+
+    # -- the hot path -----------------------------------------------------------------------------
+
+    def _decide(self, t: datetime, bars: dict[str, Bar], ready: float | None, *, trade: bool) -> None:
+        assert self.strategy is not None
+        if self._candidate is not None:
+            self._swap_strategy()
+        for b in bars.values():
+            self.portfolio.prices[b.symbol] = b.close
+        equity = self.portfolio.equity()
+        try:
+            targets = self.strategy.on_minute(t, bars)
+            weights, notes = self.gate.apply(targets, equity)
+        except Exception as exc:  # a strategy or risk failure skips this minute's trading, loudly
+            log.exception("decision at %s failed", t)
+            targets, weights, notes, trade = {}, {}, [f"decision failed: {exc}"], False
+        seq = self.seq
+        self.seq += 1
+        self._today.append((t, bars))
+        intents: list[OrderIntent] = []
+        if trade and not self.liquidating and t + MINUTE < self.session.close:  # the close ends trading
+            intents = self.portfolio.intents(weights, self.universe, self.min_notional)
+        for intent in intents:
+            coid = client_order_id(self.d, seq, intent.symbol)
+            self.portfolio.add_working(coid, intent)
+            self._working_since[coid] = seq
+            self.orders_pool.submit(self._send, coid, seq, intent, ready)
+        self.report.decisions += 1
+        self.report.orders += len(intents)
+        self._record_decision(t, seq, targets, weights, notes, intents, equity)
+
+    def _send(self, coid: str, seq: int, intent: OrderIntent, ready: float | None) -> None:
+        client: TradingClient | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self.config.trading_client()
+        if ready is not None:
+            self.latencies.append((time.perf_counter() - ready) * 1000.0)
+        try:
+            result = submit(
+                client, client_order_id=coid, symbol=intent.symbol, qty=intent.qty, side=intent.side
+            )
+        except Exception as exc:
+            result = SubmitResult(coid, "unknown", reason=error_message(exc))
+        self.loop.call_soon_threadsafe(self._on_submitted, seq, intent, result)
+
+    def _on_submitted(self, seq: int, intent: OrderIntent, result: SubmitResult) -> None:
+        coid = result.client_order_id
+        if result.order is not None:
+            row = order_row(result.order, self.d, "strategy", f"target weight {intent.target_weight:.4f}")
+            if str(getattr(result.order.status, "value", result.order.status)) in FINAL:
+                self.portfolio.order_done(coid)
+        else:
+            self.report.rejected += int(result.outcome == "rejected")
+            if result.outcome == "rejected":
+                self.portfolio.order_done(coid)
+                self._working_since.pop(coid, None)
+            row = book.OrderRow(
+                client_order_id=coid,
+                session_date=self.d,
+                symbol=intent.symbol,
+                side=intent.side,
+                qty=intent.qty,
+                status="rejected" if result.outcome == "rejected" else "unknown",
+                decision_seq=seq,
+                reason=f"target weight {intent.target_weight:.4f}",
+                reject_reason=result.reason,
+            )
+            payload = {
+                "client_order_id": coid,
+                "outcome": result.outcome,
+                "reason": result.reason,
+                "http_status": result.http_status,
+            }
+            self.writer.put(lambda conn: event(conn, self.d, "order_rejected", payload))
+        self.writer.put(lambda conn: book.upsert_order(conn, row))
+
+    async def _on_bar(self, raw: Any) -> None:
+        bar = Bar(
+            raw.symbol,
+            raw.timestamp,
+            float(raw.open),
+            float(raw.high),
+            float(raw.low),
+            float(raw.close),
+            float(raw.volume),
+        )
+        self.report.bars += 1
+        if bar.ts + MINUTE > self._last_seen:
+            self._last_seen = bar.ts + MINUTE
+        if self.book.add(bar):
+            if self.book.complete(self.book.next_minute):
+                self._minute_ready.set()
+            self._store_bar(bar, "stream", raw.trade_count, raw.vwap)
+
+    async def _on_trade_update(self, update: TradeUpdate) -> None:
+        order = update.order
+        coid = order.client_order_id
+        name = str(getattr(update.event, "value", update.event))
+        status = str(getattr(order.status, "value", order.status))
+        if name in ("fill", "partial_fill") and update.execution_id is not None:
+            qty = float(update.qty if update.qty is not None else order.filled_qty or 0)
+            price = float(update.price if update.price is not None else order.filled_avg_price or 0)
+            remaining = float(order.qty or 0) - float(order.filled_qty or 0)
+            side = str(getattr(order.side, "value", order.side))
+            if self.portfolio.on_fill(
+                str(update.execution_id),
+                coid,
+                order.symbol or "",
+                side,
+                qty,
+                price,
+                update.position_qty,
+                remaining,
+                status in FINAL,
+            ):
+                self.report.fills += 1
+        if status in FINAL:
+            self.portfolio.order_done(coid)
+            self._working_since.pop(coid, None)
+        self.writer.put(lambda conn: apply_trade_update(conn, self.d, update))
+
+    # -- Postgres records (queued) ----------------------------------------------------------------
+
+    def _store_bar(self, bar: Bar, source: str, trade_count: Any, vwap: Any) -> None:
+        params = {
+            "symbol": bar.symbol,
+            "ts": bar.ts,
+            "open": bar.open,
+            "high": bar.high,
+            "low": bar.low,
+            "close": bar.close,
+            "volume": bar.volume,
+            "trade_count": int(trade_count) if trade_count is not None else None,
+            "vwap": float(vwap) if vwap is not None else None,
+            "source": source,
+        }
+        self.writer.put(lambda conn: conn.execute(_INSERT_BAR, params))
+
+    def _record_decision(
+        self,
+        t: datetime,
+        seq: int,
+        targets: dict[str, float],
+        weights: dict[str, float],
+        notes: list[str],
+        intents: list[OrderIntent],
+        equity: float,
+    ) -> None:
+        d, version = self.d, self.version_id
+        scores = getattr(self.strategy, "last_scores", None) or {}
+        cash, gross = self.portfolio.cash, self.portfolio.gross_exposure()
+        rows = [
+            {"d": d, "ts": t, "s": s, "score": _num(scores.get(s)), "w": _num(weights.get(s, 0.0))}
+            for s in self.universe
+        ]
+        orders = [
+            book.OrderRow(
+                client_order_id=client_order_id(d, seq, i.symbol),
+                session_date=d,
+                symbol=i.symbol,
+                side=i.side,
+                qty=i.qty,
+                status="pending_new",
+                decision_seq=seq,
+                reason=f"target weight {i.target_weight:.4f}",
+            )
+            for i in intents
+        ]
+        payload = {
+            "raw": {k: _num(v) for k, v in targets.items()},
+            "weights": {k: _num(v) for k, v in weights.items()},
+            "notes": notes,
+        }
+
+        def write(conn: Connection) -> None:
+            from openbell.store.db import json_dumps
+
+            conn.execute(
+                text(
+                    "INSERT INTO decisions (session_date, seq, ts, targets, param_version_id)"
+                    " VALUES (:d, :seq, :ts, CAST(:targets AS jsonb), :v) ON CONFLICT DO NOTHING"
+                ),
+                {"d": d, "seq": seq, "ts": t, "targets": json_dumps(payload), "v": version},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO signals (session_date, ts, symbol, score, weight)"
+                    " VALUES (:d, :ts, :s, :score, :w) ON CONFLICT (session_date, ts, symbol)"
+                    " DO UPDATE SET score = EXCLUDED.score, weight = EXCLUDED.weight"
+                ),
+                rows,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO equity (session_date, ts, equity, cash, gross_exposure)"
+                    " VALUES (:d, :ts, :e, :c, :g) ON CONFLICT (session_date, ts)"
+                    " DO UPDATE SET equity = EXCLUDED.equity, cash = EXCLUDED.cash,"
+                    " gross_exposure = EXCLUDED.gross_exposure"
+                ),
+                {"d": d, "ts": t + MINUTE, "e": equity, "c": cash, "g": gross},
+            )
+            for row in orders:
+                book.upsert_order(conn, row)
+
+        self.writer.put(write)
+
+    # -- hot reload, phase, broker sync (helper threads) ------------------------------------------
+
+    def _housekeeping_tick(self) -> None:
+        if self._hk_busy:
+            return
+        self._hk_busy = True
+        snapshot = list(self._today)
+        sync = self.report.decisions % self.sync_every == 0
+        stale = [c for c, s in self._working_since.items() if self.seq - s >= 2]
+        # started a moment later so it does not compete with the order threads for the GIL
+        self.loop.call_later(HOUSEKEEPING_DELAY, self._start_housekeeping, snapshot, sync, stale)
+
+    def _start_housekeeping(self, *args: Any) -> None:
+        if self._closing:
+            self._hk_busy = False
+            return
+        self.aux_pool.submit(self._housekeeping, *args)
+
+    def _housekeeping(
+        self, snapshot: list[tuple[datetime, dict[str, Bar]]], sync: bool, stale: list[str]
+    ) -> None:
+        try:
+            phase = get_phase(self.engine, self.d)
+            if phase in ("liquidating", "closed"):
+                self.loop.call_soon_threadsafe(self._enter_liquidation, phase)
+            if self.params_override is None:
+                self._check_params(snapshot)
+            if stale:
+                self._poll_orders(stale)
+            if sync:
+                self._sync_account()
+        except Exception as exc:  # a chore failing must not stop trading
+            log.warning("housekeeping failed: %s", error_message(exc))
+        finally:
+            self._hk_busy = False
+
+    def _enter_liquidation(self, phase: str) -> None:
+        if not self.liquidating:
+            log.info("session %s is %s: no new orders", self.d, phase)
+        self.liquidating = True
+        self.report.liquidating_seen = True
+
+    def _check_params(self, snapshot: list[tuple[datetime, dict[str, Bar]]]) -> None:
+        pv = latest_params(self.engine, self.strategy_name)
+        if pv is None or pv.id == self.version_id or pv.id in self._refused:
+            return
+        if self._candidate is not None and self._candidate.version_id == pv.id:
+            return
+        try:
+            strategy = build(self.strategy_name, pv.params, self.universe)
+        except InvalidParams as exc:
+            self._refused.add(pv.id)
+            self.report.params_refused += 1
+            event(
+                self.engine,
+                self.d,
+                "params_refused",
+                {"version_id": pv.id, "error": str(exc), "incumbent": self.version_id},
+            )
+            return
+        today = [b for _, bars in snapshot for b in bars.values()]
+        strategy.warmup(_bars_frame(self._warm_bars + today))
+        through = snapshot[-1][0] if snapshot else None
+        candidate = _Candidate(strategy, pv.id, through)
+        self.loop.call_soon_threadsafe(setattr, self, "_candidate", candidate)
+
+    def _swap_strategy(self) -> None:
+        cand, self._candidate = self._candidate, None
+        assert cand is not None
+        for m, bars in self._today:
+            if cand.warmed_through is None or m > cand.warmed_through:
+                cand.strategy.on_minute(m, bars)
+        previous, self.strategy, self.version_id = self.version_id, cand.strategy, cand.version_id
+        self.report.param_versions.append(cand.version_id)
+        payload = {"from": previous, "to": cand.version_id}
+        self.writer.put(lambda conn: event(conn, self.d, "params_reloaded", payload))
+
+    def _poll_orders(self, coids: list[str]) -> None:
+        client = self.config.trading_client()
+        for coid in coids:
+            order = find_order(client, coid)
+            if order is None:
+                continue
+            status = str(getattr(order.status, "value", order.status))
+            if status in FINAL:
+                row = order_row(order, self.d, "strategy")
+                self.loop.call_soon_threadsafe(self._order_polled, coid, row)
+
+    def _order_polled(self, coid: str, row: book.OrderRow) -> None:
+        self.portfolio.order_done(coid)
+        self._working_since.pop(coid, None)
+        self.writer.put(lambda conn: book.upsert_order(conn, row))
+
+    def _sync_account(self) -> None:
+        client = self.config.trading_client()
+        account = ob_alpaca.call(client.get_account, what="get_account")
+        positions = {p.symbol: signed_qty(p) for p in ob_alpaca.call(client.get_all_positions)}
+        self.loop.call_soon_threadsafe(self._apply_sync, float(account.cash), positions)
+
+    def _apply_sync(self, cash: float, positions: dict[str, float]) -> None:
+        if self.portfolio.working:  # orders in flight: the snapshot may predate their fills
+            return
+        self.portfolio.cash = cash
+        self.portfolio.positions = positions
+        self.writer.put(lambda conn: self._correct_book(conn, positions))
+
+    def _correct_book(self, conn: Connection, positions: dict[str, float]) -> None:
+        """The broker wins: fills the trade stream never delivered still end up in the position book."""
+        held = book.book_positions(conn, self.d)
+        for symbol in sorted(set(held) | set(positions)):
+            qty, origin = held.get(symbol, (0.0, "adopted"))
+            broker_qty = positions.get(symbol, 0.0)
+            if abs(qty - broker_qty) > 1e-9:
+                book.set_position(conn, self.d, symbol, broker_qty, None, origin)
+                event(conn, self.d, "book_corrected", {"symbol": symbol, "postgres_qty": qty, "broker_qty": broker_qty})
+
+    # -- streams ----------------------------------------------------------------------------------
+
+    def _counting(self, stream: Any) -> None:
+        original: Callable[[], Any] = stream._start_ws
+
+        async def start_ws() -> None:
+            self._connects += 1
+            await original()
+
+        stream._start_ws = start_ws
+        stream._reconnect_min_backoff = 0.25  # market minutes pass fast in simulation; 406 is retried
+        stream._reconnect_max_backoff = 5.0
+
+    def _start_bar_stream(self) -> None:
+        stream = self.config.data_stream()
+        self._counting(stream)
+        stream.subscribe_bars(self._on_bar, *self.universe)
+        self._bar_stream = stream
+        self._bar_task = asyncio.create_task(stream._run_forever())
+
+    def _start_trade_stream(self) -> None:
+        stream = self.config.trading_stream()
+        stream._reconnect_min_backoff = 0.25
+        stream._reconnect_max_backoff = 5.0
+        stream.subscribe_trade_updates(self._on_trade_update)
+        self._trade_stream = stream
+        self._trade_task = asyncio.create_task(stream._run_forever())
+
+    async def _kill(self, stream: Any, task: asyncio.Task[None]) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+            await asyncio.wait_for(asyncio.shield(task), timeout=2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(stream.close(), timeout=2.0)
+
+    async def _stop_streams(self) -> None:
+        if hasattr(self, "_bar_task"):
+            await self._kill(self._bar_stream, self._bar_task)
+        if hasattr(self, "_trade_task"):
+            await self._kill(self._trade_stream, self._trade_task)
+
+    async def _watchdog(self) -> None:
+        """Restart the bar stream when it has been silent for ``silence`` of market time."""
+        while True:
+            await asyncio.sleep(0.1)
+            try:
+                now = await self.clock.anow()
+            except Exception:
+                continue
+            if now < self.session.open or now >= self.session.close:
+                continue
+            if now - self._last_seen <= self.silence:
+                continue
+            log.warning("bar stream silent since %s (market %s): restarting it", self._last_seen, now)
+            self.report.stream_restarts += 1
+            payload = {"last_bar_end": self._last_seen, "market_time": now}
+            self.writer.put(lambda conn, p=payload: event(conn, self.d, "stream_restart", p))
+            self._last_seen = now
+            await self._kill(self._bar_stream, self._bar_task)
+            self._start_bar_stream()
+
+
+def _num(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def run_live_session(
+    config: AlpacaConfig,
+    engine: Engine,
+    session_date: date,
+    *,
+    clock: MarketClock,
+    strategy_name: str = "momentum_rotation",
+    params_override: dict[str, Any] | None = None,
+    risk: RiskLimits | RiskGate | None = None,
+    universe: Sequence[str] = DEFAULT_UNIVERSE,
+    min_notional: float = 100.0,
+    warmup_sessions: int = 5,
+    lock_wait: float = 30.0,
+    **options: Any,
+) -> SessionReport:
+    """Trade ``session_date`` until its close (market time) and return the summary.
+
+    Holds the session's advisory lock for the whole run (a second attempt waits ``lock_wait``
+    seconds, then raises SessionLocked); raises SessionOver when the close has passed. Options are
+    passed to :class:`LiveSession` (silence_minutes, grace_seconds, wall_grace, ...).
+    """
+    s = session_of(session_date)
+    if s is None:
+        raise ValueError(f"{session_date} is not an NYSE session")
+    with SessionLock(engine, session_date, wait=lock_wait):
+        now = clock.now()
+        if now >= s.close:
+            raise SessionOver(
+                f"session {session_date} is over (market time {now.isoformat()} >= close "
+                f"{s.close.isoformat()}); nothing to trade"
+            )
+        live = LiveSession(
+            config,
+            engine,
+            s,
+            clock=clock,
+            strategy_name=strategy_name,
+            params_override=params_override,
+            risk=risk,
+            universe=universe,
+            min_notional=min_notional,
+            warmup_sessions=warmup_sessions,
+            **options,
+        )
+        return asyncio.run(live.run())

@@ -1,0 +1,67 @@
+"""Assembling minutes from streamed bars: each (symbol, minute) applied once, minutes in order."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from openbell.strategy.base import Bar
+
+MINUTE = timedelta(minutes=1)
+
+
+class MinuteBook:
+    """Bars waiting for their minute's decision.
+
+    ``add`` refuses a bar for a minute already decided (late) or a symbol already held for that
+    minute (a duplicate); bars for later minutes wait (out of order is fine). ``complete_at`` keeps
+    the ``perf_counter`` instant the minute's last missing bar arrived.
+    """
+
+    def __init__(self, universe: Iterable[str], next_minute: datetime) -> None:
+        self.universe = frozenset(universe)
+        self.next_minute = next_minute
+        self._bars: dict[datetime, dict[str, Bar]] = {}
+        self._complete_at: dict[datetime, float] = {}
+        self.duplicates = 0
+        self.late = 0
+
+    def add(self, bar: Bar) -> bool:
+        """Keep ``bar`` if it is new and its minute is still to be decided."""
+        if bar.ts < self.next_minute:
+            self.late += 1
+            return False
+        minute = self._bars.setdefault(bar.ts, {})
+        if bar.symbol in minute:
+            self.duplicates += 1
+            return False
+        minute[bar.symbol] = bar
+        if bar.ts not in self._complete_at and self.universe <= minute.keys():
+            self._complete_at[bar.ts] = time.perf_counter()
+        return True
+
+    def complete(self, minute: datetime) -> bool:
+        return minute in self._complete_at
+
+    def completed_at(self, minute: datetime) -> float | None:
+        return self._complete_at.get(minute)
+
+    def missing(self, minute: datetime) -> set[str]:
+        return set(self.universe - self._bars.get(minute, {}).keys())
+
+    def take(self, minute: datetime) -> dict[str, Bar]:
+        """The bars of ``minute`` (which must be the next one); later minutes stay."""
+        if minute != self.next_minute:
+            raise ValueError(f"minutes are decided in order: expected {self.next_minute}, got {minute}")
+        bars = self._bars.pop(minute, {})
+        self._complete_at.pop(minute, None)
+        self.next_minute = minute + MINUTE
+        return bars
+
+    def skip_to(self, minute: datetime) -> None:
+        """Forget everything before ``minute`` (after a warmup that already covered it)."""
+        for m in [m for m in self._bars if m < minute]:
+            self._bars.pop(m)
+            self._complete_at.pop(m, None)
+        self.next_minute = max(self.next_minute, minute)

@@ -1,0 +1,7 @@
+"""An Alpaca-compatible market and broker simulator (``openbell sim``).
+
+Modules: :mod:`~openbell.sim.clock` (NYSE sessions, market time), :mod:`~openbell.sim.market` (synthetic
+bars as a library), :mod:`~openbell.sim.feed` (bar store, CSV, paging), :mod:`~openbell.sim.broker`,
+:mod:`~openbell.sim.streams`, :mod:`~openbell.sim.rest`, :mod:`~openbell.sim.faults`,
+:mod:`~openbell.sim.server`, :mod:`~openbell.sim.cli` and :mod:`~openbell.sim.testing` (``SimProcess``).
+"""

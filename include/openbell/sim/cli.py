@@ -1,0 +1,209 @@
+"""``openbell sim``: run the Alpaca-compatible market and broker simulator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+from openbell.sim.clock import default_session_date, nyse, parse_hhmm
+from openbell.sim.faults import Faults, parse_silence
+from openbell.sim.server import SimConfig, Simulator, serve
+
+DEMO_KEY = "openbell-demo-key"
+DEMO_SECRET = "openbell-demo-secret"
+
+
+def _date(text: str) -> date:
+    try:
+        d = date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+    if not nyse().is_session(d):
+        raise argparse.ArgumentTypeError(f"{text} is not an NYSE session (weekend or holiday)")
+    return d
+
+
+def _hhmm(text: str) -> str:
+    try:
+        h, m, s = parse_hhmm(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return f"{h:02d}:{m:02d}" + (f":{s:02d}" if s else "")
+
+
+def _silence(text: str) -> tuple[str, int]:
+    try:
+        return parse_silence(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _position(text: str) -> tuple[str, float]:
+    sym, _, qty = text.partition(":")
+    try:
+        q = float(qty)
+    except ValueError:
+        q = 0.0
+    if not sym or q == 0:
+        raise argparse.ArgumentTypeError(f"expected SYMBOL:QTY with a non-zero QTY, got {text!r}")
+    return sym.upper(), q
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return v
+
+
+def _nonneg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
+
+
+def _rate(text: str) -> float:
+    v = _nonneg(text)
+    if v > 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1, got {text!r}")
+    return v
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="openbell sim",
+        description="An Alpaca-compatible market and broker simulator on one port: trading REST /v2/..., "
+        "market data /v2/stocks/..., market-data streams /v2/iex and /v2/sip, trade updates /stream, and "
+        "/sim/clock, /sim/faults, /sim/health. It plays one NYSE session at SPEED market seconds per wall "
+        "second and keeps running past the close.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("market time")
+    g.add_argument("--date", type=_date, default=None,
+                   help="NYSE session to play, YYYY-MM-DD (default: the latest session before today)")
+    g.add_argument("--speed", type=_positive, default=60.0, help="market seconds per wall-clock second")
+    g.add_argument("--start", type=_hhmm, default="09:25", help="market time (ET, HH:MM[:SS]) to start at")
+    g.add_argument("--reset-clock", action="store_true",
+                   help="start the clock afresh even if the data dir holds a running clock for the same "
+                        "date, speed and start (by default a restart resumes the clock as if never stopped)")
+    g = p.add_argument_group("server")
+    g.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    g.add_argument("--port", type=int, default=5055, help="port to listen on")
+    g.add_argument("--data-dir", type=Path, default=Path(".openbell/sim"),
+                   help="directory of the broker's persistent state (account, orders, positions, clock)")
+    g.add_argument("--api-key", default=None,
+                   help=f"API key id clients must send (default: $APCA_API_KEY_ID, else {DEMO_KEY!r})")
+    g.add_argument("--secret-key", default=None,
+                   help="API secret clients must send (default: $APCA_API_SECRET_KEY, else a fixed demo "
+                        "secret that is printed at start)")
+    g.add_argument("--max-stream-connections", type=int, default=1,
+                   help="market-data stream connections allowed per key (Alpaca allows 1)")
+    g = p.add_argument_group("market data")
+    g.add_argument("--seed", type=int, default=0, help="seed of the synthetic market")
+    g.add_argument("--csv-dir", type=Path, default=None,
+                   help="directory of SYMBOL.csv files with minute bars "
+                        "(timestamp,open,high,low,close,volume[,trade_count,vwap]; naive timestamps are UTC, "
+                        "each the bar's start); these symbols are served from the CSV only")
+    g.add_argument("--symbol", dest="symbols", action="append", default=[], metavar="SYM",
+                   help="add a synthetic symbol to the default universe (repeatable)")
+    g = p.add_argument_group("broker")
+    g.add_argument("--cash", type=_nonneg, default=100_000.0, help="starting cash of a new account")
+    g.add_argument("--slippage-bps", type=_nonneg, default=0.0,
+                   help="market orders fill this many basis points worse than the current price")
+    g.add_argument("--seed-position", type=_position, action="append", default=[], metavar="SYM:QTY",
+                   help="hold a position at start (repeatable; negative QTY = short); only for a new account")
+    g = p.add_argument_group("faults (also settable at runtime: POST /sim/faults)")
+    g.add_argument("--drop-streams-at", type=_hhmm, action="append", default=[], metavar="HH:MM",
+                   help="close every stream connection at this market time (repeatable)")
+    g.add_argument("--silence-at", type=_silence, action="append", default=[], metavar="HH:MM:MINUTES",
+                   help="keep streams connected but send no bars for MINUTES market minutes (repeatable)")
+    g.add_argument("--refuse-reconnect-seconds", type=_nonneg, default=0.0, metavar="N",
+                   help="after a drop, answer the same key's stream reconnects with 406 for N wall seconds")
+    g.add_argument("--rest-error-rate", type=_rate, default=0.0, metavar="F",
+                   help="answer this fraction of /v2 REST calls with 429 or 500 (half each)")
+    g.add_argument("--rest-delay-ms", type=_nonneg, default=0.0, metavar="N",
+                   help="delay every /v2 REST answer by N milliseconds")
+    g.add_argument("--reject-symbol", dest="reject_symbols", action="append", default=[], metavar="SYM",
+                   help="orders in this symbol are accepted, then rejected by the exchange (repeatable)")
+    g.add_argument("--partial-fills", action="store_true",
+                   help="fill orders of 2+ shares in two executions (partial_fill, then fill)")
+    g.add_argument("--no-sip", action="store_true",
+                   help="the key has no SIP subscription: /v2/sip answers 409 insufficient subscription")
+    g.add_argument("--log-level", default="INFO", help="logging level")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, bool]:
+    """The simulator config, and whether demo credentials are in use."""
+    key = args.api_key or os.environ.get("APCA_API_KEY_ID") or DEMO_KEY
+    secret = args.secret_key or os.environ.get("APCA_API_SECRET_KEY") or DEMO_SECRET
+    faults = Faults(
+        drop_streams_at=[t[:5] for t in args.drop_streams_at],
+        silence_at=list(args.silence_at),
+        refuse_reconnect_seconds=args.refuse_reconnect_seconds,
+        rest_error_rate=args.rest_error_rate,
+        rest_delay_ms=args.rest_delay_ms,
+        reject_symbols=[s.upper() for s in args.reject_symbols],
+        partial_fills=args.partial_fills,
+        sip_allowed=not args.no_sip,
+    )
+    cfg = SimConfig(
+        session_date=args.date or default_session_date(),
+        data_dir=args.data_dir,
+        api_key=key,
+        secret_key=secret,
+        speed=args.speed,
+        start=args.start,
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        slippage_bps=args.slippage_bps,
+        cash=args.cash,
+        seed_positions=list(args.seed_position),
+        csv_dir=args.csv_dir,
+        symbols=list(args.symbols),
+        max_stream_connections=max(1, args.max_stream_connections),
+        reset_clock=args.reset_clock,
+        faults=faults,
+    )
+    return cfg, key == DEMO_KEY and secret == DEMO_SECRET
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, start the simulator and serve until SIGTERM or Ctrl-C."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg, demo = config_from_args(args)
+    try:
+        sim = Simulator(cfg)
+    except ValueError as exc:
+        print(f"openbell sim: {exc}", file=sys.stderr)
+        return 2
+    base = f"http://{cfg.host}:{cfg.port}"
+    print(f"openbell sim: session {cfg.session_date} from {cfg.start} ET at {cfg.speed:g}x on {base}", flush=True)
+    if demo:
+        print(f"openbell sim: demo credentials: key {DEMO_KEY} secret {DEMO_SECRET}", flush=True)
+    try:
+        asyncio.run(serve(sim, cfg.host, cfg.port))
+    except OSError as exc:
+        print(f"openbell sim: cannot listen on {cfg.host}:{cfg.port}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

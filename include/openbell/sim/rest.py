@@ -1,0 +1,392 @@
+"""REST endpoints: trading ``/v2/...``, market data ``/v2/stocks/...`` and the simulator's ``/sim/...``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from openbell.sim.broker import asset_id
+from openbell.sim.clock import ET, nyse, to_utc_ns
+from openbell.sim.errors import INTERNAL, RATE_LIMIT, UNAUTHORIZED, ApiError, bad_request, not_found, unprocessable
+from openbell.sim.feed import check_symbols, parse_timeframe
+
+if TYPE_CHECKING:
+    from openbell.sim.server import Simulator
+
+log = logging.getLogger(__name__)
+SIM: web.AppKey[Simulator] = web.AppKey("simulator")
+STREAM_PATHS = ("/v2/iex", "/v2/sip", "/stream")
+FEEDS = ("iex", "sip", "otc", "delayed_sip", "boats", "overnight")
+ADJUSTMENTS = ("raw", "split", "dividend", "spin-off", "all")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def jresp(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def err(exc: ApiError) -> web.Response:
+    return jresp(exc.body(), exc.status)
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Auth and faults for /v2 REST calls; every error becomes an Alpaca-shaped body."""
+    sim = request.app[SIM]
+    path = request.path
+    try:
+        if path.startswith("/v2/") and path not in STREAM_PATHS:
+            key = request.headers.get("APCA-API-KEY-ID", "")
+            secret = request.headers.get("APCA-API-SECRET-KEY", "")
+            if not sim.check_auth(key, secret):
+                raise ApiError(401, UNAUTHORIZED, "request is not authorized")
+            faults = sim.faults
+            if faults.rest_delay_ms > 0:
+                faults.counters["rest_delayed"] += 1
+                await asyncio.sleep(faults.rest_delay_ms / 1000)
+            status = faults.rest_fault()
+            if status == 429:
+                raise ApiError(429, RATE_LIMIT, "rate limit exceeded")
+            if status == 500:
+                raise ApiError(500, INTERNAL, "internal server error (injected fault)")
+        return await handler(request)
+    except ApiError as exc:
+        return err(exc)
+    except web.HTTPNotFound:
+        return jresp({"code": 40410000, "message": "endpoint not found"}, 404)
+    except web.HTTPMethodNotAllowed:
+        return jresp({"code": 40510000, "message": "method not allowed"}, 405)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, path)
+        return jresp({"code": INTERNAL, "message": "internal server error"}, 500)
+
+
+# -- parsing ---------------------------------------------------------------------------------------
+
+
+def q_bool(request: web.Request, name: str, default: bool = False) -> bool:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    low = raw.strip().lower()
+    if low in ("true", "1"):
+        return True
+    if low in ("false", "0"):
+        return False
+    raise unprocessable(f"invalid {name}: {raw!r} (expected true or false)")
+
+
+def q_int(request: web.Request, name: str, default: int, lo: int, hi: int, code_400: bool = False) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        v = lo - 1
+    if not lo <= v <= hi:
+        msg = f"invalid {name}: {raw!r} (expected an integer from {lo} to {hi})"
+        raise bad_request(msg) if code_400 else unprocessable(msg)
+    return v
+
+
+def parse_time(raw: str, name: str, code_400: bool = True) -> datetime:
+    """RFC 3339 or YYYY-MM-DD; naive values are UTC, as in Alpaca's API."""
+    try:
+        if len(raw) == 10:
+            d = date.fromisoformat(raw)
+            return datetime(d.year, d.month, d.day, tzinfo=UTC)
+        t = datetime.fromisoformat(raw.replace(" ", "+"))
+    except ValueError:
+        msg = f"invalid {name}: {raw!r}"
+        raise bad_request(msg) if code_400 else unprocessable(msg) from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def q_time(request: web.Request, name: str, code_400: bool = True) -> datetime | None:
+    raw = request.query.get(name)
+    return parse_time(raw, name, code_400) if raw else None
+
+
+async def json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        raise bad_request("request body format is invalid") from None
+
+
+# -- trading ---------------------------------------------------------------------------------------
+
+
+async def account(request: web.Request) -> web.Response:
+    return jresp(request.app[SIM].broker.account())
+
+
+async def positions(request: web.Request) -> web.Response:
+    return jresp(request.app[SIM].broker.list_positions())
+
+
+async def position(request: web.Request) -> web.Response:
+    return jresp(request.app[SIM].broker.get_position(request.match_info["symbol"]))
+
+
+async def close_all_positions(request: web.Request) -> web.Response:
+    sim = request.app[SIM]
+    cancel = q_bool(request, "cancel_orders")
+    out = sim.broker.close_all(cancel)
+    sim.schedule_fills()
+    return jresp(out, 207)
+
+
+def _q_float(request: web.Request, name: str) -> float | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise unprocessable(f"invalid {name}: {raw!r}") from None
+
+
+async def close_position(request: web.Request) -> web.Response:
+    sim = request.app[SIM]
+    order = sim.broker.close_position(request.match_info["symbol"], _q_float(request, "qty"),
+                                      _q_float(request, "percentage"))
+    sim.schedule_fills()
+    return jresp(order)
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    sim = request.app[SIM]
+    q_bool(request, "nested")  # accepted and validated; simple orders have no legs
+    syms = [s for s in request.query.get("symbols", "").split(",") if s.strip()]
+    return jresp(sim.broker.list_orders(
+        status=request.query.get("status", "open"),
+        limit=q_int(request, "limit", 50, 1, 500),
+        after=q_time(request, "after", code_400=False),
+        until=q_time(request, "until", code_400=False),
+        direction=request.query.get("direction", "desc"),
+        symbols=[s.strip() for s in syms] or None,
+        side=request.query.get("side"),
+    ))
+
+
+async def submit_order(request: web.Request) -> web.Response:
+    sim = request.app[SIM]
+    order = sim.broker.submit(await json_body(request))
+    sim.schedule_fills()
+    return jresp(order)
+
+
+async def cancel_orders(request: web.Request) -> web.Response:
+    return jresp(request.app[SIM].broker.cancel_all(), 207)
+
+
+async def get_order(request: web.Request) -> web.Response:
+    q_bool(request, "nested")
+    return jresp(request.app[SIM].broker.get_order(request.match_info["order_id"]))
+
+
+async def order_by_client_id(request: web.Request) -> web.Response:
+    cid = request.query.get("client_order_id")
+    if not cid:
+        raise unprocessable("client_order_id is required")
+    return jresp(request.app[SIM].broker.get_by_client_id(cid))
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    request.app[SIM].broker.cancel(request.match_info["order_id"])
+    return web.Response(status=204)
+
+
+async def clock(request: web.Request) -> web.Response:
+    now = request.app[SIM].clock.now()
+    is_open, nxt_open, nxt_close = nyse().next_open_close(now)
+    return jresp({
+        "timestamp": now.isoformat(),
+        "is_open": is_open,
+        "next_open": nxt_open.astimezone(ET).isoformat(),
+        "next_close": nxt_close.astimezone(ET).isoformat(),
+    })
+
+
+def _q_date(request: web.Request, name: str) -> date | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw[:10])
+    except ValueError:
+        raise bad_request(f"invalid {name}: {raw!r} (expected YYYY-MM-DD)") from None
+
+
+async def calendar(request: web.Request) -> web.Response:
+    cal = nyse()
+    start = _q_date(request, "start") or cal.days[0]
+    end = _q_date(request, "end") or cal.days[-1]
+    if start > end:
+        raise unprocessable("start must not be after end")
+    out = []
+    for s in cal.sessions_between(start, end):
+        o, c = s.open.astimezone(ET), s.close.astimezone(ET)
+        out.append({
+            "date": s.day.isoformat(),
+            "open": o.strftime("%H:%M"),
+            "close": c.strftime("%H:%M"),
+            "session_open": "0400",
+            "session_close": "2000",
+            "settlement_date": cal.days[min(cal.index_of(s.day) + 1, len(cal.days) - 1)].isoformat(),  # type: ignore[operator]
+        })
+    return jresp(out)
+
+
+def _asset(sim: Simulator, symbol: str) -> dict[str, Any]:
+    info = sim.bars.symbols[symbol]
+    return {
+        "id": asset_id(symbol),
+        "class": "us_equity",
+        "exchange": info.exchange,
+        "symbol": symbol,
+        "name": info.name,
+        "status": "active",
+        "tradable": True,
+        "marginable": True,
+        "maintenance_margin_requirement": 30,
+        "margin_requirement_long": "30",
+        "margin_requirement_short": "30",
+        "shortable": True,
+        "easy_to_borrow": True,
+        "fractionable": True,
+        "attributes": [],
+    }
+
+
+async def assets(request: web.Request) -> web.Response:
+    sim = request.app[SIM]
+    status = request.query.get("status")
+    klass = request.query.get("asset_class")
+    if status not in (None, "", "active", "inactive"):
+        raise unprocessable(f"invalid status: {status!r}")
+    if klass not in (None, "", "us_equity", "us_option", "crypto"):
+        raise unprocessable(f"invalid asset_class: {klass!r}")
+    if status == "inactive" or klass not in (None, "", "us_equity"):
+        return jresp([])
+    return jresp([_asset(sim, s) for s in sorted(sim.bars.symbols)])
+
+
+async def asset(request: web.Request) -> web.Response:
+    sim = request.app[SIM]
+    symbol = request.match_info["symbol"].upper()
+    if symbol not in sim.bars.symbols:
+        raise not_found(f"asset not found for {symbol}")
+    return jresp(_asset(sim, symbol))
+
+
+# -- market data -----------------------------------------------------------------------------------
+
+
+def _bars_params(request: web.Request, symbols: list[str]) -> bytes:
+    sim = request.app[SIM]
+    q = request.query
+    tf = parse_timeframe(q.get("timeframe", ""))
+    now = sim.clock.now()
+    start = q_time(request, "start") or datetime.combine(now.date(), time(0), tzinfo=ET)
+    end = q_time(request, "end") or now
+    if start > end:
+        raise bad_request("end should not be before start")
+    limit = q_int(request, "limit", 1000, 1, 10000, code_400=True)
+    sort = q.get("sort", "asc")
+    if sort not in ("asc", "desc"):
+        raise bad_request(f"invalid sort: {sort!r}")
+    feed = q.get("feed", "sip" if sim.faults.sip_allowed else "iex")
+    if feed not in FEEDS:
+        raise bad_request(f"invalid feed: {feed!r}")
+    for adj in q.get("adjustment", "raw").split(","):
+        if adj.strip() not in ADJUSTMENTS:
+            raise bad_request(f"invalid adjustment: {adj!r}")
+    return sim.bars.bars_json(symbols, tf, to_utc_ns(start), to_utc_ns(end), limit, sort == "desc",
+                              q.get("page_token") or None, to_utc_ns(now))
+
+
+async def stock_bars(request: web.Request) -> web.Response:
+    syms = check_symbols(request.app[SIM].bars, request.query.get("symbols"))
+    return web.Response(body=_bars_params(request, syms), content_type="application/json")
+
+
+async def stock_bars_single(request: web.Request) -> web.Response:
+    sym = check_symbols(request.app[SIM].bars, request.match_info["symbol"])[0]
+    multi = orjson.loads(_bars_params(request, [sym]))
+    return jresp({"bars": multi["bars"].get(sym, []), "symbol": sym, "next_page_token": multi["next_page_token"]})
+
+
+async def latest_bars(request: web.Request) -> web.Response:
+    sim = request.app[SIM]
+    syms = check_symbols(sim.bars, request.query.get("symbols"))
+    return jresp({"bars": sim.bars.latest_bars(syms, to_utc_ns(sim.clock.now()))})
+
+
+# -- simulator control -----------------------------------------------------------------------------
+
+
+async def sim_clock(request: web.Request) -> web.Response:
+    return jresp(request.app[SIM].clock.publish())
+
+
+async def sim_health(request: web.Request) -> web.Response:
+    sim = request.app[SIM]
+    return jresp({"status": "ok", "market_time": sim.clock.now().isoformat(),
+                  "data_connections": len(sim.data_hub.conns), "trade_connections": len(sim.trade_hub.conns)})
+
+
+async def sim_faults(request: web.Request) -> web.Response:
+    sim = request.app[SIM]
+    if request.method == "POST":
+        body = await json_body(request)
+        sim.faults.update(body)
+        sim.apply_faults()
+        if isinstance(body, dict) and body.get("drop_streams_now"):
+            sim.drop_streams()
+    return jresp(sim.faults.snapshot())
+
+
+def routes(app: web.Application, data_ws: Handler, trade_ws: Handler) -> None:
+    r = app.router
+    r.add_get("/v2/iex", data_ws)
+    r.add_get("/v2/sip", data_ws)
+    r.add_get("/stream", trade_ws)
+    r.add_get("/v2/account", account)
+    r.add_get("/v2/positions", positions)
+    r.add_delete("/v2/positions", close_all_positions)
+    r.add_get("/v2/positions/{symbol}", position)
+    r.add_delete("/v2/positions/{symbol}", close_position)
+    r.add_get("/v2/orders", list_orders)
+    r.add_post("/v2/orders", submit_order)
+    r.add_delete("/v2/orders", cancel_orders)
+    r.add_get("/v2/orders:by_client_order_id", order_by_client_id)
+    r.add_get("/v2/orders/{order_id}", get_order)
+    r.add_delete("/v2/orders/{order_id}", cancel_order)
+    r.add_get("/v2/clock", clock)
+    r.add_get("/v2/calendar", calendar)
+    r.add_get("/v2/assets", assets)
+    r.add_get("/v2/assets/{symbol}", asset)
+    r.add_get("/v2/stocks/bars", stock_bars)
+    r.add_get("/v2/stocks/bars/latest", latest_bars)
+    r.add_get("/v2/stocks/{symbol}/bars", stock_bars_single)
+    r.add_get("/sim/clock", sim_clock)
+    r.add_get("/sim/health", sim_health)
+    r.add_get("/sim/faults", sim_faults)
+    r.add_post("/sim/faults", sim_faults)
+
+
+__all__ = ["SIM", "middleware", "routes"]

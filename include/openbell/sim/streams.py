@@ -1,0 +1,304 @@
+"""WebSocket endpoints: the market-data stream (msgpack, ``/v2/iex`` and ``/v2/sip``) and the trade
+updates stream (JSON, ``/stream``), with Alpaca's handshakes, error frames and connection limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgpack
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from openbell.sim.clock import to_utc_ns
+from openbell.sim.faults import Faults
+from openbell.sim.feed import BarStore, bar_message
+from openbell.sim.market import NS_PER_MIN
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses", "lulds", "corrections",
+            "cancelErrors")
+AUTH_TIMEOUT = 10.0
+
+
+@dataclass(eq=False)
+class DataConn:
+    ws: web.WebSocketResponse
+    feed: str
+    binary: bool
+    key: str | None = None
+    subs: dict[str, set[str]] = field(default_factory=lambda: {c: set() for c in CHANNELS})
+
+    async def send(self, msgs: list[dict[str, Any]]) -> None:
+        if self.ws.closed:
+            return
+        if self.binary:
+            await self.ws.send_bytes(msgpack.packb(msgs))
+        else:
+            await self.ws.send_str(json.dumps(msgs, default=_json_default))
+
+    def ack(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"T": "subscription"}
+        for ch in CHANNELS:
+            out[ch] = sorted(self.subs[ch])
+        return out
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, msgpack.Timestamp):
+        return o.to_datetime().isoformat().replace("+00:00", "Z")
+    raise TypeError(type(o))
+
+
+class DataHub:
+    """Market-data stream connections and the per-key connection limit."""
+
+    def __init__(self, check_auth: Callable[[str, str], bool], bars: BarStore, faults: Faults,
+                 max_per_key: int = 1) -> None:
+        self.check_auth = check_auth
+        self.bars = bars
+        self.faults = faults
+        self.max_per_key = max_per_key
+        self.conns: set[DataConn] = set()
+        self.refuse_until: dict[str, float] = {}
+        self.bars_sent = 0
+
+    def _per_key(self, key: str) -> int:
+        return sum(1 for c in self.conns if c.key == key)
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        feed = request.path.rsplit("/", 1)[-1]
+        ws = web.WebSocketResponse(max_msg_size=4 * 1024 * 1024)
+        await ws.prepare(request)
+        binary = "msgpack" in request.headers.get("Content-Type", "")
+        conn = DataConn(ws, feed, binary)
+        await conn.send([{"T": "success", "msg": "connected"}])
+        deadline = time.monotonic() + AUTH_TIMEOUT
+        try:
+            while not ws.closed:
+                timeout = None if conn.key else max(0.0, deadline - time.monotonic())
+                try:
+                    msg = await asyncio.wait_for(ws.receive(), timeout)
+                except TimeoutError:
+                    await conn.send([{"T": "error", "code": 404, "msg": "auth timeout"}])
+                    break
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    break
+                try:
+                    data = msgpack.unpackb(msg.data) if msg.type == WSMsgType.BINARY else json.loads(msg.data)
+                except Exception:
+                    data = None
+                if not isinstance(data, dict):
+                    await conn.send([{"T": "error", "code": 400, "msg": "invalid syntax"}])
+                    continue
+                if not await self._on_message(conn, data):
+                    break
+        finally:
+            self.conns.discard(conn)
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    async def _on_message(self, conn: DataConn, data: dict[str, Any]) -> bool:
+        """Handle one client message; False closes the connection."""
+        action = data.get("action")
+        if action == "auth":
+            if conn.key is not None:
+                await conn.send([{"T": "error", "code": 403, "msg": "already authenticated"}])
+                return True
+            key, secret = data.get("key"), data.get("secret")
+            if not (isinstance(key, str) and isinstance(secret, str) and self.check_auth(key, secret)):
+                await conn.send([{"T": "error", "code": 402, "msg": "auth failed"}])
+                return False
+            if conn.feed == "sip" and not self.faults.sip_allowed:
+                await conn.send([{"T": "error", "code": 409, "msg": "insufficient subscription"}])
+                return False
+            if time.monotonic() < self.refuse_until.get(key, 0.0):
+                self.faults.counters["reconnects_refused"] += 1
+                await conn.send([{"T": "error", "code": 406, "msg": "connection limit exceeded"}])
+                return False
+            if self._per_key(key) >= self.max_per_key:
+                self.faults.counters["connection_limit_refusals"] += 1
+                await conn.send([{"T": "error", "code": 406, "msg": "connection limit exceeded"}])
+                return False
+            conn.key = key
+            self.conns.add(conn)
+            await conn.send([{"T": "success", "msg": "authenticated"}])
+            return True
+        if action in ("subscribe", "unsubscribe"):
+            if conn.key is None:
+                await conn.send([{"T": "error", "code": 401, "msg": "not authenticated"}])
+                return True
+            changes: dict[str, set[str]] = {}
+            for ch in CHANNELS:
+                syms = data.get(ch)
+                if syms is None:
+                    continue
+                if not isinstance(syms, list) or not all(isinstance(s, str) for s in syms):
+                    await conn.send([{"T": "error", "code": 400, "msg": "invalid syntax"}])
+                    return True
+                changes[ch] = {s.upper() if s != "*" else s for s in syms}
+            for ch, syms in changes.items():
+                if action == "subscribe":
+                    conn.subs[ch] |= syms
+                else:
+                    conn.subs[ch] -= syms
+            await conn.send([conn.ack()])
+            return True
+        await conn.send([{"T": "error", "code": 400, "msg": "invalid syntax"}])
+        return True
+
+    async def push_minute(self, bar_start: datetime, session_day: Any) -> None:
+        """Send the bar that started at ``bar_start`` (and the running daily bar) to subscribers."""
+        if not self.conns:
+            return
+        wanted_b: set[str] = set()
+        wanted_d: set[str] = set()
+        for c in self.conns:
+            wanted_b |= c.subs["bars"] | c.subs["updatedBars"]
+            wanted_d |= c.subs["dailyBars"]
+        all_syms = set(self.bars.symbols)
+        if "*" in wanted_b:
+            wanted_b = all_syms
+        if "*" in wanted_d:
+            wanted_d = all_syms
+        minute: dict[str, dict[str, Any]] = {}
+        for sym in wanted_b | wanted_d:
+            if sym not in all_syms:
+                continue
+            found = self.bars.bar_at(sym, bar_start)
+            if found is None:
+                continue
+            bars, i = found
+            minute[sym] = bar_message("b", sym, bars, i)
+        daily: dict[str, dict[str, Any]] = {}
+        for sym in wanted_d:
+            if sym in minute:
+                d = self.bars.daily_bar(sym, session_day, to_utc_ns(bar_start) + NS_PER_MIN)
+                if len(d):
+                    daily[sym] = bar_message("d", sym, d, 0)
+        sends = []
+        for c in list(self.conns):
+            b = c.subs["bars"]
+            d = c.subs["dailyBars"]
+            msgs = [m for s, m in minute.items() if s in b or "*" in b]
+            msgs += [m for s, m in daily.items() if s in d or "*" in d]
+            if msgs:
+                self.bars_sent += len(msgs)
+                sends.append(c.send(msgs))
+        if sends:
+            await asyncio.gather(*sends, return_exceptions=True)
+
+    def drop_all(self, refuse_seconds: float) -> int:
+        """Close every data connection (their keys are refused for ``refuse_seconds``); count them."""
+        conns = list(self.conns)
+        for c in conns:
+            self.conns.discard(c)
+            if c.key and refuse_seconds > 0:
+                self.refuse_until[c.key] = time.monotonic() + refuse_seconds
+            _close_later(c.ws)
+        return len(conns)
+
+
+_closing: set[asyncio.Task[bool]] = set()
+
+
+def _close_later(ws: web.WebSocketResponse) -> None:
+    """Close a socket without waiting for the peer's close frame here."""
+    task = asyncio.ensure_future(ws.close(code=WSCloseCode.GOING_AWAY, message=b"dropped by simulator"))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+@dataclass(eq=False)
+class TradeConn:
+    ws: web.WebSocketResponse
+    queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    authorized: bool = False
+    listening: bool = False
+
+
+class TradeHub:
+    """Trade-updates stream connections; every broker event goes to every listening connection."""
+
+    def __init__(self, check_auth: Callable[[str, str], bool]) -> None:
+        self.check_auth = check_auth
+        self.conns: set[TradeConn] = set()
+        self.events_sent = 0
+
+    def publish(self, event: dict[str, Any]) -> None:
+        data = orjson.dumps({"stream": "trade_updates", "data": event})
+        for c in self.conns:
+            if c.listening:
+                c.queue.put_nowait(data)
+
+    async def _writer(self, conn: TradeConn) -> None:
+        while True:
+            data = await conn.queue.get()
+            if data is None or conn.ws.closed:
+                return
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await conn.ws.send_str(data.decode())
+                self.events_sent += 1
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=1024 * 1024)
+        await ws.prepare(request)
+        conn = TradeConn(ws)
+        writer = asyncio.create_task(self._writer(conn))
+        self.conns.add(conn)
+        try:
+            async for msg in ws:
+                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    break
+                try:
+                    data = json.loads(msg.data)
+                except ValueError:
+                    data = None
+                if not isinstance(data, dict):
+                    await ws.send_str(json.dumps({"stream": "error", "data": {"error": "invalid syntax"}}))
+                    continue
+                action, body = data.get("action"), data.get("data") or {}
+                if action in ("authenticate", "auth"):
+                    key, secret = body.get("key_id"), body.get("secret_key")
+                    ok = isinstance(key, str) and isinstance(secret, str) and self.check_auth(key, secret)
+                    conn.authorized = ok
+                    status = "authorized" if ok else "unauthorized"
+                    await ws.send_str(json.dumps({"stream": "authorization",
+                                                  "data": {"action": "authenticate", "status": status}}))
+                    if not ok:
+                        break
+                elif action == "listen":
+                    if not conn.authorized:
+                        await ws.send_str(json.dumps({"stream": "listening",
+                                                      "data": {"error": "unauthorized", "streams": []}}))
+                        continue
+                    streams = body.get("streams") if isinstance(body, dict) else None
+                    streams = [s for s in streams or [] if s == "trade_updates"]
+                    conn.listening = bool(streams)
+                    await ws.send_str(json.dumps({"stream": "listening", "data": {"streams": streams}}))
+                else:
+                    await ws.send_str(json.dumps({"stream": "error", "data": {"error": "invalid syntax"}}))
+        finally:
+            self.conns.discard(conn)
+            conn.queue.put_nowait(None)
+            await writer
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    def drop_all(self) -> int:
+        conns = list(self.conns)
+        for c in conns:
+            self.conns.discard(c)
+            c.queue.put_nowait(None)
+            _close_later(c.ws)
+        return len(conns)

@@ -1,0 +1,152 @@
+"""Run a simulator in a subprocess for tests, demos and benchmarks.
+
+    with SimProcess(date="2025-11-20", speed=600, start="09:29") as sim:
+        client = sim.config().trading_client()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from openbell.alpaca import AlpacaConfig
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SimProcess:
+    """A simulator subprocess on a free loopback port; a context manager (stop on exit)."""
+
+    def __init__(
+        self,
+        *,
+        date: str = "2025-11-20",
+        speed: float = 60.0,
+        start: str = "09:25",
+        data_dir: str | Path | None = None,
+        key: str = "test-key",
+        secret: str = "test-secret",
+        extra_args: Sequence[str] = (),
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self.date = date
+        self.speed = speed
+        self.start_at = start
+        self.key = key
+        self.secret = secret
+        self.extra_args = list(extra_args)
+        self.startup_timeout = startup_timeout
+        self._own_dir = data_dir is None
+        self.data_dir = Path(tempfile.mkdtemp(prefix="openbell-sim-")) if data_dir is None else Path(data_dir)
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.data_dir / "sim.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> SimProcess:
+        """Start the subprocess and wait until ``/sim/health`` answers."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable, "-m", "openbell.sim",
+            "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(self.data_dir),
+            "--date", self.date, "--speed", str(self.speed), "--start", self.start_at,
+            "--log-level", "WARNING", *self.extra_args,
+        ]
+        env = {**os.environ, "APCA_API_KEY_ID": self.key, "APCA_API_SECRET_KEY": self.secret}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        finally:
+            log.close()
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"simulator exited with {self.proc.returncode}:\n{self.log()}")
+            with contextlib.suppress(OSError):
+                if self._get("/sim/health").get("status") == "ok":
+                    return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"simulator did not answer within {self.startup_timeout}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        """SIGTERM, then kill after 5 s."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and data dir; broker state and clock survive."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> SimProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def log(self) -> str:
+        """The simulator's output so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def config(self) -> AlpacaConfig:
+        """Settings for openbell's alpaca-py clients against this simulator."""
+        return AlpacaConfig.for_simulator(self.base_url, self.key, self.secret)
+
+    def clock(self) -> dict[str, Any]:
+        """``GET /sim/clock``."""
+        return self._get("/sim/clock")
+
+    def faults(self) -> dict[str, Any]:
+        """``GET /sim/faults``: settings and counters."""
+        return self._get("/sim/faults")
+
+    def set_faults(self, **faults: Any) -> dict[str, Any]:
+        """``POST /sim/faults``; ValueError with the simulator's message if refused."""
+        req = urllib.request.Request(self.base_url + "/sim/faults", data=json.dumps(faults).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            raise ValueError(json.loads(exc.read()).get("message", str(exc))) from None
+
+    def _get(self, path: str) -> dict[str, Any]:
+        with urllib.request.urlopen(self.base_url + path, timeout=5) as r:
+            return json.loads(r.read())

@@ -1,0 +1,237 @@
+"""The trading day's steps as Airflow calls them: build the context, record the ledger, run the logic.
+
+Each function takes Airflow's task context, returns a small JSON summary (it lands in XCom, so it
+never holds credentials) and records its start and end in the step ledger, whatever the ending.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import Engine
+
+from openbell.alpaca import AlpacaConfig
+from openbell.calendar import ET, Session, session_for_run
+from openbell.clock import MarketClock, clock_for
+from openbell.params import RunParams
+from openbell.store import ledger
+from openbell.store.db import ensure_current, make_engine
+
+log = logging.getLogger(__name__)
+
+STATE_CONN_ID = "openbell_db"
+
+
+class SkipStep(Exception):
+    """Raised by a step that has nothing to do for this run; carries the reason."""
+
+
+@dataclass
+class StepContext:
+    """Everything a step needs, rebuilt from Airflow's context on every attempt."""
+
+    session: Session
+    params: RunParams
+    run_id: str
+    attempt: int
+    run_type: str
+    config_factory: Callable[[], AlpacaConfig]
+    state_url: str
+
+    @cached_property
+    def config(self) -> AlpacaConfig:
+        return self.config_factory()
+
+    @cached_property
+    def engine(self) -> Engine:
+        engine = make_engine(self.state_url)
+        ensure_current(engine)
+        return engine
+
+    @cached_property
+    def clock(self) -> MarketClock:
+        return clock_for(self.config)
+
+    def now(self) -> datetime:
+        """Market time now."""
+        return self.clock.now()
+
+    @property
+    def is_backfill(self) -> bool:
+        return self.run_type == "backfill"
+
+    def live_reason(self) -> str | None:
+        """Why this run cannot act live (a backfill, or a session that is not now), else None."""
+        if self.is_backfill:
+            return "backfill run: live-only step skipped"
+        now = self.now()
+        if now >= self.session.close:
+            return f"session {self.session.date} is over (market time {now.isoformat()})"
+        if _et_date(now) != self.session.date:
+            return f"session {self.session.date} is not the market clock's today ({_et_date(now)})"
+        return None
+
+
+def _et_date(t: datetime) -> date:
+    return t.astimezone(ET).date()
+
+
+def state_url() -> str:
+    """The state database URL: the ``openbell_db`` Airflow connection, else ``OPENBELL_DATABASE_URL``."""
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(STATE_CONN_ID)
+    except Exception:
+        url = os.environ.get("OPENBELL_DATABASE_URL")
+        if not url:
+            raise RuntimeError(
+                f"no state database: define the Airflow connection {STATE_CONN_ID!r} or OPENBELL_DATABASE_URL"
+            ) from None
+        return url
+    uri = conn.get_uri()
+    for prefix in ("postgres://", "postgresql://"):
+        if uri.startswith(prefix):
+            return "postgresql+psycopg2://" + uri[len(prefix) :]
+    return uri
+
+
+def from_airflow(context: dict[str, Any]) -> StepContext:
+    """The step context of the running task instance."""
+    dag_run = context["dag_run"]
+    ti = context["ti"]
+    return StepContext(
+        session=session_for_run(dag_run.logical_date, dag_run.run_after),
+        params=RunParams.from_mapping(dict(context.get("params") or {})),
+        run_id=dag_run.run_id,
+        attempt=int(getattr(ti, "try_number", 1) or 1),
+        run_type=str(getattr(dag_run.run_type, "value", dag_run.run_type)),
+        config_factory=AlpacaConfig.from_airflow,
+        state_url=state_url(),
+    )
+
+
+@contextmanager
+def recorded(ctx: StepContext, step: str) -> Iterator[ledger.StepRecord]:
+    """Record ``step`` in the ledger; a :class:`SkipStep` becomes a skip with its reason in Airflow too."""
+    from airflow.exceptions import AirflowSkipException
+
+    skipped: str | None = None
+    with ledger.step(ctx.engine, ctx.session.date, step, attempt=ctx.attempt, run_id=ctx.run_id) as record:
+        try:
+            yield record
+        except SkipStep as exc:
+            skipped = str(exc)
+            record.status = "skipped"
+            record.summary["reason"] = skipped
+    if skipped is not None:
+        raise AirflowSkipException(skipped)
+
+
+def require_live(ctx: StepContext) -> None:
+    """Skip the current step unless this run trades today's session now."""
+    reason = ctx.live_reason()
+    if reason:
+        raise SkipStep(reason)
+
+
+# -- the steps -------------------------------------------------------------------------------------
+
+
+def download(context: dict[str, Any]) -> dict[str, Any]:
+    """Store the last ``history_days`` of 1-minute bars up to now (a past session: up to its close)."""
+    from openbell import marketdata
+
+    ctx = from_airflow(context)
+    with recorded(ctx, "download") as record:
+        now = ctx.now()
+        if now < ctx.session.open:
+            raise SkipStep(f"session {ctx.session.date} has not opened yet (market time {now.isoformat()})")
+        until = now if ctx.live_reason() is None else ctx.session.close
+        record.summary.update(
+            marketdata.download(ctx.config, ctx.engine, ctx.session, until, ctx.params.universe,
+                                days=ctx.params.history_days)
+        )
+    return record.summary
+
+
+def todays_bars(context: dict[str, Any]) -> dict[str, Any]:
+    """Store today's bars from the open to now and audit every completed minute."""
+    from openbell import marketdata
+
+    ctx = from_airflow(context)
+    with recorded(ctx, "todays_bars") as record:
+        require_live(ctx)
+        record.summary.update(
+            marketdata.todays_bars(ctx.config, ctx.engine, ctx.session, ctx.now(), ctx.params.universe)
+        )
+    return record.summary
+
+
+def reconcile(context: dict[str, Any]) -> dict[str, Any]:
+    """Take the broker's positions and open orders into the position book."""
+    from openbell import broker
+
+    ctx = from_airflow(context)
+    with recorded(ctx, "reconcile") as record:
+        require_live(ctx)
+        record.summary.update(broker.reconcile(ctx.config, ctx.engine, ctx.session.date).as_dict())
+    return record.summary
+
+
+def live_trading(context: dict[str, Any]) -> dict[str, Any]:
+    """Trade the session until its close; every attempt resumes from Postgres and the broker."""
+    from openbell.session import SessionOver, run_live_session
+    from openbell.strategy.risk import RiskLimits
+
+    ctx = from_airflow(context)
+    p = ctx.params
+    with recorded(ctx, "live_trading") as record:
+        require_live(ctx)
+        try:
+            report = run_live_session(
+                ctx.config, ctx.engine, ctx.session.date, clock=ctx.clock, strategy_name=p.strategy,
+                params_override=p.strategy_params,
+                risk=RiskLimits(max_weight=p.max_weight, max_gross=p.max_gross,
+                                daily_loss_limit=p.daily_loss_limit),
+                universe=p.universe, min_notional=p.min_notional, warmup_sessions=p.warmup_sessions,
+            )
+        except SessionOver as exc:
+            raise SkipStep(str(exc)) from exc
+        record.summary.update(report.as_dict())
+    return record.summary
+
+
+def midday_optimize(context: dict[str, Any]) -> dict[str, Any]:
+    """Search parameters on recent sessions and today so far; store a version only if it wins out of sample."""
+    from openbell import midday
+
+    ctx = from_airflow(context)
+    with recorded(ctx, "midday_optimize") as record:
+        require_live(ctx)
+        record.summary.update(midday.optimize_session(ctx.engine, ctx.session, ctx.clock, ctx.params))
+    return record.summary
+
+
+def eod_liquidate(context: dict[str, Any]) -> dict[str, Any]:
+    """Close everything before the bell and prove the account flat; fails loudly if it is not."""
+    from openbell import broker
+
+    ctx = from_airflow(context)
+    with recorded(ctx, "eod_liquidate") as record:
+        require_live(ctx)
+        report = broker.liquidate(ctx.config, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close)
+        record.summary.update(report.as_dict())
+        if not report.flat:
+            raise RuntimeError(
+                f"account not flat at {report.finished_at}: positions {report.positions_left}, "
+                f"open orders {report.open_orders_left}"
+            )
+    return record.summary

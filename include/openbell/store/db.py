@@ -1,0 +1,191 @@
+"""Engines, schema migrations and the errors every caller of the state database may meet."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from openbell.pg import DatabaseUnavailable, redact
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DatabaseUnavailable",
+    "SchemaOutOfDate",
+    "current_revision",
+    "ensure_current",
+    "head_revision",
+    "json_dumps",
+    "make_engine",
+    "upgrade",
+]
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "openbell_schema_version"
+# pg_advisory_xact_lock key serializing concurrent upgrades (any fixed bigint; "openbell" in ASCII).
+LOCK_KEY = 0x6F70656E62656C6C
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database schema is not at the revision this code expects."""
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        return item()
+    tolist = getattr(value, "tolist", None)  # numpy arrays
+    if callable(tolist):
+        return tolist()
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_dumps(value: Any) -> str:
+    """JSON for JSONB columns: dates as ISO text, Decimal as text, numpy values as Python values,
+    NaN and infinities as null (JSON has no such numbers)."""
+    try:
+        return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        plain = json.loads(json.dumps(value, default=_json_default, separators=(",", ":")))
+        return json.dumps(_finite(plain), allow_nan=False, separators=(",", ":"))
+
+
+def _unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    text = reason[0] if reason else type(exc).__name__
+    password = make_url(url).password if "://" in url else None
+    if password:
+        text = text.replace(str(password), "***")
+    return DatabaseUnavailable(f"cannot connect to Postgres at {redact(url)}: {text}")
+
+
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engine:
+    """An engine for ``url`` (psycopg2), checked by connecting once.
+
+    Raises :class:`DatabaseUnavailable` (naming the URL without its password) when the server cannot be
+    reached, now or on any later connect.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"not a database URL: {redact(url)}") from None
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"openbell needs PostgreSQL, got {redact(url)}")
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    try:
+        engine = create_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_recycle=1800,
+            pool_timeout=30,
+            json_serializer=json_dumps,
+            connect_args={"connect_timeout": 5, "application_name": "openbell"},
+        )
+    except NoSuchModuleError:
+        raise ValueError(f"unsupported database driver in {redact(url)}") from None
+
+    @event.listens_for(engine, "handle_error")
+    def _connection_errors(ctx: ExceptionContext) -> BaseException | None:
+        original = ctx.original_exception
+        if (ctx.connection is None or ctx.is_disconnect) and isinstance(original, psycopg2.OperationalError):
+            return _unavailable(url, original)
+        return None
+
+    try:
+        with engine.connect():
+            pass
+    except DatabaseUnavailable:
+        engine.dispose()
+        raise
+    except DBAPIError as exc:
+        engine.dispose()
+        raise _unavailable(url, exc) from None
+    return engine
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this code."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations found in {MIGRATIONS}")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        heads = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_heads()
+    return heads[0] if heads else None
+
+
+def upgrade(url: str) -> str:
+    """Apply every migration up to head on ``url``; return the head revision. Safe to rerun."""
+    from alembic import command
+
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    try:
+        cfg = _alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        revision = current_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    if revision != head:
+        raise SchemaOutOfDate(f"after upgrade {redact(url)} is at {revision}, expected {head}")
+    log.info("openbell schema at %s on %s", head, redact(url))
+    return head
+
+
+def ensure_current(engine: Engine) -> None:
+    """Raise :class:`SchemaOutOfDate` unless the database is at the head revision."""
+    revision = current_revision(engine)
+    head = head_revision()
+    if revision != head:
+        where = redact(engine.url.render_as_string(hide_password=False))
+        found = "an empty schema" if revision is None else f"revision {revision}"
+        raise SchemaOutOfDate(
+            f"openbell database {where} has {found}, this code needs {head}: run `openbell db upgrade`"
+        )

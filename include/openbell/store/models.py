@@ -1,0 +1,243 @@
+"""SQLAlchemy models of openbell's state database (importable without a database).
+
+Every timestamp is ``timestamptz`` (UTC); ``session_date`` is the NYSE session date. The migrations in
+``openbell/store/migrations`` create exactly these tables; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Double,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+STEP_STATUSES = ("running", "success", "failed", "skipped")
+PHASES = ("pre_open", "trading", "liquidating", "closed")
+ORDER_ORIGINS = ("strategy", "adopted", "liquidation")
+POSITION_ORIGINS = ("strategy", "adopted")
+PARAM_SOURCES = ("default", "optimizer", "manual")
+SIDES = ("buy", "sell")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations get stable constraint names."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {  # noqa: RUF012
+        datetime: DateTime(timezone=True),
+        date: Date,
+        float: Double,
+        Decimal: Numeric,
+        str: Text,
+        dict[str, Any]: JSONB,
+    }
+
+
+class Bar(Base):
+    """One OHLCV bar; ``ts`` is the bar's start."""
+
+    __tablename__ = "bars"
+
+    symbol: Mapped[str] = mapped_column(primary_key=True)
+    ts: Mapped[datetime] = mapped_column(primary_key=True)
+    open: Mapped[float]
+    high: Mapped[float]
+    low: Mapped[float]
+    close: Mapped[float]
+    volume: Mapped[float]
+    trade_count: Mapped[int | None] = mapped_column(Integer)
+    vwap: Mapped[float | None]
+    source: Mapped[str]
+    ingested_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class StepRun(Base):
+    """The step ledger: one row per attempt of a workflow step."""
+
+    __tablename__ = "step_runs"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", STEP_STATUSES), name="status"),
+        Index(None, "session_date", "step"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    session_date: Mapped[date]
+    step: Mapped[str]
+    run_id: Mapped[str] = mapped_column(server_default="")
+    attempt: Mapped[int] = mapped_column(Integer, server_default="1")
+    status: Mapped[str]
+    started_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    ended_at: Mapped[datetime | None]
+    summary: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    error: Mapped[str | None]
+
+
+class TradingSession(Base):
+    """The phase of one trading session, read by tasks running alongside each other."""
+
+    __tablename__ = "trading_sessions"
+    __table_args__ = (CheckConstraint(_one_of("phase", PHASES), name="phase"),)
+
+    session_date: Mapped[date] = mapped_column(primary_key=True)
+    phase: Mapped[str]
+    open_at: Mapped[datetime | None]
+    close_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Order(Base):
+    """An order openbell decided (or adopted); ``client_order_id`` is deterministic."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint(_one_of("origin", ORDER_ORIGINS), name="origin"),
+        CheckConstraint(_one_of("side", SIDES), name="side"),
+        Index(None, "session_date", "symbol"),
+        Index(None, "broker_order_id"),
+    )
+
+    client_order_id: Mapped[str] = mapped_column(primary_key=True)
+    session_date: Mapped[date]
+    symbol: Mapped[str]
+    side: Mapped[str]
+    qty: Mapped[Decimal]
+    notional: Mapped[Decimal | None]
+    decision_seq: Mapped[int | None] = mapped_column(Integer)
+    broker_order_id: Mapped[str | None]
+    status: Mapped[str]
+    filled_qty: Mapped[Decimal] = mapped_column(server_default="0")
+    filled_avg_price: Mapped[Decimal | None]
+    reason: Mapped[str | None]
+    reject_reason: Mapped[str | None]
+    origin: Mapped[str] = mapped_column(server_default="strategy")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Fill(Base):
+    """One execution, deduplicated on the broker's ``execution_id``."""
+
+    __tablename__ = "fills"
+    __table_args__ = (
+        CheckConstraint(_one_of("side", SIDES), name="side"),
+        Index(None, "session_date", "symbol"),
+        Index(None, "client_order_id"),
+    )
+
+    execution_id: Mapped[str] = mapped_column(primary_key=True)
+    client_order_id: Mapped[str | None]
+    session_date: Mapped[date]
+    symbol: Mapped[str]
+    side: Mapped[str]
+    qty: Mapped[Decimal]
+    price: Mapped[Decimal]
+    ts: Mapped[datetime]
+
+
+class Position(Base):
+    """The position book of one session."""
+
+    __tablename__ = "positions"
+    __table_args__ = (CheckConstraint(_one_of("origin", POSITION_ORIGINS), name="origin"),)
+
+    session_date: Mapped[date] = mapped_column(primary_key=True)
+    symbol: Mapped[str] = mapped_column(primary_key=True)
+    qty: Mapped[Decimal]
+    avg_entry_price: Mapped[Decimal | None]
+    origin: Mapped[str] = mapped_column(server_default="strategy")
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ParamVersion(Base):
+    """One version of a strategy's parameters; the newest one is live."""
+
+    __tablename__ = "param_versions"
+    __table_args__ = (
+        CheckConstraint(_one_of("source", PARAM_SOURCES), name="source"),
+        Index(None, "strategy", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    strategy: Mapped[str]
+    params: Mapped[dict[str, Any]]
+    source: Mapped[str]
+    session_date: Mapped[date | None]
+    score: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Decision(Base):
+    """The strategy's target weights at one market minute."""
+
+    __tablename__ = "decisions"
+
+    session_date: Mapped[date] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[datetime]
+    targets: Mapped[dict[str, Any]]
+    param_version_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Signal(Base):
+    """A symbol's signal score and weight at one market minute."""
+
+    __tablename__ = "signals"
+
+    session_date: Mapped[date] = mapped_column(primary_key=True)
+    ts: Mapped[datetime] = mapped_column(primary_key=True)
+    symbol: Mapped[str] = mapped_column(primary_key=True)
+    score: Mapped[float | None]
+    weight: Mapped[float | None]
+
+
+class EquityPoint(Base):
+    """Account equity at one market minute."""
+
+    __tablename__ = "equity"
+
+    session_date: Mapped[date] = mapped_column(primary_key=True)
+    ts: Mapped[datetime] = mapped_column(primary_key=True)
+    equity: Mapped[float]
+    cash: Mapped[float | None]
+    gross_exposure: Mapped[float | None]
+
+
+class Event(Base):
+    """The journal: reconcile differences, stream reconnects, refills, rejections..."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index(None, "session_date", "ts"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    session_date: Mapped[date]
+    ts: Mapped[datetime] = mapped_column(server_default=func.now())
+    kind: Mapped[str]
+    payload: Mapped[dict[str, Any]] = mapped_column(server_default="{}")

@@ -1,0 +1,136 @@
+"""Risk limits applied to any strategy's targets before they reach the broker.
+
+Invalid weights (NaN, inf, non-numeric, negative when shorts are not allowed, unknown symbols) become 0
+or are dropped, each with a logged note; per-symbol and gross limits clip; once the equity has lost more
+than ``daily_loss_limit`` since the day's start, every target is 0 for the rest of the day (latched).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RiskLimits:
+    """Limits on target weights (fractions of equity)."""
+
+    max_weight: float = 0.25
+    max_gross: float = 1.0
+    daily_loss_limit: float | None = 0.03
+    allow_short: bool = False
+
+    def __post_init__(self) -> None:
+        if not _number(self.max_weight) or not 0 < self.max_weight <= 1:
+            raise ValueError(f"max_weight must be in (0, 1], got {self.max_weight!r}")
+        if not _number(self.max_gross) or not 0 < self.max_gross <= 2:
+            raise ValueError(f"max_gross must be in (0, 2], got {self.max_gross!r}")
+        if self.daily_loss_limit is not None and (
+            not _number(self.daily_loss_limit) or not 0 < self.daily_loss_limit <= 0.5
+        ):
+            raise ValueError(f"daily_loss_limit must be None or in (0, 0.5], got {self.daily_loss_limit!r}")
+        if not isinstance(self.allow_short, bool):
+            raise ValueError(f"allow_short must be a bool, got {self.allow_short!r}")
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def clip_weights(w: np.ndarray, limits: RiskLimits) -> np.ndarray:
+    """Weights (..., N) within the limits: non-finite -> 0, shorts -> 0 unless allowed, caps, gross."""
+    w = np.where(np.isfinite(w), w, 0.0)
+    if not limits.allow_short:
+        w = np.maximum(w, 0.0)
+    w = np.clip(w, -limits.max_weight, limits.max_weight)
+    gross = np.abs(w).sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(gross > limits.max_gross, limits.max_gross / gross, 1.0)
+    return w * scale
+
+
+class RiskGate:
+    """Stateful gate for one trading day; restore ``day_start_equity``/``stopped`` after a restart."""
+
+    def __init__(self, limits: RiskLimits, universe: Iterable[str] | None = None,
+                 day_start_equity: float | None = None, stopped: bool = False) -> None:
+        self.limits = limits
+        self.universe = None if universe is None else frozenset(universe)
+        self.day_start_equity: float | None = None
+        if day_start_equity is not None:
+            self.start_day(day_start_equity)
+        self.stopped = bool(stopped)
+        self.stop_reason: str | None = "restored as stopped for the day" if stopped else None
+
+    def start_day(self, equity: float) -> None:
+        """Begin a new day at ``equity``; clears the loss latch."""
+        self.day_start_equity = _check_equity(equity)
+        self.stopped = False
+        self.stop_reason = None
+
+    def apply(self, weights: Mapping[str, object], equity: float) -> tuple[dict[str, float], list[str]]:
+        """Weights safe to trade and the notes on every change made; raises ValueError on bad equity."""
+        equity = _check_equity(equity)
+        if not isinstance(weights, Mapping):
+            raise ValueError(f"weights must be a mapping of symbol to weight, got {type(weights).__name__}")
+        if self.day_start_equity is None:
+            self.day_start_equity = equity
+        notes: list[str] = []
+        symbols: list[str] = []
+        values: list[float] = []
+        for symbol, raw in weights.items():
+            if not isinstance(symbol, str) or (self.universe is not None and symbol not in self.universe):
+                notes.append(f"dropped weight for {symbol!r}: not in the universe")
+                continue
+            symbols.append(symbol)
+            if not _number(raw) and not isinstance(raw, np.floating | np.integer):
+                notes.append(f"{symbol}: weight {raw!r} is not a finite number, set to 0")
+                values.append(0.0)
+                continue
+            value = float(raw)  # type: ignore[arg-type]
+            if not math.isfinite(value):
+                notes.append(f"{symbol}: weight {value!r} is not a finite number, set to 0")
+                value = 0.0
+            elif value < 0 and not self.limits.allow_short:
+                notes.append(f"{symbol}: short weight {value:g} not allowed, set to 0")
+                value = 0.0
+            elif abs(value) > self.limits.max_weight:
+                notes.append(f"{symbol}: weight {value:g} clipped to max_weight {self.limits.max_weight:g}")
+            values.append(value)
+        arr = np.array(values, dtype=float)
+        gross = float(np.abs(np.clip(arr, -self.limits.max_weight, self.limits.max_weight)).sum())
+        if gross > self.limits.max_gross:
+            notes.append(f"gross {gross:g} scaled down to max_gross {self.limits.max_gross:g}")
+        clipped = clip_weights(arr, self.limits) if len(arr) else arr
+
+        loss = self.limits.daily_loss_limit
+        drawdown = 1.0 - equity / self.day_start_equity
+        if not self.stopped and loss is not None and drawdown > loss:
+            self.stopped = True
+            self.stop_reason = (
+                f"daily loss {drawdown:.2%} exceeds limit {loss:.2%} "
+                f"(equity {equity:.2f} vs day start {self.day_start_equity:.2f}): stopped for the day"
+            )
+            notes.append(self.stop_reason)
+        if self.stopped:
+            clipped = np.zeros_like(clipped)
+            if not any(n.endswith("stopped for the day") for n in notes):
+                notes.append("stopped for the day: all targets 0")
+        for note in notes:
+            log.warning("risk: %s", note)
+        return {s: float(w) for s, w in zip(symbols, clipped, strict=True)}, notes
+
+
+def _check_equity(equity: float) -> float:
+    if not _number(equity) and not isinstance(equity, np.floating):
+        raise ValueError(f"equity must be a finite number, got {equity!r}")
+    value = float(equity)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"equity must be a positive finite number, got {equity!r}")
+    return value

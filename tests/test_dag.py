@@ -1,0 +1,92 @@
+"""The trading_day DAG as Airflow's own DagBag loads it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dagbag(tmp_path: Path, code: str) -> str:
+    script = textwrap.dedent(
+        f"""
+        import json
+        from airflow.dag_processing.dagbag import DagBag
+        bag = DagBag({str(ROOT / 'dags')!r})
+        {code}
+        """
+    )
+    env = {
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_dag_imports_without_errors_and_wires_the_day(tmp_path: Path) -> None:
+    line = _dagbag(
+        tmp_path,
+        """
+        dag = bag.dags["trading_day"]
+        print(json.dumps({
+            "errors": {k: str(v) for k, v in bag.import_errors.items()},
+            "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
+            "rules": {t.task_id: str(t.trigger_rule) for t in dag.tasks},
+            "catchup": dag.catchup,
+            "timetable": type(dag.timetable).__name__,
+            "params": sorted(dag.params.keys()),
+        }))
+        """,
+    )
+    import json
+
+    info = json.loads(line)
+    assert info["errors"] == {}
+    up = info["upstream"]
+    assert up["download"] == ["wait_for_open"]
+    assert up["todays_bars"] == ["download"]
+    assert up["reconcile"] == ["todays_bars"]
+    assert up["live_trading"] == ["reconcile"]
+    assert up["midday_optimize"] == ["wait_midday"]
+    # Liquidation depends only on its own wait, and runs whatever happened there.
+    assert up["eod_liquidate"] == ["wait_liquidation"]
+    assert info["rules"]["eod_liquidate"].lower().endswith("all_done")
+    assert info["catchup"] is False
+    assert info["timetable"] == "NYSESessionTimetable"
+    assert {"universe", "strategy", "max_weight", "liquidate_minutes_before_close"} <= set(info["params"])
+
+
+def test_params_refuse_bad_values_at_trigger_time(tmp_path: Path) -> None:
+    line = _dagbag(
+        tmp_path,
+        """
+        import copy
+        dag = bag.dags["trading_day"]
+        results = {}
+        for name, value in {"universe": ["tqqq"], "max_weight": 1.5, "liquidate_minutes_before_close": 0,
+                            "universe_ok": ["TQQQ", "SQQQ"]}.items():
+            params = copy.deepcopy(dag.params)
+            key = name.removesuffix("_ok")
+            try:
+                params[key] = value
+                params.validate()
+                results[name] = "accepted"
+            except Exception as exc:
+                results[name] = "refused: " + type(exc).__name__
+        print(json.dumps(results))
+        """,
+    )
+    import json
+
+    results = json.loads(line)
+    assert results["universe"].startswith("refused")
+    assert results["max_weight"].startswith("refused")
+    assert results["liquidate_minutes_before_close"].startswith("refused")
+    assert results["universe_ok"] == "accepted"

@@ -1,0 +1,132 @@
+"""The live session end to end: real simulator (fast market time), real streams, real Postgres."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest
+from sqlalchemy import Engine, text
+
+from openbell.broker import parse_client_order_id
+from openbell.calendar import previous_sessions, session
+from openbell.clock import clock_for
+from openbell.marketdata import Window, fetch_bars
+from openbell.session import SessionLock, SessionLocked, SessionOver, run_live_session
+from openbell.sim.testing import SimProcess
+from openbell.store.bars import upsert_bars
+from openbell.store.params import add_params
+from openbell.store.sessions import set_phase
+from openbell.strategy import DEFAULT_UNIVERSE, RiskLimits
+
+SESSION = date(2025, 11, 20)
+BUSY = {"lookback": 5, "vol_window": 10, "top_k": 3, "threshold": 0.0, "rebalance_minutes": 1,
+        "weighting": "score"}
+
+
+def _count(engine: Engine, query: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(query)).scalar() or 0)
+
+
+def _decisions(engine: Engine) -> int:
+    return _count(engine, "SELECT count(*) FROM decisions")
+
+
+def test_live_session_trades_until_the_close(engine: Engine, tmp_path: Path) -> None:
+    s = session(SESSION)
+    assert s is not None
+    universe = list(DEFAULT_UNIVERSE)
+    faults = ["--silence-at", "15:36:5", "--drop-streams-at", "15:46"]
+    with SimProcess(date="2025-11-20", speed=300, start="15:25", data_dir=tmp_path / "sim", extra_args=faults) as sim:
+        config = sim.config()
+        clock = clock_for(config)
+        # what the download step leaves: two prior sessions and today until a few minutes ago
+        prior = previous_sessions(SESSION, 2)
+        stored_until = clock.now() - timedelta(minutes=3)
+        upsert_bars(engine, fetch_bars(config, universe, Window(prior[0].open, stored_until)), source="rest")
+        first = add_params(engine, "momentum_rotation", BUSY, source="manual")
+        side: dict[str, object] = {}
+
+        def meanwhile() -> None:
+            """What the 14:30 and 15:58 tasks do through Postgres while the loop trades."""
+            while _decisions(engine) < 4:
+                time.sleep(0.05)
+            side["bad"] = add_params(engine, "momentum_rotation", {"lookback": 1}, source="optimizer").id
+            give_up = time.monotonic() + 10
+            while not _count(engine, "SELECT count(*) FROM events WHERE kind = 'params_refused'"):
+                assert time.monotonic() < give_up, "the invalid version was never refused"
+                time.sleep(0.05)
+            good = add_params(engine, "momentum_rotation", {**BUSY, "top_k": 2}, source="optimizer")
+            side["good"] = good.id
+            clock.sleep_until(s.close - timedelta(minutes=5))
+            set_phase(engine, SESSION, "liquidating")
+            side["liquidating_at"] = clock.now()
+
+        helper = threading.Thread(target=meanwhile, daemon=True)
+        helper.start()
+        report = run_live_session(
+            config, engine, SESSION, clock=clock, strategy_name="momentum_rotation",
+            risk=RiskLimits(max_weight=0.4, max_gross=1.0, daily_loss_limit=None), universe=universe,
+            min_notional=100.0, warmup_sessions=2,
+        )
+        helper.join(timeout=10)
+        assert clock.now() >= s.close  # returned because the session is over
+
+        client = config.trading_client()
+        broker_orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500))
+        positions = {p.symbol: float(p.qty) for p in client.get_all_positions()}
+        with engine.connect() as conn:
+            seqs = [r[0] for r in conn.execute(text("SELECT seq FROM decisions ORDER BY seq"))]
+            minutes = [r[0] for r in conn.execute(text("SELECT ts FROM decisions ORDER BY seq"))]
+            orders = conn.execute(text("SELECT client_order_id, decision_seq, status FROM orders")).all()
+            fills = conn.execute(text("SELECT count(*) FROM fills")).scalar()
+            equity = conn.execute(text("SELECT count(*) FROM equity")).scalar()
+            kinds = [r[0] for r in conn.execute(text("SELECT kind FROM events ORDER BY id"))]
+            held = conn.execute(text("SELECT symbol, qty FROM positions WHERE qty <> 0")).all()
+            book = {r[0]: float(r[1]) for r in held}
+
+    # decisions: one per minute, in order, consecutive sequence numbers, nothing after the close
+    assert report.decisions == len(seqs) > 10
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert minutes == [minutes[0] + timedelta(minutes=i) for i in range(len(minutes))]  # no gap
+    assert minutes[-1] == s.close - timedelta(minutes=1)
+    # stream health: the silent stream was restarted, the dropped one reconnected, missed minutes refilled
+    assert report.stream_restarts >= 1 and report.reconnects >= 1 and report.refills >= 2
+    assert {"stream_restart", "refill"} <= set(kinds)
+    # orders: placed and filled, one broker order per client_order_id, all recorded
+    ids = [o.client_order_id for o in broker_orders]
+    assert report.orders > 0 and report.fills > 0 and fills and fills >= report.fills
+    assert len(ids) == len(set(ids)) and all(parse_client_order_id(i) for i in ids)
+    assert {o[0] for o in orders} == set(ids)
+    assert all(o[2] == "filled" for o in orders if o[0] in ids and o[2] != "rejected")
+    assert equity and equity >= report.decisions
+    # the position book agrees with the broker
+    assert book == positions
+    # hot reload: the bad version refused with an event, the good one used
+    assert report.params_refused == 1 and "params_refused" in kinds
+    assert report.param_versions[0] == first.id and side["good"] in report.param_versions
+    assert "params_reloaded" in kinds
+    # nothing opened once the phase was liquidating (decisions of later minutes placed no order)
+    liq: datetime = side["liquidating_at"]  # type: ignore[assignment]
+    late = [o for o in orders if o[1] is not None and minutes[o[1] - seqs[0]] > liq + timedelta(minutes=1)]
+    assert report.liquidating_seen and late == []
+    assert book  # something was held when trading stopped
+
+
+def test_a_second_attempt_cannot_trade_beside_the_first_and_a_closed_session_is_refused(
+    engine: Engine, tmp_path: Path
+) -> None:
+    with SimProcess(date="2025-11-20", speed=60, start="16:05", data_dir=tmp_path / "sim") as sim:
+        config = sim.config()
+        clock = clock_for(config)
+        with SessionLock(engine, SESSION, wait=0), pytest.raises(SessionLocked, match="already being traded"):
+            run_live_session(config, engine, SESSION, clock=clock, lock_wait=0.5)
+        with pytest.raises(SessionOver, match="is over"):
+            run_live_session(config, engine, SESSION, clock=clock, lock_wait=0.5)
+        assert config.trading_client().get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL)) == []
+    assert _decisions(engine) == 0

@@ -1,0 +1,85 @@
+"""Postgres side of trading: fencing, duplicate fills, the write queue (real Postgres)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+import pytest
+from alpaca.trading.models import TradeUpdate
+from sqlalchemy import Engine, text
+
+from openbell.broker import apply_trade_update, client_order_id
+from openbell.session import SessionLock, SessionLocked, Writer
+
+SESSION = date(2025, 11, 20)
+
+
+def _order(coid: str, status: str, filled: str) -> dict[str, object]:
+    return {
+        "id": "3b1f6a8e-93f4-4d37-9a7b-0b7b5d1f0e11", "client_order_id": coid,
+        "created_at": "2025-11-20T20:00:01Z", "updated_at": "2025-11-20T20:00:01Z",
+        "submitted_at": "2025-11-20T20:00:01Z", "filled_at": None, "symbol": "TQQQ",
+        "asset_class": "us_equity", "qty": "10", "filled_qty": filled, "filled_avg_price": "50.5",
+        "order_type": "market", "type": "market", "side": "buy", "time_in_force": "day", "status": status,
+        "extended_hours": False, "order_class": "",
+    }
+
+
+def _fill(coid: str, execution_id: str, qty: str, filled: str, status: str) -> TradeUpdate:
+    return TradeUpdate(**{
+        "event": "fill" if status == "filled" else "partial_fill", "execution_id": execution_id,
+        "timestamp": "2025-11-20T20:00:02Z", "price": "50.5", "qty": qty, "position_qty": filled,
+        "order": _order(coid, status, filled),
+    })
+
+
+def test_duplicate_fill_events_are_applied_once(engine: Engine) -> None:
+    coid = client_order_id(SESSION, 7, "TQQQ")
+    first = _fill(coid, str(uuid.uuid4()), "4", "4", "partially_filled")
+    second = _fill(coid, str(uuid.uuid4()), "6", "10", "filled")
+    results = [apply_trade_update(engine, SESSION, u) for u in (first, second, first, second)]
+    assert [r.new_fill for r in results] == [True, True, False, False]
+    with engine.connect() as conn:
+        fills = conn.execute(text("SELECT count(*), sum(qty) FROM fills")).one()
+        position = conn.execute(text("SELECT qty, avg_entry_price, origin FROM positions")).one()
+        order = conn.execute(text("SELECT status, filled_qty, decision_seq FROM orders")).one()
+    assert (fills[0], float(fills[1])) == (2, 10.0)
+    assert float(position[0]) == 10.0 and float(position[1]) == pytest.approx(50.5)
+    assert position[2] == "strategy"
+    assert (order[0], float(order[1]), order[2]) == ("filled", 10.0, 7)
+
+
+def test_a_late_partial_fill_does_not_reopen_a_filled_order(engine: Engine) -> None:
+    coid = client_order_id(SESSION, 8, "TQQQ")
+    apply_trade_update(engine, SESSION, _fill(coid, str(uuid.uuid4()), "6", "10", "filled"))
+    apply_trade_update(engine, SESSION, _fill(coid, str(uuid.uuid4()), "4", "4", "partially_filled"))
+    with engine.connect() as conn:
+        status, filled = conn.execute(text("SELECT status, filled_qty FROM orders")).one()
+    assert (status, float(filled)) == ("filled", 10.0)
+
+
+def test_second_holder_of_the_session_lock_is_refused(engine: Engine) -> None:
+    with SessionLock(engine, SESSION, wait=0) as first:
+        assert first.held
+        with pytest.raises(SessionLocked, match="already being traded"):
+            SessionLock(engine, SESSION, wait=0.3, poll=0.1).acquire()
+        with SessionLock(engine, date(2025, 11, 21), wait=0):  # another session is independent
+            pass
+    with SessionLock(engine, SESSION, wait=0):  # released on exit
+        pass
+
+
+def test_writer_keeps_order_and_isolates_a_bad_write(engine: Engine) -> None:
+    writer = Writer(engine)
+    for i in range(50):
+        writer.put(lambda conn, i=i: conn.execute(
+            text("INSERT INTO events (session_date, kind, payload) VALUES (:d, 'n', CAST(:p AS jsonb))"),
+            {"d": SESSION, "p": f'{{"i": {i}}}'}))
+        if i == 25:
+            writer.put(lambda conn: conn.execute(text("INSERT INTO no_such_table VALUES (1)")))
+    assert writer.close(timeout=20)
+    with engine.connect() as conn:
+        seen = [r[0] for r in conn.execute(text("SELECT (payload->>'i')::int FROM events ORDER BY id"))]
+    assert seen == list(range(50))
+    assert writer.stats.dropped == 1
