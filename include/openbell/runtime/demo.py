@@ -98,7 +98,7 @@ def rehearse(
     stack.start()
     try:
         stack.wait_ready()
-        progress(f"Airflow is up at {stack.api_url} (login admin / {stack.admin_password})")
+        progress(f"Airflow is up at {stack.api_url} (user admin, password in {stack.home / 'passwords.json'})")
         sim.start()
         progress(f"simulator for {session_date} at {sim.base_url}, {speed:g}x market speed, from 09:25 ET")
         run_id = _wait_for_run(stack, session_date, timeout=120)
