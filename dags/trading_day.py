@@ -18,6 +18,7 @@ from openbell.timetable import NYSESessionTimetable, schedule_end_date
 
 SESSION = timedelta(hours=7)
 WAIT = timedelta(hours=16)  # a run is created at 09:00 ET; the latest wait ends before the close
+LEAD = 30.0  # wall seconds a market-time trigger fires early; the task waits out the rest itself
 
 with DAG(
     dag_id="trading_day",
@@ -57,25 +58,17 @@ with DAG(
         timeout=SESSION.total_seconds(),
     )
 
-    wait_midday = WaitForMarketTime(
-        task_id="wait_midday", anchor="close", offset_param="optimize_minutes_before_close",
-        offset_scale=-1, execution_timeout=WAIT,
+    midday_optimize = steps.MarketTimeStep(
+        step="midday_optimize", anchor="close", offset_param="optimize_minutes_before_close", offset_scale=-1,
+        lead_seconds=LEAD, execution_timeout=WAIT,
     )
 
-    @task(execution_timeout=timedelta(minutes=30))
-    def midday_optimize(**context: object) -> dict:
-        return steps.midday_optimize(context)
-
-    wait_liquidation = WaitForMarketTime(
-        task_id="wait_liquidation", anchor="close", offset_param="liquidate_minutes_before_close",
-        offset_scale=-1, execution_timeout=WAIT,
+    # Liquidation runs whatever happened upstream: the account is never left holding overnight.
+    eod_liquidate = steps.MarketTimeStep(
+        step="eod_liquidate", anchor="close", offset_param="liquidate_minutes_before_close", offset_scale=-1,
+        lead_seconds=LEAD, trigger_rule=TriggerRule.ALL_DONE, retries=3, retry_delay=timedelta(seconds=5),
+        execution_timeout=WAIT,
     )
-
-    @task(trigger_rule=TriggerRule.ALL_DONE, retries=3, retry_delay=timedelta(seconds=5),
-          execution_timeout=timedelta(minutes=30))
-    def eod_liquidate(**context: object) -> dict:
-        return steps.eod_liquidate(context)
 
     wait_for_open >> download() >> todays_bars() >> reconcile() >> live_trading
-    wait_for_open >> wait_midday >> midday_optimize()
-    wait_for_open >> wait_liquidation >> eod_liquidate()
+    wait_for_open >> [midday_optimize, eod_liquidate]

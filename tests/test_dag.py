@@ -54,9 +54,10 @@ def test_dag_imports_without_errors_and_wires_the_day(tmp_path: Path) -> None:
     assert up["todays_bars"] == ["download"]
     assert up["reconcile"] == ["todays_bars"]
     assert up["live_trading"] == ["reconcile"]
-    assert up["midday_optimize"] == ["wait_midday"]
-    # Liquidation depends only on its own wait, and runs whatever happened there.
-    assert up["eod_liquidate"] == ["wait_liquidation"]
+    # The timed steps wait for their own market time in their own task.
+    assert up["midday_optimize"] == ["wait_for_open"]
+    # Liquidation depends on nothing but the open, and runs whatever happened there.
+    assert up["eod_liquidate"] == ["wait_for_open"]
     assert info["rules"]["eod_liquidate"].lower().endswith("all_done")
     assert info["catchup"] is False
     assert info["timetable"] == "NYSESessionTimetable"

@@ -212,20 +212,22 @@ def call(
     base_delay: float = 0.25,
     max_delay: float = 8.0,
     what: str = "",
+    conn_id: str = "",
     **kwargs: Any,
 ) -> T:
     """Call ``fn`` retrying transient failures with jittered exponential backoff.
 
-    Refused credentials raise :class:`CredentialsError` at once, naming the connection is the
-    caller's job. Only idempotent calls may be passed here; orders go through the broker's
-    idempotent submit path.
+    Refused credentials raise :class:`CredentialsError` at once (never retried), naming ``conn_id``
+    when given. Only idempotent calls may be passed here; orders go through the broker's idempotent
+    submit path.
     """
     for attempt in range(1, attempts + 1):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
             if status_of(exc) in (401, 403) and _is_auth_error(exc):
-                raise CredentialsError(f"Alpaca refused the credentials: {_message(exc)}") from exc
+                source = f" of connection {conn_id!r}" if conn_id else ""
+                raise CredentialsError(f"Alpaca refused the credentials{source}: {_message(exc)}") from exc
             if attempt == attempts or not is_transient(exc):
                 raise
             delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)

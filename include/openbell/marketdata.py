@@ -43,7 +43,7 @@ def check_universe(config: AlpacaConfig, symbols: Sequence[str]) -> None:
     unknown: list[str] = []
     for symbol in symbols:
         try:
-            asset = ob_alpaca.call(client.get_asset, symbol, what=f"get_asset({symbol})")
+            asset = ob_alpaca.call(client.get_asset, symbol, what=f"get_asset({symbol})", conn_id=config.conn_id)
         except APIError as exc:
             if ob_alpaca.status_of(exc) in (404, 422):
                 unknown.append(symbol)
@@ -68,7 +68,9 @@ def fetch_bars(config: AlpacaConfig, symbols: Sequence[str], window: Window) -> 
         adjustment=Adjustment.RAW,
         feed=DataFeed(config.feed),
     )
-    raw: dict[str, list[dict[str, Any]]] = ob_alpaca.call(client.get_stock_bars, request, what="get_stock_bars")
+    raw: dict[str, list[dict[str, Any]]] = ob_alpaca.call(
+        client.get_stock_bars, request, what="get_stock_bars", conn_id=config.conn_id
+    )
     return bars_frame(raw)
 
 
@@ -149,18 +151,19 @@ def download(
     *,
     days: int = 30,
 ) -> dict[str, Any]:
-    """Fetch and store the last ``days`` calendar days of 1-minute bars up to ``now`` (today included).
+    """Fetch and store the sessions of the last ``days`` calendar days, up to ``now`` (today included).
 
-    For a past session ``now`` is its close, so a backfill stores exactly that window. Returns the
-    step summary: counts from the upsert and a per-symbol, per-session gap report.
+    The window starts at the open of the first session on or after ``days`` before the session's date,
+    so every session in it is whole. For a past session ``now`` is its close, so a backfill stores
+    exactly that window. Returns the step summary: upsert counts and a per-symbol, per-session gap report.
     """
     end = min(now, session.close)
-    start = session.open - timedelta(days=days)
+    sessions = sessions_between(session.date - timedelta(days=days), session.date)
+    start = sessions[0].open
     check_universe(config, universe)
     frame = fetch_bars(config, universe, Window(start, end))
     result = upsert_bars(engine, frame, source="rest")
-    sessions = sessions_between(start.date(), session.date)
-    gaps = missing_minutes(engine, universe, [s for s in sessions if s.open >= start], end)
+    gaps = missing_minutes(engine, universe, sessions, end)
     return {
         "window": [start.isoformat(), end.isoformat()],
         "sessions": len(sessions),

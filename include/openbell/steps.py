@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from openbell.alpaca import AlpacaConfig
 from openbell.calendar import ET, Session, session_for_run
 from openbell.clock import MarketClock, clock_for
+from openbell.operators import WaitForMarketTime
 from openbell.params import RunParams
 from openbell.store import ledger
 from openbell.store.db import ensure_current, make_engine
@@ -221,12 +222,17 @@ def midday_optimize(context: dict[str, Any]) -> dict[str, Any]:
 
 
 def eod_liquidate(context: dict[str, Any]) -> dict[str, Any]:
-    """Close everything before the bell and prove the account flat; fails loudly if it is not."""
+    """Close everything before the bell and prove the account flat; fails loudly if it is not.
+
+    Unlike the other live steps it also acts when it starts after the close of today's session: the
+    account must not be left holding, and a late liquidation is reported, not skipped.
+    """
     from openbell import broker
 
     ctx = from_airflow(context)
     with recorded(ctx, "eod_liquidate") as record:
-        require_live(ctx)
+        if ctx.is_backfill or _et_date(ctx.now()) != ctx.session.date:
+            require_live(ctx)
         report = broker.liquidate(ctx.config, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close)
         record.summary.update(report.as_dict())
         if not report.flat:
@@ -235,3 +241,35 @@ def eod_liquidate(context: dict[str, Any]) -> dict[str, Any]:
                 f"open orders {report.open_orders_left}"
             )
     return record.summary
+
+
+TIMED_STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "midday_optimize": midday_optimize,
+    "eod_liquidate": eod_liquidate,
+}
+
+
+class MarketTimeStep(WaitForMarketTime):
+    """A step that waits, deferred, for its market time and then runs ``steps.<step>`` in the same task.
+
+    Waiting in the step's own task (rather than in an upstream sensor) means no second task start-up
+    lies between the market time and the action, which matters for the 15:58 liquidation.
+    """
+
+    def __init__(self, *, step: str, **kwargs: Any) -> None:
+        if step not in TIMED_STEPS:
+            raise ValueError(f"unknown timed step {step!r}; one of {', '.join(TIMED_STEPS)}")
+        kwargs.setdefault("task_id", step)
+        super().__init__(**kwargs)
+        self.step = step
+
+    def _run_step(self, context: Any) -> dict[str, Any]:
+        return TIMED_STEPS[self.step](context)
+
+    def execute(self, context: Any) -> dict[str, Any]:  # type: ignore[override]
+        super().execute(context)  # defers, or returns at once when the time is past
+        return self._run_step(context)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:  # type: ignore[override]
+        super().execute_complete(context, event)
+        return self._run_step(context)
