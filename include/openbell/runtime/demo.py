@@ -54,7 +54,7 @@ def latest_session() -> date:
     return calendar.last_completed_session(datetime.now(UTC)).date
 
 
-def _fresh_databases(home: Path, tag: str) -> tuple[str, str, EmbeddedPostgres]:
+def fresh_databases(home: Path, tag: str) -> tuple[str, str, EmbeddedPostgres]:
     server = EmbeddedPostgres(home / "pg")
     server.start()
     base = server.url()
@@ -85,7 +85,7 @@ def rehearse(
     home = home or home_dir()
     tag = session_date.strftime("%Y%m%d")
     progress(f"starting Postgres under {home / 'pg'}")
-    state_url, airflow_url, _server = _fresh_databases(home, tag)
+    state_url, airflow_url, server = fresh_databases(home, tag)
     upgrade(state_url)
     sim_dir = home / "sim" / tag
     shutil.rmtree(sim_dir, ignore_errors=True)
@@ -117,6 +117,7 @@ def rehearse(
     finally:
         sim.stop()
         stack.stop()
+        server.stop()
 
 
 def _wait_for_run(stack: AirflowStack, session_date: date, timeout: float) -> str:
