@@ -1,0 +1,74 @@
+"""A whole simulated session through a real Airflow scheduler (LocalExecutor), triggerer and api-server.
+
+The scheduler creates the session's run from the NYSE timetable; the simulator plays the day at 120x.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openbell.pg import reachable_tempdir
+from openbell.runtime.airflow import AirflowStack
+from openbell.runtime.demo import rehearse
+from openbell.sim.testing import SimProcess
+
+pytestmark = pytest.mark.e2e
+log = logging.getLogger(__name__)
+
+
+def _broker_view(sim: SimProcess) -> dict[str, Any]:
+    client = sim.config().trading_client()
+    from alpaca.trading.enums import QueryOrderStatus
+    from alpaca.trading.requests import GetOrdersRequest
+
+    orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500, nested=False))
+    return {
+        "client_order_ids": [o.client_order_id for o in orders],
+        "positions": {p.symbol: float(p.qty) for p in client.get_all_positions()},
+    }
+
+
+def test_a_whole_day(tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    def at_end(stack: AirflowStack, sim: SimProcess, run_id: str) -> None:
+        seen.update(_broker_view(sim))
+
+    home = reachable_tempdir(tmp_path, "openbell-e2e-")
+    try:
+        result = rehearse(
+            date(2025, 11, 20), speed=120, home=home, progress=log.info,
+            sim_args=["--seed-position", "AAPL:7"], on_finished=at_end,
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    report = result.report
+    steps = {s["step"]: s for s in report["steps"]}
+    assert result.run_state == "success", result.task_states
+    for name in ("download", "todays_bars", "reconcile", "live_trading", "midday_optimize", "eod_liquidate"):
+        assert steps[name]["status"] == "success", (name, steps[name])
+
+    # Orders were placed and filled, each client_order_id once at the broker.
+    assert any(o["origin"] == "strategy" and o["status"] == "filled" for o in report["orders"])
+    assert report["fills"]
+    counts = Counter(seen["client_order_ids"])
+    assert counts and max(counts.values()) == 1
+    assert {o["client_order_id"] for o in report["orders"]} >= set(counts)
+
+    # The position seeded before the day was adopted and closed.
+    assert "AAPL" in steps["reconcile"]["summary"]["adopted"]
+    assert seen["positions"] == {}
+    assert report["flat_at_close"] is True
+
+    # The version written by the 14:30 optimizer is the one used after it.
+    new_version = steps["midday_optimize"]["summary"]["new_version"]
+    assert new_version is not None, steps["midday_optimize"]["summary"]
+    used = [u for u in report["param_versions_used"] if u["id"] == new_version]
+    assert used and used[0]["decisions"] > 0
