@@ -5,70 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
+from clock_endpoint import ClockEndpoint
 from openbell import clock as clock_mod
 from openbell.alpaca import AlpacaConfig
 from openbell.clock import ClockMapping, ClockUnavailable, SimClock, WallClock, clock_for, clock_from_spec
 
 T0 = datetime(2025, 11, 26, 14, 25, tzinfo=UTC)  # 09:25 ET
-
-
-class ClockEndpoint:
-    """A loopback HTTP endpoint serving a simulator-style clock document."""
-
-    def __init__(self) -> None:
-        self.doc: dict[str, Any] = {}
-        self.fail_next = 0
-        self.requests = 0
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                endpoint.requests += 1
-                if endpoint.fail_next > 0:
-                    endpoint.fail_next -= 1
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                body = json.dumps(endpoint.doc).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sim/clock"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def anchor(self, market: datetime, speed: float, wall: float | None = None) -> None:
-        """Publish: market time ``market`` at wall time ``wall`` (now by default), running at ``speed``."""
-        w = datetime.fromtimestamp(time.time() if wall is None else wall, UTC)
-        self.doc = {"market_time": market.isoformat(), "wall_time": w.isoformat(), "speed": speed,
-                    "session": "2025-11-26"}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def endpoint() -> Iterator[ClockEndpoint]:
-    ep = ClockEndpoint()
-    yield ep
-    ep.close()
 
 
 def test_mapping_math() -> None:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,6 +14,7 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 from airflow.triggers.base import TriggerEvent
 
+from clock_endpoint import ClockEndpoint
 from openbell import calendar as cal
 from openbell import clock as clock_mod
 from openbell.calendar import ET
@@ -25,54 +23,6 @@ from openbell.operators import WaitForMarketTime, target_time
 from openbell.triggers import MarketTimeTrigger
 
 T0 = datetime(2025, 11, 26, 14, 25, tzinfo=UTC)  # Wednesday 09:25 ET
-
-
-class ClockEndpoint:
-    """A loopback HTTP endpoint serving a simulator-style clock document at /sim/clock."""
-
-    def __init__(self) -> None:
-        self.doc: dict[str, Any] = {}
-        self.fail_next = 0
-        self.requests = 0
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                endpoint.requests += 1
-                if endpoint.fail_next > 0 or self.path != "/sim/clock":
-                    endpoint.fail_next = max(0, endpoint.fail_next - 1)
-                    self.send_response(503 if self.path == "/sim/clock" else 404)
-                    self.end_headers()
-                    return
-                body = json.dumps(endpoint.doc).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.url = f"{self.base_url}/sim/clock"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def anchor(self, market: datetime, speed: float) -> None:
-        wall = datetime.now(UTC).isoformat()
-        self.doc = {"market_time": market.isoformat(), "wall_time": wall, "speed": speed}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def endpoint() -> Iterator[ClockEndpoint]:
-    ep = ClockEndpoint()
-    yield ep
-    ep.close()
 
 
 def first_event(trigger: MarketTimeTrigger, timeout: float = 20.0) -> tuple[TriggerEvent, float]:

@@ -227,17 +227,18 @@ def call(
         except Exception as exc:
             if status_of(exc) in (401, 403) and _is_auth_error(exc):
                 source = f" of connection {conn_id!r}" if conn_id else ""
-                raise CredentialsError(f"Alpaca refused the credentials{source}: {_message(exc)}") from exc
+                raise CredentialsError(f"Alpaca refused the credentials{source}: {error_message(exc)}") from exc
             if attempt == attempts or not is_transient(exc):
                 raise
             delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
             log.warning("%s failed (%s), retry %d/%d in %.2fs", what or getattr(fn, "__name__", "call"),
-                        _message(exc), attempt, attempts - 1, delay)
+                        error_message(exc), attempt, attempts - 1, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
 
-def _message(exc: BaseException) -> str:
+def error_message(exc: BaseException) -> str:
+    """The broker's message of an APIError (never the request, so never credentials)."""
     if isinstance(exc, APIError):
         try:
             return str(json.loads(str(exc)).get("message", exc))
@@ -249,5 +250,5 @@ def _message(exc: BaseException) -> str:
 def _is_auth_error(exc: BaseException) -> bool:
     if status_of(exc) == 401:
         return True
-    text = _message(exc).lower()
+    text = error_message(exc).lower()
     return "forbidden" in text or "unauthorized" in text or "access key" in text

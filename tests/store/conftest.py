@@ -7,16 +7,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, text
 
-from openbell.pg import ephemeral_server, scratch_database
+from openbell.pg import scratch_database
 from openbell.store import db
 from openbell.store.models import Base
-
-
-@pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of the test session's server (its maintenance database)."""
-    with ephemeral_server(tmp_path_factory.mktemp("store-pg")) as url:
-        yield url
 
 
 @pytest.fixture

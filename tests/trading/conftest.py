@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from openbell.pg import drop_database, ephemeral_server
+from openbell.pg import drop_database
 from openbell.store import db
 
 SESSION = date(2025, 11, 20)  # a full NYSE session (Thursday)
@@ -23,12 +23,6 @@ def _admin(server_url: str) -> psycopg2.extensions.connection:
                             dbname=u.database or "postgres")
     conn.autocommit = True
     return conn
-
-
-@pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with ephemeral_server(tmp_path_factory.mktemp("trading-pg")) as url:
-        yield url
 
 
 @pytest.fixture(scope="session")

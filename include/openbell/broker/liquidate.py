@@ -14,10 +14,9 @@ from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import Engine
 
 from openbell import alpaca as ob_alpaca
-from openbell.alpaca import AlpacaConfig
+from openbell.alpaca import AlpacaConfig, error_message
 from openbell.broker import book
 from openbell.broker.journal import event
-from openbell.broker.orders import error_message
 from openbell.broker.reconcile import order_row, signed_qty
 from openbell.clock import MarketClock
 

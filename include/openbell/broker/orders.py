@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 from dataclasses import dataclass
 from typing import Literal
 
-from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.models import Order
 from alpaca.trading.requests import MarketOrderRequest
 
-from openbell.alpaca import CredentialsError, is_transient, status_of
+from openbell.alpaca import CredentialsError, error_message, is_transient, status_of
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +33,6 @@ class SubmitResult:
     @property
     def accepted(self) -> bool:
         return self.order is not None
-
-
-def error_message(exc: BaseException) -> str:
-    """The broker's message of an APIError (never the request, so never credentials)."""
-    if isinstance(exc, APIError):
-        try:
-            return str(json.loads(str(exc)).get("message", exc))
-        except (ValueError, AttributeError):
-            return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 def find_order(client: TradingClient, client_order_id: str, attempts: int = 4) -> Order | None:

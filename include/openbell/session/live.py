@@ -27,11 +27,11 @@ from alpaca.trading.models import TradeUpdate
 from sqlalchemy import Connection, Engine, text
 
 from openbell import alpaca as ob_alpaca
-from openbell.alpaca import AlpacaConfig
+from openbell.alpaca import AlpacaConfig, error_message
 from openbell.broker import book
 from openbell.broker.ids import client_order_id
 from openbell.broker.journal import event
-from openbell.broker.orders import SubmitResult, error_message, find_order, submit
+from openbell.broker.orders import SubmitResult, find_order, submit
 from openbell.broker.reconcile import ReconcileReport, order_row, reconcile, signed_qty
 from openbell.broker.updates import apply_trade_update
 from openbell.calendar import Session, previous_sessions
