@@ -11,7 +11,6 @@ import pendulum
 from airflow.sdk import DAG, TriggerRule, task
 
 from openbell import steps
-from openbell.operators import WaitForMarketTime
 from openbell.params import dag_params
 from openbell.sensors import LiveTradingSensor
 from openbell.timetable import NYSESessionTimetable, schedule_end_date
@@ -33,8 +32,8 @@ with DAG(
     tags=["openbell", "trading"],
     doc_md=__doc__,
 ) as dag:
-    wait_for_open = WaitForMarketTime(
-        task_id="wait_for_open", anchor="open", offset_param="open_offset_minutes", execution_timeout=WAIT
+    wait_for_open = steps.MarketTimeStep(
+        step="wait_for_open", anchor="open", offset_param="open_offset_minutes", execution_timeout=WAIT
     )
 
     @task(execution_timeout=timedelta(minutes=30))

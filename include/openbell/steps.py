@@ -146,6 +146,14 @@ def require_live(ctx: StepContext) -> None:
 # -- the steps -------------------------------------------------------------------------------------
 
 
+def wait_for_open(context: dict[str, Any]) -> dict[str, Any]:
+    """Record that the run's opening time was reached (the wait itself is deferred to the triggerer)."""
+    ctx = from_airflow(context)
+    with recorded(ctx, "wait_for_open") as record:
+        record.summary.update({"open": ctx.session.open.isoformat(), "market_time": ctx.now().isoformat()})
+    return record.summary
+
+
 def download(context: dict[str, Any]) -> dict[str, Any]:
     """Store the last ``history_days`` of 1-minute bars up to now (a past session: up to its close)."""
     from openbell import marketdata
@@ -244,6 +252,7 @@ def eod_liquidate(context: dict[str, Any]) -> dict[str, Any]:
 
 
 TIMED_STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "wait_for_open": wait_for_open,
     "midday_optimize": midday_optimize,
     "eod_liquidate": eod_liquidate,
 }

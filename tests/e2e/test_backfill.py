@@ -45,6 +45,7 @@ def test_backfill_downloads_each_session_and_skips_the_live_steps(tmp_path: Path
         assert all(r["run_type"] == "backfill" and r["state"] == "success" for r in runs), runs
         for day in BACKFILL:
             ledger = {row["step"]: row for row in steps_for(engine, day)}
+            assert ledger["wait_for_open"]["status"] == "success"  # a past open: no wait
             assert ledger["download"]["status"] == "success"
             for step in LIVE_ONLY:
                 assert ledger[step]["status"] == "skipped", (day, step, ledger.get(step))
