@@ -52,7 +52,9 @@ def test_a_whole_day(tmp_path: Path) -> None:
     report = result.report
     steps = {s["step"]: s for s in report["steps"]}
     assert result.run_state == "success", result.task_states
-    for name in ("wait_for_open", "download", "todays_bars", "reconcile", "live_trading", "midday_optimize", "eod_liquidate"):
+    every_step = ("wait_for_open", "download", "todays_bars", "reconcile", "live_trading", "midday_optimize",
+                  "eod_liquidate")
+    for name in every_step:
         assert steps[name]["status"] == "success", (name, steps[name])
 
     # Orders were placed and filled, each client_order_id once at the broker.
