@@ -48,6 +48,7 @@ def optimize_session(
                           daily_loss_limit=params.daily_loss_limit),
     )
     summary: dict[str, Any] = {
+        "market_time": now.isoformat(),
         "bars": len(bars),
         "budget_s": round(budget, 3),
         "sessions": len(result.sessions),

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -211,6 +211,7 @@ def live_trading(context: dict[str, Any]) -> dict[str, Any]:
                 risk=RiskLimits(max_weight=p.max_weight, max_gross=p.max_gross,
                                 daily_loss_limit=p.daily_loss_limit),
                 universe=p.universe, min_notional=p.min_notional, warmup_sessions=p.warmup_sessions,
+                trade_until=ctx.session.close - timedelta(minutes=p.liquidate_minutes_before_close),
             )
         except SessionOver as exc:
             raise SkipStep(str(exc)) from exc
@@ -241,6 +242,11 @@ def eod_liquidate(context: dict[str, Any]) -> dict[str, Any]:
     with recorded(ctx, "eod_liquidate") as record:
         if ctx.is_backfill or _et_date(ctx.now()) != ctx.session.date:
             require_live(ctx)
+        first = broker.liquidate(ctx.config, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close)
+        record.summary["first_pass"] = first.as_dict()
+        # Prove it: one market minute later (or at the close) the broker must still report flat; an
+        # order that was in flight when the phase changed is closed by this second pass.
+        ctx.clock.sleep_until(min(ctx.clock.now() + timedelta(minutes=1), ctx.session.close))
         report = broker.liquidate(ctx.config, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close)
         record.summary.update(report.as_dict())
         if not report.flat:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import logging
 import shutil
 from collections import Counter
-from datetime import date
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from openbell.calendar import ET
 from openbell.pg import reachable_tempdir
 from openbell.runtime.airflow import AirflowStack
 from openbell.runtime.demo import rehearse
@@ -74,3 +75,28 @@ def test_a_whole_day(tmp_path: Path) -> None:
     assert new_version is not None, steps["midday_optimize"]["summary"]
     used = [u for u in report["param_versions_used"] if u["id"] == new_version]
     assert used and used[0]["decisions"] > 0
+
+
+def test_an_early_close_day_moves_the_optimization_and_the_liquidation(tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    def at_end(stack: AirflowStack, sim: SimProcess, run_id: str) -> None:
+        seen.update(_broker_view(sim))
+
+    home = reachable_tempdir(tmp_path, "openbell-e2e-")
+    try:
+        result = rehearse(date(2025, 11, 28), speed=120, home=home, progress=log.info, on_finished=at_end)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    steps = {s["step"]: s for s in result.report["steps"]}
+    assert result.run_state == "success", result.task_states
+    assert steps["eod_liquidate"]["status"] == "success" and result.report["flat_at_close"] is True
+    assert seen["positions"] == {}
+    # The close is 13:00 ET: the optimizer starts at 11:30 and the liquidation finishes by 12:58-13:00.
+    finished = datetime.fromisoformat(steps["eod_liquidate"]["summary"]["finished_at"]).astimezone(ET)
+    assert time(12, 58) <= finished.time() <= time(13, 0), finished
+    decisions_after = [u for u in result.report["param_versions_used"] if u["last_used"]]
+    last_decision = max(datetime.fromisoformat(str(u["last_used"])) for u in decisions_after).astimezone(ET)
+    assert last_decision.time() < time(13, 0)
+    optimized_at = datetime.fromisoformat(steps["midday_optimize"]["summary"]["market_time"]).astimezone(ET)
+    assert time(11, 30) <= optimized_at.time() < time(11, 45), optimized_at

@@ -161,10 +161,14 @@ class LiveSession:
         wall_grace: float = 0.15,
         sync_every: int = 1,
         order_threads: int = 4,
+        trade_until: datetime | None = None,
     ) -> None:
         self.config = config
         self.engine = engine
         self.session = session
+        # No order is opened for a minute ending after this market time (the liquidation's time), so
+        # nothing can race the liquidation even before the phase change is seen.
+        self.trade_until = min(trade_until or session.close, session.close)
         self.d: date = session.date
         self.clock = clock
         self.strategy_name = strategy_name
@@ -405,7 +409,7 @@ class LiveSession:
         self.seq += 1
         self._today.append((t, bars))
         intents: list[OrderIntent] = []
-        if trade and not self.liquidating and t + MINUTE < self.session.close:  # the close ends trading
+        if trade and not self.liquidating and t + MINUTE < self.trade_until:  # the liquidation ends trading
             intents = self.portfolio.intents(weights, self.universe, self.min_notional)
         for intent in intents:
             coid = client_order_id(self.d, seq, intent.symbol)
