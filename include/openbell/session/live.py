@@ -787,12 +787,6 @@ def run_live_session(
     session_date: date,
     *,
     clock: MarketClock,
-    strategy_name: str = "momentum_rotation",
-    params_override: dict[str, Any] | None = None,
-    risk: RiskLimits | RiskGate | None = None,
-    universe: Sequence[str] = DEFAULT_UNIVERSE,
-    min_notional: float = 100.0,
-    warmup_sessions: int = 5,
     lock_wait: float = 30.0,
     **options: Any,
 ) -> SessionReport:
@@ -800,7 +794,7 @@ def run_live_session(
 
     Holds the session's advisory lock for the whole run (a second attempt waits ``lock_wait``
     seconds, then raises SessionLocked); raises SessionOver when the close has passed. Options are
-    passed to :class:`LiveSession` (silence_minutes, grace_seconds, wall_grace, ...).
+    :class:`LiveSession`'s (strategy_name, params_override, risk, universe, min_notional, ...).
     """
     s = session_of(session_date)
     if s is None:
@@ -812,17 +806,4 @@ def run_live_session(
                 f"session {session_date} is over (market time {now.isoformat()} >= close "
                 f"{s.close.isoformat()}); nothing to trade"
             )
-        live = LiveSession(
-            config,
-            engine,
-            s,
-            clock=clock,
-            strategy_name=strategy_name,
-            params_override=params_override,
-            risk=risk,
-            universe=universe,
-            min_notional=min_notional,
-            warmup_sessions=warmup_sessions,
-            **options,
-        )
-        return asyncio.run(live.run())
+        return asyncio.run(LiveSession(config, engine, s, clock=clock, **options).run())
