@@ -175,7 +175,8 @@ def test_refused_reconnect_then_recovers(sim: SimProcess) -> None:
     stream = sim.config().data_stream()
     stream.subscribe_bars(got.on_bar, "TNA")
     before = sim.faults()["counters"]["reconnects_refused"]
-    sim.set_faults(refuse_reconnect_seconds=1.0)
+    # The SDK's first reconnect comes 0.5-1 s after the drop: well inside a 3 s refusal window.
+    sim.set_faults(refuse_reconnect_seconds=3.0)
 
     async def scenario() -> bool:
         task = asyncio.create_task(stream._run_forever())
