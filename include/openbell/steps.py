@@ -11,14 +11,14 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Engine
 
 from openbell.alpaca import AlpacaConfig
-from openbell.calendar import ET, Session, session_for_run
+from openbell.calendar import Session, et_date, session_for_run
 from openbell.clock import MarketClock, clock_for
 from openbell.operators import WaitForMarketTime
 from openbell.params import RunParams
@@ -75,13 +75,9 @@ class StepContext:
         now = self.now()
         if now >= self.session.close:
             return f"session {self.session.date} is over (market time {now.isoformat()})"
-        if _et_date(now) != self.session.date:
-            return f"session {self.session.date} is not the market clock's today ({_et_date(now)})"
+        if et_date(now) != self.session.date:
+            return f"session {self.session.date} is not the market clock's today ({et_date(now)})"
         return None
-
-
-def _et_date(t: datetime) -> date:
-    return t.astimezone(ET).date()
 
 
 def state_url() -> str:
@@ -240,7 +236,7 @@ def eod_liquidate(context: dict[str, Any]) -> dict[str, Any]:
 
     ctx = from_airflow(context)
     with recorded(ctx, "eod_liquidate") as record:
-        if ctx.is_backfill or _et_date(ctx.now()) != ctx.session.date:
+        if ctx.is_backfill or et_date(ctx.now()) != ctx.session.date:
             require_live(ctx)
         first = broker.liquidate(ctx.config, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close)
         record.summary["first_pass"] = first.as_dict()

@@ -17,7 +17,7 @@ import pytest
 from openbell.calendar import ET
 from openbell.pg import reachable_tempdir
 from openbell.runtime.airflow import AirflowStack
-from openbell.runtime.demo import rehearse
+from openbell.runtime.demo import DayResult, rehearse
 from openbell.sim.testing import SimProcess
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +36,8 @@ def _broker_view(sim: SimProcess) -> dict[str, Any]:
     }
 
 
-def test_a_whole_day(tmp_path: Path) -> None:
+def _rehearse(tmp_path: Path, day: date, **kw: Any) -> tuple[DayResult, dict[str, Any]]:
+    """Rehearse ``day`` at 120x in a throwaway home; returns the result and the broker's view at the end."""
     seen: dict[str, Any] = {}
 
     def at_end(stack: AirflowStack, sim: SimProcess, run_id: str) -> None:
@@ -44,12 +45,14 @@ def test_a_whole_day(tmp_path: Path) -> None:
 
     home = reachable_tempdir(tmp_path, "openbell-e2e-")
     try:
-        result = rehearse(
-            date(2025, 11, 20), speed=120, home=home, progress=log.info,
-            sim_args=["--seed-position", "AAPL:7"], on_finished=at_end,
-        )
+        result = rehearse(day, speed=120, home=home, progress=log.info, on_finished=at_end, **kw)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+    return result, seen
+
+
+def test_a_whole_day(tmp_path: Path) -> None:
+    result, seen = _rehearse(tmp_path, date(2025, 11, 20), sim_args=["--seed-position", "AAPL:7"])
     report = result.report
     steps = {s["step"]: s for s in report["steps"]}
     assert result.run_state == "success", result.task_states
@@ -78,16 +81,7 @@ def test_a_whole_day(tmp_path: Path) -> None:
 
 
 def test_an_early_close_day_moves_the_optimization_and_the_liquidation(tmp_path: Path) -> None:
-    seen: dict[str, Any] = {}
-
-    def at_end(stack: AirflowStack, sim: SimProcess, run_id: str) -> None:
-        seen.update(_broker_view(sim))
-
-    home = reachable_tempdir(tmp_path, "openbell-e2e-")
-    try:
-        result = rehearse(date(2025, 11, 28), speed=120, home=home, progress=log.info, on_finished=at_end)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    result, seen = _rehearse(tmp_path, date(2025, 11, 28))
     steps = {s["step"]: s for s in result.report["steps"]}
     assert result.run_state == "success", result.task_states
     assert steps["eod_liquidate"]["status"] == "success" and result.report["flat_at_close"] is True

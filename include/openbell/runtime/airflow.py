@@ -254,17 +254,6 @@ class AirflowStack:
         data = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances")
         return list(data.get("task_instances", []))
 
-    def trigger(self, logical_date: str | None, conf: Mapping[str, Any] | None = None) -> str:
-        """Trigger a run as a user would from the UI; returns its run_id."""
-        body = {"logical_date": logical_date, "conf": dict(conf or {})}
-        return str(self.request("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", json=body)["dag_run_id"])
-
-    def clear_task(self, run_id: str, task_id: str) -> None:
-        """Clear one task instance so the scheduler runs it again (the UI's "Clear")."""
-        body = {"dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": False,
-                "reset_dag_runs": True}
-        self.request("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances", json=body)
-
 
 def _airflow_bin() -> str:
     return str(Path(sys.executable).with_name("airflow"))

@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,6 @@ class DayResult:
     run_state: str
     task_states: dict[str, str]
     report: dict[str, Any]
-    state_url: str = field(repr=False)
 
     @property
     def ok(self) -> bool:
@@ -109,7 +108,7 @@ def rehearse(
         if on_finished:
             on_finished(stack, sim, run_id)
         report = build_report(make_engine(state_url), session_date)
-        result = DayResult(run_id, state, tasks, report, state_url)
+        result = DayResult(run_id, state, tasks, report)
         if keep_running:
             progress(f"\nAirflow UI: {stack.api_url}  login: admin / {stack.admin_password}  (Ctrl-C to stop)")
             _block()
