@@ -6,7 +6,7 @@ import importlib
 import sys
 import traceback
 
-MODULES = ["sim_bench", "store_bench", "optimize_bench", "session_bench", "platform_bench"]
+MODULES = ["sim_bench", "store_bench", "optimize_bench", "session_bench", "platform_bench", "fault_bench", "ui_bench"]
 
 
 def main(argv: list[str]) -> int:

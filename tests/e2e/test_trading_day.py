@@ -16,8 +16,7 @@ import pytest
 
 from openbell.calendar import ET
 from openbell.pg import reachable_tempdir
-from openbell.runtime.airflow import AirflowStack
-from openbell.runtime.demo import DayResult, rehearse
+from openbell.runtime.demo import DayResult, Rehearsal, rehearse
 from openbell.sim.testing import SimProcess
 
 pytestmark = pytest.mark.e2e
@@ -40,8 +39,8 @@ def _rehearse(tmp_path: Path, day: date, **kw: Any) -> tuple[DayResult, dict[str
     """Rehearse ``day`` at 120x in a throwaway home; returns the result and the broker's view at the end."""
     seen: dict[str, Any] = {}
 
-    def at_end(stack: AirflowStack, sim: SimProcess, run_id: str) -> None:
-        seen.update(_broker_view(sim))
+    def at_end(day: Rehearsal) -> None:
+        seen.update(_broker_view(day.sim))
 
     home = reachable_tempdir(tmp_path, "openbell-e2e-")
     try:

@@ -48,6 +48,17 @@ class DayResult:
         return self.run_state == "success" and steps_ok and self.report["flat_at_close"]
 
 
+@dataclass
+class Rehearsal:
+    """What a rehearsal's hooks can reach while the day runs."""
+
+    stack: AirflowStack
+    sim: SimProcess
+    server: EmbeddedPostgres
+    state_url: str
+    run_id: str = ""
+
+
 def latest_session() -> date:
     """The latest completed NYSE session."""
     return calendar.last_completed_session(datetime.now(UTC)).date
@@ -68,18 +79,20 @@ def rehearse(
     session_date: date,
     *,
     speed: float,
+    start: str = "09:25",
     sim_args: Sequence[str] = (),
     home: Path | None = None,
     keep_running: bool = False,
     timeout: float = 1800,
     progress: Callable[[str], None] = print,
-    on_running: Callable[[AirflowStack, SimProcess, str], None] | None = None,
-    on_finished: Callable[[AirflowStack, SimProcess, str], None] | None = None,
+    on_running: Callable[[Rehearsal], None] | None = None,
+    on_finished: Callable[[Rehearsal], None] | None = None,
 ) -> DayResult:
     """Run ``session_date`` through Airflow against a fresh simulator and fresh databases.
 
-    ``on_running`` is called once the run exists (tests inject faults there), ``on_finished`` after
-    it ended, while the simulator still answers (tests ask the broker there).
+    The simulator starts at ``start`` (market time, ET). ``on_running`` is called once the run
+    exists (tests inject faults there), ``on_finished`` after it ended, while the simulator still
+    answers (tests ask the broker there).
     """
     home = home or home_dir()
     tag = session_date.strftime("%Y%m%d")
@@ -88,25 +101,26 @@ def rehearse(
     upgrade(state_url)
     sim_dir = home / "sim" / tag
     shutil.rmtree(sim_dir, ignore_errors=True)
-    sim = SimProcess(date=session_date.isoformat(), speed=speed, start="09:25", data_dir=sim_dir,
+    sim = SimProcess(date=session_date.isoformat(), speed=speed, start=start, data_dir=sim_dir,
                      key=DEMO_KEY, secret=DEMO_SECRET, extra_args=list(sim_args))
     stack = AirflowStack(home / "airflow", airflow_url, state_url, sim.config(),
                          extra_env={"OPENBELL_DAG_END_DATE": session_date.isoformat()})
     progress("migrating Airflow's metadata database and starting scheduler, dag-processor, triggerer, api-server")
     stack.migrate()
     stack.start()
+    day = Rehearsal(stack, sim, server, state_url)
     try:
         stack.wait_ready()
         progress(f"Airflow is up at {stack.api_url} (user admin, password in {stack.home / 'passwords.json'})")
         sim.start()
-        progress(f"simulator for {session_date} at {sim.base_url}, {speed:g}x market speed, from 09:25 ET")
-        run_id = _wait_for_run(stack, session_date, timeout=120)
+        progress(f"simulator for {session_date} at {sim.base_url}, {speed:g}x market speed, from {start} ET")
+        run_id = day.run_id = _wait_for_run(stack, session_date, timeout=120)
         progress(f"run {run_id} created by the NYSE timetable")
         if on_running:
-            on_running(stack, sim, run_id)
+            on_running(day)
         state, tasks = _follow(stack, sim, run_id, timeout, progress)
         if on_finished:
-            on_finished(stack, sim, run_id)
+            on_finished(day)
         report = build_report(make_engine(state_url), session_date)
         result = DayResult(run_id, state, tasks, report)
         if keep_running:
