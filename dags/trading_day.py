@@ -69,5 +69,7 @@ with DAG(
         execution_timeout=WAIT,
     )
 
-    wait_for_open >> download() >> todays_bars() >> reconcile() >> live_trading
-    wait_for_open >> [midday_optimize, eod_liquidate]
+    data = wait_for_open >> download() >> todays_bars()
+    data >> reconcile() >> live_trading
+    data >> midday_optimize  # it searches over the stored bars: today's must be in
+    wait_for_open >> eod_liquidate

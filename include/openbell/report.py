@@ -22,6 +22,23 @@ def _duration(started: datetime | None, ended: datetime | None) -> float | None:
     return round((ended - started).total_seconds(), 3) if started and ended else None
 
 
+_RECOVERY_KEYS = ("abandoned_attempts", "positions_adopted", "orders_found", "orders_cancelled", "differences",
+                  "fills_recovered", "refilled_bars", "stream_restarts", "reconnects")
+
+
+def recovered(summary: dict[str, Any] | None) -> dict[str, Any]:
+    """What an attempt took over or repaired (non-zero only): earlier attempts closed, positions adopted,
+    orders found or cancelled, differences with the broker, fills and bars recovered, stream restarts."""
+    summary = summary or {}
+    sources = (summary, summary.get("reconcile") or {})  # the trading step nests its reconciliation
+    found: dict[str, Any] = {}
+    for key in _RECOVERY_KEYS:
+        value = next((src[key] for src in sources if src.get(key)), None)
+        if value:
+            found[key] = value
+    return found
+
+
 def step_table(engine: Engine, session_date: date) -> list[dict[str, Any]]:
     """One row per step: its latest attempt's status, the number of attempts, durations."""
     by_step: dict[str, list[dict[str, Any]]] = {}
@@ -42,7 +59,7 @@ def step_table(engine: Engine, session_date: date) -> list[dict[str, Any]]:
                 "error": last["error"],
                 "history": [
                     {"attempt": r["attempt"], "status": r["status"], "error": r["error"],
-                     "duration_s": _duration(r["started"], r["ended"])}
+                     "duration_s": _duration(r["started"], r["ended"]), "recovered": recovered(r["summary"])}
                     for r in rows
                 ],
             }
@@ -113,6 +130,10 @@ def render(report: dict[str, Any]) -> str:
         reason = (s["summary"] or {}).get("reason")
         note = f"  ({reason})" if reason else ""
         lines.append(f"  {s['step']:<16} {s['status']:<9} attempts={s['attempts']:<2} {dur:>8}{note}{err}")
+        for h in s["history"] if s["attempts"] > 1 else []:
+            why = f"  {h['error'].splitlines()[-1]}" if h.get("error") else ""
+            got = ", ".join(f"{k}={v}" for k, v in h["recovered"].items())
+            lines.append(f"    attempt {h['attempt']}: {h['status']}{why}" + (f"  recovered: {got}" if got else ""))
     filled = sum(1 for o in report["orders"] if o["status"] == "filled")
     lines += ["", f"orders: {len(report['orders'])} ({filled} filled), fills: {len(report['fills'])}"]
     for o in report["orders"][:12]:

@@ -27,8 +27,9 @@ LIVE_ONLY = ("todays_bars", "reconcile", "live_trading", "midday_optimize", "eod
 
 def test_backfill_downloads_each_session_and_skips_the_live_steps(tmp_path: Path) -> None:
     home = reachable_tempdir(tmp_path, "openbell-e2e-")
+    servers = []
     try:
-        state_url, airflow_url, _ = fresh_databases(home, "backfill")
+        state_url, airflow_url, servers = fresh_databases(home, "backfill")
         upgrade(state_url)
         # The simulated market is after the close of DAY: nothing is live.
         sim = SimProcess(date=DAY.isoformat(), speed=1, start="17:00", data_dir=home / "sim",
@@ -57,6 +58,8 @@ def test_backfill_downloads_each_session_and_skips_the_live_steps(tmp_path: Path
                                  {"a": s.open, "b": s.close}).scalar_one()
             assert n == 12 * len(s.minutes())
     finally:
+        for server in servers:
+            server.stop()
         shutil.rmtree(home, ignore_errors=True)
 
 

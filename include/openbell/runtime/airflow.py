@@ -68,6 +68,7 @@ class AirflowStack:
     alpaca: AlpacaConfig
     api_port: int = 0
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    paused: bool = False  # the DAG starts paused: nothing runs before :meth:`unpause`
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
     _token: str | None = field(default=None, init=False, repr=False)
 
@@ -111,7 +112,7 @@ class AirflowStack:
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(self.paused),
                 "AIRFLOW__CORE__PARALLELISM": "16",
                 "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "16",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
@@ -253,6 +254,25 @@ class AirflowStack:
     def task_instances(self, run_id: str) -> list[dict[str, Any]]:
         data = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances")
         return list(data.get("task_instances", []))
+
+    def unpause(self) -> None:
+        """Let the scheduler create and run the DAG's runs, as the UI's toggle does."""
+        self.request("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
+
+    def task_instance(self, run_id: str, task_id: str) -> dict[str, Any]:
+        return dict(self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"))
+
+    def task_tries(self, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Every try of one task in a run (start, end, state), oldest first."""
+        data = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/tries")
+        return sorted(data.get("task_instances", []), key=lambda t: int(t.get("try_number") or 0))
+
+    def clear_task(self, run_id: str, task_id: str) -> list[str]:
+        """Clear one task of a run, as "Clear" in the UI does; returns the task ids cleared."""
+        body = {"dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": False,
+                "reset_dag_runs": True}
+        data = self.request("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances", json=body)
+        return [str(ti["task_id"]) for ti in data.get("task_instances", [])]
 
 
 def _airflow_bin() -> str:

@@ -54,7 +54,7 @@ class Rehearsal:
 
     stack: AirflowStack
     sim: SimProcess
-    server: EmbeddedPostgres
+    server: EmbeddedPostgres  # the server holding openbell's state database
     state_url: str
     run_id: str = ""
 
@@ -64,15 +64,21 @@ def latest_session() -> date:
     return calendar.last_completed_session(datetime.now(UTC)).date
 
 
-def fresh_databases(home: Path, tag: str) -> tuple[str, str, EmbeddedPostgres]:
-    server = EmbeddedPostgres(home / "pg")
-    server.start()
-    base = server.url()
+def fresh_databases(home: Path, tag: str, *, separate: bool = False) -> tuple[str, str, list[EmbeddedPostgres]]:
+    """Empty databases for openbell's state and Airflow's metadata, by default on one embedded server.
+
+    With ``separate`` the state database gets a server of its own (``home/pg-state``), so it can be
+    restarted without touching Airflow. Returns the state URL, the Airflow URL and the servers, state's first.
+    """
+    servers = [EmbeddedPostgres(home / "pg-state")] if separate else []
+    servers.append(EmbeddedPostgres(home / "pg"))
+    for server in servers:
+        server.start()
     urls = []
-    for name in (f"openbell_{tag}", f"airflow_{tag}"):
-        drop_database(base, name)
-        urls.append(ensure_database(base, name))
-    return urls[0], urls[1], server
+    for name, server in ((f"openbell_{tag}", servers[0]), (f"airflow_{tag}", servers[-1])):
+        drop_database(server.url(), name)
+        urls.append(ensure_database(server.url(), name))
+    return urls[0], urls[1], servers
 
 
 def rehearse(
@@ -82,6 +88,7 @@ def rehearse(
     start: str = "09:25",
     sim_args: Sequence[str] = (),
     home: Path | None = None,
+    separate_state_server: bool = False,
     keep_running: bool = False,
     timeout: float = 1800,
     progress: Callable[[str], None] = print,
@@ -90,29 +97,31 @@ def rehearse(
 ) -> DayResult:
     """Run ``session_date`` through Airflow against a fresh simulator and fresh databases.
 
-    The simulator starts at ``start`` (market time, ET). ``on_running`` is called once the run
+    The simulator starts at ``start`` (market time, ET). With ``separate_state_server`` openbell's
+    state lives on a Postgres server of its own (tests restart it). ``on_running`` is called once the run
     exists (tests inject faults there), ``on_finished`` after it ended, while the simulator still
     answers (tests ask the broker there).
     """
     home = home or home_dir()
     tag = session_date.strftime("%Y%m%d")
     progress(f"starting Postgres under {home / 'pg'}")
-    state_url, airflow_url, server = fresh_databases(home, tag)
+    state_url, airflow_url, servers = fresh_databases(home, tag, separate=separate_state_server)
     upgrade(state_url)
     sim_dir = home / "sim" / tag
     shutil.rmtree(sim_dir, ignore_errors=True)
     sim = SimProcess(date=session_date.isoformat(), speed=speed, start=start, data_dir=sim_dir,
                      key=DEMO_KEY, secret=DEMO_SECRET, extra_args=list(sim_args))
-    stack = AirflowStack(home / "airflow", airflow_url, state_url, sim.config(),
+    stack = AirflowStack(home / "airflow", airflow_url, state_url, sim.config(), paused=True,
                          extra_env={"OPENBELL_DAG_END_DATE": session_date.isoformat()})
     progress("migrating Airflow's metadata database and starting scheduler, dag-processor, triggerer, api-server")
     stack.migrate()
     stack.start()
-    day = Rehearsal(stack, sim, server, state_url)
+    day = Rehearsal(stack, sim, servers[0], state_url)
     try:
         stack.wait_ready()
         progress(f"Airflow is up at {stack.api_url} (user admin, password in {stack.home / 'passwords.json'})")
         sim.start()
+        stack.unpause()  # only now: no task may start before the simulated market exists
         progress(f"simulator for {session_date} at {sim.base_url}, {speed:g}x market speed, from {start} ET")
         run_id = day.run_id = _wait_for_run(stack, session_date, timeout=120)
         progress(f"run {run_id} created by the NYSE timetable")
@@ -130,7 +139,8 @@ def rehearse(
     finally:
         sim.stop()
         stack.stop()
-        server.stop()
+        for server in servers:
+            server.stop()
 
 
 def _wait_for_run(stack: AirflowStack, session_date: date, timeout: float) -> str:

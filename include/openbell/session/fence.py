@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -73,6 +74,44 @@ class SessionLock:
     @property
     def held(self) -> bool:
         return self._conn is not None
+
+    def verify(self) -> bool:
+        """Check that the lock is still ours; after its connection was lost (Postgres restarted), take
+        it again at once. Returns False while Postgres cannot be reached; raises SessionLocked when
+        another attempt took the lock meanwhile: this one must stop trading.
+        """
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.execute(text("SELECT 1"))
+                conn.commit()
+                return True
+            except Exception as exc:
+                log.warning("session lock connection lost (%s); taking the lock again", type(exc).__name__)
+                self._conn = None
+                with contextlib.suppress(Exception):
+                    conn.close()
+        try:
+            conn = self.engine.connect()
+        except Exception as exc:
+            log.warning("cannot reach Postgres to verify the session lock (%s)", type(exc).__name__)
+            return False
+        try:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
+            conn.commit()
+        except Exception as exc:
+            conn.close()
+            log.warning("cannot take the session lock again (%s)", type(exc).__name__)
+            return False
+        if not got:
+            conn.close()
+            raise SessionLocked(
+                f"session {self.session_date}: the advisory lock was lost with Postgres and another attempt "
+                "holds it now; this attempt stops trading"
+            )
+        self._conn = conn
+        log.info("session lock for %s taken again", self.session_date)
+        return True
 
     def __enter__(self) -> SessionLock:
         self.acquire()

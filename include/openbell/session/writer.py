@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from openbell.pg import DatabaseUnavailable
+
 log = logging.getLogger(__name__)
 
 Write = Callable[[Connection], object]
@@ -27,7 +29,10 @@ class WriterStats:
 
 
 def _is_outage(exc: BaseException) -> bool:
-    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    """Postgres is down or restarting (the engine reports lost connections as DatabaseUnavailable)."""
+    if isinstance(exc, DatabaseUnavailable | OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class Writer:

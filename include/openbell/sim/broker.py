@@ -81,7 +81,7 @@ class Broker:
         self.on_event = on_event or (lambda _e: None)
         self.partial_fills = False
         self.reject_symbols: set[str] = set()
-        self.counters = {"rejected_by_exchange": 0, "fills": 0}
+        self.counters = {"rejected_by_exchange": 0, "fills": 0, "duplicate_client_order_ids": 0}
         acct = store.get_meta("account")
         if acct is None:
             acct = {
@@ -278,6 +278,7 @@ class Broker:
         if not isinstance(cid, str) or not 0 < len(cid) <= 128:
             raise unprocessable("client_order_id must be a string of 1 to 128 characters")
         if cid in self.by_client:
+            self.counters["duplicate_client_order_ids"] += 1
             raise unprocessable("client_order_id must be unique")
         price = self.market.price(symbol) or self.market.prev_close(symbol)
         if price is None:

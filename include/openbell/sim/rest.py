@@ -346,7 +346,8 @@ async def sim_clock(request: web.Request) -> web.Response:
 async def sim_health(request: web.Request) -> web.Response:
     sim = request.app[SIM]
     return jresp({"status": "ok", "market_time": sim.clock.now().isoformat(),
-                  "data_connections": len(sim.data_hub.conns), "trade_connections": len(sim.trade_hub.conns)})
+                  "data_connections": len(sim.data_hub.conns), "trade_connections": len(sim.trade_hub.conns),
+                  "broker": dict(sim.broker.counters)})
 
 
 async def sim_faults(request: web.Request) -> web.Response:

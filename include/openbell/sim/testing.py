@@ -133,6 +133,10 @@ class SimProcess:
         """``GET /sim/clock``."""
         return self._get("/sim/clock")
 
+    def health(self) -> dict[str, Any]:
+        """``GET /sim/health``: market time, stream connections and the broker's counters."""
+        return self._get("/sim/health")
+
     def faults(self) -> dict[str, Any]:
         """``GET /sim/faults``: settings and counters."""
         return self._get("/sim/faults")

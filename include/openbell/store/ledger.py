@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +19,7 @@ from openbell.store.models import STEP_STATUSES, StepRun
 log = logging.getLogger(__name__)
 
 _ERROR_LIMIT = 8000
+ABANDONED = "the attempt ended without recording an outcome (its process was killed or lost)"
 
 
 @dataclass
@@ -49,15 +52,29 @@ def step(
     """Record one attempt of ``step``: "running" at entry, then "success" (or the status the body set),
     or "failed" with the error text when the body raises (the exception propagates).
 
-    Each write is its own short transaction, so a crash mid-step leaves a visible "running" row.
+    Each write is its own short transaction, so a crash mid-step leaves a visible "running" row; the
+    next attempt of the same step marks such rows failed (``ABANDONED``) and lists them in its summary
+    under ``"abandoned_attempts"``. ``summary["process"]`` names the attempt's process (host, pid).
     """
+    process = {"host": socket.gethostname(), "pid": os.getpid()}
     with engine.begin() as conn:
+        abandoned = conn.execute(
+            update(StepRun)
+            .where(StepRun.session_date == session_date, StepRun.step == step, StepRun.status == "running")
+            .values(status="failed", ended_at=func.now(), error=ABANDONED)
+            .returning(StepRun.attempt)
+        ).scalars().all()
         row_id = conn.execute(
             insert(StepRun)
-            .values(session_date=session_date, step=step, attempt=attempt, run_id=run_id, status="running")
+            .values(session_date=session_date, step=step, attempt=attempt, run_id=run_id, status="running",
+                    summary={"process": process})
             .returning(StepRun.id)
         ).scalar_one()
-    record = StepRecord(row_id, session_date, step, attempt, run_id)
+    record = StepRecord(row_id, session_date, step, attempt, run_id, summary={"process": process})
+    if abandoned:
+        record.summary["abandoned_attempts"] = sorted(abandoned)
+        log.warning("step %s: earlier attempt(s) %s ended without an outcome; marked failed", step,
+                    sorted(abandoned))
     try:
         yield record
     except BaseException as exc:
