@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test test-fast lint bench lock clean
+.PHONY: venv demo test test-fast lint bench lock clean browser
 
 venv: $(STAMP)
 
@@ -22,7 +24,15 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check
 
-test: $(STAMP) lint
+# Debian's chromium for the Trading view's browser test (skipped when it cannot be installed).
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	-@command -v apt-get >/dev/null && $(SUDO) apt-get update -q \
+	  && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium \
+	  || echo "chromium not installed: the browser test will be skipped"
+
+test: $(STAMP) lint browser
 	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

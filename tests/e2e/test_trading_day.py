@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from openbell.calendar import ET
+from openbell.params import DEFAULT_UNIVERSE
 from openbell.pg import reachable_tempdir
 from openbell.runtime.demo import DayResult, Rehearsal, rehearse
+from openbell.runtime.drills import missing_minutes
 from openbell.sim.testing import SimProcess
 
 pytestmark = pytest.mark.e2e
@@ -41,6 +43,7 @@ def _rehearse(tmp_path: Path, day: date, **kw: Any) -> tuple[DayResult, dict[str
 
     def at_end(day: Rehearsal) -> None:
         seen.update(_broker_view(day.sim))
+        seen["holes"] = missing_minutes(day.state_url, date.fromisoformat(day.sim.date), DEFAULT_UNIVERSE)
 
     home = reachable_tempdir(tmp_path, "openbell-e2e-")
     try:
@@ -67,6 +70,9 @@ def test_a_whole_day(tmp_path: Path) -> None:
     assert counts and max(counts.values()) == 1
     assert {o["client_order_id"] for o in report["orders"]} >= set(counts)
 
+    # Every minute of the session is stored for every symbol.
+    assert seen["holes"] == {}
+
     # The position seeded before the day was adopted and closed.
     assert "AAPL" in steps["reconcile"]["summary"]["adopted"]
     assert seen["positions"] == {}
@@ -80,11 +86,12 @@ def test_a_whole_day(tmp_path: Path) -> None:
 
 
 def test_an_early_close_day_moves_the_optimization_and_the_liquidation(tmp_path: Path) -> None:
-    result, seen = _rehearse(tmp_path, date(2025, 11, 28))
+    result, seen = _rehearse(tmp_path, date(2025, 11, 28), start="10:30")
     steps = {s["step"]: s for s in result.report["steps"]}
     assert result.run_state == "success", result.task_states
     assert steps["eod_liquidate"]["status"] == "success" and result.report["flat_at_close"] is True
     assert seen["positions"] == {}
+    assert seen["holes"] == {}  # all 210 minutes of the short session, for every symbol
     # The close is 13:00 ET: the optimizer starts at 11:30 and the liquidation finishes by 12:58-13:00.
     finished = datetime.fromisoformat(steps["eod_liquidate"]["summary"]["finished_at"]).astimezone(ET)
     assert time(12, 58) <= finished.time() <= time(13, 0), finished

@@ -1,0 +1,254 @@
+"""The Trading view's FastAPI app: the page, two REST routes and the WebSocket, all behind Airflow's login.
+
+Mounted by the plugin under ``/openbell``. Nothing here can place or cancel an order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, HTMLResponse
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from openbell.ui.auth import Authenticator, airflow_user, authenticate, request_token
+from openbell.ui.hub import TYPES, Client, Hub
+from openbell.ui.market import Market, poll_broker
+from openbell.ui.snapshot import build_snapshot, latest_session, session_of_run, sessions
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "icon.svg": "image/svg+xml"}
+LOGIN_PAGE = (
+    "<!doctype html><title>openbell: log in</title><p>Log in to <a href='/' target='_top'>Airflow</a>"
+    " to see the Trading view.</p>"
+)
+CLOSE_UNAUTHENTICATED = 4401
+
+
+def _state_url() -> str:
+    from openbell.steps import state_url
+
+    return state_url()
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A SQLAlchemy Postgres URL as a libpq/asyncpg DSN."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@dataclass
+class Runtime:
+    """What the app builds on first use, inside the server's event loop."""
+
+    engine: Engine
+    hub: Hub
+    market: Market
+    tasks: list[asyncio.Task[None]]
+
+
+class TradingApp:
+    """Holds the app's settings and its lazily started runtime."""
+
+    def __init__(self, state_url: str | None, check: Authenticator, market: Market | None,
+                 heartbeat: float, max_queue: int, stall: float, broker_every: float) -> None:
+        self.state_url = state_url
+        self.check = check
+        self.market = market
+        self.heartbeat = heartbeat
+        self.max_queue = max_queue
+        self.stall = stall
+        self.broker_every = broker_every
+        self._runtime: Runtime | None = None
+        self._lock = asyncio.Lock()
+
+    async def runtime(self) -> Runtime:
+        """Connect to the state database and start listening (once per worker)."""
+        async with self._lock:
+            if self._runtime is None:
+                from openbell.store.db import make_engine
+
+                url = self.state_url or await asyncio.to_thread(_state_url)
+                engine = make_engine(url)
+                market = self.market or Market()
+                hub = Hub(asyncpg_dsn(url), engine, max_queue=self.max_queue, heartbeat=self.heartbeat,
+                          stall=self.stall, ticker=market.clock)
+                await hub.start()
+                tasks = [asyncio.create_task(poll_broker(market, hub, self.broker_every))]
+                self._runtime = Runtime(engine, hub, market, tasks)
+            return self._runtime
+
+    async def close(self) -> None:
+        """Stop listening and drop every client."""
+        if self._runtime is not None:
+            for task in self._runtime.tasks:
+                task.cancel()
+            await self._runtime.hub.stop()
+            self._runtime.engine.dispose()
+            self._runtime = None
+
+    async def session_for(self, rt: Runtime, date_param: str | None, run_id: str | None) -> date:
+        """The session asked for by date or by Airflow run id, else the default one."""
+        chosen = _parse_date(date_param)
+        if chosen is None and run_id:
+            chosen = await asyncio.to_thread(session_of_run, rt.engine, run_id)
+            if chosen is None:
+                raise HTTPException(422, "no session found for that run")
+        return chosen or await self.default_session(rt)
+
+    async def default_session(self, rt: Runtime) -> date:
+        """The session shown when none is asked for: the market's today if it is a session, else the newest."""
+        today = (await rt.market.clock()).get("today")
+        if today is not None and _is_session(today):
+            return today
+        newest = await asyncio.to_thread(latest_session, rt.engine)
+        return newest or today or date.today()
+
+
+def _is_session(day: date) -> bool:
+    from openbell import calendar
+
+    try:
+        return calendar.session(day) is not None
+    except Exception:  # outside the calendar's bounds
+        return False
+
+
+def _parse_date(value: str | None) -> date | None:
+    if value in (None, ""):
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise HTTPException(422, f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def create_app(state_url: str | None = None, *, check: Authenticator = airflow_user,
+               market: Market | None = None, heartbeat: float = 5.0, max_queue: int = 1000,
+               stall: float = 1.0, broker_every: float = 5.0) -> FastAPI:
+    """The Trading view app; ``state_url`` defaults to the ``openbell_db`` connection.
+
+    Each WebSocket client has ``max_queue`` messages of buffer; one whose socket has not taken a message
+    for ``stall`` seconds when that buffer overflows is dropped (see :mod:`openbell.ui.hub`).
+    """
+    trading = TradingApp(state_url, check, market, heartbeat, max_queue, stall, broker_every)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield  # runs only when this app is the server's root app; a mounted app lives as long as its worker
+        await trading.close()
+
+    app = FastAPI(title="openbell Trading view", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
+    app.state.trading = trading
+
+    async def user(request: Request) -> Any:
+        who = await authenticate(request, trading.check)
+        if who is None:
+            status = 403 if request_token(request) else 401
+            raise HTTPException(status, "log in to Airflow first")
+        return who
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Any:
+        from fastapi.responses import JSONResponse
+
+        if exc.status_code in (401, 403) and "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(LOGIN_PAGE, status_code=exc.status_code)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.get("/", dependencies=[Depends(user)])
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html",
+                            headers={"Cache-Control": "no-store"})
+
+    @app.get("/static/{name}", dependencies=[Depends(user)])
+    async def asset(name: str) -> FileResponse:
+        if name not in ASSETS:
+            raise HTTPException(404, "no such file")
+        return FileResponse(STATIC / name, media_type=ASSETS[name])
+
+    @app.get("/api/sessions", dependencies=[Depends(user)])
+    async def list_sessions() -> dict[str, Any]:
+        rt = await trading.runtime()
+        return {"sessions": await asyncio.to_thread(sessions, rt.engine),
+                "default": (await trading.default_session(rt)).isoformat()}
+
+    @app.get("/api/snapshot", dependencies=[Depends(user)])
+    async def snapshot(date_: str | None = Query(None, alias="date"), run_id: str | None = None) -> dict[str, Any]:
+        rt = await trading.runtime()
+        session = await trading.session_for(rt, date_, run_id)
+        return await asyncio.to_thread(build_snapshot, rt.engine, session)
+
+    @app.websocket("/ws")
+    async def stream(ws: WebSocket) -> None:
+        if await authenticate(ws, trading.check) is None:
+            await ws.close(code=CLOSE_UNAUTHENTICATED, reason="log in to Airflow first")
+            return
+        await ws.accept()
+        rt = await trading.runtime()
+        try:
+            session = await trading.session_for(rt, ws.query_params.get("date"), ws.query_params.get("run_id"))
+        except HTTPException as exc:
+            await ws.send_json({"type": "error", "error": exc.detail})
+            await ws.close(code=1008)
+            return
+        await serve(ws, rt.hub, rt.engine, session)
+
+    return app
+
+
+async def serve(ws: WebSocket, hub: Hub, engine: Engine, session: date) -> None:
+    """Snapshot first, then deltas from the hub; answer subscriptions and heartbeats until the end."""
+
+    async def close(code: int, reason: str) -> None:
+        await ws.close(code=code, reason=reason)
+
+    client = hub.add(ws.send_text, close, session.isoformat(), start=False)
+    try:
+        snap = await asyncio.to_thread(build_snapshot, engine, session)
+        await ws.send_text(json.dumps({"type": "snapshot", "session": snap["session"], "data": snap}))
+        hub.start_client(client)
+        known = frozenset(snap["symbols"])
+        while client.dropped is None:
+            message = await ws.receive_json()
+            client.last_seen = time.monotonic()
+            if isinstance(message, dict) and message.get("type") == "subscribe":
+                client.offer(json.dumps(subscribe(client, message, known)))
+            elif not (isinstance(message, dict) and message.get("type") == "pong"):
+                client.offer(json.dumps({"type": "error", "error": "unknown message"}))
+    except (WebSocketDisconnect, RuntimeError, ValueError):
+        pass
+    finally:
+        hub.remove(client)
+
+
+def subscribe(client: Client, message: dict[str, Any], known_symbols: frozenset[str]) -> dict[str, Any]:
+    """Apply a ``subscribe`` message; unknown types or symbols leave the filter as it was."""
+    types, symbols = message.get("types"), message.get("symbols")
+    problems = []
+    if types is not None and not (isinstance(types, list) and all(isinstance(t, str) for t in types)):
+        problems.append("types must be a list of names")
+    elif types and (bad := sorted(set(types) - TYPES)):
+        problems.append(f"unknown types: {', '.join(bad)} (known: {', '.join(sorted(TYPES))})")
+    if symbols is not None and not (isinstance(symbols, list) and all(isinstance(s, str) for s in symbols)):
+        problems.append("symbols must be a list of names")
+    elif symbols and (bad := sorted(set(symbols) - known_symbols)):
+        problems.append(f"unknown symbols: {', '.join(bad)}")
+    if problems:
+        return {"type": "error", "error": "; ".join(problems)}
+    client.types = frozenset(types) if types else None
+    client.symbols = frozenset(symbols) if symbols else None
+    return {"type": "subscribed", "types": sorted(client.types or TYPES),
+            "symbols": sorted(client.symbols) if client.symbols else None}
