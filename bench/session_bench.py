@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python bench/session_bench.py``. A simulated 14:50-16:00 ET stretch at speed 600
 (about 7 s of wall time) with a strategy that rebalances every minute; the latency is measured from
-the arrival of the bar that completes a minute to the moment its order is handed to the HTTP client.
+the arrival of the bar that completes a minute to the moment its order is handed to the HTTP client
+(an order thread's TradingClient); "broker answer" runs to the moment the broker's reply is back.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def run() -> list[tuple[str, float, str]]:
         ("session: bar->order p50", report.latency_p50_ms or float("nan"), "ms"),
         ("session: bar->order p99", report.latency_p99_ms or float("nan"), "ms"),
         ("session: latency samples", float(report.latency_samples), "orders"),
+        ("session: bar->broker answer p50", report.answered_p50_ms or float("nan"), "ms"),
+        ("session: bar->broker answer p99", report.answered_p99_ms or float("nan"), "ms"),
         ("session: decisions", float(report.decisions), "minutes"),
         ("session: wall time", wall, "s"),
         ("session: writer max backlog", float(report.writer.get("max_backlog", 0)), "writes"),

@@ -59,7 +59,7 @@ with DAG(
 
     midday_optimize = steps.MarketTimeStep(
         step="midday_optimize", anchor="close", offset_param="optimize_minutes_before_close", offset_scale=-1,
-        lead_seconds=LEAD, execution_timeout=WAIT,
+        lead_seconds=LEAD, trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=WAIT,
     )
 
     # Liquidation runs whatever happened upstream: the account is never left holding overnight.

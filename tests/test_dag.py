@@ -56,6 +56,7 @@ def test_dag_imports_without_errors_and_wires_the_day(tmp_path: Path) -> None:
     assert up["live_trading"] == ["reconcile"]
     # The timed steps wait for their own market time in their own task; the optimizer needs today's bars.
     assert up["midday_optimize"] == ["todays_bars"]
+    assert info["rules"]["midday_optimize"].lower().endswith("none_failed")  # a skipped todays_bars (backfill)
     # Liquidation depends on nothing but the open, and runs whatever happened there.
     assert up["eod_liquidate"] == ["wait_for_open"]
     assert info["rules"]["eod_liquidate"].lower().endswith("all_done")

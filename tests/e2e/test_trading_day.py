@@ -54,7 +54,9 @@ def _rehearse(tmp_path: Path, day: date, **kw: Any) -> tuple[DayResult, dict[str
 
 
 def test_a_whole_day(tmp_path: Path) -> None:
-    result, seen = _rehearse(tmp_path, date(2025, 11, 20), sim_args=["--seed-position", "AAPL:7"])
+    # Market seed 7: a day where the 14:30 search beats the default parameters out of sample (on the
+    # default seed it does not, and the incumbent rightly stays).
+    result, seen = _rehearse(tmp_path, date(2025, 11, 20), sim_args=["--seed-position", "AAPL:7", "--seed", "7"])
     report = result.report
     steps = {s["step"]: s for s in report["steps"]}
     assert result.run_state == "success", result.task_states

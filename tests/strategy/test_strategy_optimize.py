@@ -1,14 +1,20 @@
-"""Walk-forward optimizer: budget, determinism, incumbent protection."""
+"""Walk-forward optimizer: budget, determinism, incumbent protection (the defaults on day one)."""
 
 from __future__ import annotations
 
-from datetime import date
+import time
+from datetime import date, datetime, timedelta
 
 import pandas as pd
 import pytest
 from strategy_synth import make_bars
 
-from openbell import optimize
+from openbell import midday, optimize
+from openbell.calendar import session
+from openbell.params import RunParams
+from openbell.store import db
+from openbell.store.bars import upsert_bars
+from openbell.store.params import add_params, latest_params
 from openbell.strategy import InvalidParams, build
 
 GOOD = {"lookback": 90, "vol_window": 90, "top_k": 2, "threshold": 1.0, "rebalance_minutes": 30,
@@ -98,3 +104,40 @@ def test_grid_search_covers_the_bounds():
     assert {c["gross"] for c in grid} == {0.5, 1.0}  # exclusive minimum 0 is never drawn
     for c in grid[:50]:
         build("momentum_rotation", c)
+
+
+class MiddayClock:
+    """14:30 ET on the last synthetic session, with all the wall time the search wants."""
+
+    def __init__(self, now: datetime) -> None:
+        self.t = now
+
+    def now(self) -> datetime:
+        return self.t
+
+    def wall_deadline(self, t: datetime) -> float:
+        return time.time() + 3600.0
+
+
+def test_midday_on_day_one_keeps_the_defaults_unless_beaten(state_url: str) -> None:
+    day = session(date(2024, 3, 13))
+    assert day is not None
+    engine = db.make_engine(state_url)
+    try:
+        upsert_bars(engine, make_bars(5, seed=2, start=date(2024, 3, 7), drop=0.01), source="rest")
+        run = RunParams(optimize_sessions=4, optimize_budget_seconds=600)
+        clock = MiddayClock(day.close - timedelta(minutes=90))
+
+        first = midday.optimize_session(engine, day, clock, run, n_candidates=16)
+        # no stored version: the defaults live trading runs are the incumbent, and they win here
+        assert (first["incumbent"]["version"], first["incumbent"]["params"]) == (None, "defaults")
+        assert first["incumbent"]["out_of_sample"] > first["best"]["out_of_sample"]
+        assert not first["beats_incumbent"] and first["new_version"] is None
+        assert latest_params(engine, "momentum_rotation") is None
+
+        weak = add_params(engine, "momentum_rotation", NOISE, source="manual")
+        second = midday.optimize_session(engine, day, clock, run, n_candidates=16)
+        assert second["incumbent"]["version"] == weak.id and second["beats_incumbent"]
+        assert second["new_version"] == latest_params(engine, "momentum_rotation").id != weak.id
+    finally:
+        engine.dispose()

@@ -102,3 +102,25 @@ def test_backtest_applies_the_same_limits_and_latch():
         breach = int(np.flatnonzero(seen < 1 - 0.002)[0])
         assert not w_day[breach:].any()  # flat from the breach to the close
         assert w_day[:breach].any()  # and trading before it
+
+
+def test_each_kind_of_change_is_logged_once_a_day_and_counted(caplog):
+    gate = RiskGate(RiskLimits(max_weight=0.25, max_gross=1.0), universe=U)
+    gate.start_day(100_000.0)
+    caplog.set_level(logging.DEBUG, logger="openbell.strategy.risk")
+    for _ in range(30):  # a strategy that asks too much every minute
+        weights, notes = gate.apply(
+            {"SSO": 0.6, "TQQQ": 0.5, "ERX": 0.5, "FAS": 0.5, "SVXY": 0.5, "TNA": -0.1}, 100_000.0)
+        assert weights["SSO"] == pytest.approx(0.2) and weights["TNA"] == 0.0 and len(notes) == 7
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 7  # five max_weight clips, the short, the gross: once each
+    assert any("SSO: weight 0.6 clipped" in w for w in warnings)
+    assert gate.clip_counts() == {
+        "max_weight": {"ERX": 30, "FAS": 30, "SSO": 30, "SVXY": 30, "TQQQ": 30},
+        "short": {"TNA": 30},
+        "max_gross": {"*": 30},
+    }
+    gate.start_day(100_000.0)  # a new day: warned again
+    caplog.clear()
+    gate.apply({"SSO": 0.6}, 100_000.0)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING] and gate.clip_counts() == {"max_weight": {"SSO": 1}}

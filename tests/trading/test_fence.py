@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import date
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
-from openbell.session import SessionLock, SessionLocked
+from openbell.calendar import previous_sessions
+from openbell.clock import clock_for
+from openbell.marketdata import Window, fetch_bars
+from openbell.session import SessionLock, SessionLocked, run_live_session
+from openbell.session.fence import lock_key
+from openbell.sim.testing import SimProcess
+from openbell.store.bars import upsert_bars
+from openbell.strategy import DEFAULT_UNIVERSE, RiskLimits
 
 SESSION = date(2025, 11, 20)
 
@@ -41,3 +51,53 @@ def test_a_lock_taken_by_another_attempt_meanwhile_stops_this_one(engine: Engine
         assert not lock.held
     finally:
         lock.release()
+
+
+def test_a_live_session_that_lost_its_lock_to_another_attempt_stops_trading(engine: Engine, tmp_path: Path) -> None:
+    """Postgres dropped the session's connection and another attempt took the lock: this one stops."""
+    universe = list(DEFAULT_UNIVERSE)
+    with SimProcess(date=SESSION.isoformat(), speed=120, start="15:20", data_dir=tmp_path / "sim") as sim:
+        config, clock = sim.config(), clock_for(sim.config())
+        prior = previous_sessions(SESSION, 2)
+        upsert_bars(engine, fetch_bars(config, universe, Window(prior[0].open, clock.now())), source="rest")
+        outcome: dict[str, BaseException] = {}
+
+        def trade() -> None:
+            try:
+                run_live_session(config, engine, SESSION, clock=clock, universe=universe, warmup_sessions=2,
+                                 risk=RiskLimits(max_weight=0.4, max_gross=1.0, daily_loss_limit=None))
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        trader = threading.Thread(target=trade, daemon=True)
+        trader.start()
+        while not _count(engine, "SELECT count(*) FROM decisions"):
+            time.sleep(0.05)
+        other = engine.connect()  # the other attempt
+        try:
+            taken = False
+            while not taken:
+                holder = other.execute(text("SELECT pid FROM pg_locks WHERE locktype = 'advisory'")).scalar()
+                if holder is not None:
+                    other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": holder})
+                give_up = time.monotonic() + 0.5
+                while not taken and time.monotonic() < give_up:
+                    taken = bool(other.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                               {"k": lock_key(SESSION)}).scalar())
+                other.commit()
+            taken_at = clock.now()
+            trader.join(timeout=60)
+            assert not trader.is_alive()
+            assert isinstance(outcome.get("error"), SessionLocked), outcome
+            assert "another attempt holds it" in str(outcome["error"])
+            # the lock is re-checked every minute: at most the minute in flight was decided after it
+            with engine.connect() as conn:
+                last = conn.execute(text("SELECT max(ts) FROM decisions")).scalar()
+            assert last is not None and last <= taken_at + timedelta(minutes=1)
+        finally:
+            other.close()
+
+
+def _count(engine: Engine, query: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(query)).scalar() or 0)

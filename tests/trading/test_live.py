@@ -8,15 +8,16 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from alpaca.trading.enums import QueryOrderStatus
-from alpaca.trading.requests import GetOrdersRequest
+from alpaca.common.exceptions import APIError
+from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
+from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 from sqlalchemy import Engine, text
 
-from openbell.broker import parse_client_order_id
+from openbell.broker import client_order_id, parse_client_order_id
 from openbell.calendar import previous_sessions, session
 from openbell.clock import clock_for
 from openbell.marketdata import Window, fetch_bars
-from openbell.session import SessionLock, SessionLocked, SessionOver, run_live_session
+from openbell.session import LiveSession, SessionLock, SessionLocked, SessionOver, run_live_session
 from openbell.sim.testing import SimProcess
 from openbell.store.bars import upsert_bars
 from openbell.store.params import add_params
@@ -133,3 +134,60 @@ def test_a_second_attempt_cannot_trade_beside_the_first_and_a_closed_session_is_
             run_live_session(config, engine, SESSION, clock=clock, lock_wait=0.5)
         assert config.trading_client().get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL)) == []
     assert _decisions(engine) == 0
+
+
+def test_fills_made_while_the_trade_stream_is_down_are_recovered_exactly(engine: Engine, tmp_path: Path) -> None:
+    universe = list(DEFAULT_UNIVERSE)
+    faults = ["--drop-streams-at", "15:36", "--drop-streams-at", "15:46"]
+    with SimProcess(date="2025-11-20", speed=300, start="15:22", data_dir=tmp_path / "sim", extra_args=faults) as sim:
+        config = sim.config()
+        clock = clock_for(config)
+        prior = previous_sessions(SESSION, 2)
+        upsert_bars(engine, fetch_bars(config, universe, Window(prior[0].open, clock.now())), source="rest")
+        report = run_live_session(
+            config, engine, SESSION, clock=clock, params_override=BUSY,
+            risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), universe=universe, warmup_sessions=2,
+            trade_stream_backoff=(1.5, 1.5),  # each drop keeps trade updates away for ~7 market minutes
+        )
+        broker = {o.client_order_id: o for o in config.trading_client().get_orders(
+            GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500))}
+        positions = {p.symbol: float(p.qty) for p in config.trading_client().get_all_positions()}
+    with engine.connect() as conn:
+        per_order = dict(conn.execute(text("SELECT client_order_id, sum(qty) FROM fills GROUP BY 1")).all())
+        recovered = conn.execute(text("SELECT count(*) FROM fills WHERE execution_id LIKE 'recovered:%'")).scalar()
+        stored = dict(conn.execute(text("SELECT client_order_id, filled_qty FROM orders")).all())
+        book = {r[0]: float(r[1]) for r in conn.execute(text("SELECT symbol, qty FROM positions WHERE qty <> 0"))}
+        rejected = [r[0] for r in conn.execute(text("SELECT reject_reason FROM orders WHERE status = 'rejected'"))]
+        summary = conn.execute(text("SELECT payload FROM events WHERE kind = 'live_session_end'")).scalar_one()
+
+    assert report.trade_stream_reconnects >= 1 and report.fills_recovered == recovered and recovered
+    # every share the broker filled is in fills exactly once, and Postgres agrees with the broker
+    filled = {c: float(o.filled_qty or 0) for c, o in broker.items()}
+    assert {c: float(q) for c, q in per_order.items()} == {c: q for c, q in filled.items() if q > 0}
+    assert {c: float(q) for c, q in stored.items() if c in broker} == filled
+    assert book == positions
+    assert not [r for r in rejected if "wash" in (r or "")]
+    # the session's summary carries the counts (the risk clips are logged once each, counted here)
+    assert summary["fills_recovered"] == recovered and sum(summary["risk_clips"]["max_weight"].values()) > 1
+
+
+def test_an_order_working_at_the_broker_holds_back_the_opposite_side(engine: Engine, tmp_path: Path) -> None:
+    s = session(SESSION)
+    assert s is not None
+    with SimProcess(date="2025-11-20", speed=1, start="09:25", data_dir=tmp_path / "sim") as sim:
+        config = sim.config()
+        client = config.trading_client()
+        # an earlier attempt's buy, queued for the open (the market is closed at 09:25)
+        working = client_order_id(SESSION, 0, "SSO")
+        client.submit_order(MarketOrderRequest(symbol="SSO", qty=20, side=OrderSide.BUY,
+                                               time_in_force=TimeInForce.DAY, client_order_id=working))
+        with pytest.raises(APIError, match="wash trade"):  # what a sell beside it meets at the broker
+            client.submit_order(MarketOrderRequest(symbol="SSO", qty=5, side=OrderSide.SELL,
+                                                   time_in_force=TimeInForce.DAY, client_order_id="x-1"))
+        live = LiveSession(config, engine, s, clock=clock_for(config), universe=["SSO", "TQQQ"],
+                           warmup_sessions=1)
+        live.prepare()
+    live.portfolio.prices.update({"SSO": 100.0, "TQQQ": 50.0})
+    deferred: list[str] = []
+    intents = live.portfolio.intents({"SSO": 0.0, "TQQQ": 0.2}, live.universe, 100.0, deferred)
+    assert [(i.symbol, i.side) for i in intents] == [("TQQQ", "buy")] and deferred == ["SSO"]

@@ -1,4 +1,4 @@
-"""Postgres side of trading: fencing, duplicate fills, the write queue (real Postgres)."""
+"""Postgres side of trading: fencing, duplicate and recovered fills, the write queue (real Postgres)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import uuid
 from datetime import date
 
 import pytest
-from alpaca.trading.models import TradeUpdate
+from alpaca.trading.models import Order, TradeUpdate
 from sqlalchemy import Engine, text
 
 from openbell.broker import apply_trade_update, client_order_id
+from openbell.broker.updates import recover_fills
 from openbell.session import SessionLock, SessionLocked, Writer
 
 SESSION = date(2025, 11, 20)
+EXEC_A, EXEC_B = "0c0f5a3e-1111-4a6b-9c1d-000000000001", "0c0f5a3e-1111-4a6b-9c1d-000000000002"
 
 
 def _order(coid: str, status: str, filled: str) -> dict[str, object]:
@@ -83,3 +85,62 @@ def test_writer_keeps_order_and_isolates_a_bad_write(engine: Engine) -> None:
         seen = [r[0] for r in conn.execute(text("SELECT (payload->>'i')::int FROM events ORDER BY id"))]
     assert seen == list(range(50))
     assert writer.stats.dropped == 1
+
+
+def _broker_order(coid: str, status: str, filled: str, avg: str) -> Order:
+    return Order(**{**_order(coid, status, filled), "filled_avg_price": avg})
+
+
+def _fills(engine: Engine) -> list[tuple[str, float, float]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT execution_id, qty, price FROM fills ORDER BY ts, execution_id")).all()
+    return [(r[0], float(r[1]), float(r[2])) for r in rows]
+
+
+def _book_qty(engine: Engine) -> float:
+    with engine.connect() as conn:
+        return float(conn.execute(text("SELECT qty FROM positions WHERE symbol = 'TQQQ'")).scalar_one())
+
+
+def test_fills_missed_by_the_stream_are_recovered_once_and_replays_do_not_double(engine: Engine) -> None:
+    coid = client_order_id(SESSION, 9, "TQQQ")
+    first = _fill(coid, EXEC_A, "4", "4", "partially_filled")
+    apply_trade_update(engine, SESSION, first)
+    # the stream is down while the other 6 fill; polling finds the order filled at an average of 51.1
+    order = _broker_order(coid, "filled", "10", "51.1")
+    with engine.begin() as conn:
+        recovered = recover_fills(conn, SESSION, order)
+    with engine.begin() as conn:
+        assert recover_fills(conn, SESSION, order) is None  # the same broker state again: nothing
+    assert recovered is not None and recovered.qty == 6.0
+    assert recovered.execution_id == "recovered:3b1f6a8e-93f4-4d37-9a7b-0b7b5d1f0e11:10"
+    # after the reconnect the broker replays both executions: neither is stored again
+    late = _fill(coid, EXEC_B, "6", "10", "filled")
+    assert [apply_trade_update(engine, SESSION, u).new_fill for u in (late, first)] == [False, False]
+
+    fills = _fills(engine)
+    assert sorted(f[0] for f in fills) == sorted([EXEC_A, recovered.execution_id])
+    assert sum(f[1] for f in fills) == 10.0
+    assert sum(f[1] * f[2] for f in fills) == pytest.approx(10 * 51.1)  # the order's cost, exactly
+    assert _book_qty(engine) == 10.0
+    with engine.connect() as conn:
+        status, filled = conn.execute(text("SELECT status, filled_qty FROM orders")).one()
+    assert (status, float(filled)) == ("filled", 10.0)
+
+
+def test_fills_arriving_out_of_order_are_all_kept_and_nothing_is_recovered(engine: Engine) -> None:
+    coid = client_order_id(SESSION, 10, "TQQQ")
+    apply_trade_update(engine, SESSION, _fill(coid, EXEC_B, "6", "10", "filled"))
+    apply_trade_update(engine, SESSION, _fill(coid, EXEC_A, "4", "4", "partially_filled"))
+    with engine.begin() as conn:
+        assert recover_fills(conn, SESSION, _broker_order(coid, "filled", "10", "50.5")) is None
+    assert sorted(f[0] for f in _fills(engine)) == sorted([EXEC_A, EXEC_B])
+    assert _book_qty(engine) == 10.0
+
+
+def test_recovery_leaves_the_book_alone_when_asked(engine: Engine) -> None:
+    coid = client_order_id(SESSION, 11, "TQQQ")
+    with engine.begin() as conn:
+        found = recover_fills(conn, SESSION, _broker_order(coid, "filled", "10", "50.5"), move_book=False)
+        assert found is not None and found.price == pytest.approx(50.5)
+        assert conn.execute(text("SELECT count(*) FROM positions")).scalar() == 0

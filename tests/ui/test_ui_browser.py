@@ -21,6 +21,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WATCH_SECONDS = 150
+# A parameter version that rebalances every minute, stored before trading starts, so that orders and
+# positions appear while the page is watched (the defaults may rightly sit out a quiet afternoon).
+BUSY = {"lookback": 5, "vol_window": 10, "top_k": 3, "threshold": 0.0, "rebalance_minutes": 1,
+        "weighting": "score"}
 
 COUNTS = """() => {
   const d = window.openbell && window.openbell.data;
@@ -38,6 +42,11 @@ COUNTS = """() => {
 def _watch(day: Rehearsal, profile: Path, shot: Path, seen: dict[str, Any]) -> None:
     """Log in through Airflow's login page, open Trading, watch the page change by itself."""
     from playwright.sync_api import sync_playwright
+
+    from openbell.store.db import make_engine
+    from openbell.store.params import add_params
+
+    add_params(make_engine(day.state_url), "momentum_rotation", BUSY, source="manual")
 
     base = day.stack.api_url
     with sync_playwright() as pw:

@@ -104,6 +104,23 @@ def insert_fill(
     return bool(result.rowcount)
 
 
+def recorded_fills(conn: Connection, client_order_id: str) -> tuple[float, float, float]:
+    """(cumulative filled qty on record, quantity of its recorded fills, their cost) for one order.
+
+    The order's ``filled_qty`` only ever grows (see :func:`upsert_order`), so it is the most the
+    broker has reported filled, whatever order its updates arrived in.
+    """
+    row = conn.execute(
+        text(
+            "SELECT COALESCE((SELECT filled_qty FROM orders WHERE client_order_id = :c), 0),"
+            " COALESCE(sum(qty), 0), COALESCE(sum(qty * price), 0)"
+            " FROM fills WHERE client_order_id = :c"
+        ),
+        {"c": client_order_id},
+    ).one()
+    return float(row[0]), float(row[1]), float(row[2])
+
+
 def apply_fill_to_book(
     conn: Connection, session_date: date, symbol: str, signed_qty: float, price: float
 ) -> float:

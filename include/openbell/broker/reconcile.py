@@ -36,6 +36,7 @@ class ReconcileReport:
     orders_kept: int = 0
     orders_cancelled: int = 0
     differences: int = 0
+    fills_recovered: int = 0
     max_decision_seq: int = -1
     adopted: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
@@ -78,8 +79,8 @@ def order_row(order: Order, session_date: date, origin: str, reason: str | None 
     )
 
 
-def session_orders(config: AlpacaConfig, session_date: date) -> list[Order]:
-    """Every order the broker holds for this session that carries openbell's id for it."""
+def broker_session_orders(config: AlpacaConfig, session_date: date) -> list[Order]:
+    """Every order the broker holds that was submitted for this session (openbell's or not)."""
     s = session_of(session_date)
     if s is None:
         raise ValueError(f"{session_date} is not an NYSE session")
@@ -95,7 +96,12 @@ def session_orders(config: AlpacaConfig, session_date: date) -> list[Order]:
         if len(page) < ORDER_PAGE or not fresh:
             break
         after = max(o.submitted_at or o.created_at for o in page)
-    return [o for o in seen.values() if is_ours(o.client_order_id, session_date)]
+    return list(seen.values())
+
+
+def session_orders(config: AlpacaConfig, session_date: date) -> list[Order]:
+    """Every order the broker holds for this session that carries openbell's id for it."""
+    return [o for o in broker_session_orders(config, session_date) if is_ours(o.client_order_id, session_date)]
 
 
 def reconcile(
@@ -105,10 +111,14 @@ def reconcile(
 
     Broker positions are written into the position book; one openbell never opened is adopted
     (origin ``adopted``, closed with everything else at the liquidation). This session's orders are
-    written into ``orders``. Open orders that are not this session's openbell orders are cancelled:
-    openbell owns the account during its session (``cancel_foreign=False`` leaves them, e.g. the
-    close orders of a liquidation in progress). Each difference is journalled as an event.
+    written into ``orders``, with any fills the trade stream never delivered (recovered as
+    :mod:`openbell.broker.updates` states; the book is already the broker's). Open orders that are
+    not this session's openbell orders are cancelled: openbell owns the account during its session
+    (``cancel_foreign=False`` leaves them, e.g. the close orders of a liquidation in progress).
+    Each difference is journalled as an event.
     """
+    from openbell.broker.updates import recover_fills  # updates builds on this module's order_row
+
     client = config.trading_client()
     report = ReconcileReport()
     positions: list[Position] = ob_alpaca.call(client.get_all_positions, what="get_all_positions")
@@ -195,6 +205,8 @@ def reconcile(
                     },
                 )
             book.upsert_order(conn, row)
+            if recover_fills(conn, session_date, order, move_book=False) is not None:
+                report.fills_recovered += 1
             if row.decision_seq is not None:
                 report.max_decision_seq = max(report.max_decision_seq, row.decision_seq)
 

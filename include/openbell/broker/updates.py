@@ -1,16 +1,32 @@
-"""Trade updates from the broker's stream into Postgres: order transitions, deduplicated fills."""
+"""Trade updates from the broker's stream into Postgres: order transitions, deduplicated fills.
+
+Fills of one order add up to the order's cumulative ``filled_qty``, exactly once, whichever way they
+arrive. The rule:
+
+- A stream fill is stored once per ``execution_id``, and only for the part of it that keeps the
+  order's recorded fills within the largest cumulative ``filled_qty`` the broker has reported for
+  it (this update's or an earlier one's). A fill whose quantity is already recorded (replayed after
+  a reconnect, or recovered first) stores nothing; fills arriving out of order are all kept.
+- When the broker reports an order with more ``filled_qty`` than its recorded fills (its fill events
+  were lost while the stream was down), :func:`recover_fills` stores the difference as one fill with
+  the deterministic id ``recovered:<broker order id>:<cumulative filled_qty>``, priced so that the
+  order's recorded cost equals ``filled_qty * filled_avg_price``. Recovering again from the same
+  broker state finds nothing missing (or the same id), so it is idempotent.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
-from alpaca.trading.models import TradeUpdate
+from alpaca.trading.models import Order, TradeUpdate
 from sqlalchemy import Connection, Engine
 
 from openbell.broker import book
 from openbell.broker.ids import is_ours
 from openbell.broker.reconcile import order_row
+
+EPS = 1e-9
 
 
 @dataclass(frozen=True)
@@ -27,33 +43,51 @@ class UpdateResult:
     position_qty: float | None = None
 
 
-def _event_name(update: TradeUpdate) -> str:
-    return str(getattr(update.event, "value", update.event))
+@dataclass(frozen=True)
+class Recovered:
+    """A fill stored by :func:`recover_fills`."""
+
+    execution_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: float
+    price: float
+
+
+def _v(value: object) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _origin(order: Order) -> str:
+    return "strategy" if is_ours(order.client_order_id) else "liquidation"
 
 
 def apply_trade_update(
     conn_or_engine: Connection | Engine, session_date: date, update: TradeUpdate
 ) -> UpdateResult:
-    """Write one trade update; a fill is stored once per ``execution_id`` and only a new fill moves
-    the position book. Orders without openbell's id (e.g. the liquidation's close orders) are
-    recorded with origin ``liquidation``.
+    """Write one trade update; a fill is stored once per ``execution_id`` (see the module's rule)
+    and only a stored fill moves the position book. Orders without openbell's id (e.g. the
+    liquidation's close orders) are recorded with origin ``liquidation``.
     """
     if isinstance(conn_or_engine, Engine):
         with conn_or_engine.begin() as conn:
             return apply_trade_update(conn, session_date, update)
     conn = conn_or_engine
     order = update.order
-    name = _event_name(update)
-    origin = "strategy" if is_ours(order.client_order_id) else "liquidation"
-    book.upsert_order(conn, order_row(order, session_date, origin))
-    result = UpdateResult(
-        name, order.client_order_id, order.symbol or "", str(getattr(order.status, "value", order.status))
-    )
+    name = _v(update.event)
+    book.upsert_order(conn, order_row(order, session_date, _origin(order)))  # locks the order's row
+    result = UpdateResult(name, order.client_order_id, order.symbol or "", _v(order.status))
     if name not in ("fill", "partial_fill") or update.execution_id is None:
         return result
     qty = float(update.qty if update.qty is not None else order.filled_qty or 0)
     price = float(update.price if update.price is not None else order.filled_avg_price or 0)
-    side = str(getattr(order.side, "value", order.side))
+    if order.filled_qty is not None:
+        cum, recorded, _ = book.recorded_fills(conn, order.client_order_id)
+        qty = min(qty, max(cum, float(order.filled_qty)) - recorded)
+    if qty <= EPS:
+        return result
+    side = _v(order.side)
     new = book.insert_fill(
         conn,
         execution_id=str(update.execution_id),
@@ -66,9 +100,46 @@ def apply_trade_update(
         ts=update.timestamp,
     )
     position = None
-    if new and qty > 0:
+    if new:
         signed = qty if side == "buy" else -qty
         position = book.apply_fill_to_book(conn, session_date, order.symbol or "", signed, price)
-    return UpdateResult(
-        name, order.client_order_id, order.symbol or "", result.status, new, qty, price, position
+    return UpdateResult(name, order.client_order_id, order.symbol or "", result.status, new, qty, price, position)
+
+
+def recover_fills(
+    conn: Connection, session_date: date, order: Order, *, move_book: bool = True
+) -> Recovered | None:
+    """Store the part of ``order``'s ``filled_qty`` that has no recorded fill (see the module's rule).
+
+    Also records the order's state. ``move_book=False`` leaves the position book alone, for callers
+    that set it from the broker's positions anyway.
+    """
+    book.upsert_order(conn, order_row(order, session_date, _origin(order)))
+    cum = float(order.filled_qty or 0)
+    _, recorded, cost = book.recorded_fills(conn, order.client_order_id)
+    gap = cum - recorded
+    if gap <= EPS:
+        return None
+    avg = float(order.filled_avg_price or 0)
+    price = (cum * avg - cost) / gap if avg > 0 else 0.0
+    if not price > 0:  # rounding in the broker's average: fall back to the average itself
+        price = avg
+    execution_id = f"recovered:{order.id}:{cum:g}"
+    side = _v(order.side)
+    ts: datetime = order.filled_at or order.updated_at or order.submitted_at or order.created_at
+    new = book.insert_fill(
+        conn,
+        execution_id=execution_id,
+        client_order_id=order.client_order_id,
+        session_date=session_date,
+        symbol=order.symbol or "",
+        side=side,
+        qty=gap,
+        price=price,
+        ts=ts,
     )
+    if not new:
+        return None
+    if move_book:
+        book.apply_fill_to_book(conn, session_date, order.symbol or "", gap if side == "buy" else -gap, price)
+    return Recovered(execution_id, order.client_order_id, order.symbol or "", side, gap, price)

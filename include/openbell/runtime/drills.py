@@ -173,7 +173,7 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
     Drill("postgres_restart", "openbell's Postgres restarts at 15:05 (down about 3 s wall)",
           inject=_restart_postgres, separate_state_server=True),
     Drill("kill_liquidation", "eod_liquidate's process is SIGKILLed mid-way; Airflow reruns it",
-          start="15:45", speed=10.0, inject=_kill_liquidation),
+          start="15:50", speed=10.0, inject=_kill_liquidation),
 )}
 
 

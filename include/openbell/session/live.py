@@ -1,47 +1,54 @@
 """The live trading loop: streamed bars in, strategy and risk, market orders out, state to Postgres.
 
 One asyncio loop owns the hot path (bar -> minute complete -> strategy -> risk -> order dispatch).
-Orders go out on a small thread pool, Postgres writes through :class:`Writer`, and the slow chores
-(parameter reloads, the session phase, broker sync, REST refills) run on helper threads, so nothing
-on the hot path waits for Postgres.
+Orders go out on threads started and connected before the first bar (:class:`OrderSender`),
+Postgres writes through :class:`Writer`, and the slow chores (parameter reloads, the session phase,
+broker sync, REST refills, garbage collection) run on helper threads between minutes, so nothing on
+the hot path waits for Postgres. No order is sent against a working order on the other side of the
+same symbol; fills the trade stream missed are recovered from the broker (see
+:mod:`openbell.broker.updates`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import gc
 import logging
 import math
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 from alpaca.trading.client import TradingClient
-from alpaca.trading.models import TradeUpdate
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.models import Order, TradeUpdate
+from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import Connection, Engine, text
 
 from openbell import alpaca as ob_alpaca
 from openbell.alpaca import AlpacaConfig, error_message
 from openbell.broker import book
-from openbell.broker.ids import client_order_id
+from openbell.broker.ids import client_order_id, parse_client_order_id
 from openbell.broker.journal import event
 from openbell.broker.orders import SubmitResult, find_order, submit
-from openbell.broker.reconcile import ReconcileReport, order_row, reconcile, signed_qty
-from openbell.broker.updates import apply_trade_update
+from openbell.broker.reconcile import ReconcileReport, broker_session_orders, order_row, reconcile, signed_qty
+from openbell.broker.updates import apply_trade_update, recover_fills
 from openbell.calendar import Session, previous_sessions
 from openbell.calendar import session as session_of
 from openbell.clock import MarketClock
 from openbell.marketdata import Window, fetch_bars
-from openbell.session.fence import SessionLock
+from openbell.session.fence import SessionLock, SessionLocked
 from openbell.session.minutes import MINUTE, MinuteBook
 from openbell.session.portfolio import OrderIntent, Portfolio
-from openbell.session.writer import Writer
+from openbell.session.sender import OrderSender
+from openbell.session.writer import Write, Writer
 from openbell.store.bars import load_bars, upsert_bars
 from openbell.store.params import latest_params
 from openbell.store.sessions import get_phase, set_phase
@@ -53,6 +60,10 @@ log = logging.getLogger(__name__)
 FINAL = book.FINAL_STATUSES
 SWITCH_INTERVAL = 0.0005  # seconds; Python's default of 5 ms would dominate bar->order latency
 HOUSEKEEPING_DELAY = 0.02  # wall seconds after a decision
+FULL_GC_EVERY = 30  # decisions between full collections (the others collect the young generations)
+CLOCK_REFRESH = 4.0  # wall seconds; a simulator clock goes stale (and is read on the loop) after 5 s
+WRITE_DELAY = 0.02  # wall seconds a write waits on the loop before going to the writer
+RECOVERY_DELAY = 0.1  # wall seconds after the trade stream reconnects, so it is listening again
 BAR_COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
 
 
@@ -74,7 +85,12 @@ class SessionReport:
     stream_restarts: int = 0
     refills: int = 0
     refilled_bars: int = 0
+    orders_deferred: int = 0
+    fills_recovered: int = 0
+    trade_stream_reconnects: int = 0
     first_seq: int | None = None
+    first_live_decision_at: str | None = None  # wall time (UTC) of the first decision on a streamed minute
+    fence_pauses: int = 0
     last_seq: int | None = None
     param_versions: list[int | None] = field(default_factory=list)
     params_refused: int = 0
@@ -82,10 +98,13 @@ class SessionReport:
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     latency_samples: int = 0
+    answered_p50_ms: float | None = None
+    answered_p99_ms: float | None = None
     start_equity: float | None = None
     end_equity: float | None = None
     writer: dict[str, int] = field(default_factory=dict)
     reconcile: dict[str, Any] = field(default_factory=dict)
+    risk_clips: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,10 +179,15 @@ class LiveSession:
         grace_seconds: float = 2.0,
         wall_grace: float = 0.15,
         sync_every: int = 1,
-        order_threads: int = 4,
+        order_threads: int | None = None,
         trade_until: datetime | None = None,
+        trade_stream_backoff: tuple[float, float] = (0.25, 5.0),
+        fence: SessionLock | None = None,
     ) -> None:
         self.config = config
+        self.fence = fence  # re-verified every minute; trading pauses while it cannot be
+        self._fence_ok = True
+        self._fenced_out: str | None = None
         self.engine = engine
         self.session = session
         # No order is opened for a minute ending after this market time (the liquidation's time), so
@@ -186,9 +210,11 @@ class LiveSession:
         self.grace = timedelta(seconds=grace_seconds)
         self.wall_grace = wall_grace
         self.sync_every = max(1, sync_every)
-        self.order_threads = order_threads
+        self.order_threads = order_threads or min(len(self.universe), 16)  # one per order of a decision
+        self.trade_stream_backoff = trade_stream_backoff  # wall seconds between reconnect attempts
         self.report = SessionReport(session_date=session.date.isoformat())
-        self.latencies: list[float] = []
+        self.latencies: list[float] = []  # bar that completed the minute -> order handed to its thread's client
+        self.answered: list[float] = []  # the same bar -> the broker's answer to the order
         self.portfolio = Portfolio()
         self.strategy: Strategy | None = None
         self.version_id: int | None = None
@@ -200,13 +226,15 @@ class LiveSession:
         self._today: list[tuple[datetime, dict[str, Bar]]] = []
         self._working_since: dict[str, int] = {}
         self._last_seen: datetime = session.open
-        self._local = threading.local()
         self._hk_busy = False
         self._closing = False
         self._refilled: set[datetime] = set()
         self._streams: list[Any] = []
         self._stream_tasks: list[asyncio.Task[None]] = []
         self._connects = 0
+        self._clock_read = -math.inf
+        self._pending: list[Write] = []
+        self._flush_due = False
 
     # -- preparation (blocking, before the loop trades) -----------------------------------------
 
@@ -242,6 +270,14 @@ class LiveSession:
             self.portfolio.positions[p.symbol] = signed_qty(p)
             if p.current_price is not None and p.symbol not in self.portfolio.prices:
                 self.portfolio.prices[p.symbol] = float(p.current_price)
+        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500)
+        for o in ob_alpaca.call(client.get_orders, request, what="get_orders(open)"):
+            # an order still working from an earlier attempt (or the liquidation) counts as working
+            side = str(getattr(o.side, "value", o.side))
+            qty = float(o.qty) if o.qty is not None else 0.0
+            self.portfolio.adopt_working(o.client_order_id, o.symbol or "", side, qty, float(o.filled_qty or 0))
+            key = parse_client_order_id(o.client_order_id)
+            self._working_since[o.client_order_id] = key.decision_seq if key else -2
         self.report.start_equity = round(self.portfolio.equity(), 2)
         if self.gate.day_start_equity is None:  # the loss limit counts from the day's first equity
             with self.engine.connect() as conn:
@@ -294,31 +330,49 @@ class LiveSession:
         """Trade until the session is over (market time); return the summary."""
         self.loop = asyncio.get_running_loop()
         self.writer = Writer(self.engine)
-        self.orders_pool = ThreadPoolExecutor(self.order_threads, thread_name_prefix="openbell-orders")
+        self.sender = OrderSender(self.config, self.order_threads)
         self.aux_pool = ThreadPoolExecutor(2, thread_name_prefix="openbell-aux")
         self._minute_ready = asyncio.Event()
         watchdog: asyncio.Task[None] | None = None
+        collecting, frozen = False, gc.get_freeze_count()
         switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)  # an order thread must not wait 5 ms for the GIL
         try:
-            await asyncio.to_thread(self.prepare)
+            await asyncio.gather(asyncio.to_thread(self.prepare), asyncio.to_thread(self.sender.start))
+            collecting = self._pause_gc()
             self.report.first_seq = self.seq
             self._last_seen = max(self._last_seen, await self.clock.anow())
             self._start_bar_stream()
             self._start_trade_stream()
             watchdog = asyncio.create_task(self._watchdog())
             await self._drive()
+            if self._fenced_out is not None:
+                raise SessionLocked(self._fenced_out)
             await self.clock.wait_until(self.session.close)
         finally:
             self._closing = True
             if watchdog is not None:
                 watchdog.cancel()
             await self._stop_streams()
-            self.orders_pool.shutdown(wait=True)
+            self.sender.close()
+            if collecting:
+                gc.enable()
+            if not frozen:  # objects frozen before the session (by the caller) stay frozen
+                gc.unfreeze()
             self.aux_pool.shutdown(wait=True)
             self._finish()
             sys.setswitchinterval(switch)
         return self.report
+
+    def _pause_gc(self) -> bool:
+        """Move what preparation built out of the collector's way and collect only between minutes
+        (see _housekeeping): a full collection of that heap stops every thread for tens of ms.
+        Returns whether automatic collection was on."""
+        was_on = gc.isenabled()
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        return was_on
 
     def _finish(self) -> None:
         if self.strategy is not None:
@@ -327,14 +381,19 @@ class LiveSession:
         self.report.latency_p50_ms = _percentile(self.latencies, 0.50)
         self.report.latency_p99_ms = _percentile(self.latencies, 0.99)
         self.report.latency_samples = len(self.latencies)
+        self.report.answered_p50_ms = _percentile(self.answered, 0.50)
+        self.report.answered_p99_ms = _percentile(self.answered, 0.99)
         self.report.reconnects = max(0, self._connects - 1 - self.report.stream_restarts)
+        self.report.risk_clips = self.gate.clip_counts()
+        self._flush_writes()
+        self.writer.flush(timeout=10.0)  # recovered fills are counted as they are written
         summary = {k: v for k, v in self.report.as_dict().items() if k not in ("reconcile", "writer")}
         self.writer.put(lambda conn: event(conn, self.d, "live_session_end", summary))
         self.writer.close(timeout=30.0)
         self.report.writer = asdict(self.writer.stats)
 
     async def _drive(self) -> None:
-        while self.book.next_minute < self.session.close:
+        while self.book.next_minute < self.session.close and self._fenced_out is None:
             t = self.book.next_minute
             if not self.book.complete(t):
                 await self._wait_minute(t)
@@ -374,7 +433,7 @@ class LiveSession:
         except Exception as exc:
             reason = error_message(exc)
             log.warning("refill of %s failed: %s", t, reason)
-            self.writer.put(
+            self._write(
                 lambda conn: event(conn, self.d, "refill_failed", {"minute": t, "error": reason})
             )
             return True
@@ -387,7 +446,7 @@ class LiveSession:
         self.report.refills += 1
         self.report.refilled_bars += added
         payload = {"minute": t, "until": end, "missing": missing, "bars": added}
-        self.writer.put(lambda conn: event(conn, self.d, "refill", payload))
+        self._write(lambda conn: event(conn, self.d, "refill", payload))
         return True
 
     # -- the hot path -----------------------------------------------------------------------------
@@ -408,22 +467,29 @@ class LiveSession:
         seq = self.seq
         self.seq += 1
         self._today.append((t, bars))
+        if ready is not None and self.report.first_live_decision_at is None:
+            self.report.first_live_decision_at = datetime.now(UTC).isoformat()
+        trade = trade and self._fence_ok and self._fenced_out is None
         intents: list[OrderIntent] = []
+        deferred: list[str] = []
         if trade and not self.liquidating and t + MINUTE < self.trade_until:  # the liquidation ends trading
-            intents = self.portfolio.intents(weights, self.universe, self.min_notional)
+            intents = self.portfolio.intents(weights, self.universe, self.min_notional, deferred)
+        if deferred:
+            self.report.orders_deferred += len(deferred)
+            notes = [*notes, *(f"{s}: order deferred, an opposite-side order is working" for s in deferred)]
         for intent in intents:
             coid = client_order_id(self.d, seq, intent.symbol)
             self.portfolio.add_working(coid, intent)
             self._working_since[coid] = seq
-            self.orders_pool.submit(self._send, coid, seq, intent, ready)
+            self.sender.submit(functools.partial(self._send, coid=coid, seq=seq, intent=intent, ready=ready))
         self.report.decisions += 1
         self.report.orders += len(intents)
         self._record_decision(t, seq, targets, weights, notes, intents, equity)
 
-    def _send(self, coid: str, seq: int, intent: OrderIntent, ready: float | None) -> None:
-        client: TradingClient | None = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = self.config.trading_client()
+    def _send(
+        self, client: TradingClient, *, coid: str, seq: int, intent: OrderIntent, ready: float | None
+    ) -> None:
+        """On an order thread: the idempotent submit of one order, timed from its minute's last bar."""
         if ready is not None:
             self.latencies.append((time.perf_counter() - ready) * 1000.0)
         try:
@@ -432,6 +498,8 @@ class LiveSession:
             )
         except Exception as exc:
             result = SubmitResult(coid, "unknown", reason=error_message(exc))
+        if ready is not None:
+            self.answered.append((time.perf_counter() - ready) * 1000.0)
         self.loop.call_soon_threadsafe(self._on_submitted, seq, intent, result)
 
     def _on_submitted(self, seq: int, intent: OrderIntent, result: SubmitResult) -> None:
@@ -462,8 +530,8 @@ class LiveSession:
                 "reason": result.reason,
                 "http_status": result.http_status,
             }
-            self.writer.put(lambda conn: event(conn, self.d, "order_rejected", payload))
-        self.writer.put(lambda conn: book.upsert_order(conn, row))
+            self._write(lambda conn: event(conn, self.d, "order_rejected", payload))
+        self._write(lambda conn: book.upsert_order(conn, row))
 
     async def _on_bar(self, raw: Any) -> None:
         bar = Bar(
@@ -483,34 +551,49 @@ class LiveSession:
                 self._minute_ready.set()
             self._store_bar(bar, "stream", raw.trade_count, raw.vwap)
 
-    async def _on_trade_update(self, update: TradeUpdate) -> None:
-        order = update.order
-        coid = order.client_order_id
-        name = str(getattr(update.event, "value", update.event))
-        status = str(getattr(order.status, "value", order.status))
-        if name in ("fill", "partial_fill") and update.execution_id is not None:
-            qty = float(update.qty if update.qty is not None else order.filled_qty or 0)
-            price = float(update.price if update.price is not None else order.filled_avg_price or 0)
-            remaining = float(order.qty or 0) - float(order.filled_qty or 0)
-            side = str(getattr(order.side, "value", order.side))
+    async def _on_trade_update(self, msg: dict[str, Any]) -> None:
+        """One trade update as the stream sent it (a dict: parsing it into alpaca-py's model is left
+        to the writer's thread, away from the loop while orders are going out)."""
+        data = msg.get("data") or {}
+        order = data.get("order") or {}
+        coid = str(order.get("client_order_id") or "")
+        name, status = str(data.get("event")), str(order.get("status"))
+        cum = _opt(order.get("filled_qty"))
+        if name in ("fill", "partial_fill") and data.get("execution_id") is not None:
+            qty = _opt(data.get("qty"))
+            price = _opt(data.get("price"))
             if self.portfolio.on_fill(
-                str(update.execution_id),
+                str(data["execution_id"]),
                 coid,
-                order.symbol or "",
-                side,
-                qty,
-                price,
-                update.position_qty,
-                remaining,
+                str(order.get("symbol") or ""),
+                str(order.get("side")),
+                qty if qty is not None else cum or 0.0,
+                price if price is not None else _opt(order.get("filled_avg_price")) or 0.0,
+                _opt(data.get("position_qty")),
+                (_opt(order.get("qty")) or 0.0) - (cum or 0.0),
                 status in FINAL,
+                cum,
             ):
                 self.report.fills += 1
         if status in FINAL:
             self.portfolio.order_done(coid)
             self._working_since.pop(coid, None)
-        self.writer.put(lambda conn: apply_trade_update(conn, self.d, update))
+        self._write(lambda conn: apply_trade_update(conn, self.d, TradeUpdate(**data)))
 
     # -- Postgres records (queued) ----------------------------------------------------------------
+
+    def _write(self, fn: Write) -> None:
+        """Queue a write for the writer, handed over a moment later: the writer thread waking up
+        (for the first write after its idle spell) takes the GIL from orders going out."""
+        self._pending.append(fn)
+        if not self._flush_due:
+            self._flush_due = True
+            self.loop.call_later(WRITE_DELAY, self._flush_writes)
+
+    def _flush_writes(self) -> None:
+        pending, self._pending, self._flush_due = self._pending, [], False
+        for fn in pending:
+            self.writer.put(fn)
 
     def _store_bar(self, bar: Bar, source: str, trade_count: Any, vwap: Any) -> None:
         params = {
@@ -525,7 +608,7 @@ class LiveSession:
             "vwap": float(vwap) if vwap is not None else None,
             "source": source,
         }
-        self.writer.put(lambda conn: conn.execute(_INSERT_BAR, params))
+        self._write(lambda conn: conn.execute(_INSERT_BAR, params))
 
     def _record_decision(
         self,
@@ -537,35 +620,35 @@ class LiveSession:
         intents: list[OrderIntent],
         equity: float,
     ) -> None:
-        d, version = self.d, self.version_id
+        d, version, universe = self.d, self.version_id, self.universe
         scores = getattr(self.strategy, "last_scores", None) or {}
         cash, gross = self.portfolio.cash, self.portfolio.gross_exposure()
-        rows = [
-            {"d": d, "ts": t, "s": s, "score": _num(scores.get(s)), "w": _num(weights.get(s, 0.0))}
-            for s in self.universe
-        ]
-        orders = [
-            book.OrderRow(
-                client_order_id=client_order_id(d, seq, i.symbol),
-                session_date=d,
-                symbol=i.symbol,
-                side=i.side,
-                qty=i.qty,
-                status="pending_new",
-                decision_seq=seq,
-                reason=f"target weight {i.target_weight:.4f}",
-            )
-            for i in intents
-        ]
-        payload = {
-            "raw": {k: _num(v) for k, v in targets.items()},
-            "weights": {k: _num(v) for k, v in weights.items()},
-            "notes": notes,
-        }
 
-        def write(conn: Connection) -> None:
+        def write(conn: Connection) -> None:  # the rows are built here, on the writer's thread
             from openbell.store.db import json_dumps
 
+            rows = [
+                {"d": d, "ts": t, "s": s, "score": _num(scores.get(s)), "w": _num(weights.get(s, 0.0))}
+                for s in universe
+            ]
+            orders = [
+                book.OrderRow(
+                    client_order_id=client_order_id(d, seq, i.symbol),
+                    session_date=d,
+                    symbol=i.symbol,
+                    side=i.side,
+                    qty=i.qty,
+                    status="pending_new",
+                    decision_seq=seq,
+                    reason=f"target weight {i.target_weight:.4f}",
+                )
+                for i in intents
+            ]
+            payload = {
+                "raw": {k: _num(v) for k, v in targets.items()},
+                "weights": {k: _num(v) for k, v in weights.items()},
+                "notes": notes,
+            }
             conn.execute(
                 text(
                     "INSERT INTO decisions (session_date, seq, ts, targets, param_version_id)"
@@ -593,7 +676,7 @@ class LiveSession:
             for row in orders:
                 book.upsert_order(conn, row)
 
-        self.writer.put(write)
+        self._write(write)
 
     # -- hot reload, phase, broker sync (helper threads) ------------------------------------------
 
@@ -607,6 +690,10 @@ class LiveSession:
         # started a moment later so it does not compete with the order threads for the GIL
         self.loop.call_later(HOUSEKEEPING_DELAY, self._start_housekeeping, snapshot, sync, stale)
 
+    def _start_recovery(self) -> None:
+        if not self._closing:
+            self.aux_pool.submit(self._recover_orders)
+
     def _start_housekeeping(self, *args: Any) -> None:
         if self._closing:
             self._hk_busy = False
@@ -617,6 +704,10 @@ class LiveSession:
         self, snapshot: list[tuple[datetime, dict[str, Bar]]], sync: bool, stale: list[str]
     ) -> None:
         try:
+            # the automatic collector is off while trading: collect here, between minutes
+            gc.collect(2 if self.report.decisions % FULL_GC_EVERY == 0 else 1)
+            self._check_fence()
+            self._refresh_clock()
             phase = get_phase(self.engine, self.d)
             if phase in ("liquidating", "closed"):
                 self.loop.call_soon_threadsafe(self._enter_liquidation, phase)
@@ -630,6 +721,34 @@ class LiveSession:
             log.warning("housekeeping failed: %s", error_message(exc))
         finally:
             self._hk_busy = False
+
+    def _check_fence(self) -> None:
+        """Is the session's lock still ours? Pause trading while Postgres cannot say; stop for good
+        when another attempt took the lock (it was lost with a Postgres restart)."""
+        if self.fence is None:
+            return
+        try:
+            ok = self.fence.verify()
+        except SessionLocked as exc:
+            self.loop.call_soon_threadsafe(setattr, self, "_fenced_out", str(exc))
+            return
+        if ok != self._fence_ok:
+            log.warning("session lock %s: trading %s", "verified" if ok else "unverifiable",
+                        "resumes" if ok else "paused")
+            self.report.fence_pauses += not ok
+        self._fence_ok = ok
+
+    def _refresh_clock(self) -> None:
+        """Read a simulator's clock mapping here, between minutes, before it goes stale: a refresh
+        costs tens of milliseconds of CPU that the event loop would otherwise pay mid-decision."""
+        refresh = getattr(self.clock, "refresh", None)
+        if refresh is None or time.monotonic() - self._clock_read < CLOCK_REFRESH:
+            return
+        self._clock_read = time.monotonic()
+        try:
+            refresh()
+        except Exception as exc:  # the loop's own reads retry and report it
+            log.debug("clock refresh failed: %s", error_message(exc))
 
     def _enter_liquidation(self, phase: str) -> None:
         if not self.liquidating:
@@ -670,23 +789,53 @@ class LiveSession:
         previous, self.strategy, self.version_id = self.version_id, cand.strategy, cand.version_id
         self.report.param_versions.append(cand.version_id)
         payload = {"from": previous, "to": cand.version_id}
-        self.writer.put(lambda conn: event(conn, self.d, "params_reloaded", payload))
+        self._write(lambda conn: event(conn, self.d, "params_reloaded", payload))
 
     def _poll_orders(self, coids: list[str]) -> None:
         client = self.config.trading_client()
         for coid in coids:
             order = find_order(client, coid)
-            if order is None:
-                continue
-            status = str(getattr(order.status, "value", order.status))
-            if status in FINAL:
-                row = order_row(order, self.d, "strategy")
-                self.loop.call_soon_threadsafe(self._order_polled, coid, row)
+            if order is not None:
+                self.loop.call_soon_threadsafe(self._order_polled, order)
 
-    def _order_polled(self, coid: str, row: book.OrderRow) -> None:
-        self.portfolio.order_done(coid)
-        self._working_since.pop(coid, None)
-        self.writer.put(lambda conn: book.upsert_order(conn, row))
+    def _recover_orders(self) -> None:
+        """After the trade stream reconnects: every order of the session, for fills it missed."""
+        try:
+            orders = broker_session_orders(self.config, self.d)
+        except Exception as exc:
+            log.warning("order recovery after a trade-stream reconnect failed: %s", error_message(exc))
+            return
+        for order in orders:
+            self.loop.call_soon_threadsafe(self._order_polled, order)
+
+    def _order_polled(self, order: Order) -> None:
+        """The broker's view of one order: final states end it, missed fills are recovered once."""
+        coid = order.client_order_id
+        status = str(getattr(order.status, "value", order.status))
+        side = str(getattr(order.side, "value", order.side))
+        ours = coid in self.portfolio.filled  # sent (or adopted) by this attempt: memory moves too
+        cum = float(order.filled_qty or 0)
+        if ours and cum > self.portfolio.filled.get(coid, 0.0):
+            self.portfolio.recover(coid, order.symbol or "", side, cum, float(order.filled_avg_price or 0))
+        if status in FINAL:
+            self.portfolio.order_done(coid)
+            self._working_since.pop(coid, None)
+        elif ours and coid in self.portfolio.working and order.qty is not None:
+            remaining = float(order.qty) - cum
+            self.portfolio.working[coid].signed_qty = remaining if side == "buy" else -remaining
+
+        def write(conn: Connection) -> None:
+            # the position book moves with a recovered fill only for an order this attempt tracks:
+            # for the others the broker sync sets the book
+            found = recover_fills(conn, self.d, order, move_book=ours)
+            if found is not None:
+                self.report.fills_recovered += 1
+                log.warning("recovered %g %s of %s missed by the trade stream", found.qty, found.symbol, coid)
+                event(conn, self.d, "fill_recovered", {
+                    "client_order_id": coid, "execution_id": found.execution_id, "qty": found.qty,
+                    "price": found.price})
+
+        self._write(write)
 
     def _sync_account(self) -> None:
         client = self.config.trading_client()
@@ -699,7 +848,7 @@ class LiveSession:
             return
         self.portfolio.cash = cash
         self.portfolio.positions = positions
-        self.writer.put(lambda conn: self._correct_book(conn, positions))
+        self._write(lambda conn: self._correct_book(conn, positions))
 
     def _correct_book(self, conn: Connection, positions: dict[str, float]) -> None:
         """The broker wins: fills the trade stream never delivered still end up in the position book."""
@@ -732,9 +881,20 @@ class LiveSession:
         self._bar_task = asyncio.create_task(stream._run_forever())
 
     def _start_trade_stream(self) -> None:
-        stream = self.config.trading_stream()
-        stream._reconnect_min_backoff = 0.25
-        stream._reconnect_max_backoff = 5.0
+        stream = self.config.trading_stream(raw_data=True)
+        stream._reconnect_min_backoff, stream._reconnect_max_backoff = self.trade_stream_backoff
+        original: Callable[[], Any] = stream._start_ws
+        connects = 0
+
+        async def start_ws() -> None:
+            nonlocal connects
+            await original()
+            connects += 1
+            if connects > 1:  # fills made while it was down were never sent: ask the broker
+                self.report.trade_stream_reconnects += 1
+                self.loop.call_later(RECOVERY_DELAY, self._start_recovery)
+
+        stream._start_ws = start_ws
         stream.subscribe_trade_updates(self._on_trade_update)
         self._trade_stream = stream
         self._trade_task = asyncio.create_task(stream._run_forever())
@@ -767,10 +927,14 @@ class LiveSession:
             log.warning("bar stream silent since %s (market %s): restarting it", self._last_seen, now)
             self.report.stream_restarts += 1
             payload = {"last_bar_end": self._last_seen, "market_time": now}
-            self.writer.put(lambda conn, p=payload: event(conn, self.d, "stream_restart", p))
+            self._write(lambda conn, p=payload: event(conn, self.d, "stream_restart", p))
             self._last_seen = now
             await self._kill(self._bar_stream, self._bar_task)
             self._start_bar_stream()
+
+
+def _opt(value: Any) -> float | None:
+    return None if value is None or value == "" else float(value)
 
 
 def _num(value: Any) -> float | None:
@@ -799,11 +963,11 @@ def run_live_session(
     s = session_of(session_date)
     if s is None:
         raise ValueError(f"{session_date} is not an NYSE session")
-    with SessionLock(engine, session_date, wait=lock_wait):
+    with SessionLock(engine, session_date, wait=lock_wait) as fence:
         now = clock.now()
         if now >= s.close:
             raise SessionOver(
                 f"session {session_date} is over (market time {now.isoformat()} >= close "
                 f"{s.close.isoformat()}); nothing to trade"
             )
-        return asyncio.run(LiveSession(config, engine, s, clock=clock, **options).run())
+        return asyncio.run(LiveSession(config, engine, s, clock=clock, fence=fence, **options).run())

@@ -6,6 +6,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+EPS = 1e-9
+
 
 @dataclass(frozen=True)
 class OrderIntent:
@@ -22,16 +24,28 @@ class Working:
     symbol: str
     signed_qty: float  # what is still expected to fill, signed
 
+    @property
+    def side(self) -> str:
+        return "buy" if self.signed_qty > 0 else "sell"
+
 
 @dataclass
 class Portfolio:
-    """Broker-fed state; mutated only on the event loop's thread."""
+    """Broker-fed state; mutated only on the event loop's thread.
+
+    ``filled`` holds, per order, the quantity whose fills have been applied and ``reported`` the
+    largest cumulative filled quantity the broker reported. A fill is applied only for the part
+    that keeps ``filled`` within ``reported``, so a fill replayed after the same quantity was
+    recovered by polling is not counted twice (the rule of :mod:`openbell.broker.updates`).
+    """
 
     cash: float = 0.0
     positions: dict[str, float] = field(default_factory=dict)
     prices: dict[str, float] = field(default_factory=dict)
     working: dict[str, Working] = field(default_factory=dict)
     executions: set[str] = field(default_factory=set)
+    filled: dict[str, float] = field(default_factory=dict)
+    reported: dict[str, float] = field(default_factory=dict)
 
     def equity(self) -> float:
         return self.cash + sum(q * self.prices.get(s, 0.0) for s, q in self.positions.items())
@@ -45,12 +59,22 @@ class Portfolio:
             w.signed_qty for w in self.working.values() if w.symbol == symbol
         )
 
+    def working_against(self, symbol: str, side: str) -> bool:
+        """True while an order on the other side of ``side`` is working in ``symbol``."""
+        return any(w.symbol == symbol and w.side != side for w in self.working.values())
+
     def intents(
-        self, weights: Mapping[str, float], universe: Iterable[str], min_notional: float
+        self,
+        weights: Mapping[str, float],
+        universe: Iterable[str],
+        min_notional: float,
+        deferred: list[str] | None = None,
     ) -> list[OrderIntent]:
         """Whole-share market orders moving each universe symbol to its target weight, sells first.
 
-        Symbols outside the universe (e.g. adopted positions) are left for the liquidation.
+        Symbols outside the universe (e.g. adopted positions) are left for the liquidation. A symbol
+        with a working order on the other side gets no order (the broker would refuse it as a
+        potential wash trade): it is appended to ``deferred`` and decided again on the next minute.
         """
         equity = self.equity()
         out: list[OrderIntent] = []
@@ -66,16 +90,41 @@ class Portfolio:
             qty = math.floor(abs(diff))
             if qty <= 0:
                 continue
-            out.append(OrderIntent(symbol, "buy" if diff > 0 else "sell", float(qty), weight))
+            side = "buy" if diff > 0 else "sell"
+            if self.working_against(symbol, side):
+                if deferred is not None:
+                    deferred.append(symbol)
+                continue
+            out.append(OrderIntent(symbol, side, float(qty), weight))
         out.sort(key=lambda o: o.side != "sell")
         return out
 
     def add_working(self, client_order_id: str, intent: OrderIntent) -> None:
         signed = intent.qty if intent.side == "buy" else -intent.qty
         self.working[client_order_id] = Working(intent.symbol, signed)
+        self.filled.setdefault(client_order_id, 0.0)
+
+    def adopt_working(self, client_order_id: str, symbol: str, side: str, qty: float, filled: float) -> None:
+        """An order already at the broker (an earlier attempt's): ``qty`` ordered, ``filled`` done."""
+        remaining = max(0.0, qty - filled)
+        if remaining > EPS:
+            self.working[client_order_id] = Working(symbol, remaining if side == "buy" else -remaining)
+        self.filled[client_order_id] = self.reported[client_order_id] = filled
 
     def order_done(self, client_order_id: str) -> None:
         self.working.pop(client_order_id, None)
+
+    def _apply(self, client_order_id: str, qty: float, cum_filled: float | None) -> float:
+        """The part of a fill of ``qty`` not yet applied, given the order's cumulative filled qty."""
+        done = self.filled.get(client_order_id, 0.0)
+        applied = qty
+        if cum_filled is not None:
+            top = self.reported[client_order_id] = max(self.reported.get(client_order_id, 0.0), cum_filled)
+            applied = min(qty, top - done)
+        if applied <= EPS:
+            return 0.0
+        self.filled[client_order_id] = done + applied
+        return applied
 
     def on_fill(
         self,
@@ -88,21 +137,42 @@ class Portfolio:
         position_qty: float | None,
         remaining: float,
         final: bool,
+        cum_filled: float | None = None,
     ) -> bool:
-        """Apply a fill once; returns False for a replayed execution."""
+        """Apply a fill once; returns False for a replayed execution or quantity already applied."""
         if execution_id in self.executions:
             return False
         self.executions.add(execution_id)
-        signed = qty if side == "buy" else -qty
-        self.cash -= signed * price
-        self.positions[symbol] = (
-            position_qty if position_qty is not None else self.positions.get(symbol, 0) + signed
-        )
-        self.prices.setdefault(symbol, price)
         w = self.working.get(client_order_id)
         if w is not None:
             if final or remaining <= 0:
                 self.working.pop(client_order_id)
             else:
                 w.signed_qty = remaining if side == "buy" else -remaining
+        applied = self._apply(client_order_id, qty, cum_filled)
+        if applied <= 0:
+            return False
+        signed = applied if side == "buy" else -applied
+        self.cash -= signed * price
+        self.positions[symbol] = (
+            position_qty if position_qty is not None else self.positions.get(symbol, 0) + signed
+        )
+        self.prices.setdefault(symbol, price)
         return True
+
+    def recover(
+        self, client_order_id: str, symbol: str, side: str, cum_filled: float, avg_price: float
+    ) -> float:
+        """Apply what an order's cumulative ``cum_filled`` adds beyond the fills seen (at the order's
+        average price; the next broker sync sets the cash exactly); returns the quantity applied."""
+        done = self.filled.get(client_order_id, 0.0)
+        self.reported[client_order_id] = max(self.reported.get(client_order_id, 0.0), cum_filled)
+        gap = cum_filled - done
+        if gap <= EPS:
+            return 0.0
+        self.filled[client_order_id] = cum_filled
+        signed = gap if side == "buy" else -gap
+        self.cash -= signed * avg_price
+        self.positions[symbol] = self.positions.get(symbol, 0.0) + signed
+        self.prices.setdefault(symbol, avg_price)
+        return gap

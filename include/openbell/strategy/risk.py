@@ -1,14 +1,16 @@
 """Risk limits applied to any strategy's targets before they reach the broker.
 
 Invalid weights (NaN, inf, non-numeric, negative when shorts are not allowed, unknown symbols) become 0
-or are dropped, each with a logged note; per-symbol and gross limits clip; once the equity has lost more
+or are dropped, each with a note; per-symbol and gross limits clip; once the equity has lost more
 than ``daily_loss_limit`` since the day's start, every target is 0 for the rest of the day (latched).
+Each kind of change is logged at WARNING once per (symbol, reason) and day, and counted after that.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -63,16 +65,33 @@ class RiskGate:
         self.limits = limits
         self.universe = None if universe is None else frozenset(universe)
         self.day_start_equity: float | None = None
+        self.clips: Counter[tuple[str, str]] = Counter()  # (symbol or "*", reason) -> changes today
         if day_start_equity is not None:
             self.start_day(day_start_equity)
         self.stopped = bool(stopped)
         self.stop_reason: str | None = "restored as stopped for the day" if stopped else None
 
     def start_day(self, equity: float) -> None:
-        """Begin a new day at ``equity``; clears the loss latch."""
+        """Begin a new day at ``equity``; clears the loss latch and the counts of changes."""
         self.day_start_equity = _check_equity(equity)
         self.stopped = False
         self.stop_reason = None
+        self.clips.clear()
+
+    def clip_counts(self) -> dict[str, dict[str, int]]:
+        """Changes made today: reason -> symbol ("*" for the whole portfolio) -> count."""
+        out: dict[str, dict[str, int]] = {}
+        for (symbol, reason), n in sorted(self.clips.items()):
+            out.setdefault(reason, {})[symbol] = n
+        return out
+
+    def _note(self, notes: list[str], symbol: str, reason: str, text: str) -> None:
+        notes.append(text)
+        self.clips[(symbol, reason)] += 1
+        if self.clips[(symbol, reason)] == 1:
+            log.warning("risk: %s (logged once today; later ones are counted)", text)
+        else:
+            log.debug("risk: %s", text)
 
     def apply(self, weights: Mapping[str, object], equity: float) -> tuple[dict[str, float], list[str]]:
         """Weights safe to trade and the notes on every change made; raises ValueError on bad equity."""
@@ -86,27 +105,29 @@ class RiskGate:
         values: list[float] = []
         for symbol, raw in weights.items():
             if not isinstance(symbol, str) or (self.universe is not None and symbol not in self.universe):
-                notes.append(f"dropped weight for {symbol!r}: not in the universe")
+                self._note(notes, str(symbol), "not_in_universe", f"dropped weight for {symbol!r}: not in the universe")
                 continue
             symbols.append(symbol)
             if not _number(raw) and not isinstance(raw, np.floating | np.integer):
-                notes.append(f"{symbol}: weight {raw!r} is not a finite number, set to 0")
+                self._note(notes, symbol, "not_a_number", f"{symbol}: weight {raw!r} is not a finite number, set to 0")
                 values.append(0.0)
                 continue
             value = float(raw)  # type: ignore[arg-type]
             if not math.isfinite(value):
-                notes.append(f"{symbol}: weight {value!r} is not a finite number, set to 0")
+                self._note(notes, symbol, "not_a_number",
+                           f"{symbol}: weight {value!r} is not a finite number, set to 0")
                 value = 0.0
             elif value < 0 and not self.limits.allow_short:
-                notes.append(f"{symbol}: short weight {value:g} not allowed, set to 0")
+                self._note(notes, symbol, "short", f"{symbol}: short weight {value:g} not allowed, set to 0")
                 value = 0.0
             elif abs(value) > self.limits.max_weight:
-                notes.append(f"{symbol}: weight {value:g} clipped to max_weight {self.limits.max_weight:g}")
+                self._note(notes, symbol, "max_weight",
+                           f"{symbol}: weight {value:g} clipped to max_weight {self.limits.max_weight:g}")
             values.append(value)
         arr = np.array(values, dtype=float)
         gross = float(np.abs(np.clip(arr, -self.limits.max_weight, self.limits.max_weight)).sum())
         if gross > self.limits.max_gross:
-            notes.append(f"gross {gross:g} scaled down to max_gross {self.limits.max_gross:g}")
+            self._note(notes, "*", "max_gross", f"gross {gross:g} scaled down to max_gross {self.limits.max_gross:g}")
         clipped = clip_weights(arr, self.limits) if len(arr) else arr
 
         loss = self.limits.daily_loss_limit
@@ -117,13 +138,11 @@ class RiskGate:
                 f"daily loss {drawdown:.2%} exceeds limit {loss:.2%} "
                 f"(equity {equity:.2f} vs day start {self.day_start_equity:.2f}): stopped for the day"
             )
-            notes.append(self.stop_reason)
+            self._note(notes, "*", "daily_loss_limit", self.stop_reason)
         if self.stopped:
             clipped = np.zeros_like(clipped)
             if not any(n.endswith("stopped for the day") for n in notes):
-                notes.append("stopped for the day: all targets 0")
-        for note in notes:
-            log.warning("risk: %s", note)
+                self._note(notes, "*", "stopped", "stopped for the day: all targets 0")
         return {s: float(w) for s, w in zip(symbols, clipped, strict=True)}, notes
 
 
