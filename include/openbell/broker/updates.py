@@ -87,22 +87,7 @@ def apply_trade_update(
         qty = min(qty, max(cum, float(order.filled_qty)) - recorded)
     if qty <= EPS:
         return result
-    side = _v(order.side)
-    new = book.insert_fill(
-        conn,
-        execution_id=str(update.execution_id),
-        client_order_id=order.client_order_id,
-        session_date=session_date,
-        symbol=order.symbol or "",
-        side=side,
-        qty=qty,
-        price=price,
-        ts=update.timestamp,
-    )
-    position = None
-    if new:
-        signed = qty if side == "buy" else -qty
-        position = book.apply_fill_to_book(conn, session_date, order.symbol or "", signed, price)
+    new, position = _store_fill(conn, session_date, order, str(update.execution_id), qty, price, update.timestamp)
     return UpdateResult(name, order.client_order_id, order.symbol or "", result.status, new, qty, price, position)
 
 
@@ -125,21 +110,24 @@ def recover_fills(
     if not price > 0:  # rounding in the broker's average: fall back to the average itself
         price = avg
     execution_id = f"recovered:{order.id}:{cum:g}"
-    side = _v(order.side)
     ts: datetime = order.filled_at or order.updated_at or order.submitted_at or order.created_at
-    new = book.insert_fill(
-        conn,
-        execution_id=execution_id,
-        client_order_id=order.client_order_id,
-        session_date=session_date,
-        symbol=order.symbol or "",
-        side=side,
-        qty=gap,
-        price=price,
-        ts=ts,
-    )
+    new, _ = _store_fill(conn, session_date, order, execution_id, gap, price, ts, move_book=move_book)
     if not new:
         return None
-    if move_book:
-        book.apply_fill_to_book(conn, session_date, order.symbol or "", gap if side == "buy" else -gap, price)
-    return Recovered(execution_id, order.client_order_id, order.symbol or "", side, gap, price)
+    return Recovered(execution_id, order.client_order_id, order.symbol or "", _v(order.side), gap, price)
+
+
+def _store_fill(
+    conn: Connection, session_date: date, order: Order, execution_id: str, qty: float, price: float,
+    ts: datetime, *, move_book: bool = True,
+) -> tuple[bool, float | None]:
+    """Insert one fill of ``order`` (once per execution id); move the position book when it is new.
+    Returns whether it was new and the book's position after it (None when the book did not move)."""
+    side = _v(order.side)
+    new = book.insert_fill(conn, execution_id=execution_id, client_order_id=order.client_order_id,
+                           session_date=session_date, symbol=order.symbol or "", side=side, qty=qty,
+                           price=price, ts=ts)
+    if not (new and move_book):
+        return new, None
+    signed = qty if side == "buy" else -qty
+    return new, book.apply_fill_to_book(conn, session_date, order.symbol or "", signed, price)

@@ -1,10 +1,9 @@
 """Fault drills: a simulated session through Airflow with one fault injected, then the day's invariants.
 
-Every drill ends with the same checks, the ones a trader would make the morning after: the run and
-every step succeeded, the account is flat, no ``client_order_id`` was submitted twice, every broker
-order is in Postgres, and every session minute is in the bars table for every symbol. ``openbell
-drill NAME`` runs one; the end-to-end tests and ``make bench`` run them all.
-"""
+Every drill ends with the checks a trader would make the morning after: the run and every step
+succeeded, the account is flat and the position book agrees, no ``client_order_id`` was submitted
+twice, every broker order is in Postgres, and every session minute is in the bars table for every
+symbol. ``openbell drill NAME`` runs one; the end-to-end tests and ``make bench`` run them all."""
 
 from __future__ import annotations
 
@@ -213,6 +212,14 @@ def missing_minutes(state_url: str, session_date: date, symbols: tuple[str, ...]
     return {sym: expected - int(have.get(sym, 0)) for sym in symbols if int(have.get(sym, 0)) != expected}
 
 
+def book_positions(state_url: str, session_date: date) -> dict[str, float]:
+    """The position book's non-zero positions for the session."""
+    with make_engine(state_url).connect() as conn:
+        rows = conn.execute(text("SELECT symbol, qty FROM positions WHERE session_date = :d AND qty <> 0"),
+                            {"d": session_date}).all()
+    return {symbol: float(qty) for symbol, qty in rows}
+
+
 def _ledger_facts(state_url: str) -> dict[str, Any]:
     """Per step, each attempt's status, error and the counts it recovered."""
     keep = ("reconnects", "stream_restarts", "refills", "refilled_bars", "first_seq", "decisions", "orders",
@@ -241,6 +248,8 @@ def check_day(result: DayResult, seen: dict[str, Any]) -> list[str]:
     if seen["positions"] or not report["flat_at_close"]:
         bad.append(f"not flat at the close: broker positions {seen['positions']}, "
                    f"report flat_at_close={report['flat_at_close']}")
+    if seen["book"] != seen["positions"]:
+        bad.append(f"the position book {seen['book']} disagrees with the broker {seen['positions']}")
     twice = {c: n for c, n in Counter(seen["client_order_ids"]).items() if n > 1}
     if twice or seen["duplicate_submissions"]:
         bad.append(f"client_order_id submitted twice: {twice or seen['duplicate_submissions']}")
@@ -264,6 +273,7 @@ def run_drill(drill: Drill, home: Path, *, progress: Callable[[str], None] = log
     def on_finished(day: Rehearsal) -> None:  # the simulator and Postgres still answer here
         seen.update(_broker_view(day))
         seen["holes"] = missing_minutes(day.state_url, DAY, DEFAULT_UNIVERSE)
+        seen["book"] = book_positions(day.state_url, DAY)
         facts["ledger"] = _ledger_facts(day.state_url)
         facts["trading_tries"] = [
             {k: t.get(k) for k in ("try_number", "state", "start_date", "end_date")}
