@@ -22,7 +22,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WATCH_SECONDS = 150
 # A parameter version that rebalances every minute, stored before trading starts, so that orders and
-# positions appear while the page is watched (the defaults may rightly sit out a quiet afternoon).
+# positions appear while the page is watched (the defaults may rightly sit out a quiet afternoon). The
+# day starts at 13:30 so trading runs on it for a while before the 14:30 optimizer may replace it.
 BUSY = {"lookback": 5, "vol_window": 10, "top_k": 3, "threshold": 0.0, "rebalance_minutes": 1,
         "weighting": "score"}
 
@@ -90,7 +91,7 @@ def test_the_trading_view_updates_live(tmp_path: Path) -> None:
     shot = tmp_path / "trading-view.png"
     seen: dict[str, Any] = {}
     try:
-        rehearse(date(2025, 11, 20), speed=120, start="14:45", home=home, progress=log.info,
+        rehearse(date(2025, 11, 20), speed=120, start="13:30", home=home, progress=log.info,
                  on_running=lambda day: _watch(day, tmp_path / "chromium-profile", shot, seen))
     finally:
         shutil.rmtree(home, ignore_errors=True)
