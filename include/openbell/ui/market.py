@@ -84,7 +84,7 @@ async def poll_broker(market: Market, hub: Any, every: float = 5.0, market_secon
     """Broadcast the broker's positions to viewers of the market clock's today, every ``every`` s of wall
     time, or more often when a simulator's clock runs fast (at most ``market_seconds`` of market time
     apart, at least half a second)."""
-    pause = every
+    pause = 0.5  # the first look soon after start: until then viewers see the reconcile snapshot
     while True:
         await asyncio.sleep(pause)
         clock = await market.clock()

@@ -157,9 +157,10 @@
     const symbols = [...new Set([...Object.keys(book), ...Object.keys(broker)])].sort();
     const rows = symbols.map((s) => ({ s, p: book[s], b: broker[s] }))
       .filter((x) => Number(x.p ? x.p.qty : 0) !== 0 || Number(x.b || 0) !== 0);
+    const live = d.broker.source === "broker (live)"; // differences count only against the broker itself
     fill($("positions").tBodies[0], rows, (tr, x) => {
       const bq = Number(x.p ? x.p.qty : 0), kq = Number(x.b || 0); // the broker lists only open positions
-      if (kq !== null && Math.abs(bq - kq) > 1e-9) tr.className = "diff";
+      if (live && Math.abs(bq - kq) > 1e-9) tr.className = "diff";
       tr.append(cell(x.s), cell(num(bq, 4), "num"), cell(num(kq, 4), "num"),
         cell(num(x.p && x.p.avg_entry_price), "num"), cell(x.p ? x.p.origin : ""));
     });
