@@ -70,3 +70,13 @@ def test_writes_queued_through_a_restart_all_land_and_the_fence_is_taken_again(o
         seen = sorted(conn.execute(text("SELECT (payload->>'i')::int FROM events WHERE kind = 'tick'")).scalars())
     assert seen == list(range(60))
     assert writer.stats.dropped == 0
+
+
+def test_an_engine_reconnects_on_its_own_after_a_restart(own_server: EmbeddedPostgres) -> None:
+    engine = make_engine(ensure_database(own_server.url(), "openbell"))
+    with engine.connect() as conn:  # leaves a pooled connection that the restart kills
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    own_server.stop()
+    own_server.start()
+    with engine.connect() as conn:  # the pool's pre-ping replaces the dead connection
+        assert conn.execute(text("SELECT 1")).scalar() == 1

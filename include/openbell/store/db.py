@@ -116,6 +116,8 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engin
     @event.listens_for(engine, "handle_error")
     def _connection_errors(ctx: ExceptionContext) -> BaseException | None:
         original = ctx.original_exception
+        if ctx.is_pre_ping:  # the pool's check of a stale connection: let it reconnect
+            return None
         if (ctx.connection is None or ctx.is_disconnect) and isinstance(original, psycopg2.OperationalError):
             return _unavailable(url, original)
         return None
