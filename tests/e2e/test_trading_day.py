@@ -43,7 +43,7 @@ def _rehearse(tmp_path: Path, day: date, **kw: Any) -> tuple[DayResult, dict[str
 
     def at_end(day: Rehearsal) -> None:
         seen.update(_broker_view(day.sim))
-        seen["holes"] = missing_minutes(day.state_url, date.fromisoformat(day.sim.date), DEFAULT_UNIVERSE)
+        seen["holes"] = missing_minutes(day.engine, date.fromisoformat(day.sim.date), DEFAULT_UNIVERSE)
 
     home = reachable_tempdir(tmp_path, "openbell-e2e-")
     try:

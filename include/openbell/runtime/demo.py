@@ -9,6 +9,7 @@ clock while it runs, and ends with the session's report. Exits non-zero unless e
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import shutil
 import sys
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Engine
 
 from openbell import calendar
 from openbell.pg import EmbeddedPostgres, drop_database, ensure_database
@@ -57,6 +60,11 @@ class Rehearsal:
     server: EmbeddedPostgres  # the server holding openbell's state database
     state_url: str
     run_id: str = ""
+
+    @functools.cached_property
+    def engine(self) -> Engine:
+        """One engine on the state database for everything the hooks and the report read."""
+        return make_engine(self.state_url)
 
 
 def latest_session() -> date:
@@ -130,13 +138,15 @@ def rehearse(
         state, tasks = _follow(stack, sim, run_id, timeout, progress)
         if on_finished:
             on_finished(day)
-        report = build_report(make_engine(state_url), session_date)
+        report = build_report(day.engine, session_date)
         result = DayResult(run_id, state, tasks, report)
         if keep_running:
             progress(f"\nAirflow UI: {stack.api_url}  login: admin / {stack.admin_password}  (Ctrl-C to stop)")
             _block()
         return result
     finally:
+        if "engine" in day.__dict__:
+            day.engine.dispose()
         sim.stop()
         stack.stop()
         for server in servers:

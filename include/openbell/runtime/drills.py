@@ -22,13 +22,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from openbell import calendar
 from openbell.params import DEFAULT_UNIVERSE
 from openbell.pg import reachable_tempdir
 from openbell.runtime.demo import DayResult, Rehearsal, rehearse
-from openbell.store.db import make_engine
 from openbell.store.ledger import steps_for
 
 log = logging.getLogger(__name__)
@@ -86,12 +85,12 @@ def wait_for(what: str, check: Callable[[], Any], *, timeout: float = 300.0, pol
 
 def running_attempt(day: Rehearsal, step: str) -> dict[str, Any] | None:
     """The ledger row of ``step``'s attempt that is running now, if any."""
-    rows = [r for r in steps_for(make_engine(day.state_url), DAY) if r["step"] == step and r["status"] == "running"]
+    rows = [r for r in steps_for(day.engine, DAY) if r["step"] == step and r["status"] == "running"]
     return rows[-1] if rows else None
 
 
 def _phase(day: Rehearsal) -> str | None:
-    with make_engine(day.state_url).connect() as conn:
+    with day.engine.connect() as conn:
         return conn.execute(text("SELECT phase FROM trading_sessions WHERE session_date = :d"), {"d": DAY}).scalar()
 
 
@@ -198,11 +197,11 @@ def _broker_view(day: Rehearsal) -> dict[str, Any]:
     }
 
 
-def missing_minutes(state_url: str, session_date: date, symbols: tuple[str, ...]) -> dict[str, int]:
+def missing_minutes(engine: Engine, session_date: date, symbols: tuple[str, ...]) -> dict[str, int]:
     """Per symbol, how many of the session's minutes have no bar in Postgres (symbols missing none left out)."""
     s = calendar.session(session_date)
     assert s is not None
-    with make_engine(state_url).connect() as conn:
+    with engine.connect() as conn:
         have = dict(conn.execute(
             text("SELECT symbol, count(DISTINCT ts) FROM bars WHERE symbol = ANY(:syms) AND ts >= :a AND ts < :b "
                  "GROUP BY symbol"),
@@ -212,20 +211,20 @@ def missing_minutes(state_url: str, session_date: date, symbols: tuple[str, ...]
     return {sym: expected - int(have.get(sym, 0)) for sym in symbols if int(have.get(sym, 0)) != expected}
 
 
-def book_positions(state_url: str, session_date: date) -> dict[str, float]:
+def book_positions(engine: Engine, session_date: date) -> dict[str, float]:
     """The position book's non-zero positions for the session."""
-    with make_engine(state_url).connect() as conn:
+    with engine.connect() as conn:
         rows = conn.execute(text("SELECT symbol, qty FROM positions WHERE session_date = :d AND qty <> 0"),
                             {"d": session_date}).all()
     return {symbol: float(qty) for symbol, qty in rows}
 
 
-def _ledger_facts(state_url: str) -> dict[str, Any]:
+def _ledger_facts(engine: Engine) -> dict[str, Any]:
     """Per step, each attempt's status, error and the counts it recovered."""
     keep = ("reconnects", "stream_restarts", "refills", "refilled_bars", "first_seq", "decisions", "orders",
             "abandoned_attempts", "writer", "first_live_decision_at")
     out: dict[str, Any] = {}
-    for row in steps_for(make_engine(state_url), DAY):
+    for row in steps_for(engine, DAY):
         summary = row["summary"] or {}
         out.setdefault(row["step"], []).append(
             {"attempt": row["attempt"], "status": row["status"], "error": (row["error"] or "")[:300],
@@ -272,9 +271,9 @@ def run_drill(drill: Drill, home: Path, *, progress: Callable[[str], None] = log
 
     def on_finished(day: Rehearsal) -> None:  # the simulator and Postgres still answer here
         seen.update(_broker_view(day))
-        seen["holes"] = missing_minutes(day.state_url, DAY, DEFAULT_UNIVERSE)
-        seen["book"] = book_positions(day.state_url, DAY)
-        facts["ledger"] = _ledger_facts(day.state_url)
+        seen["holes"] = missing_minutes(day.engine, DAY, DEFAULT_UNIVERSE)
+        seen["book"] = book_positions(day.engine, DAY)
+        facts["ledger"] = _ledger_facts(day.engine)
         facts["trading_tries"] = [
             {k: t.get(k) for k in ("try_number", "state", "start_date", "end_date")}
             for t in day.stack.task_tries(day.run_id, "live_trading")
