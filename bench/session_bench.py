@@ -1,9 +1,11 @@
 """Bar received -> order sent latency inside the live loop, against a simulator and a real Postgres.
 
-Run: ``.venv/bin/python bench/session_bench.py``. A simulated 14:50-16:00 ET stretch at speed 600
-(about 7 s of wall time) with a strategy that rebalances every minute; the latency is measured from
+Run: ``.venv/bin/python -m bench session_bench``. A whole simulated session, 09:30-16:00 ET, at
+speed 600 (about 40 s of wall time) with a strategy that rebalances every minute (about 1,400
+orders); the latency is measured from
 the arrival of the bar that completes a minute to the moment its order is handed to the HTTP client
-(an order thread's TradingClient); "broker answer" runs to the moment the broker's reply is back.
+(a TradingClient in one of the order worker processes); "broker answer" runs to the moment the
+broker's reply is back. Everything shares the machine's cores with the simulator and Postgres.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def run() -> list[tuple[str, float, str]]:
         db.upgrade(url)
         engine = db.make_engine(url)
         sim_dir = Path(tmp) / "sim"
-        with SimProcess(date=SESSION.isoformat(), speed=600, start="14:45", data_dir=sim_dir) as sim:
+        with SimProcess(date=SESSION.isoformat(), speed=600, start="09:28", data_dir=sim_dir) as sim:
             config = sim.config()
             clock = clock_for(config)
             prior = previous_sessions(SESSION, 2)

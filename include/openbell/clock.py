@@ -153,7 +153,7 @@ class SimClock:
         self._mapping: ClockMapping | None = None
         self._fetched_at = -math.inf  # time.monotonic() of the last good read
         # plain http needs no TLS context, whose CA loading costs ~35 ms of CPU per client (the GIL
-        # that the live loop's order threads wait for)
+        # that the live loop waits for)
         self._verify = clock_url.startswith("https://")
 
     # -- the mapping -----------------------------------------------------------------------------

@@ -124,3 +124,16 @@ def test_each_kind_of_change_is_logged_once_a_day_and_counted(caplog):
     caplog.clear()
     gate.apply({"SSO": 0.6}, 100_000.0)
     assert [r.levelno for r in caplog.records] == [logging.WARNING] and gate.clip_counts() == {"max_weight": {"SSO": 1}}
+
+
+def test_a_latency_critical_caller_logs_the_first_changes_when_it_has_time(caplog):
+    gate = RiskGate(RiskLimits(max_weight=0.25, max_gross=1.0))
+    gate.defer_logs = True
+    caplog.set_level(logging.WARNING, logger="openbell.strategy.risk")
+    _, notes = gate.apply({"SSO": 0.5}, 100_000.0)
+    assert notes and not caplog.records  # nothing written on the hot path
+    gate.flush_logs()
+    assert [r.getMessage() for r in caplog.records] == [f"risk: {notes[0]} (logged once today; later ones are counted)"]
+    gate.apply({"SSO": 0.5}, 100_000.0)
+    gate.flush_logs()
+    assert len(caplog.records) == 1 and gate.clip_counts() == {"max_weight": {"SSO": 2}}

@@ -58,3 +58,15 @@ def test_minute_book_applies_each_bar_once_and_in_order() -> None:
     assert not book.add(_bar("B", t0))  # late: minute already decided
     assert book.late == 1 and book.duplicates == 1
     assert book.missing(t1) == {"B"}
+
+
+def test_a_later_complete_minute_overtakes_an_incomplete_one() -> None:
+    t0 = datetime(2025, 11, 20, 20, 0, tzinfo=UTC)
+    t1 = t0 + timedelta(minutes=1)
+    book = MinuteBook(["A", "B"], t0)
+    assert book.add(_bar("A", t0))  # B's bar for t0 went out before the stream was subscribed
+    assert book.add(_bar("A", t1))
+    assert not book.overtaken(t0)
+    assert book.add(_bar("B", t1))
+    assert book.overtaken(t0) and not book.complete(t0)  # t0 is not waited for any longer
+    assert not book.overtaken(t1)

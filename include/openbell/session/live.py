@@ -1,7 +1,7 @@
 """The live trading loop: streamed bars in, strategy and risk, market orders out, state to Postgres.
 
 One asyncio loop owns the hot path (bar -> minute complete -> strategy -> risk -> order dispatch).
-Orders go out on threads started and connected before the first bar (:class:`OrderSender`),
+Orders go out through worker processes started and connected before the first bar (:class:`OrderSender`),
 Postgres writes through :class:`Writer`, and the slow chores (parameter reloads, the session phase,
 broker sync, REST refills, garbage collection) run on helper threads between minutes, so nothing on
 the hot path waits for Postgres. No order is sent against a working order on the other side of the
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import logging
 import math
@@ -26,7 +25,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.models import Order, TradeUpdate
 from alpaca.trading.requests import GetOrdersRequest
@@ -37,7 +35,7 @@ from openbell.alpaca import AlpacaConfig, error_message
 from openbell.broker import book
 from openbell.broker.ids import client_order_id, parse_client_order_id
 from openbell.broker.journal import event
-from openbell.broker.orders import SubmitResult, find_order, submit
+from openbell.broker.orders import SubmitResult, find_order
 from openbell.broker.reconcile import ReconcileReport, broker_session_orders, order_row, reconcile, signed_qty
 from openbell.broker.updates import apply_trade_update, recover_fills
 from openbell.calendar import Session, previous_sessions
@@ -47,7 +45,7 @@ from openbell.marketdata import Window, fetch_bars
 from openbell.session.fence import SessionLock, SessionLocked
 from openbell.session.minutes import MINUTE, MinuteBook
 from openbell.session.portfolio import OrderIntent, Portfolio
-from openbell.session.sender import OrderSender
+from openbell.session.sender import OrderJob, OrderSender, Sent
 from openbell.session.writer import Write, Writer
 from openbell.store.bars import load_bars, upsert_bars
 from openbell.store.params import latest_params
@@ -58,12 +56,13 @@ from openbell.strategy.base import DEFAULT_UNIVERSE
 log = logging.getLogger(__name__)
 
 FINAL = book.FINAL_STATUSES
-SWITCH_INTERVAL = 0.0005  # seconds; Python's default of 5 ms would dominate bar->order latency
+SWITCH_INTERVAL = 0.0005  # seconds; with Python's default the loop could wait 5 ms for the writer's GIL
 HOUSEKEEPING_DELAY = 0.02  # wall seconds after a decision
 FULL_GC_EVERY = 30  # decisions between full collections (the others collect the young generations)
 CLOCK_REFRESH = 4.0  # wall seconds; a simulator clock goes stale (and is read on the loop) after 5 s
 WRITE_DELAY = 0.02  # wall seconds a write waits on the loop before going to the writer
 RECOVERY_DELAY = 0.1  # wall seconds after the trade stream reconnects, so it is listening again
+SUBSCRIBE_WAIT = 5.0  # wall seconds the first catch-up waits for the bar stream's subscription
 BAR_COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
 
 
@@ -179,6 +178,7 @@ class LiveSession:
         grace_seconds: float = 2.0,
         wall_grace: float = 0.15,
         sync_every: int = 1,
+        order_workers: int = 2,
         order_threads: int | None = None,
         trade_until: datetime | None = None,
         trade_stream_backoff: tuple[float, float] = (0.25, 5.0),
@@ -204,16 +204,19 @@ class LiveSession:
             self.gate = risk
         else:
             self.gate = RiskGate(risk or RiskLimits(), universe=self.universe)
+        self.gate.defer_logs = True  # logged by the housekeeping, after the orders are out
         self.min_notional = float(min_notional)
         self.warmup_sessions = int(warmup_sessions)
         self.silence = timedelta(minutes=silence_minutes)
         self.grace = timedelta(seconds=grace_seconds)
         self.wall_grace = wall_grace
         self.sync_every = max(1, sync_every)
-        self.order_threads = order_threads or min(len(self.universe), 16)  # one per order of a decision
+        self.order_workers = max(1, order_workers)  # processes: an order never waits for this one's GIL
+        # threads across the workers: one per order of a decision, so none waits for another's answer
+        self.order_threads = order_threads or math.ceil(min(len(self.universe), 16) / self.order_workers)
         self.trade_stream_backoff = trade_stream_backoff  # wall seconds between reconnect attempts
         self.report = SessionReport(session_date=session.date.isoformat())
-        self.latencies: list[float] = []  # bar that completed the minute -> order handed to its thread's client
+        self.latencies: list[float] = []  # bar that completed the minute -> order handed to a worker's client
         self.answered: list[float] = []  # the same bar -> the broker's answer to the order
         self.portfolio = Portfolio()
         self.strategy: Strategy | None = None
@@ -330,13 +333,14 @@ class LiveSession:
         """Trade until the session is over (market time); return the summary."""
         self.loop = asyncio.get_running_loop()
         self.writer = Writer(self.engine)
-        self.sender = OrderSender(self.config, self.order_threads)
+        self.sender = OrderSender(self.config, self._on_sent, workers=self.order_workers, threads=self.order_threads)
         self.aux_pool = ThreadPoolExecutor(2, thread_name_prefix="openbell-aux")
         self._minute_ready = asyncio.Event()
+        self._bar_subscribed = asyncio.Event()
         watchdog: asyncio.Task[None] | None = None
         collecting, frozen = False, gc.get_freeze_count()
         switch = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)  # an order thread must not wait 5 ms for the GIL
+        sys.setswitchinterval(SWITCH_INTERVAL)  # the loop must not wait 5 ms for a helper thread's GIL
         try:
             await asyncio.gather(asyncio.to_thread(self.prepare), asyncio.to_thread(self.sender.start))
             collecting = self._pause_gc()
@@ -345,6 +349,9 @@ class LiveSession:
             self._start_bar_stream()
             self._start_trade_stream()
             watchdog = asyncio.create_task(self._watchdog())
+            # minutes from here on are streamed; those before are fetched by the catch-up refill
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._bar_subscribed.wait(), SUBSCRIBE_WAIT)
             await self._drive()
             if self._fenced_out is not None:
                 raise SessionLocked(self._fenced_out)
@@ -375,6 +382,7 @@ class LiveSession:
         return was_on
 
     def _finish(self) -> None:
+        self.gate.flush_logs()
         if self.strategy is not None:
             self.report.end_equity = round(self.portfolio.equity(), 2)
             self.report.last_seq = self.seq - 1 if self.report.decisions else None
@@ -409,14 +417,16 @@ class LiveSession:
             self._housekeeping_tick()
 
     async def _wait_minute(self, t: datetime) -> None:
+        """Until ``t`` is complete, its deadline passed, or the stream completed a later minute
+        (``t``'s missing bars will not come; waiting would only delay the later one)."""
         due = t + MINUTE + self.grace
         await self.clock.anow()  # refresh the sim mapping without blocking the loop
-        while not self.book.complete(t):
+        while not self.book.complete(t) and not self.book.overtaken(t):
             remaining = self.clock.wall_deadline(due) + self.wall_grace - time.time()
             if remaining <= 0:
                 return
             self._minute_ready.clear()
-            if self.book.complete(t):
+            if self.book.complete(t) or self.book.overtaken(t):
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._minute_ready.wait(), timeout=min(remaining, 1.0))
@@ -481,26 +491,18 @@ class LiveSession:
             coid = client_order_id(self.d, seq, intent.symbol)
             self.portfolio.add_working(coid, intent)
             self._working_since[coid] = seq
-            self.sender.submit(functools.partial(self._send, coid=coid, seq=seq, intent=intent, ready=ready))
+            self.sender.submit(OrderJob(coid, intent.symbol, intent.qty, intent.side), (seq, intent, ready))
         self.report.decisions += 1
         self.report.orders += len(intents)
         self._record_decision(t, seq, targets, weights, notes, intents, equity)
 
-    def _send(
-        self, client: TradingClient, *, coid: str, seq: int, intent: OrderIntent, ready: float | None
-    ) -> None:
-        """On an order thread: the idempotent submit of one order, timed from its minute's last bar."""
-        if ready is not None:
-            self.latencies.append((time.perf_counter() - ready) * 1000.0)
-        try:
-            result = submit(
-                client, client_order_id=coid, symbol=intent.symbol, qty=intent.qty, side=intent.side
-            )
-        except Exception as exc:
-            result = SubmitResult(coid, "unknown", reason=error_message(exc))
-        if ready is not None:
-            self.answered.append((time.perf_counter() - ready) * 1000.0)
-        self.loop.call_soon_threadsafe(self._on_submitted, seq, intent, result)
+    def _on_sent(self, sent: Sent) -> None:
+        """On a sender's reader thread: time the order from its minute's last bar, hand it to the loop."""
+        seq, intent, ready = sent.tag
+        if ready is not None and not math.isnan(sent.sent_at):
+            self.latencies.append((sent.sent_at - ready) * 1000.0)
+            self.answered.append((sent.answered_at - ready) * 1000.0)
+        self.loop.call_soon_threadsafe(self._on_submitted, seq, intent, sent.result)
 
     def _on_submitted(self, seq: int, intent: OrderIntent, result: SubmitResult) -> None:
         coid = result.client_order_id
@@ -547,7 +549,7 @@ class LiveSession:
         if bar.ts + MINUTE > self._last_seen:
             self._last_seen = bar.ts + MINUTE
         if self.book.add(bar):
-            if self.book.complete(self.book.next_minute):
+            if self.book.complete(bar.ts):  # the next minute, or a later one that overtook it
                 self._minute_ready.set()
             self._store_bar(bar, "stream", raw.trade_count, raw.vwap)
 
@@ -687,7 +689,7 @@ class LiveSession:
         snapshot = list(self._today)
         sync = self.report.decisions % self.sync_every == 0
         stale = [c for c, s in self._working_since.items() if self.seq - s >= 2]
-        # started a moment later so it does not compete with the order threads for the GIL
+        # started a moment later so it does not compete with the orders going out for a CPU
         self.loop.call_later(HOUSEKEEPING_DELAY, self._start_housekeeping, snapshot, sync, stale)
 
     def _start_recovery(self) -> None:
@@ -704,6 +706,7 @@ class LiveSession:
         self, snapshot: list[tuple[datetime, dict[str, Bar]]], sync: bool, stale: list[str]
     ) -> None:
         try:
+            self.gate.flush_logs()
             # the automatic collector is off while trading: collect here, between minutes
             gc.collect(2 if self.report.decisions % FULL_GC_EVERY == 0 else 1)
             self._check_fence()
@@ -876,6 +879,14 @@ class LiveSession:
     def _start_bar_stream(self) -> None:
         stream = self.config.data_stream()
         self._counting(stream)
+        original: Callable[[dict[str, Any]], Any] = stream._dispatch
+
+        async def dispatch(msg: dict[str, Any]) -> None:
+            if msg.get("T") == "subscription":  # the server's ack: every later bar will be sent
+                self._bar_subscribed.set()
+            await original(msg)
+
+        stream._dispatch = dispatch
         stream.subscribe_bars(self._on_bar, *self.universe)
         self._bar_stream = stream
         self._bar_task = asyncio.create_task(stream._run_forever())

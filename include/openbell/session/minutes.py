@@ -44,6 +44,10 @@ class MinuteBook:
     def complete(self, minute: datetime) -> bool:
         return minute in self._complete_at
 
+    def overtaken(self, minute: datetime) -> bool:
+        """A later minute is complete: the stream has moved on, ``minute``'s missing bars won't come."""
+        return any(m > minute for m in self._complete_at)
+
     def completed_at(self, minute: datetime) -> float | None:
         return self._complete_at.get(minute)
 

@@ -1,116 +1,286 @@
-"""Order threads for the live loop: started and connected before the first bar, idle until an order.
+"""Order workers for the live loop: processes started and connected before the first bar.
 
-Each thread owns a TradingClient whose keep-alive connection is opened at start, so the first
-order of the day pays neither a thread start nor a TCP handshake. The clients resolve proxy and
-CA settings from the environment once, at start, instead of on every request.
+An order must not wait for the live loop, the Postgres writer or another order to release Python's
+GIL, so orders are sent from worker processes (:func:`main`), each with
+its own interpreter, a few threads and one warm TradingClient per thread whose kept-open
+connection is opened at start. Jobs and results cross the worker's stdin/stdout as length-prefixed
+pickles; the credentials travel the same private pipe, never the command line. The instants a
+worker reports are ``time.perf_counter`` readings, the system-wide monotonic clock on Linux, so
+the live loop can subtract its own readings from them.
+
+A worker that dies takes its jobs in flight with it: they come back ``unknown`` (the live loop
+polls the broker for them), and a job that no worker could take comes back ``rejected``, never sent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
+import math
 import os
+import pickle
 import queue
+import struct
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
 
-import requests
 from alpaca.trading.client import TradingClient
 
+import openbell
 from openbell.alpaca import AlpacaConfig, error_message
+from openbell.broker.orders import SubmitResult, submit
+from openbell.session.transport import OrderSession
 
 log = logging.getLogger(__name__)
 
-Job = Callable[[TradingClient], None]
+_HEADER = struct.Struct("!I")
+# seconds; the stdin reader must hand a job on at once, not after Python's default of 5 ms
+WORKER_SWITCH_INTERVAL = 0.0001
 
 
-class _OrderSession(requests.Session):
-    """A session that reads proxy and CA settings from the environment once, when it is built,
-    and gives every request a default timeout."""
+@dataclass(frozen=True)
+class OrderJob:
+    """One market order to send under its deterministic id."""
 
-    def __init__(self, base_url: str, timeout: float) -> None:
-        super().__init__()
-        self.default_timeout = timeout
-        self.proxies.update(requests.utils.get_environ_proxies(base_url, no_proxy=None))
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
-            self.verify = bundle
-        self.trust_env = False
+    client_order_id: str
+    symbol: str
+    qty: float
+    side: str
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        kwargs.setdefault("timeout", self.default_timeout)
-        return super().request(method, url, *args, **kwargs)
 
-    def merge_environment_settings(  # type: ignore[override]
-        self, url: str, proxies: dict[str, str] | None, stream: bool | None, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        """The session's settings under the request's own (the environment was read at start)."""
-        merged = {k: v for k, v in {**self.proxies, **(proxies or {})}.items() if v is not None}
-        return {
-            "proxies": merged,
-            "stream": self.stream if stream is None else stream,
-            "verify": self.verify if verify is None else verify,
-            "cert": self.cert if cert is None else cert,
-        }
+@dataclass(frozen=True)
+class Sent:
+    """What became of a job. ``sent_at`` (handed to the HTTP client) and ``answered_at`` (the
+    broker's reply is back) are ``perf_counter`` instants, NaN when the job never reached a client."""
+
+    job: OrderJob
+    tag: Any
+    result: SubmitResult
+    sent_at: float = math.nan
+    answered_at: float = math.nan
+
+
+OnSent = Callable[[Sent], None]
 
 
 def order_client(config: AlpacaConfig) -> TradingClient:
-    """A TradingClient for orders, on a session that does not rescan the environment per request."""
+    """A TradingClient for orders, on one kept-open connection (:class:`OrderSession`)."""
     client = config.trading_client()
     url = getattr(client, "_base_url", None)
     base = str(getattr(url, "value", url) or "https://paper-api.alpaca.markets")
-    client._session = _OrderSession(base, config.timeout)  # type: ignore[attr-defined]
+    client._session = OrderSession(base, config.timeout)  # type: ignore[attr-defined]
     return client
 
 
-class OrderSender:
-    """``threads`` workers running queued jobs ``fn(client)``, each with its own warm client."""
+def _frame(obj: Any) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
 
-    def __init__(self, config: AlpacaConfig, threads: int, *, name: str = "openbell-orders") -> None:
-        self.config = config
-        self._q: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._ready = threading.Barrier(threads + 1)
-        self._threads = [
-            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(threads)
-        ]
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Start the threads and wait (up to ``timeout``) until each has connected."""
-        for t in self._threads:
-            t.start()
+def _read_frame(stream: IO[bytes]) -> Any:
+    """The next object on ``stream``; EOFError when the other side is gone."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError
+    size = _HEADER.unpack(header)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)
+
+
+class _Worker:
+    """The live loop's side of one worker process."""
+
+    def __init__(self, index: int, config: AlpacaConfig, threads: int, on_sent: OnSent) -> None:
+        self.index = index
+        self.on_sent = on_sent
+        self.ready = threading.Event()
+        self.alive = True
+        self.in_flight: dict[str, tuple[OrderJob, Any]] = {}
+        self._lock = threading.Lock()
+        root = str(Path(openbell.__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from openbell.session.sender import main; main()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._in = self.proc.stdin.fileno()
+        self._out = self.proc.stdout
+        self._write(_frame((config, threads)))
+        self.reader = threading.Thread(target=self._read, name=f"openbell-orders-{index}", daemon=True)
+        self.reader.start()
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._in, view) :]
+
+    def send(self, job: OrderJob, tag: Any) -> bool:
+        """Hand ``job`` to the worker; False if it is gone (the job was not sent)."""
+        with self._lock:
+            if not self.alive:
+                return False
+            try:
+                self._write(_frame(job))
+            except OSError:
+                self.alive = False
+                return False
+            self.in_flight[job.client_order_id] = (job, tag)
+            return True
+
+    def load(self) -> int:
+        return len(self.in_flight)
+
+    def stop(self, timeout: float) -> None:
+        with self._lock, contextlib.suppress(OSError):
+            self._write(_frame(None))
+        self.reader.join(timeout)
         try:
-            self._ready.wait(timeout)
-        except threading.BrokenBarrierError:
-            log.warning("order threads not all connected within %.1fs; going on", timeout)
+            self.proc.wait(max(0.1, timeout))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        self._out.close()
 
-    def submit(self, job: Job) -> None:
-        """Queue one job; a free thread runs it at once."""
-        self._q.put(job)
+    def _read(self) -> None:
+        try:
+            while True:
+                msg = _read_frame(self._out)
+                if msg[0] == "ready":
+                    if msg[1]:
+                        log.warning("order worker %d warm-up failed: %s", self.index, msg[1])
+                    self.ready.set()
+                    continue
+                _, coid, result, sent_at, answered_at = msg
+                with self._lock:
+                    job, tag = self.in_flight.pop(coid)
+                self.on_sent(Sent(job, tag, result, sent_at, answered_at))
+        except EOFError:
+            pass
+        except Exception:
+            log.exception("order worker %d: unreadable reply", self.index)
+        with self._lock:
+            self.alive = False
+            lost = list(self.in_flight.values())
+            self.in_flight.clear()
+        self.ready.set()
+        for job, tag in lost:  # sent or not, nobody knows: the broker is asked later
+            self.on_sent(Sent(job, tag, SubmitResult(job.client_order_id, "unknown", reason="order worker exited")))
+        if lost:
+            log.error("order worker %d exited with %d orders in flight", self.index, len(lost))
+
+
+class OrderSender:
+    """``workers`` order processes of ``threads`` threads each; ``on_sent`` gets every outcome (on
+    a reader thread)."""
+
+    def __init__(self, config: AlpacaConfig, on_sent: OnSent, *, workers: int = 2, threads: int = 6) -> None:
+        self.config = config
+        self.on_sent = on_sent
+        self.threads = max(1, threads)
+        self._count = max(1, workers)
+        self._workers: list[_Worker] = []
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start the workers and wait (up to ``timeout``) until each has connected."""
+        self._workers = [self._spawn(i) for i in range(self._count)]
+        deadline = time.monotonic() + timeout
+        for w in self._workers:
+            if not w.ready.wait(max(0.0, deadline - time.monotonic())):
+                log.warning("order worker %d not connected within %.1fs; going on", w.index, timeout)
+
+    def _spawn(self, index: int) -> _Worker:
+        return _Worker(index, self.config, self.threads, self.on_sent)
+
+    def submit(self, job: OrderJob, tag: Any = None) -> None:
+        """Hand ``job`` to the least busy live worker; a new one is started if none is left."""
+        for w in sorted((w for w in self._workers if w.alive), key=_Worker.load):
+            if w.send(job, tag):
+                return
+        log.error("no order worker is alive; starting one")
+        try:
+            w = self._spawn(len(self._workers))
+            self._workers.append(w)
+            if w.send(job, tag):
+                return
+        except OSError as exc:
+            log.error("could not start an order worker: %s", exc)
+        self.on_sent(Sent(job, tag, SubmitResult(job.client_order_id, "rejected", reason="not sent: no order worker")))
 
     def close(self, timeout: float = 30.0) -> None:
-        """Run what is queued, then stop the threads."""
-        for _ in self._threads:
-            self._q.put(None)
-        for t in self._threads:
-            if t.ident is not None:  # started
-                t.join(timeout)
+        """Let the workers finish what they hold, then stop them."""
+        for w in self._workers:
+            w.stop(timeout)
 
-    def _run(self) -> None:
-        client = order_client(self.config)
+
+# -- the worker process -----------------------------------------------------------------------------
+
+
+def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    config, threads = _read_frame(stdin)
+    sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
+    jobs: queue.SimpleQueue[OrderJob | None] = queue.SimpleQueue()
+    out_lock = threading.Lock()
+    ready = threading.Barrier(threads + 1)
+    warnings: list[str] = []
+
+    def reply(msg: tuple[Any, ...]) -> None:
+        with out_lock, contextlib.suppress(BrokenPipeError):  # a gone live loop reads nothing more
+            stdout.write(_frame(msg))
+            stdout.flush()
+
+    def run() -> None:
+        client = order_client(config)
         try:
             client.get_clock()  # opens the keep-alive connection the orders will use
         except Exception as exc:
-            log.warning("order thread warm-up failed: %s", error_message(exc))
+            warnings.append(error_message(exc))
         with contextlib.suppress(threading.BrokenBarrierError):
-            self._ready.wait(10.0)
-        while True:
-            job = self._q.get()
-            if job is None:
-                return
+            ready.wait(10.0)
+        while (job := jobs.get()) is not None:
+            sent_at = time.perf_counter()
             try:
-                job(client)
-            except Exception:  # a job reports its own failures; never lose the thread
-                log.exception("order job failed")
+                result = submit(
+                    client, client_order_id=job.client_order_id, symbol=job.symbol, qty=job.qty, side=job.side
+                )
+            except Exception as exc:
+                result = SubmitResult(job.client_order_id, "unknown", reason=error_message(exc))
+            reply(("sent", job.client_order_id, result, sent_at, time.perf_counter()))
+
+    workers = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        ready.wait(10.0)
+    gc.collect()
+    gc.freeze()  # start-up's objects stay out of the collections an order could otherwise wait for
+    reply(("ready", "; ".join(sorted(set(warnings)))))
+    try:
+        while (job := _read_frame(stdin)) is not None:
+            jobs.put(job)
+    except EOFError:  # the live loop is gone: finish what is queued, then go
+        pass
+    for _ in workers:
+        jobs.put(None)
+    for t in workers:
+        t.join()
 
 
+def main() -> None:
+    """Serve jobs from stdin until it closes; replies go to the original stdout, everything a
+    library prints to stdout goes to stderr instead."""
+    logging.basicConfig(level=logging.WARNING, format="openbell order worker %(process)d: %(levelname)s %(message)s")
+    stdout = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    _serve(sys.stdin.buffer, stdout)

@@ -66,6 +66,9 @@ class RiskGate:
         self.universe = None if universe is None else frozenset(universe)
         self.day_start_equity: float | None = None
         self.clips: Counter[tuple[str, str]] = Counter()  # (symbol or "*", reason) -> changes today
+        # a caller on a latency-critical path sets this and calls flush_logs() when it has time
+        self.defer_logs = False
+        self._unlogged: list[str] = []
         if day_start_equity is not None:
             self.start_day(day_start_equity)
         self.stopped = bool(stopped)
@@ -89,9 +92,18 @@ class RiskGate:
         notes.append(text)
         self.clips[(symbol, reason)] += 1
         if self.clips[(symbol, reason)] == 1:
-            log.warning("risk: %s (logged once today; later ones are counted)", text)
+            self._unlogged.append(text)
+            if not self.defer_logs:
+                self.flush_logs()
         else:
             log.debug("risk: %s", text)
+
+    def flush_logs(self) -> None:
+        """Log the changes seen for the first time today (once each; later ones are only counted)."""
+        texts = self._unlogged[:]
+        del self._unlogged[: len(texts)]  # what another thread appended meanwhile stays for next time
+        for text in texts:
+            log.warning("risk: %s (logged once today; later ones are counted)", text)
 
     def apply(self, weights: Mapping[str, object], equity: float) -> tuple[dict[str, float], list[str]]:
         """Weights safe to trade and the notes on every change made; raises ValueError on bad equity."""

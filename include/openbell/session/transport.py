@@ -1,0 +1,118 @@
+"""A lean HTTP session for alpaca-py's order client.
+
+alpaca-py's ``TradingClient`` sends every request through ``self._session.request(method, url,
+headers=..., json=... | params=..., allow_redirects=False)`` and reads ``status_code``, ``text``,
+``json()`` and ``raise_for_status()`` of the answer. :class:`OrderSession` answers that call from
+one kept-open ``http.client`` connection: requests' per-call preparation (hooks, cookies, proxy and
+CA resolution, adapters) costs several times the CPU of the request itself, and an order waits for
+that CPU. The client still builds the request and parses the answer; anything unusual (a proxy in
+the environment, another origin, extra options) goes through plain requests.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import select
+import ssl
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import requests
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers, get_environ_proxies
+
+_PLAIN = {"headers", "params", "json", "allow_redirects", "timeout"}
+
+
+class OrderSession(requests.Session):
+    """A ``requests.Session`` whose calls to ``base_url`` share one kept-open connection.
+
+    Failures surface as requests' own exceptions (``ConnectionError``, ``Timeout``), so callers
+    retry them as before. A connection the server closed while idle is replaced before it is used.
+    """
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+        parts = urlsplit(base_url)
+        self._https = parts.scheme == "https"
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._host = parts.hostname or ""
+        self._port = parts.port or (443 if self._https else 80)
+        self._direct = parts.scheme in ("http", "https") and not get_environ_proxies(base_url, no_proxy=None)
+        self._context: ssl.SSLContext | None = None
+        if self._https:
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            self._context = ssl.create_default_context(cafile=bundle or requests.certs.where())
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("timeout", self.default_timeout)
+        if args or not self._direct or not str(url).startswith(self._origin + "/") or set(kwargs) - _PLAIN:
+            return super().request(method, url, *args, **kwargs)
+        return self._send(str(method).upper(), str(url), kwargs)
+
+    def close(self) -> None:
+        self._drop()
+        super().close()
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        conn = self._conn
+        if conn is not None and conn.sock is not None:
+            readable, _, _ = select.select([conn.sock], [], [], 0)
+            if readable:  # closed by the server (or unread bytes): never reuse it
+                self._drop()
+                conn = None
+        if conn is None:
+            if self._https:
+                conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._context)
+            else:
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            self._conn = conn
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _send(self, method: str, url: str, kwargs: dict[str, Any]) -> requests.Response:
+        path = url[len(self._origin) :]
+        params = kwargs.get("params")
+        if params:
+            query = params if isinstance(params, str) else urlencode(params, doseq=True)
+            path += ("&" if "?" in path else "?") + query
+        headers = {"Accept": "*/*", "Accept-Encoding": "identity", **(kwargs.get("headers") or {})}
+        body = None
+        if kwargs.get("json") is not None:
+            body = json.dumps(kwargs["json"]).encode()
+            headers["Content-Type"] = "application/json"
+        elif method in ("POST", "PUT", "PATCH"):
+            body = b""
+        timeout = kwargs["timeout"]
+        try:
+            conn = self._connection(timeout if isinstance(timeout, int | float) else self.default_timeout)
+            conn.request(method, path, body, headers)
+            answer = conn.getresponse()
+            content = answer.read()
+        except TimeoutError as exc:
+            self._drop()
+            raise requests.Timeout(f"{method} {url}: {exc or 'timed out'}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop()
+            raise requests.ConnectionError(f"{method} {url}: {exc!r}") from exc
+        if answer.will_close:
+            self._drop()
+        response = requests.Response()
+        response.status_code = answer.status
+        response.reason = answer.reason
+        response.headers = CaseInsensitiveDict(answer.getheaders())
+        response.encoding = get_encoding_from_headers(response.headers)
+        response._content = content
+        response.url = url
+        return response

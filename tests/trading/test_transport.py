@@ -1,0 +1,108 @@
+"""The order client's kept-open connection: alpaca-py against the simulator and a loopback server
+that misbehaves (closes idle connections, answers too late, is not there)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from alpaca.common.exceptions import APIError
+from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.requests import MarketOrderRequest
+
+from openbell.session.sender import order_client
+from openbell.session.transport import OrderSession
+from openbell.sim.testing import SimProcess, free_port
+
+
+def test_alpaca_py_talks_to_the_simulator_through_the_order_session(tmp_path: Path) -> None:
+    with SimProcess(date="2025-11-20", speed=1, start="10:00", data_dir=tmp_path / "sim") as sim:
+        client = order_client(sim.config())
+        assert isinstance(client._session, OrderSession)
+        assert client.get_clock().is_open
+        order = client.submit_order(MarketOrderRequest(symbol="TQQQ", qty=2, side=OrderSide.BUY,
+                                                       time_in_force=TimeInForce.DAY, client_order_id="t-1"))
+        found = client.get_order_by_client_id("t-1")  # a GET with a query string
+        assert found.id == order.id and float(found.qty or 0) == 2
+        with pytest.raises(APIError) as refused:
+            client.submit_order(MarketOrderRequest(symbol="NOPE", qty=1, side=OrderSide.BUY,
+                                                   time_in_force=TimeInForce.DAY, client_order_id="t-2"))
+        assert refused.value.status_code == 422 and "NOPE" in str(refused.value)
+        with pytest.raises(APIError) as duplicate:  # the same id twice: the broker refuses, no second order
+            client.submit_order(MarketOrderRequest(symbol="TQQQ", qty=2, side=OrderSide.BUY,
+                                                   time_in_force=TimeInForce.DAY, client_order_id="t-1"))
+        assert duplicate.value.status_code == 422
+        assert client.get_clock().is_open  # the connection survived the refusals
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    connections = 0
+    delay = 0.0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1  # type: ignore[attr-defined]
+
+    def do_GET(self) -> None:
+        time.sleep(self.server.delay)  # type: ignore[attr-defined]
+        body = json.dumps({"path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the client may have given up waiting
+            self.wfile.write(body)
+        self.close_connection = self.path.startswith("/close")  # closes without saying so
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    srv = _Server(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_one_connection_is_kept_and_one_closed_by_the_server_is_replaced(server: _Server) -> None:
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    session = OrderSession(base, timeout=5.0)
+    first = session.request("GET", f"{base}/a", params={"x": "1 2"}, headers={})
+    second = session.request("GET", f"{base}/b", headers={})
+    assert (first.json(), second.json()) == ({"path": "/a?x=1+2"}, {"path": "/b"})
+    assert server.connections == 1
+    session.request("GET", f"{base}/close", headers={})
+    time.sleep(0.1)  # the server has closed it by now
+    assert session.request("GET", f"{base}/c", headers={}).json() == {"path": "/c"}
+    assert server.connections == 2
+    session.close()
+
+
+def test_an_answer_too_late_is_a_timeout_and_no_server_is_a_connection_error(server: _Server) -> None:
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    session = OrderSession(base, timeout=0.2)
+    server.delay = 1.0
+    with pytest.raises(requests.Timeout):
+        session.request("GET", f"{base}/slow", headers={})
+    server.delay = 0.0
+    assert session.request("GET", f"{base}/fast", headers={}).status_code == 200  # a new connection
+
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(requests.ConnectionError):
+        OrderSession(nobody, timeout=1.0).request("GET", f"{nobody}/v2/clock", headers={})
