@@ -104,3 +104,11 @@ def test_liquidation_leaves_the_account_flat(engine: Engine, tmp_path: Path) -> 
             left = conn.execute(text("SELECT count(*) FROM positions WHERE qty <> 0")).scalar()
             origins = {r[0] for r in conn.execute(text("SELECT origin FROM orders"))}
         assert left == 0 and origins == {"liquidation"}
+        # no trade stream ran: the close orders' fills come from the broker's final word on them
+        assert report.fills_recovered == 2
+        with engine.connect() as conn:
+            fills = conn.execute(text("SELECT symbol, side, qty, execution_id FROM fills ORDER BY symbol")).all()
+        assert [(sym, side, float(q)) for sym, side, q, _ in fills] == [("SQQQ", "buy", 20.0), ("TQQQ", "sell", 50.0)]
+        assert all(e.startswith("recovered:") for *_, e in fills)
+        again = liquidate(config, engine, SESSION, clock, deadline=s.close - timedelta(minutes=1))
+        assert again.flat and again.fills_recovered == 0  # a rerun stores nothing twice

@@ -18,6 +18,7 @@ from openbell.alpaca import AlpacaConfig, error_message
 from openbell.broker import book
 from openbell.broker.journal import event
 from openbell.broker.reconcile import order_row, signed_qty
+from openbell.broker.updates import recover_fills
 from openbell.clock import MarketClock
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class LiquidationReport:
     retries: int = 0
     positions_left: dict[str, float] = field(default_factory=dict)
     open_orders_left: int = 0
+    fills_recovered: int = 0
     finished_at: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,7 +66,8 @@ def liquidate(
     Sets the session phase ``liquidating`` (the live loop then opens nothing), cancels open orders,
     closes all positions with ``cancel_orders=True``, and for each symbol the broker refuses
     (e.g. 403 qty held for orders) cancels that symbol's orders and closes it again. It polls until
-    the broker reports no positions and no open orders, or the deadline passes.
+    the broker reports no positions and no open orders, or the deadline passes. The close orders'
+    fills are stored from the broker's final word on them.
     """
     report = LiquidationReport()
     _set_phase(engine, session_date, "liquidating")
@@ -124,10 +127,13 @@ def liquidate(
             refreshed.append(ob_alpaca.call(client.get_order_by_id, order.id, what="get_order_by_id"))
         except Exception as exc:
             log.warning("could not refresh %s: %s", order.client_order_id, error_message(exc))
-    _record_close_orders(engine, session_date, refreshed)
     report.close_orders = len({o.id for o in placed})
     report.finished_at = clock.now().isoformat()
     with engine.begin() as conn:
+        # the close orders' fills, if no trade stream recorded them (the live loop gone, or late):
+        # once each whatever the order of arrival (see openbell.broker.updates); the book is set below
+        for order in refreshed:
+            report.fills_recovered += recover_fills(conn, session_date, order, move_book=False) is not None
         if report.flat:
             for symbol, (qty, origin) in book.book_positions(conn, session_date).items():
                 if qty != 0:
