@@ -118,3 +118,19 @@ def test_a_killed_worker_reports_its_orders_unknown_and_the_others_carry_on(tmp_
             assert len(sender._workers) == 3 and _alive(sender._workers[2].proc.pid)
         finally:
             sender.close()
+
+
+def test_one_worker_given_the_same_id_twice_answers_both(tmp_path: Path) -> None:
+    with SimProcess(date="2025-11-20", speed=1, start="10:00", data_dir=tmp_path / "sim") as sim:
+        outcomes = Outcomes()
+        sender = OrderSender(sim.config(), outcomes, workers=1, threads=2)
+        sender.start()
+        try:
+            job = OrderJob(client_order_id(SESSION, 1, "TNA"), "TNA", 1, "buy")
+            sender.submit(job, tag="a")
+            sender.submit(job, tag="b")
+            sent = outcomes.wait(2)
+            assert sorted(s.result.outcome for s in sent) == ["existing", "submitted"]
+            assert sender._workers[0].alive
+        finally:
+            sender.close()

@@ -104,7 +104,8 @@ class _Worker:
         self.on_sent = on_sent
         self.ready = threading.Event()
         self.alive = True
-        self.in_flight: dict[str, tuple[OrderJob, Any]] = {}
+        self.in_flight: dict[int, tuple[OrderJob, Any]] = {}  # by a number of this worker's own
+        self._next = 0
         self._lock = threading.Lock()
         root = str(Path(openbell.__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
@@ -130,11 +131,12 @@ class _Worker:
             if not self.alive:
                 return False
             try:
-                self._write(_frame(job))
+                self._write(_frame((self._next, job)))
             except OSError:
                 self.alive = False
                 return False
-            self.in_flight[job.client_order_id] = (job, tag)
+            self.in_flight[self._next] = (job, tag)
+            self._next += 1
             return True
 
     def load(self) -> int:
@@ -162,9 +164,9 @@ class _Worker:
                         log.warning("order worker %d warm-up failed: %s", self.index, msg[1])
                     self.ready.set()
                     continue
-                _, coid, result, sent_at, answered_at = msg
+                _, number, result, sent_at, answered_at = msg
                 with self._lock:
-                    job, tag = self.in_flight.pop(coid)
+                    job, tag = self.in_flight.pop(number)
                 self.on_sent(Sent(job, tag, result, sent_at, answered_at))
         except EOFError:
             pass
@@ -230,7 +232,7 @@ class OrderSender:
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     config, threads = _read_frame(stdin)
     sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
-    jobs: queue.SimpleQueue[OrderJob | None] = queue.SimpleQueue()
+    jobs: queue.SimpleQueue[tuple[int, OrderJob] | None] = queue.SimpleQueue()
     out_lock = threading.Lock()
     ready = threading.Barrier(threads + 1)
     warnings: list[str] = []
@@ -248,7 +250,8 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             warnings.append(error_message(exc))
         with contextlib.suppress(threading.BrokenBarrierError):
             ready.wait(10.0)
-        while (job := jobs.get()) is not None:
+        while (item := jobs.get()) is not None:
+            number, job = item
             sent_at = time.perf_counter()
             try:
                 result = submit(
@@ -256,7 +259,7 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
                 )
             except Exception as exc:
                 result = SubmitResult(job.client_order_id, "unknown", reason=error_message(exc))
-            reply(("sent", job.client_order_id, result, sent_at, time.perf_counter()))
+            reply(("sent", number, result, sent_at, time.perf_counter()))
 
     workers = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
     for t in workers:
@@ -267,8 +270,8 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     gc.freeze()  # start-up's objects stay out of the collections an order could otherwise wait for
     reply(("ready", "; ".join(sorted(set(warnings)))))
     try:
-        while (job := _read_frame(stdin)) is not None:
-            jobs.put(job)
+        while (item := _read_frame(stdin)) is not None:
+            jobs.put(item)
     except EOFError:  # the live loop is gone: finish what is queued, then go
         pass
     for _ in workers:
