@@ -83,13 +83,13 @@ def server() -> Iterator[_Server]:
 def test_one_connection_is_kept_and_one_closed_by_the_server_is_replaced(server: _Server) -> None:
     base = f"http://127.0.0.1:{server.server_address[1]}"
     session = OrderSession(base, timeout=5.0)
-    first = session.request("GET", f"{base}/a", params={"x": "1 2"}, headers={})
-    second = session.request("GET", f"{base}/b", headers={})
+    first = session.request("GET", f"{base}/a", params={"x": "1 2"}, headers={}, allow_redirects=False)
+    second = session.request("GET", f"{base}/b", headers={}, allow_redirects=False)
     assert (first.json(), second.json()) == ({"path": "/a?x=1+2"}, {"path": "/b"})
     assert server.connections == 1
-    session.request("GET", f"{base}/close", headers={})
+    session.request("GET", f"{base}/close", headers={}, allow_redirects=False)
     time.sleep(0.1)  # the server has closed it by now
-    assert session.request("GET", f"{base}/c", headers={}).json() == {"path": "/c"}
+    assert session.request("GET", f"{base}/c", headers={}, allow_redirects=False).json() == {"path": "/c"}
     assert server.connections == 2
     session.close()
 
@@ -99,10 +99,11 @@ def test_an_answer_too_late_is_a_timeout_and_no_server_is_a_connection_error(ser
     session = OrderSession(base, timeout=0.2)
     server.delay = 1.0
     with pytest.raises(requests.Timeout):
-        session.request("GET", f"{base}/slow", headers={})
+        session.request("GET", f"{base}/slow", headers={}, allow_redirects=False)
     server.delay = 0.0
-    assert session.request("GET", f"{base}/fast", headers={}).status_code == 200  # a new connection
+    fast = session.request("GET", f"{base}/fast", headers={}, allow_redirects=False)
+    assert fast.status_code == 200  # on a new connection
 
     nobody = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(requests.ConnectionError):
-        OrderSession(nobody, timeout=1.0).request("GET", f"{nobody}/v2/clock", headers={})
+        OrderSession(nobody, timeout=1.0).request("GET", f"{nobody}/v2/clock", headers={}, allow_redirects=False)

@@ -6,7 +6,7 @@ headers=..., json=... | params=..., allow_redirects=False)`` and reads ``status_
 one kept-open ``http.client`` connection: requests' per-call preparation (hooks, cookies, proxy and
 CA resolution, adapters) costs several times the CPU of the request itself, and an order waits for
 that CPU. The client still builds the request and parses the answer; anything unusual (a proxy in
-the environment, another origin, extra options) goes through plain requests.
+the environment, another origin, redirects to follow, extra options) goes through plain requests.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class OrderSession(requests.Session):
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", self.default_timeout)
-        if args or not self._direct or not str(url).startswith(self._origin + "/") or set(kwargs) - _PLAIN:
+        plain = not args and not set(kwargs) - _PLAIN and kwargs.get("allow_redirects") is False
+        if not (plain and self._direct and str(url).startswith(self._origin + "/")):
             return super().request(method, url, *args, **kwargs)
         return self._send(str(method).upper(), str(url), kwargs)
 
