@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from openbell import calendar
+from openbell.broker import book
 from openbell.params import DEFAULT_UNIVERSE
 from openbell.pg import reachable_tempdir
 from openbell.runtime.demo import DayResult, Rehearsal, rehearse
@@ -211,14 +212,6 @@ def missing_minutes(engine: Engine, session_date: date, symbols: tuple[str, ...]
     return {sym: expected - int(have.get(sym, 0)) for sym in symbols if int(have.get(sym, 0)) != expected}
 
 
-def book_positions(engine: Engine, session_date: date) -> dict[str, float]:
-    """The position book's non-zero positions for the session."""
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT symbol, qty FROM positions WHERE session_date = :d AND qty <> 0"),
-                            {"d": session_date}).all()
-    return {symbol: float(qty) for symbol, qty in rows}
-
-
 def _ledger_facts(engine: Engine) -> dict[str, Any]:
     """Per step, each attempt's status, error and the counts it recovered."""
     keep = ("reconnects", "stream_restarts", "refills", "refilled_bars", "first_seq", "decisions", "orders",
@@ -272,7 +265,8 @@ def run_drill(drill: Drill, home: Path, *, progress: Callable[[str], None] = log
     def on_finished(day: Rehearsal) -> None:  # the simulator and Postgres still answer here
         seen.update(_broker_view(day))
         seen["holes"] = missing_minutes(day.engine, DAY, DEFAULT_UNIVERSE)
-        seen["book"] = book_positions(day.engine, DAY)
+        with day.engine.connect() as conn:
+            seen["book"] = {s: q for s, (q, _) in book.book_positions(conn, DAY).items() if q != 0}
         facts["ledger"] = _ledger_facts(day.engine)
         facts["trading_tries"] = [
             {k: t.get(k) for k in ("try_number", "state", "start_date", "end_date")}
