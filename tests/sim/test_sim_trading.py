@@ -217,3 +217,17 @@ def test_close_all_positions_and_restart_keeps_state(tmp_path: object) -> None:
         while tc.get_all_positions() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert tc.get_all_positions() == []
+
+
+def test_orders_queued_before_the_open_stay_working_across_a_restart(tmp_path: object) -> None:
+    with SimProcess(date="2025-11-20", speed=1, start="08:00", data_dir=str(tmp_path)) as sim:
+        tc = sim.config().trading_client()
+        queued = tc.submit_order(order("SPY", qty=2, cid="early-1"))
+        sim.restart()
+        assert [o.client_order_id for o in tc.get_orders()] == ["early-1"]
+        with pytest.raises(APIError) as exc:  # the queued buy still counts as working
+            tc.submit_order(order("SPY", side="sell", qty=1, cid="early-2"))
+        assert exc.value.status_code == 403 and "wash trade" in str(exc.value)
+        tc.cancel_order_by_id(queued.id)
+        assert tc.get_orders() == []
+        assert tc.submit_order(order("SPY", side="sell", qty=1, cid="early-3")).status == OrderStatus.ACCEPTED

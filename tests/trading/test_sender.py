@@ -67,9 +67,9 @@ def test_orders_go_out_through_worker_processes_and_come_back_with_the_brokers_a
                 OrderJob(client_order_id(SESSION, 1, "NOPE"), "NOPE", 1, "buy"),  # unknown symbol
                 OrderJob(client_order_id(SESSION, 1, "TQQQ"), "TQQQ", 3, "buy"),  # the same id again
             ]
-            for i, job in enumerate(jobs):
-                sender.submit(job, tag=i)
+            sender.submit_all([(job, i) for i, job in enumerate(jobs)])  # one decision's orders, together
             by_tag = {s.tag: s for s in outcomes.wait(4)}
+            assert [w._next for w in sender._workers] == [2, 2]  # spread over both workers
         finally:
             sender.close()
 

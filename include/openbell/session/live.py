@@ -487,11 +487,14 @@ class LiveSession:
         if deferred:
             self.report.orders_deferred += len(deferred)
             notes = [*notes, *(f"{s}: order deferred, an opposite-side order is working" for s in deferred)]
+        jobs: list[tuple[OrderJob, tuple[int, OrderIntent, float | None]]] = []
         for intent in intents:
             coid = client_order_id(self.d, seq, intent.symbol)
             self.portfolio.add_working(coid, intent)
             self._working_since[coid] = seq
-            self.sender.submit(OrderJob(coid, intent.symbol, intent.qty, intent.side), (seq, intent, ready))
+            jobs.append((OrderJob(coid, intent.symbol, intent.qty, intent.side), (seq, intent, ready)))
+        if jobs:
+            self.sender.submit_all(jobs)
         self.report.decisions += 1
         self.report.orders += len(intents)
         self._record_decision(t, seq, targets, weights, notes, intents, equity)

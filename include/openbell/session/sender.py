@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -125,18 +125,20 @@ class _Worker:
         while view:
             view = view[os.write(self._in, view) :]
 
-    def send(self, job: OrderJob, tag: Any) -> bool:
-        """Hand ``job`` to the worker; False if it is gone (the job was not sent)."""
+    def send(self, items: list[tuple[OrderJob, Any]]) -> bool:
+        """Hand the ``(job, tag)`` pairs to the worker in one write; False if it is gone (none was sent)."""
         with self._lock:
             if not self.alive:
                 return False
+            first = self._next
             try:
-                self._write(_frame((self._next, job)))
+                self._write(b"".join(_frame((first + i, job)) for i, (job, _) in enumerate(items)))
             except OSError:
                 self.alive = False
                 return False
-            self.in_flight[self._next] = (job, tag)
-            self._next += 1
+            for i, item in enumerate(items):
+                self.in_flight[first + i] = item
+            self._next += len(items)
             return True
 
     def load(self) -> int:
@@ -206,19 +208,35 @@ class OrderSender:
         return _Worker(index, self.config, self.threads, self.on_sent)
 
     def submit(self, job: OrderJob, tag: Any = None) -> None:
-        """Hand ``job`` to the least busy live worker; a new one is started if none is left."""
-        for w in sorted((w for w in self._workers if w.alive), key=_Worker.load):
-            if w.send(job, tag):
-                return
+        """Hand one job to the least busy live worker (see :meth:`submit_all`)."""
+        self.submit_all([(job, tag)])
+
+    def submit_all(self, items: Sequence[tuple[OrderJob, Any]]) -> None:
+        """Spread the ``(job, tag)`` pairs over the live workers, the least busy first, with one
+        write per worker: a decision's orders leave together, not one GIL hand-over apart. A new
+        worker is started if none is left."""
+        pending = list(items)
+        while pending and (live := [w for w in self._workers if w.alive]):
+            loads = {w: w.load() for w in live}
+            shares: dict[_Worker, list[tuple[OrderJob, Any]]] = {w: [] for w in live}
+            for item in pending:
+                w = min(loads, key=loads.__getitem__)
+                shares[w].append(item)
+                loads[w] += 1
+            pending = [item for w, share in shares.items() if share and not w.send(share) for item in share]
+        if not pending:
+            return
         log.error("no order worker is alive; starting one")
         try:
             w = self._spawn(len(self._workers))
             self._workers.append(w)
-            if w.send(job, tag):
+            if w.send(pending):
                 return
         except OSError as exc:
             log.error("could not start an order worker: %s", exc)
-        self.on_sent(Sent(job, tag, SubmitResult(job.client_order_id, "rejected", reason="not sent: no order worker")))
+        for job, tag in pending:
+            result = SubmitResult(job.client_order_id, "rejected", reason="not sent: no order worker")
+            self.on_sent(Sent(job, tag, result))
 
     def close(self, timeout: float = 30.0) -> None:
         """Let the workers finish what they hold, then stop them."""

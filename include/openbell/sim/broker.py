@@ -7,6 +7,7 @@ Every request is fully validated before anything changes, so a refused request c
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,7 @@ class Market(Protocol):
     def exchange(self, symbol: str) -> str: ...
 
 
+@functools.cache
 def asset_id(symbol: str) -> str:
     """A stable asset id for a symbol."""
     return str(uuid.uuid5(ASSET_NS, symbol))
@@ -96,6 +98,10 @@ class Broker:
         self.acct: dict[str, Any] = acct
         self.orders: dict[str, dict[str, Any]] = {o["id"]: o for o in store.load_orders()}
         self.by_client: dict[str, str] = {o["client_order_id"]: o["id"] for o in self.orders.values()}
+        # the orders still working, in submission order: what every per-order check scans
+        self._working: dict[str, dict[str, Any]] = {
+            o["id"]: o for o in sorted(self.orders.values(), key=lambda o: o["_seq"]) if o["status"] in WORKING
+        }
         self.positions: dict[str, dict[str, Any]] = store.load_positions()
 
     @property
@@ -132,8 +138,8 @@ class Broker:
 
     def _pending_open_exposure(self) -> float:
         total = 0.0
-        for o in self.orders.values():
-            if o["status"] in WORKING and o.get("_opening"):
+        for o in self._working.values():
+            if o.get("_opening"):
                 total += o["_est_value"]
         return total
 
@@ -190,8 +196,8 @@ class Broker:
 
     def _held(self, symbol: str, side: str) -> float:
         return sum(
-            _remaining(o) for o in self.orders.values()
-            if o["symbol"] == symbol and o["side"] == side and o["status"] in WORKING and not o.get("_opening")
+            _remaining(o) for o in self._working.values()
+            if o["symbol"] == symbol and o["side"] == side and not o.get("_opening")
         )
 
     def position_doc(self, symbol: str) -> dict[str, Any]:
@@ -298,8 +304,7 @@ class Broker:
         else:
             if side == "sell" and (notional is not None or abs(est_qty - round(est_qty)) > EPS):
                 raise forbidden("fractional orders cannot be sold short")
-            if any(o["symbol"] == symbol and o["status"] in WORKING and o["side"] != side
-                   for o in self.orders.values()):
+            if any(o["symbol"] == symbol and o["side"] != side for o in self._working.values()):
                 raise forbidden(f"potential wash trade detected. use complex orders ({symbol})")
             if est_qty * price > self.buying_power() + EPS:
                 raise forbidden("insufficient buying power")
@@ -353,6 +358,7 @@ class Broker:
         }
         self.orders[order["id"]] = order
         self.by_client[cid] = order["id"]
+        self._working[order["id"]] = order
         self.store.save(meta={"account": self.acct}, orders=[order])
         self._emit("new" if is_open else "accepted", order)
         return self._public(order)
@@ -362,7 +368,12 @@ class Broker:
         self.on_event(msg)
 
     def working(self) -> list[dict[str, Any]]:
-        return sorted((o for o in self.orders.values() if o["status"] in WORKING), key=lambda o: o["_seq"])
+        return list(self._working.values())
+
+    def _settle(self, o: dict[str, Any]) -> None:
+        """Forget ``o`` as working once its status is final."""
+        if o["status"] not in WORKING:
+            self._working.pop(o["id"], None)
 
     def fill_working(self) -> bool:
         """Execute working orders at the current price if the market is open; True if any remain."""
@@ -370,7 +381,7 @@ class Broker:
             return False
         for o in self.working():
             self._execute(o)
-        return any(o["status"] in WORKING for o in self.orders.values())
+        return bool(self._working)
 
     def _execute(self, o: dict[str, Any]) -> None:
         symbol = o["symbol"]
@@ -383,6 +394,7 @@ class Broker:
             self._emit("new", o)
         if price is None or symbol in self.reject_symbols:
             o.update(status="rejected", failed_at=now, updated_at=now)
+            self._settle(o)
             self.counters["rejected_by_exchange"] += 1
             self.store.save(orders=[o])
             self._emit("rejected", o)
@@ -424,6 +436,7 @@ class Broker:
         )
         if done:
             o["filled_at"] = now
+            self._settle(o)
         self.counters["fills"] += 1
         self.store.save(meta={"account": self.acct}, orders=[o], positions=pos_change)
         self._emit("fill" if done else "partial_fill", o, execution_id=str(uuid.uuid4()), price=fmt(px),
@@ -485,6 +498,7 @@ class Broker:
             raise unprocessable(f"order is not cancelable (status: {o['status']})")
         now = iso_z(self.market.now())
         o.update(status="canceled", canceled_at=now, updated_at=now)
+        self._settle(o)
         self.store.save(orders=[o])
         self._emit("canceled", o)
 

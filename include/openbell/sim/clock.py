@@ -182,9 +182,17 @@ class SimClock:
         return out
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def to_utc_ns(t: datetime) -> int:
-    """Nanoseconds since the epoch of an aware datetime."""
-    return int(pd.Timestamp(t).value)
+    """Nanoseconds since the epoch of a datetime (naive = UTC), exact integer arithmetic."""
+    if isinstance(t, pd.Timestamp):
+        return int(t.value)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return (t - _EPOCH) // _MICROSECOND * 1000
 
 
 def iso_z(t: datetime) -> str:

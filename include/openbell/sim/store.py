@@ -7,6 +7,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+
+def _dumps(doc: Any) -> str:
+    return orjson.dumps(doc).decode()
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS orders (
@@ -51,17 +58,17 @@ class StateStore:
         c.execute("BEGIN IMMEDIATE")
         try:
             for k, v in (meta or {}).items():
-                c.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, json.dumps(v)))
+                c.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, _dumps(v)))
             for o in orders:
                 c.execute(
                     "INSERT OR REPLACE INTO orders (id, seq, client_order_id, doc) VALUES (?, ?, ?, ?)",
-                    (o["id"], o["_seq"], o["client_order_id"], json.dumps(o)),
+                    (o["id"], o["_seq"], o["client_order_id"], _dumps(o)),
                 )
             for sym, doc in (positions or {}).items():
                 if doc is None:
                     c.execute("DELETE FROM positions WHERE symbol = ?", (sym,))
                 else:
-                    c.execute("INSERT OR REPLACE INTO positions (symbol, doc) VALUES (?, ?)", (sym, json.dumps(doc)))
+                    c.execute("INSERT OR REPLACE INTO positions (symbol, doc) VALUES (?, ?)", (sym, _dumps(doc)))
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
