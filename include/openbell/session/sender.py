@@ -213,8 +213,8 @@ class OrderSender:
 
     def submit_all(self, items: Sequence[tuple[OrderJob, Any]]) -> None:
         """Spread the ``(job, tag)`` pairs over the live workers, the least busy first, with one
-        write per worker: a decision's orders leave together, not one GIL hand-over apart. A new
-        worker is started if none is left."""
+        write per worker: a decision's orders leave together, not each after a write of its own that
+        lets another thread or process take the core. A new worker is started if none is left."""
         pending = list(items)
         while pending and (live := [w for w in self._workers if w.alive]):
             loads = {w: w.load() for w in live}
