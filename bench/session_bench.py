@@ -2,10 +2,10 @@
 
 Run: ``.venv/bin/python -m bench session_bench``. A whole simulated session, 09:30-16:00 ET, at
 speed 600 (about 40 s of wall time) with a strategy that rebalances every minute (about 1,400
-orders); the latency is measured from
-the arrival of the bar that completes a minute to the moment its order is handed to the HTTP client
-(a TradingClient in one of the order worker processes); "broker answer" runs to the moment the
-broker's reply is back. Everything shares the machine's cores with the simulator and Postgres.
+orders); the latency is measured from the arrival of the bar that completes a minute to the moment
+its order is handed to the HTTP client (a TradingClient in one of the order worker processes);
+"broker answer" runs to the moment the broker's reply is back. Everything shares the machine's
+cores with the simulator and Postgres.
 """
 
 from __future__ import annotations

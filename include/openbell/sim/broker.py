@@ -98,10 +98,9 @@ class Broker:
         self.acct: dict[str, Any] = acct
         self.orders: dict[str, dict[str, Any]] = {o["id"]: o for o in store.load_orders()}
         self.by_client: dict[str, str] = {o["client_order_id"]: o["id"] for o in self.orders.values()}
-        # the orders still working, in submission order: what every per-order check scans
-        self._working: dict[str, dict[str, Any]] = {
-            o["id"]: o for o in sorted(self.orders.values(), key=lambda o: o["_seq"]) if o["status"] in WORKING
-        }
+        # the orders still working, in submission order (the store loads by seq): what every
+        # per-order check scans
+        self._working: dict[str, dict[str, Any]] = {i: o for i, o in self.orders.items() if o["status"] in WORKING}
         self.positions: dict[str, dict[str, Any]] = store.load_positions()
 
     @property
