@@ -5,7 +5,8 @@ speed 600 (about 40 s of wall time) with a strategy that rebalances every minute
 orders); the latency is measured from the arrival of the bar that completes a minute to the moment
 its order is handed to the HTTP client (a TradingClient in one of the order worker processes);
 "broker answer" runs to the moment the broker's reply is back. Everything shares the machine's
-cores with the simulator and Postgres.
+cores with the simulator and Postgres; the simulator, standing in for the broker's servers, runs on
+SCHED_BATCH (``--background``) so that it yields the cores when an order worker wakes.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def run() -> list[tuple[str, float, str]]:
         db.upgrade(url)
         engine = db.make_engine(url)
         sim_dir = Path(tmp) / "sim"
-        with SimProcess(date=SESSION.isoformat(), speed=600, start="09:28", data_dir=sim_dir) as sim:
+        with SimProcess(
+            date=SESSION.isoformat(), speed=600, start="09:28", data_dir=sim_dir, extra_args=["--background"]
+        ) as sim:
             config = sim.config()
             clock = clock_for(config)
             prior = previous_sessions(SESSION, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,8 @@ from openbell.sim.testing import SimProcess
 
 FLAGS = ["--date", "--speed", "--start", "--host", "--port", "--data-dir", "--api-key", "--secret-key", "--seed",
          "--slippage-bps", "--seed-position", "--cash", "--csv-dir", "--max-stream-connections",
-         "--drop-streams-at", "--silence-at", "--refuse-reconnect-seconds", "--rest-error-rate", "--rest-delay-ms"]
+         "--drop-streams-at", "--silence-at", "--refuse-reconnect-seconds", "--rest-error-rate", "--rest-delay-ms",
+         "--background"]
 
 
 def test_help_documents_every_flag() -> None:
@@ -50,3 +52,15 @@ def test_rest_faults_reach_the_client_and_are_counted() -> None:
         sim.set_faults(rest_error_rate=0, rest_delay_ms=0)
         assert tc.get_account().status == "ACTIVE"
         assert sim.clock()["speed"] == 60  # /sim/* is never faulted
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="no SCHED_BATCH on this platform")
+def test_background_runs_every_simulator_thread_on_batch_scheduling() -> None:
+    with SimProcess(speed=60, start="09:31", extra_args=["--background"]) as sim:
+        assert sim.config().trading_client().get_clock().is_open  # it serves as usual
+        assert sim.proc is not None
+        tids = [int(t) for t in os.listdir(f"/proc/{sim.proc.pid}/task")]
+        assert {os.sched_getscheduler(tid) for tid in tids} == {os.SCHED_BATCH}
+    with SimProcess(speed=60, start="09:31") as sim:  # without the flag: the usual policy
+        assert sim.proc is not None
+        assert os.sched_getscheduler(sim.proc.pid) == os.SCHED_OTHER

@@ -9,10 +9,12 @@ import time
 from datetime import date
 from pathlib import Path
 
+import pytest
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
 from openbell.broker import client_order_id
+from openbell.sched import SHORT_SLICE_NS, short_slice, thread_slice
 from openbell.session.sender import OrderJob, OrderSender, Sent
 from openbell.sim.testing import SimProcess
 
@@ -86,6 +88,30 @@ def test_orders_go_out_through_worker_processes_and_come_back_with_the_brokers_a
             {client_order_id(SESSION, 1, "TQQQ"), client_order_id(SESSION, 1, "SSO")})
         for pid in pids:  # close() stops them
             assert not _alive(pid)
+
+
+def _kernel_takes_short_slices() -> bool:
+    took: list[bool] = []
+    probe = threading.Thread(target=lambda: took.append(short_slice()))
+    probe.start()
+    probe.join()
+    return took[0]
+
+
+def test_every_order_worker_thread_runs_on_a_short_time_slice(tmp_path: Path) -> None:
+    if not _kernel_takes_short_slices():
+        pytest.skip("this kernel has no per-thread time slices (Linux 6.12+)")
+    with SimProcess(date="2025-11-20", speed=1, start="10:00", data_dir=tmp_path / "sim") as sim:
+        sender = OrderSender(sim.config(), Outcomes(), workers=2, threads=3)
+        sender.start()
+        try:
+            for pid in _pids(sender):
+                tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+                short = [tid for tid in tids if thread_slice(tid) == SHORT_SLICE_NS]
+                assert len(short) == 4  # the job reader and three senders (not numpy's own helper threads)
+            assert thread_slice() != SHORT_SLICE_NS  # the caller's own thread is left alone
+        finally:
+            sender.close()
 
 
 def test_a_killed_worker_reports_its_orders_unknown_and_the_others_carry_on(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from alpaca.trading.client import TradingClient
 import openbell
 from openbell.alpaca import AlpacaConfig, error_message
 from openbell.broker.orders import SubmitResult, submit
+from openbell.sched import short_slice
 from openbell.session.transport import OrderSession
 
 log = logging.getLogger(__name__)
@@ -250,6 +251,7 @@ class OrderSender:
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     config, threads = _read_frame(stdin)
     sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
+    short_slice()  # a woken worker thread is picked before the simulator, Postgres, the writer
     jobs: queue.SimpleQueue[tuple[int, OrderJob] | None] = queue.SimpleQueue()
     out_lock = threading.Lock()
     ready = threading.Barrier(threads + 1)
@@ -261,6 +263,7 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             stdout.flush()
 
     def run() -> None:
+        short_slice()
         client = order_client(config)
         try:
             client.get_clock()  # opens the keep-alive connection the orders will use

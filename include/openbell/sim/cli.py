@@ -10,6 +10,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from openbell.sched import background
 from openbell.sim.clock import default_session_date, nyse, parse_hhmm
 from openbell.sim.faults import Faults, parse_silence
 from openbell.sim.server import SimConfig, Simulator, serve
@@ -141,6 +142,9 @@ def parser() -> argparse.ArgumentParser:
                    help="fill orders of 2+ shares in two executions (partial_fill, then fill)")
     g.add_argument("--no-sip", action="store_true",
                    help="the key has no SIP subscription: /v2/sip answers 409 insufficient subscription")
+    g.add_argument("--background", action="store_true",
+                   help="run on SCHED_BATCH (Linux): yield the CPU to the trading processes sharing the machine, as "
+                        "a remote broker would")
     g.add_argument("--log-level", default="INFO", help="logging level")
     return p
 
@@ -191,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"openbell sim: {exc}", file=sys.stderr)
         return 2
+    if args.background and not background():
+        print("openbell sim: --background: batch scheduling is not available here; running as usual", file=sys.stderr)
     base = f"http://{cfg.host}:{cfg.port}"
     print(f"openbell sim: session {cfg.session_date} from {cfg.start} ET at {cfg.speed:g}x on {base}", flush=True)
     if demo:
