@@ -251,7 +251,7 @@ class OrderSender:
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     config, threads = _read_frame(stdin)
     sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
-    short_slice()  # a woken worker thread is picked before the simulator, Postgres, the writer
+    short_slice()  # this thread and the senders ask for short time slices (see openbell.sched)
     jobs: queue.SimpleQueue[tuple[int, OrderJob] | None] = queue.SimpleQueue()
     out_lock = threading.Lock()
     ready = threading.Barrier(threads + 1)
