@@ -97,7 +97,7 @@ class AlpacaConfig:
         return cls(
             key_id=key_id,
             secret_key=secret_key,
-            paper=_as_bool(extra.get("paper", True)),
+            paper=_paper_flag(extra, conn_id),
             feed=feed,
             trading_url=extra.get("trading_url"),
             data_url=extra.get("data_url"),
@@ -182,10 +182,18 @@ def _harden(client: T, timeout: float) -> T:
     return client
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+def _paper_flag(extra: dict[str, Any], conn_id: str) -> bool:
+    """The extra's ``paper``: absent means paper; only a boolean or the strings true/false are accepted,
+    because anything read as false selects the live account."""
+    value = extra.get("paper", True)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(
+        f"connection {conn_id!r}: extra field 'paper' must be true or false, not {value!r}"
+        " (nothing was sent to any account)"
+    )
 
 
 def status_of(exc: BaseException) -> int | None:

@@ -81,12 +81,17 @@ class StepContext:
 
 
 def state_url() -> str:
-    """The state database URL: the ``openbell_db`` Airflow connection, else ``OPENBELL_DATABASE_URL``."""
-    try:
-        from airflow.sdk import BaseHook
+    """The state database URL: the ``openbell_db`` Airflow connection, else ``OPENBELL_DATABASE_URL``.
 
+    The fallback applies only when the connection is not defined. Any other failure of the lookup
+    raises: advisory locks are per database, so two attempts on two databases could both trade.
+    """
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
         conn = BaseHook.get_connection(STATE_CONN_ID)
-    except Exception:
+    except AirflowNotFoundException:
         url = os.environ.get("OPENBELL_DATABASE_URL")
         if not url:
             raise RuntimeError(
