@@ -84,3 +84,14 @@ def test_wrong_credentials_fail_at_once_naming_the_connection(sim: SimProcess, s
         download(config, make_engine(state_url), SESSION, SESSION.close, ["TQQQ"], days=3)
     assert config.conn_id in str(err.value)
     assert "wrong-secret" not in str(err.value)
+
+
+def test_download_survives_a_broker_answering_30_percent_of_calls_429_or_500(state_url: str) -> None:
+    """A failed page is retried alone: the paginated 30-day request does not restart from its first page."""
+    engine = make_engine(state_url)
+    with SimProcess(date=DAY.isoformat(), speed=1, start="11:00", extra_args=["--rest-error-rate", "0.3"]) as s:
+        now = SESSION.open + timedelta(minutes=90)
+        summary = download(s.config(), engine, SESSION, now, DEFAULT_UNIVERSE, days=30)
+        faults = s.faults()
+    assert summary["gaps"]["missing_minutes"] == 0
+    assert faults["counters"]["rest_429"] + faults["counters"]["rest_500"] >= 3  # the faults did happen

@@ -24,6 +24,8 @@ from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.data.live import StockDataStream
 from alpaca.trading.client import TradingClient
 from alpaca.trading.stream import TradingStream
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
 
 log = logging.getLogger(__name__)
 
@@ -164,12 +166,33 @@ class AlpacaConfig:
         )
 
 
+# Every GET that fails transiently is retried where it failed: one failed page of a paginated bar
+# request costs that page, not the pages before it. Orders (POST) are never retried here: their
+# idempotent path (openbell.broker.orders.submit) asks the broker before sending again.
+GET_RETRY = Retry(
+    total=6,
+    status=6,
+    read=3,
+    allowed_methods=frozenset({"GET"}),
+    status_forcelist=RETRY_STATUSES,
+    backoff_factor=0.1,
+    backoff_max=4.0,
+    backoff_jitter=0.1,
+    raise_on_status=False,  # the last answer reaches alpaca-py, which raises its APIError
+    respect_retry_after_header=True,
+    retry_after_max=60,
+)
+
+
 class _TimeoutSession(requests.Session):
-    """A requests session whose every request has a default timeout."""
+    """A requests session whose every request has a default timeout and whose GETs retry transient failures."""
 
     def __init__(self, timeout: float) -> None:
         super().__init__()
         self.default_timeout = timeout
+        adapter = HTTPAdapter(max_retries=GET_RETRY)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", self.default_timeout)
