@@ -8,7 +8,7 @@ from openbell.ui import create_app
 
 
 class OpenbellUIPlugin(AirflowPlugin):
-    """The ``openbell_ui`` plugin (the page checks Airflow's login itself)."""
+    """The ``openbell_ui`` plugin (the page checks Airflow's login and read access to ``trading_day`` itself)."""
 
     name = "openbell_ui"
     fastapi_apps = [{"app": create_app(), "url_prefix": "/openbell", "name": "openbell Trading view"}]  # noqa: RUF012

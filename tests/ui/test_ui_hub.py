@@ -108,3 +108,60 @@ def test_over_a_real_socket_the_reader_gets_everything_and_the_stuck_one_is_drop
             assert hub.dropped == 1 and not hub.clients
         finally:
             stuck.close()
+
+
+def test_a_row_too_large_to_announce_that_cannot_be_read_asks_its_viewers_to_resync(state_url) -> None:
+    """The notification leaves the row out, reading it fails: the session's viewers take a new snapshot."""
+    import json
+    import socket
+
+    from sqlalchemy import create_engine, text
+
+    from openbell.store.db import make_engine
+    from openbell.ui.app import asyncpg_dsn
+
+    with socket.socket() as probe:  # a port nothing listens on: every read of the row fails
+        probe.bind(("127.0.0.1", 0))
+        gone = create_engine(f"postgresql+psycopg2://openbell@127.0.0.1:{probe.getsockname()[1]}/openbell")
+    writer = make_engine(state_url)
+
+    def write_large_step() -> None:
+        with writer.begin() as conn:
+            conn.execute(text("INSERT INTO step_runs (session_date, step, run_id, status, summary)"
+                              " VALUES ('2025-11-20', 'download', 'r1', 'success', CAST(:s AS jsonb))"),
+                         {"s": json.dumps({"gaps": "x" * 10000})})
+
+    async def scenario() -> tuple[list[dict], list[dict]]:
+        hub = Hub(asyncpg_dsn(state_url), gone, heartbeat=60)
+        await hub.start()
+        viewer: list[dict] = []
+        other: list[dict] = []
+        got = asyncio.Event()
+
+        async def to_viewer(message: str) -> None:
+            viewer.append(json.loads(message))
+            got.set()
+
+        async def to_other(message: str) -> None:
+            other.append(json.loads(message))
+
+        async def close(code: int, reason: str) -> None:
+            pass
+
+        hub.add(to_viewer, close, "2025-11-20")
+        hub.add(to_other, close, "2025-11-21")
+        try:
+            await asyncio.to_thread(write_large_step)
+            await asyncio.wait_for(got.wait(), 10)
+            await asyncio.sleep(0.2)
+        finally:
+            await hub.stop()
+        return viewer, other
+
+    try:
+        viewer, other = asyncio.run(scenario())
+    finally:
+        writer.dispose()
+        gone.dispose()
+    assert [m["type"] for m in viewer] == ["resync"]
+    assert other == []

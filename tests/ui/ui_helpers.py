@@ -7,15 +7,19 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import uvicorn
 import websockets
+from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
 from openbell.runtime.airflow import free_port
 from openbell.ui.auth import COOKIE
 
-__all__ = ["COOKIE", "GOOD_TOKEN", "good_cookie", "recv_until", "serving", "stand_in_login", "ws_connect"]
+__all__ = ["COOKIE", "GOOD_TOKEN", "PerDagAuthManager", "airflow_token", "good_cookie", "no_broker", "recv_until",
+           "serving", "stand_in_login", "ws_connect"]
 
 GOOD_TOKEN = "a-token-the-stand-in-accepts"
 
@@ -23,6 +27,35 @@ GOOD_TOKEN = "a-token-the-stand-in-accepts"
 async def stand_in_login(token: str) -> Any | None:
     """Accepts exactly one token, as Airflow's auth manager accepts the one it issued."""
     return {"username": "viewer"} if token == GOOD_TOKEN else None
+
+
+class PerDagAuthManager(SimpleAuthManager):
+    """Airflow's simple auth manager with per-DAG read grants, as the FAB or Keycloak managers give them.
+
+    ``denied`` maps a username to the DAG ids it may not read; every DAG question asked is recorded.
+    """
+
+    denied: ClassVar[dict[str, set[str]]] = {}
+    asked: ClassVar[list[tuple[str, str, str | None]]] = []
+
+    def is_authorized_dag(self, *, method: Any, user: SimpleAuthManagerUser, access_entity: Any = None,
+                          details: DagDetails | None = None) -> bool:
+        dag_id = details.id if details else None
+        self.asked.append((user.username, method, dag_id))
+        if dag_id in self.denied.get(user.username, set()):
+            return False
+        return super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)
+
+
+def airflow_token(manager: SimpleAuthManager, username: str, *, role: str = "viewer", seconds: int = 3600) -> str:
+    """A JWT issued by ``manager``, as Airflow's login puts it in the ``_token`` cookie."""
+    user = SimpleAuthManagerUser(username=username, role=role)
+    return manager.generate_jwt(user, expiration_time_in_seconds=seconds)
+
+
+def no_broker() -> Any:
+    """A broker connection loader for tests without a broker."""
+    raise RuntimeError("no broker in this test")
 
 
 def good_cookie() -> dict[str, str]:

@@ -1,6 +1,7 @@
 """The Trading view's FastAPI app: the page, two REST routes and the WebSocket, all behind Airflow's login.
 
-Mounted by the plugin under ``/openbell``. Nothing here can place or cancel an order.
+Mounted by the plugin under ``/openbell``. Nothing here can place or cancel an order. Blocking database
+work runs in threads: the api-server's event loop also serves Airflow's own APIs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from openbell.ui.auth import Authenticator, airflow_user, authenticate, request_token
+from openbell.ui.auth import Authenticator, airflow_user, authenticate, request_token, same_origin, token_expiry
 from openbell.ui.hub import TYPES, Client, Hub
 from openbell.ui.market import Market, poll_broker
 from openbell.ui.snapshot import build_snapshot, latest_session, session_of_run, sessions
@@ -35,6 +36,7 @@ LOGIN_PAGE = (
     " to see the Trading view.</p>"
 )
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_POLICY = 1008
 
 
 def _state_url() -> str:
@@ -74,17 +76,25 @@ class TradingApp:
         self._lock = asyncio.Lock()
 
     async def runtime(self) -> Runtime:
-        """Connect to the state database and start listening (once per worker)."""
+        """Connect to the state database and start listening (once per worker); 503 when it cannot."""
         async with self._lock:
             if self._runtime is None:
+                from openbell.pg import DatabaseUnavailable
                 from openbell.store.db import make_engine
 
                 url = self.state_url or await asyncio.to_thread(_state_url)
-                engine = make_engine(url)
+                try:
+                    engine = await asyncio.to_thread(make_engine, url)
+                except DatabaseUnavailable:
+                    raise HTTPException(503, "the state database is unavailable") from None
                 market = self.market or Market()
                 hub = Hub(asyncpg_dsn(url), engine, max_queue=self.max_queue, heartbeat=self.heartbeat,
                           stall=self.stall, ticker=market.clock)
-                await hub.start()
+                try:
+                    await hub.start()
+                except BaseException:
+                    await asyncio.to_thread(engine.dispose)
+                    raise
                 tasks = [asyncio.create_task(poll_broker(market, hub, self.broker_every))]
                 self._runtime = Runtime(engine, hub, market, tasks)
             return self._runtime
@@ -95,7 +105,7 @@ class TradingApp:
             for task in self._runtime.tasks:
                 task.cancel()
             await self._runtime.hub.stop()
-            self._runtime.engine.dispose()
+            await asyncio.to_thread(self._runtime.engine.dispose)
             self._runtime = None
 
     async def session_for(self, rt: Runtime, date_param: str | None, run_id: str | None) -> date:
@@ -193,29 +203,41 @@ def create_app(state_url: str | None = None, *, check: Authenticator = airflow_u
 
     @app.websocket("/ws")
     async def stream(ws: WebSocket) -> None:
+        if not same_origin(ws):
+            await ws.close(code=CLOSE_POLICY, reason="not from this site")
+            return
         if await authenticate(ws, trading.check) is None:
             await ws.close(code=CLOSE_UNAUTHENTICATED, reason="log in to Airflow first")
             return
+        expires = token_expiry(request_token(ws) or "")
+        if expires is not None and expires <= time.time():
+            await ws.close(code=CLOSE_POLICY, reason="login expired")
+            return
         await ws.accept()
-        rt = await trading.runtime()
         try:
+            rt = await trading.runtime()
             session = await trading.session_for(rt, ws.query_params.get("date"), ws.query_params.get("run_id"))
         except HTTPException as exc:
             await ws.send_json({"type": "error", "error": exc.detail})
-            await ws.close(code=1008)
+            await ws.close(code=1011 if exc.status_code >= 500 else CLOSE_POLICY)
             return
-        await serve(ws, rt.hub, rt.engine, session)
+        await serve(ws, rt.hub, rt.engine, session, expires)
 
     return app
 
 
-async def serve(ws: WebSocket, hub: Hub, engine: Engine, session: date) -> None:
-    """Snapshot first, then deltas from the hub; answer subscriptions and heartbeats until the end."""
+async def serve(ws: WebSocket, hub: Hub, engine: Engine, session: date, expires: float | None = None) -> None:
+    """Snapshot first, then deltas from the hub; answer subscriptions and heartbeats until the end, or until
+    ``expires`` (epoch seconds, the login's end), when the socket is closed with 1008."""
 
     async def close(code: int, reason: str) -> None:
         await ws.close(code=code, reason=reason)
 
     client = hub.add(ws.send_text, close, session.isoformat(), start=False)
+    expiry = None
+    if expires is not None:
+        expiry = asyncio.get_running_loop().call_later(max(0.0, expires - time.time()), hub.drop, client,
+                                                        CLOSE_POLICY, "login expired")
     try:
         snap = await asyncio.to_thread(build_snapshot, engine, session)
         await ws.send_text(json.dumps({"type": "snapshot", "session": snap["session"], "data": snap}))
@@ -231,6 +253,8 @@ async def serve(ws: WebSocket, hub: Hub, engine: Engine, session: date) -> None:
     except (WebSocketDisconnect, RuntimeError, ValueError):
         pass
     finally:
+        if expiry is not None:
+            expiry.cancel()
         hub.remove(client)
 
 

@@ -1,17 +1,21 @@
-"""Who may see the Trading view: a user logged in to Airflow (its ``_token`` cookie or a bearer token).
+"""Who may see the Trading view: a user logged in to Airflow (its ``_token`` cookie or a bearer token) who
+may read the ``trading_day`` DAG; and from where its WebSocket may be opened.
 
 Airflow does not authenticate a plugin's app by itself; every route and the WebSocket check the token
-through Airflow's auth manager and ask it whether the user may view the website.
+through Airflow's auth manager and ask it whether the user may view the website and read the DAG.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
 COOKIE = "_token"  # airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN
+DAG_ID = "trading_day"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # token -> user, or None when the token is not good enough (absent, invalid, expired, not allowed)
 Authenticator = Callable[[str], Awaitable[Any | None]]
@@ -27,9 +31,10 @@ def request_token(conn: HTTPConnection) -> str | None:
 
 
 async def airflow_user(token: str) -> Any | None:
-    """The Airflow user behind ``token`` if the auth manager accepts it and lets them view the website."""
+    """The Airflow user behind ``token`` if the auth manager accepts it, lets them view the website and
+    read the ``trading_day`` DAG."""
     from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+    from airflow.api_fastapi.auth.managers.models.resource_details import AccessView, DagDetails
 
     manager = get_auth_manager()
     try:
@@ -37,6 +42,8 @@ async def airflow_user(token: str) -> Any | None:
     except Exception:
         return None
     if not manager.is_authorized_view(access_view=AccessView.WEBSITE, user=user):
+        return None
+    if not manager.is_authorized_dag(method="GET", details=DagDetails(id=DAG_ID), user=user):
         return None
     return user
 
@@ -47,3 +54,42 @@ async def authenticate(conn: HTTPConnection, check: Authenticator) -> Any | None
     if not token:
         return None
     return await check(token)
+
+
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` claim (epoch seconds) of a JWT already accepted by the auth manager, or None."""
+    import jwt
+
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+def _origin(scheme: str, netloc: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return None
+    if not parts.hostname or port is None or parts.path or parts.username is not None:
+        return None
+    return scheme, parts.hostname, port
+
+
+def same_origin(conn: HTTPConnection) -> bool:
+    """Whether a WebSocket handshake may proceed: no ``Origin`` (not a browser), or the connection's own.
+
+    Its own origin is the scheme the server saw (``ws``/``wss`` as ``http``/``https``; behind a proxy, what
+    the server's trusted proxy headers made of it) with the ``Host`` header. ``X-Forwarded-Host`` is not read.
+    """
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return True
+    theirs = urlsplit(origin.strip())
+    if theirs.scheme.lower() not in DEFAULT_PORTS or theirs.path or theirs.query or theirs.fragment:
+        return False
+    own_scheme = {"ws": "http", "wss": "https"}.get(conn.url.scheme, conn.url.scheme)
+    own = _origin(own_scheme, conn.headers.get("host", ""))
+    return own is not None and _origin(theirs.scheme.lower(), theirs.netloc) == own

@@ -4,7 +4,8 @@ Every client has a bounded queue and its own sender task, so nobody waits for an
 full: a client whose current send has been stuck for ``stall`` seconds (it does not read) is dropped;
 one that is reading but fell behind a burst gets its backlog replaced by a ``resync`` message (it
 reconnects and takes a fresh snapshot). Heartbeats go out every ``heartbeat`` seconds; a client that
-has not answered one for ``3 * heartbeat`` seconds is dropped as dead.
+has not answered one for ``3 * heartbeat`` seconds is dropped as dead. A row too large for its
+notification is read by its key; when that read fails, the row's session gets a ``resync`` instead.
 """
 
 from __future__ import annotations
@@ -59,10 +60,12 @@ class Client:
     def wants(self, message: dict[str, Any]) -> bool:
         """Whether ``message`` passes this client's session, type and symbol filter."""
         kind = message["type"]
-        if kind in ("heartbeat", "error", "resync"):
+        if kind in ("heartbeat", "error") or (kind == "resync" and message.get("session") is None):
             return True
         if message.get("session") != self.session:
             return False
+        if kind == "resync":
+            return True
         if self.types is not None and message.get("table", kind) not in self.types:
             return False
         symbol = message.get("symbol")
@@ -267,11 +270,14 @@ class Hub:
         self.broadcast(message)
 
     async def _complete(self, message: dict[str, Any]) -> None:
-        """Fetch a row too large for its notification, then broadcast it."""
+        """Fetch a row too large for its notification, then broadcast it; when that fails, the session's
+        viewers are told to resync."""
         try:
             row = await asyncio.to_thread(fetch_row, self.engine, message["table"], message["key"] or {})
         except Exception as exc:
             log.warning("openbell UI: cannot read %s row: %s", message["table"], type(exc).__name__)
+            self.broadcast({"type": "resync", "session": message.get("session"),
+                            "reason": f"missed a {message['table']} row; take a new snapshot"})
             return
         if row is not None:
             message["row"] = row
