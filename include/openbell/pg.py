@@ -31,7 +31,6 @@ import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +63,20 @@ def bin_dir() -> Path:
     return path
 
 
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]*:)\S*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s]*", re.I)
+_DSN_PASSWORD = re.compile(r"(?<![?&\w])(password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S*)", re.I)
+
+
 def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (also for strings that are not valid URLs)."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError, TypeError):
-        return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", str(url))
-    if parsed.password is None:
-        return parsed.render_as_string(hide_password=False)
-    return parsed.render_as_string(hide_password=True)
+    """``url`` with every password replaced by ``***``, the rest unchanged.
+
+    Covers a URL's user info (up to its last ``@``), ``password=`` query parameters and libpq
+    ``key=value`` DSNs (quoted values included), also inside longer text such as error messages.
+    """
+    text = _URL_PASSWORD.sub(r"\1***@", str(url))
+    text = _QUERY_PASSWORD.sub(r"\1***", text)
+    return _DSN_PASSWORD.sub(r"\1***", text)
 
 
 def default_home() -> Path:

@@ -27,6 +27,7 @@ from urllib.parse import quote
 import requests
 
 from openbell.alpaca import CONN_ID, AlpacaConfig
+from openbell.pg import redact
 from openbell.runtime.paths import project_dir
 from openbell.steps import STATE_CONN_ID
 
@@ -58,7 +59,7 @@ def alpaca_connection(config: AlpacaConfig) -> str:
     )
 
 
-@dataclass
+@dataclass(repr=False)
 class AirflowStack:
     """Airflow's four processes for openbell, under ``home``."""
 
@@ -71,6 +72,12 @@ class AirflowStack:
     paused: bool = False  # the DAG starts paused: nothing runs before :meth:`unpause`
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
     _token: str | None = field(default=None, init=False, repr=False)
+
+    def __repr__(self) -> str:
+        """The settings, database passwords hidden and only the names of ``extra_env``."""
+        return (f"AirflowStack(home={self.home!r}, metadata_url={redact(self.metadata_url)!r}, "
+                f"state_url={redact(self.state_url)!r}, alpaca={self.alpaca!r}, api_port={self.api_port!r}, "
+                f"extra_env={sorted(self.extra_env)!r}, paused={self.paused!r})")
 
     def __post_init__(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,7 @@ class Rehearsal:
     stack: AirflowStack
     sim: SimProcess
     server: EmbeddedPostgres  # the server holding openbell's state database
-    state_url: str
+    state_url: str = field(repr=False)
     run_id: str = ""
 
     @functools.cached_property

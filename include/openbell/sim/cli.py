@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ipaddress
 import logging
+import math
 import os
+import re
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 from openbell.sched import background
 from openbell.sim.clock import default_session_date, nyse, parse_hhmm
-from openbell.sim.faults import Faults, parse_silence
+from openbell.sim.faults import LIMITS, Faults, parse_silence
+from openbell.sim.feed import parse_symbol
 from openbell.sim.server import SimConfig, Simulator, serve
 
 DEMO_KEY = "openbell-demo-key"
 DEMO_SECRET = "openbell-demo-secret"
+MAX_SPEED = 1_000_000.0
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 
 
 def _date(text: str) -> date:
@@ -44,42 +54,93 @@ def _silence(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _symbol(text: str) -> str:
+    try:
+        return parse_symbol(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _finite(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+def _number(lo: float, hi: float = math.inf, *, above: bool = False) -> Callable[[str], float]:
+    """A parser of finite numbers from ``lo`` (excluded when ``above``) to ``hi``."""
+    def parse(text: str) -> float:
+        v = _finite(text)
+        if v < lo or (above and v == lo) or v > hi:
+            bound = f"> {lo:g}" if above else f">= {lo:g}"
+            raise argparse.ArgumentTypeError(
+                f"expected a number {bound}" + (f" and <= {hi:g}" if hi < math.inf else "") + f", got {text!r}")
+        return v
+    return parse
+
+
+def _integer(lo: int, hi: int) -> Callable[[str], int]:
+    """A parser of integers from ``lo`` to ``hi``."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = lo - 1
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer from {lo} to {hi}, got {text!r}")
+        return v
+    return parse
+
+
 def _position(text: str) -> tuple[str, float]:
     sym, _, qty = text.partition(":")
     try:
-        q = float(qty)
+        symbol, q = parse_symbol(sym), float(qty)
     except ValueError:
-        q = 0.0
-    if not sym or q == 0:
-        raise argparse.ArgumentTypeError(f"expected SYMBOL:QTY with a non-zero QTY, got {text!r}")
-    return sym.upper(), q
+        symbol, q = "", 0.0
+    if q == 0 or not math.isfinite(q):
+        raise argparse.ArgumentTypeError(f"expected SYMBOL:QTY with a finite, non-zero QTY, got {text!r}")
+    return symbol, q
 
 
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return v
+def _host(text: str) -> str:
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(text))
+    if not _HOSTNAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected an IP address or a host name, got {text!r}")
+    return text
 
 
-def _nonneg(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return v
+def _credential(text: str) -> str:
+    if not text or not text.isascii() or not text.isprintable() or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError("expected a non-empty value of printable ASCII without spaces")
+    return text
 
 
-def _rate(text: str) -> float:
-    v = _nonneg(text)
-    if v > 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1, got {text!r}")
-    return v
+def _data_dir(text: str) -> Path:
+    path = Path(text)
+    if not text or (path.exists() and not path.is_dir()):
+        raise argparse.ArgumentTypeError(f"expected a directory path, got {text!r}")
+    return path
+
+
+def _csv_dir(text: str) -> Path:
+    path = Path(text)
+    if not text or not path.is_dir():
+        raise argparse.ArgumentTypeError(f"not a directory: {text!r}")
+    files = sorted(path.glob("*.csv"))
+    if not files:
+        raise argparse.ArgumentTypeError(f"no *.csv files in {text!r}")
+    for f in files:
+        try:
+            parse_symbol(f.stem)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{f.name!r} in {text!r}: the file name must be SYMBOL.csv") from None
+    return path
 
 
 def parser() -> argparse.ArgumentParser:
@@ -94,49 +155,51 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("market time")
     g.add_argument("--date", type=_date, default=None,
                    help="NYSE session to play, YYYY-MM-DD (default: the latest session before today)")
-    g.add_argument("--speed", type=_positive, default=60.0, help="market seconds per wall-clock second")
+    g.add_argument("--speed", type=_number(0, MAX_SPEED, above=True), default=60.0,
+                   help="market seconds per wall-clock second")
     g.add_argument("--start", type=_hhmm, default="09:25", help="market time (ET, HH:MM[:SS]) to start at")
     g.add_argument("--reset-clock", action="store_true",
                    help="start the clock afresh even if the data dir holds a running clock for the same "
                         "date, speed and start (by default a restart resumes the clock as if never stopped)")
     g = p.add_argument_group("server")
-    g.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    g.add_argument("--port", type=int, default=5055, help="port to listen on")
-    g.add_argument("--data-dir", type=Path, default=Path(".openbell/sim"),
+    g.add_argument("--host", type=_host, default="127.0.0.1", help="address to listen on")
+    g.add_argument("--port", type=_integer(1, 65535), default=5055, help="port to listen on")
+    g.add_argument("--data-dir", type=_data_dir, default=Path(".openbell/sim"),
                    help="directory of the broker's persistent state (account, orders, positions, clock)")
-    g.add_argument("--api-key", default=None,
+    g.add_argument("--api-key", type=_credential, default=None,
                    help=f"API key id clients must send (default: $APCA_API_KEY_ID, else {DEMO_KEY!r})")
-    g.add_argument("--secret-key", default=None,
+    g.add_argument("--secret-key", type=_credential, default=None,
                    help="API secret clients must send (default: $APCA_API_SECRET_KEY, else a fixed demo "
                         "secret that is printed at start)")
-    g.add_argument("--max-stream-connections", type=int, default=1,
+    g.add_argument("--max-stream-connections", type=_integer(1, 1000), default=1,
                    help="market-data stream connections allowed per key (Alpaca allows 1)")
     g = p.add_argument_group("market data")
-    g.add_argument("--seed", type=int, default=0, help="seed of the synthetic market")
-    g.add_argument("--csv-dir", type=Path, default=None,
+    g.add_argument("--seed", type=_integer(0, 2**32 - 1), default=0, help="seed of the synthetic market")
+    g.add_argument("--csv-dir", type=_csv_dir, default=None,
                    help="directory of SYMBOL.csv files with minute bars "
                         "(timestamp,open,high,low,close,volume[,trade_count,vwap]; naive timestamps are UTC, "
                         "each the bar's start); these symbols are served from the CSV only")
-    g.add_argument("--symbol", dest="symbols", action="append", default=[], metavar="SYM",
+    g.add_argument("--symbol", dest="symbols", type=_symbol, action="append", default=[], metavar="SYM",
                    help="add a synthetic symbol to the default universe (repeatable)")
     g = p.add_argument_group("broker")
-    g.add_argument("--cash", type=_nonneg, default=100_000.0, help="starting cash of a new account")
-    g.add_argument("--slippage-bps", type=_nonneg, default=0.0,
+    g.add_argument("--cash", type=_number(0), default=100_000.0, help="starting cash of a new account")
+    g.add_argument("--slippage-bps", type=_number(0, 10_000), default=0.0,
                    help="market orders fill this many basis points worse than the current price")
     g.add_argument("--seed-position", type=_position, action="append", default=[], metavar="SYM:QTY",
                    help="hold a position at start (repeatable; negative QTY = short); only for a new account")
-    g = p.add_argument_group("faults (also settable at runtime: POST /sim/faults)")
+    g = p.add_argument_group("faults (also settable at runtime: POST /sim/faults, a JSON body sent with the API key)")
     g.add_argument("--drop-streams-at", type=_hhmm, action="append", default=[], metavar="HH:MM",
                    help="close every stream connection at this market time (repeatable)")
     g.add_argument("--silence-at", type=_silence, action="append", default=[], metavar="HH:MM:MINUTES",
                    help="keep streams connected but send no bars for MINUTES market minutes (repeatable)")
-    g.add_argument("--refuse-reconnect-seconds", type=_nonneg, default=0.0, metavar="N",
+    g.add_argument("--refuse-reconnect-seconds", type=_number(0, LIMITS["refuse_reconnect_seconds"]), default=0.0,
+                   metavar="N",
                    help="after a drop, answer the same key's stream reconnects with 406 for N wall seconds")
-    g.add_argument("--rest-error-rate", type=_rate, default=0.0, metavar="F",
+    g.add_argument("--rest-error-rate", type=_number(0, LIMITS["rest_error_rate"]), default=0.0, metavar="F",
                    help="answer this fraction of /v2 REST calls with 429 or 500 (half each)")
-    g.add_argument("--rest-delay-ms", type=_nonneg, default=0.0, metavar="N",
+    g.add_argument("--rest-delay-ms", type=_number(0, LIMITS["rest_delay_ms"]), default=0.0, metavar="N",
                    help="delay every /v2 REST answer by N milliseconds")
-    g.add_argument("--reject-symbol", dest="reject_symbols", action="append", default=[], metavar="SYM",
+    g.add_argument("--reject-symbol", dest="reject_symbols", type=_symbol, action="append", default=[], metavar="SYM",
                    help="orders in this symbol are accepted, then rejected by the exchange (repeatable)")
     g.add_argument("--partial-fills", action="store_true",
                    help="fill orders of 2+ shares in two executions (partial_fill, then fill)")
@@ -145,7 +208,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--background", action="store_true",
                    help="run on SCHED_BATCH (Linux): yield the CPU to the trading processes sharing the machine, as "
                         "a remote broker would")
-    g.add_argument("--log-level", default="INFO", help="logging level")
+    g.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO", help="logging level")
     return p
 
 
@@ -159,7 +222,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, bool]:
         refuse_reconnect_seconds=args.refuse_reconnect_seconds,
         rest_error_rate=args.rest_error_rate,
         rest_delay_ms=args.rest_delay_ms,
-        reject_symbols=[s.upper() for s in args.reject_symbols],
+        reject_symbols=list(args.reject_symbols),
         partial_fills=args.partial_fills,
         sip_allowed=not args.no_sip,
     )
@@ -178,7 +241,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, bool]:
         seed_positions=list(args.seed_position),
         csv_dir=args.csv_dir,
         symbols=list(args.symbols),
-        max_stream_connections=max(1, args.max_stream_connections),
+        max_stream_connections=args.max_stream_connections,
         reset_clock=args.reset_clock,
         faults=faults,
     )
@@ -187,14 +250,14 @@ def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, start the simulator and serve until SIGTERM or Ctrl-C."""
-    args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    p = parser()
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg, demo = config_from_args(args)
     try:
         sim = Simulator(cfg)
     except ValueError as exc:
-        print(f"openbell sim: {exc}", file=sys.stderr)
-        return 2
+        p.error(" ".join(str(exc).split()))
     if args.background and not background():
         print("openbell sim: --background: batch scheduling is not available here; running as usual", file=sys.stderr)
     base = f"http://{cfg.host}:{cfg.port}"

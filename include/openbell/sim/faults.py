@@ -8,6 +8,10 @@ from typing import Any
 
 from openbell.sim.clock import parse_hhmm
 from openbell.sim.errors import bad_request
+from openbell.sim.feed import parse_symbol
+
+# Upper bounds of the numeric settings (the lower bound is 0).
+LIMITS = {"refuse_reconnect_seconds": 86_400.0, "rest_error_rate": 1.0, "rest_delay_ms": 60_000.0}
 
 
 def _hhmm(text: Any) -> str:
@@ -86,16 +90,11 @@ class Faults:
                 new["drop_streams_at"] = [_hhmm(t) for t in _as_list(body["drop_streams_at"])]
             if "silence_at" in body:
                 new["silence_at"] = [parse_silence(t) for t in _as_list(body["silence_at"])]
-            for key in ("refuse_reconnect_seconds", "rest_delay_ms"):
+            for key, top in LIMITS.items():
                 if key in body:
-                    new[key] = _nonneg(body[key], key)
-            if "rest_error_rate" in body:
-                rate = _nonneg(body["rest_error_rate"], "rest_error_rate")
-                if rate > 1:
-                    raise ValueError("rest_error_rate must be between 0 and 1")
-                new["rest_error_rate"] = rate
+                    new[key] = _number(body[key], key, top)
             if "reject_symbols" in body:
-                new["reject_symbols"] = [str(s).upper() for s in _as_list(body["reject_symbols"])]
+                new["reject_symbols"] = [parse_symbol(s) for s in _as_list(body["reject_symbols"])]
             for key in ("partial_fills", "sip_allowed"):
                 if key in body:
                     if not isinstance(body[key], bool):
@@ -123,7 +122,7 @@ def _as_list(v: Any) -> list[Any]:
     return v
 
 
-def _nonneg(v: Any, key: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-        raise ValueError(f"{key} must be a number >= 0")
+def _number(v: Any, key: str, top: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= top:  # NaN fails the comparison
+        raise ValueError(f"{key} must be a number from 0 to {top:g}")
     return float(v)

@@ -5,16 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 from aiohttp import web
 
 from openbell.sim.broker import asset_id
 from openbell.sim.clock import ET, nyse, to_utc_ns
-from openbell.sim.errors import INTERNAL, RATE_LIMIT, UNAUTHORIZED, ApiError, bad_request, not_found, unprocessable
+from openbell.sim.errors import (
+    INTERNAL,
+    RATE_LIMIT,
+    UNAUTHORIZED,
+    UNSUPPORTED_MEDIA_TYPE,
+    ApiError,
+    bad_request,
+    not_found,
+    unprocessable,
+)
 from openbell.sim.feed import check_symbols, parse_timeframe
 
 if TYPE_CHECKING:
@@ -23,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SIM: web.AppKey[Simulator] = web.AppKey("simulator")
 STREAM_PATHS = ("/v2/iex", "/v2/sip", "/stream")
+READ_METHODS = ("GET", "HEAD")
 FEEDS = ("iex", "sip", "otc", "delayed_sip", "boats", "overnight")
 ADJUSTMENTS = ("raw", "split", "dividend", "spin-off", "all")
 
@@ -37,17 +48,26 @@ def err(exc: ApiError) -> web.Response:
     return jresp(exc.body(), exc.status)
 
 
+def _authorize(request: web.Request) -> None:
+    key = request.headers.get("APCA-API-KEY-ID", "")
+    secret = request.headers.get("APCA-API-SECRET-KEY", "")
+    if not request.app[SIM].check_auth(key, secret):
+        raise ApiError(401, UNAUTHORIZED, "request is not authorized")
+
+
 @web.middleware
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Auth and faults for /v2 REST calls; every error becomes an Alpaca-shaped body."""
+    """Auth and faults for /v2 REST calls, auth and a JSON body for changes under /sim; every error becomes
+    an Alpaca-shaped body. Reading /sim (the clock, health, fault settings) needs no key."""
     sim = request.app[SIM]
     path = request.path
     try:
-        if path.startswith("/v2/") and path not in STREAM_PATHS:
-            key = request.headers.get("APCA-API-KEY-ID", "")
-            secret = request.headers.get("APCA-API-SECRET-KEY", "")
-            if not sim.check_auth(key, secret):
-                raise ApiError(401, UNAUTHORIZED, "request is not authorized")
+        if path.startswith("/sim/") and request.method not in READ_METHODS:
+            _authorize(request)
+            if request.content_type != "application/json":
+                raise ApiError(415, UNSUPPORTED_MEDIA_TYPE, "expected Content-Type: application/json")
+        elif path.startswith("/v2/") and path not in STREAM_PATHS:
+            _authorize(request)
             faults = sim.faults
             if faults.rest_delay_ms > 0:
                 faults.counters["rest_delayed"] += 1
@@ -118,10 +138,22 @@ def q_time(request: web.Request, name: str, code_400: bool = True) -> datetime |
     return parse_time(raw, name, code_400) if raw else None
 
 
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise ValueError(f"number out of range: {text}")
+    return v
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
 async def json_body(request: web.Request) -> Any:
+    """The request's JSON body (None when empty); strict JSON: no NaN or infinite numbers (400)."""
     raw = await request.read()
     try:
-        return json.loads(raw) if raw else None
+        return json.loads(raw, parse_float=_finite_float, parse_constant=_no_constant) if raw else None
     except ValueError:
         raise bad_request("request body format is invalid") from None
 

@@ -34,7 +34,7 @@ class SimConfig:
     session_date: date
     data_dir: Path
     api_key: str
-    secret_key: str
+    secret_key: str = field(repr=False)
     speed: float = 60.0
     start: str = "09:25"
     host: str = "127.0.0.1"

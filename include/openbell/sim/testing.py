@@ -142,9 +142,10 @@ class SimProcess:
         return self._get("/sim/faults")
 
     def set_faults(self, **faults: Any) -> dict[str, Any]:
-        """``POST /sim/faults``; ValueError with the simulator's message if refused."""
-        req = urllib.request.Request(self.base_url + "/sim/faults", data=json.dumps(faults).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+        """``POST /sim/faults`` with this simulator's key; ValueError with the simulator's message if refused."""
+        headers = {"Content-Type": "application/json", "APCA-API-KEY-ID": self.key, "APCA-API-SECRET-KEY": self.secret}
+        req = urllib.request.Request(self.base_url + "/sim/faults", data=json.dumps(faults).encode(), headers=headers,
+                                     method="POST")
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return json.loads(r.read())
