@@ -12,8 +12,10 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+# "not_sent" is openbell's own: an order whose submission had an unknown outcome and that the broker
+# still did not know after a grace period; it counts as never sent.
 FINAL_STATUSES = frozenset(
-    {"filled", "canceled", "expired", "rejected", "replaced", "done_for_day", "stopped"}
+    {"filled", "canceled", "expired", "rejected", "replaced", "done_for_day", "stopped", "not_sent"}
 )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import math
 import sys
@@ -42,8 +43,10 @@ from openbell.calendar import Session, previous_sessions
 from openbell.calendar import session as session_of
 from openbell.clock import MarketClock
 from openbell.marketdata import Window, fetch_bars
+from openbell.session.barcheck import BarCheck
 from openbell.session.fence import SessionLock, SessionLocked
 from openbell.session.minutes import MINUTE, MinuteBook
+from openbell.session.phasewatch import PhaseWatch
 from openbell.session.portfolio import OrderIntent, Portfolio
 from openbell.session.sender import OrderJob, OrderSender, Sent
 from openbell.session.writer import Write, Writer
@@ -63,6 +66,8 @@ CLOCK_REFRESH = 4.0  # wall seconds; a simulator clock goes stale (and is read o
 WRITE_DELAY = 0.02  # wall seconds a write waits on the loop before going to the writer
 RECOVERY_DELAY = 0.1  # wall seconds after the trade stream reconnects, so it is listening again
 SUBSCRIBE_WAIT = 5.0  # wall seconds the first catch-up waits for the bar stream's subscription
+UNSENT_GRACE = 2.0  # wall seconds the broker may take to show an order before it counts as never sent
+SEND_MARGIN = timedelta(seconds=2)  # market time: no order leaves this close to the liquidation
 BAR_COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
 
 
@@ -85,6 +90,12 @@ class SessionReport:
     refills: int = 0
     refilled_bars: int = 0
     orders_deferred: int = 0
+    orders_held: int = 0  # wanted, but held at the trading cut-off or once the session was liquidating
+    orders_not_sent: int = 0  # unknown outcome, unknown to the broker after a grace: never sent
+    orders_resent: int = 0  # such an order sent again under its own client_order_id
+    bars_refused: int = 0
+    late_bars_stored: int = 0
+    trade_updates_unparsed: int = 0
     fills_recovered: int = 0
     trade_stream_reconnects: int = 0
     first_seq: int | None = None
@@ -154,7 +165,9 @@ def _frame_bars(frame: pd.DataFrame) -> list[Bar]:
 _INSERT_BAR = text(
     "INSERT INTO bars (symbol, ts, open, high, low, close, volume, trade_count, vwap, source)"
     " VALUES (:symbol, :ts, :open, :high, :low, :close, :volume, :trade_count, :vwap, :source)"
-    " ON CONFLICT (symbol, ts) DO NOTHING"
+    " ON CONFLICT (symbol, ts) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,"
+    " close = EXCLUDED.close, volume = EXCLUDED.volume, trade_count = EXCLUDED.trade_count,"
+    " vwap = EXCLUDED.vwap, source = EXCLUDED.source, ingested_at = now()"
 )
 
 
@@ -232,6 +245,12 @@ class LiveSession:
         self._hk_busy = False
         self._closing = False
         self._refilled: set[datetime] = set()
+        self.barcheck = BarCheck()
+        self._absent: dict[str, float] = {}  # client_order_id -> when the broker first answered 404
+        self._resend: dict[tuple[str, str], str] = {}  # (symbol, side) -> an order found never sent
+        self._recovered: set[str] = set()  # execution ids of fills recovered (counted once)
+        self._unparsed: set[str] = set()  # trade updates alpaca-py refused (counted once)
+        self.phase = PhaseWatch(engine, session.date, self._on_phase)
         self._streams: list[Any] = []
         self._stream_tasks: list[asyncio.Task[None]] = []
         self._connects = 0
@@ -269,6 +288,7 @@ class LiveSession:
         self.portfolio.cash = float(account.cash)
         for b in self._warm_bars:
             self.portfolio.prices[b.symbol] = b.close  # bars are in time order per symbol
+        self.barcheck.last.update(self.portfolio.prices)
         for p in positions:
             self.portfolio.positions[p.symbol] = signed_qty(p)
             if p.current_price is not None and p.symbol not in self.portfolio.prices:
@@ -342,6 +362,7 @@ class LiveSession:
         switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)  # the loop must not wait 5 ms for a helper thread's GIL
         try:
+            self.phase.start()
             await asyncio.gather(asyncio.to_thread(self.prepare), asyncio.to_thread(self.sender.start))
             collecting = self._pause_gc()
             self.report.first_seq = self.seq
@@ -362,6 +383,7 @@ class LiveSession:
                 watchdog.cancel()
             await self._stop_streams()
             self.sender.close()
+            self.phase.stop()
             if collecting:
                 gc.enable()
             if not frozen:  # objects frozen before the session (by the caller) stay frozen
@@ -449,10 +471,9 @@ class LiveSession:
             return True
         added = 0
         for bar in _frame_bars(frame):
-            if self.book.add(bar):
+            if self._take_bar(bar, "rest", None, None):
                 self._refilled.add(bar.ts)
                 added += 1
-                self._store_bar(bar, "rest", None, None)
         self.report.refills += 1
         self.report.refilled_bars += added
         payload = {"minute": t, "until": end, "missing": missing, "bars": added}
@@ -480,24 +501,75 @@ class LiveSession:
         if ready is not None and self.report.first_live_decision_at is None:
             self.report.first_live_decision_at = datetime.now(UTC).isoformat()
         trade = trade and self._fence_ok and self._fenced_out is None
+        trade = trade and not self.liquidating and t + MINUTE < self.trade_until  # the liquidation ends trading
+        orders = self._place(seq, weights, notes, ready, trade=trade)
+        self.report.decisions += 1
+        self._record_decision(t, seq, targets, weights, notes, orders, equity)
+
+    def _place(
+        self, seq: int, weights: dict[str, float], notes: list[str], ready: float | None, *, trade: bool
+    ) -> list[tuple[str, OrderIntent]]:
+        """Send the orders that move the account to ``weights`` (when ``trade``); returns them with their
+        ids and appends why any was deferred or held to ``notes``."""
         intents: list[OrderIntent] = []
         deferred: list[str] = []
-        if trade and not self.liquidating and t + MINUTE < self.trade_until:  # the liquidation ends trading
+        if trade:
             intents = self.portfolio.intents(weights, self.universe, self.min_notional, deferred)
         if deferred:
             self.report.orders_deferred += len(deferred)
-            notes = [*notes, *(f"{s}: order deferred, an opposite-side order is working" for s in deferred)]
+            notes.extend(f"{s}: order deferred, an opposite-side order is working" for s in deferred)
+        held = self._send_blocked() if intents else None  # checked right before the orders leave
+        if held is not None:
+            self.report.orders_held += len(intents)
+            notes.append(f"{len(intents)} order(s) held: {held}")
+            intents = []
+        orders: list[tuple[str, OrderIntent]] = []
         jobs: list[tuple[OrderJob, tuple[int, OrderIntent, float | None]]] = []
         for intent in intents:
-            coid = client_order_id(self.d, seq, intent.symbol)
+            # an order found never sent goes again under its own id: should the broker have it after
+            # all, it refuses the id and the submit path returns the existing order
+            resent = self._resend.pop((intent.symbol, intent.side), None)
+            coid = resent or client_order_id(self.d, seq, intent.symbol)
+            self.report.orders_resent += resent is not None
             self.portfolio.add_working(coid, intent)
             self._working_since[coid] = seq
+            orders.append((coid, intent))
             jobs.append((OrderJob(coid, intent.symbol, intent.qty, intent.side), (seq, intent, ready)))
         if jobs:
             self.sender.submit_all(jobs)
-        self.report.decisions += 1
         self.report.orders += len(intents)
-        self._record_decision(t, seq, targets, weights, notes, intents, equity)
+        self._drop_unsent()
+        return orders
+
+    def _market_now(self) -> datetime:
+        """Market time from the clock's last mapping (no I/O on the loop); the clock itself without one."""
+        mapping = getattr(self.clock, "mapping", None)
+        return mapping.market_at(time.time()) if mapping is not None else self.clock.now()
+
+    def _send_blocked(self) -> str | None:
+        """Why no order may leave now: the session is liquidating, or the market time is at the cut-off."""
+        if self.liquidating or self.phase.winding_down:
+            return "the session is liquidating"
+        now = self._market_now()
+        if now >= self.trade_until - SEND_MARGIN:
+            return f"market time {now.isoformat()} is at the trading cut-off {self.trade_until.isoformat()}"
+        return None
+
+    def _drop_unsent(self) -> None:
+        """Orders found never sent that this decision did not want again: final, as never sent."""
+        dropped, self._resend = list(self._resend.values()), {}
+        for coid in dropped:
+            self.report.orders_not_sent += 1
+
+            def write(conn: Connection, coid: str = coid) -> None:
+                conn.execute(
+                    text("UPDATE orders SET status = 'not_sent', updated_at = now() WHERE client_order_id = :c"
+                         " AND NOT (status = ANY(:final))"),
+                    {"c": coid, "final": list(FINAL)},
+                )
+                event(conn, self.d, "order_not_sent", {"client_order_id": coid})
+
+            self._write(write)
 
     def _on_sent(self, sent: Sent) -> None:
         """On a sender's reader thread: time the order from its minute's last bar, hand it to the loop."""
@@ -539,22 +611,31 @@ class LiveSession:
         self._write(lambda conn: book.upsert_order(conn, row))
 
     async def _on_bar(self, raw: Any) -> None:
-        bar = Bar(
-            raw.symbol,
-            raw.timestamp,
-            float(raw.open),
-            float(raw.high),
-            float(raw.low),
-            float(raw.close),
-            float(raw.volume),
-        )
         self.report.bars += 1
-        if bar.ts + MINUTE > self._last_seen:
-            self._last_seen = bar.ts + MINUTE
-        if self.book.add(bar):
-            if self.book.complete(bar.ts):  # the next minute, or a later one that overtook it
-                self._minute_ready.set()
-            self._store_bar(bar, "stream", raw.trade_count, raw.vwap)
+        if raw.timestamp + MINUTE > self._last_seen:  # the stream is alive, whatever the bar holds
+            self._last_seen = raw.timestamp + MINUTE
+        bar = Bar(raw.symbol, raw.timestamp, _price(raw.open), _price(raw.high), _price(raw.low),
+                  _price(raw.close), _price(raw.volume))
+        if self._take_bar(bar, "stream", raw.trade_count, raw.vwap) and self.book.complete(bar.ts):
+            self._minute_ready.set()  # the next minute, or a later one that overtook it
+
+    def _take_bar(self, bar: Bar, source: str, trade_count: Any, vwap: Any) -> bool:
+        """A streamed or refilled bar: checked, stored, and kept for its minute's decision unless that
+        minute was decided already (a late bar is stored, not decided on). True when kept."""
+        late = bar.ts < self.book.next_minute
+        reason = self.barcheck.shape_refusal(bar) if late else self.barcheck.refusal(bar)
+        if reason is not None:
+            self.report.bars_refused += 1
+            payload = {"symbol": bar.symbol, "ts": bar.ts, "source": source, "reason": reason,
+                       "bar": [bar.open, bar.high, bar.low, bar.close, bar.volume]}
+            log.warning("bar refused: %s %s: %s", bar.symbol, bar.ts, reason)
+            self._write(lambda conn: event(conn, self.d, "bar_refused", payload))
+            return False
+        kept = self.book.add(bar)
+        if kept or late:
+            self.report.late_bars_stored += late
+            self._store_bar(bar, source, trade_count, vwap)
+        return kept
 
     async def _on_trade_update(self, msg: dict[str, Any]) -> None:
         """One trade update as the stream sent it (a dict: parsing it into alpaca-py's model is left
@@ -583,7 +664,23 @@ class LiveSession:
         if status in FINAL:
             self.portfolio.order_done(coid)
             self._working_since.pop(coid, None)
-        self._write(lambda conn: apply_trade_update(conn, self.d, TradeUpdate(**data)))
+        self._write(lambda conn: self._store_trade_update(conn, data, coid))
+
+    def _store_trade_update(self, conn: Connection, data: dict[str, Any], coid: str) -> None:
+        """On the writer's thread: parse, then write. An update alpaca-py refuses is kept as an event and
+        its order asked of the broker, whose word then stores the fill: a fill is never lost."""
+        try:
+            update = TradeUpdate(**data)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:2000]
+            # counted by identity: a batch retried after an outage runs this again
+            self._unparsed.add(json_key(data))
+            self.report.trade_updates_unparsed = len(self._unparsed)
+            log.warning("trade update for %r not parsed: %s", coid, reason.splitlines()[0])
+            event(conn, self.d, "trade_update_unparsed", {"client_order_id": coid, "error": reason, "data": data})
+            self.loop.call_soon_threadsafe(self._start_lookup, coid)
+            return
+        apply_trade_update(conn, self.d, update)
 
     # -- Postgres records (queued) ----------------------------------------------------------------
 
@@ -622,7 +719,7 @@ class LiveSession:
         targets: dict[str, float],
         weights: dict[str, float],
         notes: list[str],
-        intents: list[OrderIntent],
+        orders: list[tuple[str, OrderIntent]],
         equity: float,
     ) -> None:
         d, version, universe = self.d, self.version_id, self.universe
@@ -636,9 +733,9 @@ class LiveSession:
                 {"d": d, "ts": t, "s": s, "score": _num(scores.get(s)), "w": _num(weights.get(s, 0.0))}
                 for s in universe
             ]
-            orders = [
+            rows_out = [
                 book.OrderRow(
-                    client_order_id=client_order_id(d, seq, i.symbol),
+                    client_order_id=coid,
                     session_date=d,
                     symbol=i.symbol,
                     side=i.side,
@@ -647,7 +744,7 @@ class LiveSession:
                     decision_seq=seq,
                     reason=f"target weight {i.target_weight:.4f}",
                 )
-                for i in intents
+                for coid, i in orders
             ]
             payload = {
                 "raw": {k: _num(v) for k, v in targets.items()},
@@ -678,8 +775,12 @@ class LiveSession:
                 ),
                 {"d": d, "ts": t + MINUTE, "e": equity, "c": cash, "g": gross},
             )
-            for row in orders:
+            for row in rows_out:
                 book.upsert_order(conn, row)
+                if row.client_order_id != client_order_id(d, seq, row.symbol):
+                    # a resent order keeps its first decision and takes this one's quantity
+                    conn.execute(text("UPDATE orders SET qty = :q WHERE client_order_id = :c"),
+                                 {"q": row.qty, "c": row.client_order_id})
 
         self._write(write)
 
@@ -756,6 +857,11 @@ class LiveSession:
         except Exception as exc:  # the loop's own reads retry and report it
             log.debug("clock refresh failed: %s", error_message(exc))
 
+    def _on_phase(self, phase: str | None) -> None:
+        """From the phase watch's thread: a liquidating or closed session stops new orders at once."""
+        if phase in ("liquidating", "closed") and not self._closing:
+            self.loop.call_soon_threadsafe(self._enter_liquidation, phase)
+
     def _enter_liquidation(self, phase: str) -> None:
         if not self.liquidating:
             log.info("session %s is %s: no new orders", self.d, phase)
@@ -797,12 +903,48 @@ class LiveSession:
         payload = {"from": previous, "to": cand.version_id}
         self._write(lambda conn: event(conn, self.d, "params_reloaded", payload))
 
+    def _start_lookup(self, coid: str) -> None:
+        """Ask the broker for one order (an update of it could not be read); no id: every order."""
+        if self._closing:
+            return
+        if coid:
+            self.aux_pool.submit(self._poll_orders, [coid])
+        else:
+            self.aux_pool.submit(self._recover_orders)
+
     def _poll_orders(self, coids: list[str]) -> None:
         client = self.config.trading_client()
         for coid in coids:
-            order = find_order(client, coid)
+            try:
+                order = find_order(client, coid)
+            except Exception as exc:
+                log.warning("lookup of %s failed: %s", coid, error_message(exc))
+                continue
             if order is not None:
                 self.loop.call_soon_threadsafe(self._order_polled, order)
+            else:
+                self.loop.call_soon_threadsafe(self._order_absent, coid, time.monotonic())
+
+    def _order_absent(self, coid: str, at: float) -> None:
+        """The broker answered 404 for an order still counted as working. Once that has lasted
+        UNSENT_GRACE (the broker may not have indexed it yet) the order counts as never sent: it no
+        longer holds back the other side nor the broker sync, and the next decision sends it again
+        under the same id if it still wants it (else it is recorded as not_sent)."""
+        working = self.portfolio.working.get(coid)
+        if working is None:
+            self._absent.pop(coid, None)
+            return
+        first = self._absent.setdefault(coid, at)
+        if at - first < UNSENT_GRACE:
+            return
+        self._absent.pop(coid, None)
+        self.portfolio.order_done(coid)
+        self._working_since.pop(coid, None)
+        self._resend[(working.symbol, working.side)] = coid
+        log.warning("%s: unknown to the broker %.1f s after an unknown outcome; counted as never sent", coid,
+                    at - first)
+        payload = {"client_order_id": coid, "absent_seconds": round(at - first, 3)}
+        self._write(lambda conn: event(conn, self.d, "order_not_at_broker", payload))
 
     def _recover_orders(self) -> None:
         """After the trade stream reconnects: every order of the session, for fills it missed."""
@@ -835,7 +977,8 @@ class LiveSession:
             # for the others the broker sync sets the book
             found = recover_fills(conn, self.d, order, move_book=ours)
             if found is not None:
-                self.report.fills_recovered += 1
+                self._recovered.add(found.execution_id)  # counted by id: a retried batch runs this again
+                self.report.fills_recovered = len(self._recovered)
                 log.warning("recovered %g %s of %s missed by the trade stream", found.qty, found.symbol, coid)
                 event(conn, self.d, "fill_recovered", {
                     "client_order_id": coid, "execution_id": found.execution_id, "qty": found.qty,
@@ -945,6 +1088,19 @@ class LiveSession:
             self._last_seen = now
             await self._kill(self._bar_stream, self._bar_task)
             self._start_bar_stream()
+
+
+def _price(value: Any) -> float:
+    """A streamed number as a float; a missing or unreadable one becomes NaN (the bar check refuses it)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def json_key(data: dict[str, Any]) -> str:
+    """A stable identity of a JSON-able message."""
+    return json.dumps(data, sort_keys=True, default=str)
 
 
 def _opt(value: Any) -> float | None:
