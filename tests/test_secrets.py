@@ -12,12 +12,12 @@ from openbell.alpaca import AlpacaConfig
 from openbell.calendar import session
 from openbell.params import RunParams
 from openbell.pg import EmbeddedPostgres, redact
+from openbell.pg import unavailable as _unavailable
 from openbell.runtime.airflow import AirflowStack
 from openbell.runtime.demo import Rehearsal
 from openbell.sim.server import SimConfig
 from openbell.sim.testing import SimProcess
 from openbell.steps import StepContext
-from openbell.store.db import _unavailable
 
 SECRET = "Zq7-secret"
 URL = f"postgresql+psycopg2://trader:{SECRET}@db.local:5432/openbell"

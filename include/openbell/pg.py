@@ -360,6 +360,13 @@ class EmbeddedPostgres:
 # -- databases on any server --------------------------------------------------------------------------
 
 
+def unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
+    """The error for an unreachable server: the reason's first line, any URL or DSN password in it hidden."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    text = redact(reason[0]) if reason else type(exc).__name__
+    return DatabaseUnavailable(f"cannot connect to Postgres at {redact(url)}: {text}")
+
+
 def _connect_admin(url: str) -> Any:
     """A psycopg2 autocommit connection for the server of ``url`` (to the database in the URL)."""
     parsed = make_url(url)
@@ -369,10 +376,7 @@ def _connect_admin(url: str) -> Any:
             password=parsed.password, dbname=parsed.database or "postgres", connect_timeout=5,
         )
     except psycopg2.OperationalError as exc:
-        reason = str(exc).strip()
-        if parsed.password:
-            reason = reason.replace(parsed.password, "***")
-        raise DatabaseUnavailable(f"cannot connect to Postgres at {redact(url)}: {reason}") from None
+        raise unavailable(url, exc) from None
     conn.autocommit = True
     return conn
 

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from openbell.pg import DatabaseUnavailable, redact
+from openbell.pg import DatabaseUnavailable, redact, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +76,6 @@ def json_dumps(value: Any) -> str:
         return json.dumps(_finite(plain), allow_nan=False, separators=(",", ":"))
 
 
-def _unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    text = reason[0] if reason else type(exc).__name__
-    password = make_url(url).password if "://" in url else None
-    if password:
-        text = text.replace(str(password), "***")
-    return DatabaseUnavailable(f"cannot connect to Postgres at {redact(url)}: {text}")
-
-
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engine:
     """An engine for ``url`` (psycopg2), checked by connecting once.
 
@@ -119,7 +110,7 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engin
         if ctx.is_pre_ping:  # the pool's check of a stale connection: let it reconnect
             return None
         if (ctx.connection is None or ctx.is_disconnect) and isinstance(original, psycopg2.OperationalError):
-            return _unavailable(url, original)
+            return unavailable(url, original)
         return None
 
     try:
@@ -130,7 +121,7 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engin
         raise
     except DBAPIError as exc:
         engine.dispose()
-        raise _unavailable(url, exc) from None
+        raise unavailable(url, exc) from None
     return engine
 
 
