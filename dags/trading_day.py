@@ -11,7 +11,7 @@ import pendulum
 from airflow.sdk import DAG, TriggerRule, task
 
 from openbell import steps
-from openbell.params import dag_params
+from openbell.params import check_run_params, dag_params
 from openbell.sensors import LiveTradingSensor
 from openbell.timetable import NYSESessionTimetable, schedule_end_date
 
@@ -32,8 +32,10 @@ with DAG(
     tags=["openbell", "trading"],
     doc_md=__doc__,
 ) as dag:
+    # The run's params are checked against the chosen strategy before the wait, not at the open.
     wait_for_open = steps.MarketTimeStep(
-        step="wait_for_open", anchor="open", offset_param="open_offset_minutes", execution_timeout=WAIT
+        step="wait_for_open", anchor="open", offset_param="open_offset_minutes", execution_timeout=WAIT,
+        pre_execute=check_run_params,
     )
 
     @task(execution_timeout=timedelta(minutes=30))

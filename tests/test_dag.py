@@ -92,3 +92,53 @@ def test_params_refuse_bad_values_at_trigger_time(tmp_path: Path) -> None:
     assert results["max_weight"].startswith("refused")
     assert results["liquidate_minutes_before_close"].startswith("refused")
     assert results["universe_ok"] == "accepted"
+
+
+def test_params_refuse_nan_wrong_types_and_unknown_strategies_at_trigger_time(tmp_path: Path) -> None:
+    nan = float("nan")
+    cases = {
+        "max_weight": [nan, "0.5", True],
+        "max_gross": [nan],
+        "daily_loss_limit": [nan],
+        "min_notional": [nan],
+        "open_offset_minutes": [nan],
+        "optimize_minutes_before_close": [nan],
+        "liquidate_minutes_before_close": [nan],
+        "optimize_budget_seconds": [nan],
+        "history_days": [nan, 30.5, True],
+        "universe": ["TQQQ", ["TQQQ\n"], ["TQQQ", "TQQQ"]],
+        "strategy": ["mean_reversion", ""],
+        "strategy_params": [{"lookback": 1}, {"threshold": nan}, {"bogus": 1}, "lookback=10"],
+    }
+    accepted = {"max_weight": [0.5, 1], "strategy": ["momentum_rotation"],
+                "strategy_params": [None, {}, {"lookback": 10, "threshold": 0.5, "weighting": "score"}]}
+    line = _dagbag(
+        tmp_path,
+        f"""
+        from airflow.serialization.serialized_objects import DagSerialization
+        dag = bag.dags["trading_day"]
+        # the api-server validates a trigger's conf against the serialized DAG's params
+        served = DagSerialization.from_dict(json.loads(json.dumps(DagSerialization.to_dict(dag))))
+        nan = float("nan")
+
+        def outcome(key, value):
+            try:
+                served.params.deep_merge({{key: value}}).validate()
+                return "accepted"
+            except Exception as exc:
+                return "refused: " + type(exc).__name__
+
+        print(json.dumps({{
+            "refused": [[k, repr(v), outcome(k, v)] for k, vs in {cases!r}.items() for v in vs],
+            "accepted": [[k, repr(v), outcome(k, v)] for k, vs in {accepted!r}.items() for v in vs],
+            "hook": getattr(dag.get_task("wait_for_open")._pre_execute_hook, "__name__", None),
+        }}))
+        """,
+    )
+    import json
+
+    info = json.loads(line)
+    assert [c for c in info["refused"] if not c[2].startswith("refused")] == []
+    assert [c for c in info["accepted"] if c[2] != "accepted"] == []
+    # what JSON schema cannot see (the chosen strategy's own rules) is checked before the run waits for the open
+    assert info["hook"] == "check_run_params"

@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -44,7 +44,7 @@ class StepContext:
     attempt: int
     run_type: str
     config_factory: Callable[[], AlpacaConfig]
-    state_url: str
+    state_url: str = field(repr=False)
 
     @cached_property
     def config(self) -> AlpacaConfig:
@@ -231,18 +231,31 @@ def midday_optimize(context: dict[str, Any]) -> dict[str, Any]:
     return record.summary
 
 
-def eod_liquidate(context: dict[str, Any]) -> dict[str, Any]:
-    """Close everything before the bell and prove the account flat; fails loudly if it is not.
+def liquidation_is_late(session: Session, now: datetime, *, is_backfill: bool) -> bool:
+    """Whether a liquidation starting at market time ``now`` is late: at or after its session's close, in a
+    run that is not a backfill. A late liquidation asks the broker rather than skipping."""
+    return not is_backfill and now >= session.close
 
-    Unlike the other live steps it also acts when it starts after the close of today's session: the
-    account must not be left holding, and a late liquidation is reported, not skipped.
+
+def eod_liquidate(context: dict[str, Any]) -> dict[str, Any]:
+    """Close everything before the bell and prove the account flat; fails loudly if it is not."""
+    return run_eod_liquidate(from_airflow(context))
+
+
+def run_eod_liquidate(ctx: StepContext) -> dict[str, Any]:
+    """:func:`eod_liquidate` for one step context.
+
+    Started after the close (see :func:`liquidation_is_late`), it never skips while the broker holds
+    positions or open orders: it acts and reports itself late.
     """
     from openbell import broker
 
-    ctx = from_airflow(context)
     with recorded(ctx, "eod_liquidate") as record:
-        if ctx.is_backfill or et_date(ctx.now()) != ctx.session.date:
-            require_live(ctx)
+        now = ctx.now()
+        if liquidation_is_late(ctx.session, now, is_backfill=ctx.is_backfill):
+            _liquidate_late(ctx, record.summary, now)
+            return record.summary
+        require_live(ctx)
         first = broker.liquidate(ctx.config, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close)
         record.summary["first_pass"] = first.as_dict()
         # Prove it: one market minute later (or at the close) the broker must still report flat; an
@@ -256,6 +269,35 @@ def eod_liquidate(context: dict[str, Any]) -> dict[str, Any]:
                 f"open orders {report.open_orders_left}"
             )
     return record.summary
+
+
+def _liquidate_late(ctx: StepContext, summary: dict[str, Any], now: datetime) -> None:
+    """After the close, by what the broker holds. Nothing: the step records the account flat on the
+    session's day (nothing trades after the close) and skips with the reason on a later day. Anything:
+    it records the lateness, liquidates once and fails unless flat (market orders placed after the
+    close wait at the broker for the next open)."""
+    from openbell import broker
+    from openbell.broker.journal import event
+    from openbell.broker.liquidate import holdings
+
+    positions, open_orders = holdings(ctx.config)
+    if not positions and not open_orders:
+        if et_date(now) != ctx.session.date:
+            raise SkipStep(f"{ctx.live_reason()}; the broker holds no positions and no open orders")
+        summary.update(broker.liquidate(ctx.config, ctx.engine, ctx.session.date, ctx.clock, now).as_dict())
+        return
+    summary["late"] = True
+    log.error("session %s: liquidation starts late at market time %s; the broker holds %s and %d open orders",
+              ctx.session.date, now.isoformat(), positions, open_orders)
+    event(ctx.engine, ctx.session.date, "liquidation_late",
+          {"market_time": now.isoformat(), "positions": positions, "open_orders": open_orders})
+    report = broker.liquidate(ctx.config, ctx.engine, ctx.session.date, ctx.clock, now)
+    summary.update(report.as_dict())
+    if not report.flat:
+        queued = (f"{report.open_orders_left} close orders are queued at the broker until the next open"
+                  if report.open_orders_left else "no close order is working: close them by hand")
+        raise RuntimeError(f"late liquidation of session {ctx.session.date} at {report.finished_at}: "
+                           f"positions remain {report.positions_left}; {queued}")
 
 
 TIMED_STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {

@@ -58,6 +58,16 @@ def _record_close_orders(engine: Engine, session_date: date, orders: list[Order]
             book.upsert_order(conn, order_row(order, session_date, "liquidation", "end-of-day liquidation"))
 
 
+def holdings(config: AlpacaConfig) -> tuple[dict[str, float], int]:
+    """The broker's positions (symbol: signed qty) and how many of its orders are open."""
+    client = config.trading_client()
+    positions = ob_alpaca.call(client.get_all_positions, what="get_all_positions")
+    open_orders = ob_alpaca.call(
+        client.get_orders, GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500), what="get_orders(open)"
+    )
+    return {p.symbol: signed_qty(p) for p in positions}, len(open_orders)
+
+
 def liquidate(
     config: AlpacaConfig, engine: Engine, session_date: date, clock: MarketClock, deadline: datetime
 ) -> LiquidationReport:
