@@ -168,7 +168,7 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
           inject=_refuse_one_reconnect),
     Drill("stream_silence", "the data stream stays connected but sends nothing from 15:05 for 5 minutes",
           sim_args=("--silence-at", "15:05:5")),
-    Drill("rest_errors", "10% of REST calls are answered 429 or 500 all day", sim_args=("--rest-error-rate", "0.1")),
+    Drill("rest_errors", "30% of REST calls are answered 429 or 500 all day", sim_args=("--rest-error-rate", "0.3")),
     Drill("postgres_restart", "openbell's Postgres restarts at 15:05 (down about 3 s wall)",
           inject=_restart_postgres, separate_state_server=True),
     Drill("kill_liquidation", "eod_liquidate's process is SIGKILLed mid-way; Airflow reruns it",
@@ -245,6 +245,10 @@ def check_day(result: DayResult, seen: dict[str, Any]) -> list[str]:
     twice = {c: n for c, n in Counter(seen["client_order_ids"]).items() if n > 1}
     if twice or seen["duplicate_submissions"]:
         bad.append(f"client_order_id submitted twice: {twice or seen['duplicate_submissions']}")
+    unsettled = sorted(f"{o['client_order_id']} ({o['status']})" for o in report["orders"]
+                       if o["status"] not in book.FINAL_STATUSES)
+    if unsettled:
+        bad.append(f"orders not final at the end of the day: {unsettled}")
     missing = set(seen["client_order_ids"]) - {o["client_order_id"] for o in report["orders"]}
     if missing:
         bad.append(f"broker orders missing from Postgres: {sorted(missing)}")
