@@ -5,8 +5,12 @@ The scheduler creates the session's run from the NYSE timetable; the simulator p
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from datetime import date, datetime, time
 from pathlib import Path
@@ -48,6 +52,12 @@ def _rehearse(tmp_path: Path, day: date, **kw: Any) -> tuple[DayResult, dict[str
     home = reachable_tempdir(tmp_path, "openbell-e2e-")
     try:
         result = rehearse(day, speed=120, home=home, progress=log.info, on_finished=at_end, **kw)
+        # what a user runs next, with nothing but the home the demo used
+        env = {k: v for k, v in os.environ.items() if k != "OPENBELL_DATABASE_URL"} | {"OPENBELL_HOME": str(home)}
+        cli = Path(sys.executable).with_name("openbell")
+        done = subprocess.run([str(cli), "report", "--date", day.isoformat(), "--json"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        seen["report_cli"] = (done.returncode, done.stdout, done.stderr)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     return result, seen
@@ -94,6 +104,12 @@ def test_an_early_close_day_moves_the_optimization_and_the_liquidation(tmp_path:
     assert steps["eod_liquidate"]["status"] == "success" and result.report["flat_at_close"] is True
     assert seen["positions"] == {}
     assert seen["holes"] == {}  # all 210 minutes of the short session, for every symbol
+    # `openbell report --date D --json` right after the rehearsal prints that day's report
+    code, out, err = seen["report_cli"]
+    assert code == 0, err
+    printed = json.loads(out)
+    assert printed["session"] == "2025-11-28" and printed["flat_at_close"] is True
+    assert [s["step"] for s in printed["steps"]] == [s["step"] for s in result.report["steps"]]
     # The close is 13:00 ET: the optimizer starts at 11:30 and the liquidation finishes by 12:58-13:00.
     finished = datetime.fromisoformat(steps["eod_liquidate"]["summary"]["finished_at"]).astimezone(ET)
     assert time(12, 58) <= finished.time() <= time(13, 0), finished
