@@ -8,6 +8,11 @@ close-to-close returns (a symbol without a bar carries its price). Every session
 liquidated at its last bar's close; nothing is held overnight. Costs are ``cost_bps`` per unit of
 turnover (sum of absolute weight changes). With ``limits``, targets are clipped like
 :class:`~openbell.strategy.risk.RiskGate` does and the daily loss latch flattens the rest of a session.
+
+``run_shares`` trades shares instead of weights: each minute the limited targets go through the live
+:class:`~openbell.policy.OrderPolicy` (whole shares, ``min_notional``, band) and fill at the minute's close,
+paying ``cost_bps`` on the traded notional. The vectorized ``run`` is the fast approximation the optimizer
+uses; the two differ by the rounding to whole shares and the orders ``min_notional`` leaves out.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from openbell.policy import OrderPolicy
 from openbell.strategy import DEFAULT_UNIVERSE, Bar, Strategy, strategy_class, validate_params
 from openbell.strategy.data import MarketArrays, prepare
-from openbell.strategy.risk import RiskLimits, clip_weights
+from openbell.strategy.risk import RiskLimits, clip_weights, loss_breached
 
 MINUTES_PER_YEAR = 390 * 252
 
@@ -127,6 +133,104 @@ def run(strategy_name: str, params: Mapping[str, Any] | BaseModel | None, bars: 
         max_drawdown=float((1.0 - equity / peak).max()),
         sessions=data.session_days()[warmup_sessions:],
         stopped_sessions=[data.session_days()[s] for s in latched if s >= warmup_sessions],
+    )
+
+
+ORDER_COLUMNS = ["time", "symbol", "side", "qty", "price", "target_weight", "notional", "cost", "kind"]
+
+
+@dataclass(frozen=True)
+class ShareResult:
+    """Share-level outcome over the evaluated sessions; each session starts flat with ``cash``."""
+
+    strategy: str
+    params: dict[str, Any]
+    cash: float
+    orders: pd.DataFrame  # one row per order (ORDER_COLUMNS); kind "policy" or "close" (the session's last bar)
+    positions: pd.DataFrame  # minute x symbol, shares held after the minute's fills
+    equity: pd.Series  # after each minute's fills and costs, marked at its close; back to ``cash`` each session
+    pnl: pd.Series  # change of equity per minute (a session's first minute against ``cash``)
+    returns: pd.Series  # pnl over the equity before the minute
+    session_pnl: pd.Series  # P&L per session (YYYYMMDD)
+    total_pnl: float
+    sessions: list[int] = field(default_factory=list)
+    stopped_sessions: list[int] = field(default_factory=list)
+
+
+def run_shares(strategy_name: str, params: Mapping[str, Any] | BaseModel | None, bars: pd.DataFrame, *,
+               warmup_sessions: int = 1, cost_bps: float = 1.0, limits: RiskLimits | None = None,
+               universe: Sequence[str] = DEFAULT_UNIVERSE, cash: float = 100_000.0,
+               policy: OrderPolicy | None = None) -> ShareResult:
+    """Backtest in shares: limits -> ``policy`` -> fills at each minute's close, as the live loop trades.
+
+    The targets are the strategy's vectorized ones (equal to ``on_minute``'s). Within a session the equity
+    the loss latch and the policy see is the cash plus the positions at the minute's carried close, before
+    the minute's orders; at the session's last bar every position is closed.
+    """
+    p = validate_params(strategy_name, params)
+    if not (isinstance(cash, int | float) and math.isfinite(cash) and cash > 0):
+        raise ValueError(f"cash must be a positive number, got {cash!r}")
+    if not (isinstance(cost_bps, int | float) and math.isfinite(cost_bps) and cost_bps >= 0):
+        raise ValueError(f"cost_bps must be a non-negative number, got {cost_bps!r}")
+    data = prepare(bars, tuple(universe))
+    if not isinstance(warmup_sessions, int) or not 0 <= warmup_sessions < data.n_sessions:
+        raise ValueError(
+            f"warmup_sessions must be an int in [0, {data.n_sessions - 1}] for {data.n_sessions} session(s),"
+            f" got {warmup_sessions!r}"
+        )
+    policy = policy or OrderPolicy()
+    raw = strategy_class(strategy_name).vector_targets(data, p)
+    limited = clip_weights(raw, limits) if limits is not None else np.where(np.isfinite(raw), raw, 0.0)
+    closes = pd.DataFrame(data.close).ffill().to_numpy()
+    symbols, rate, first = data.symbols, cost_bps / 1e4, int(data.session_starts[warmup_sessions])
+    held = np.zeros((len(data.times) - first, len(symbols)))
+    equity = np.empty(len(data.times) - first)
+    orders: list[tuple[Any, ...]] = []
+    stopped: list[int] = []
+    for s in range(warmup_sessions, data.n_sessions):
+        a, b = int(data.session_starts[s]), int(data.session_starts[s + 1])
+        money, latched = float(cash), False
+        shares: dict[str, float] = {}
+        for t in range(a, b):
+            prices = {sym: float(px) for sym, px in zip(symbols, closes[t], strict=True) if px > 0}
+            before = money + sum(q * prices[sym] for sym, q in shares.items())
+            if limits is not None and not latched and loss_breached(limits, before, float(cash)):
+                latched = True
+                stopped.append(int(data.day[a]))
+            if t == b - 1:
+                intents, kind = policy.close_all(shares), "close"
+            else:
+                targets = dict(zip(symbols, [0.0] * len(symbols) if latched else limited[t].tolist(), strict=True))
+                intents, kind = policy.decide(targets, before, prices, shares, None, symbols).intents, "policy"
+            for o in intents:
+                price = prices[o.symbol]
+                signed = o.qty if o.side == "buy" else -o.qty
+                money -= signed * price
+                money -= o.qty * price * rate
+                shares[o.symbol] = shares.get(o.symbol, 0.0) + signed
+                orders.append((data.times[t], o.symbol, o.side, o.qty, price, o.target_weight, o.qty * price,
+                               o.qty * price * rate, kind))
+            equity[t - first] = money + sum(q * prices[sym] for sym, q in shares.items())
+            held[t - first] = [shares.get(sym, 0.0) for sym in symbols]
+    index = data.times[first:]
+    starts = data.session_starts[warmup_sessions:-1] - first
+    prev = np.r_[float(cash), equity[:-1]]
+    prev[starts] = float(cash)
+    ends = data.session_starts[warmup_sessions + 1 :] - 1 - first
+    session_pnl = pd.Series(equity[ends] - float(cash), index=data.session_days()[warmup_sessions:], name="pnl")
+    return ShareResult(
+        strategy=strategy_name,
+        params=p.model_dump(),
+        cash=float(cash),
+        orders=pd.DataFrame(orders, columns=ORDER_COLUMNS),
+        positions=pd.DataFrame(held, index=index, columns=list(symbols)),
+        equity=pd.Series(equity, index=index, name="equity"),
+        pnl=pd.Series(equity - prev, index=index, name="pnl"),
+        returns=pd.Series((equity - prev) / prev, index=index, name="return"),
+        session_pnl=session_pnl,
+        total_pnl=float(session_pnl.sum()),
+        sessions=data.session_days()[warmup_sessions:],
+        stopped_sessions=stopped,
     )
 
 

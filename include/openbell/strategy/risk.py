@@ -144,7 +144,7 @@ class RiskGate:
 
         loss = self.limits.daily_loss_limit
         drawdown = 1.0 - equity / self.day_start_equity
-        if not self.stopped and loss is not None and drawdown > loss:
+        if not self.stopped and loss_breached(self.limits, equity, self.day_start_equity):
             self.stopped = True
             self.stop_reason = (
                 f"daily loss {drawdown:.2%} exceeds limit {loss:.2%} "
@@ -156,6 +156,12 @@ class RiskGate:
             if not any(n.endswith("stopped for the day") for n in notes):
                 self._note(notes, "*", "stopped", "stopped for the day: all targets 0")
         return {s: float(w) for s, w in zip(symbols, clipped, strict=True)}, notes
+
+
+def loss_breached(limits: RiskLimits, equity: float, day_start_equity: float) -> bool:
+    """True when ``equity`` has lost more than the daily loss limit since the day started at ``day_start_equity``."""
+    loss = limits.daily_loss_limit
+    return loss is not None and 1.0 - equity / day_start_equity > loss
 
 
 def _check_equity(equity: float) -> float:
