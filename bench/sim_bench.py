@@ -13,8 +13,8 @@ import numpy as np
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 
-from openbell.sim.clock import nyse
 from openbell.sim.market import LEVERAGED
+from openbell.sim.playback import sessions_between
 from openbell.sim.testing import SimProcess
 
 DATE = "2025-11-20"
@@ -23,9 +23,8 @@ STREAM_SPEED = 600.0
 
 
 def _download(sim: SimProcess, raw: bool) -> tuple[int, float]:
-    cal = nyse()
     day = datetime.fromisoformat(DATE).date()
-    first = cal.sessions_between(day - timedelta(days=60), day - timedelta(days=1))[-30]
+    first = sessions_between(day - timedelta(days=60), day - timedelta(days=1))[-30]
     client = sim.config().data_client(raw_data=raw)
     req = StockBarsRequest(symbol_or_symbols=SYMBOLS, timeframe=TimeFrame.Minute,
                            start=first.open, end=datetime.fromisoformat(DATE).replace(tzinfo=UTC))

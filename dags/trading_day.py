@@ -1,6 +1,6 @@
 """trading_day: one NYSE session on Alpaca, from the opening bell to a flat account.
 
-This file only wires tasks; every step's logic lives in the ``openbell`` package.
+This file only wires tasks; every step's logic lives in the ``openbell`` package (``openbell.workflow``).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, TriggerRule, task
 
-from openbell import steps
 from openbell.params import check_run_params, dag_params
-from openbell.sensors import LiveTradingSensor
-from openbell.timetable import NYSESessionTimetable, schedule_end_date
+from openbell.workflow import steps
+from openbell.workflow.sensors import LiveTradingSensor
+from openbell.workflow.timetable import NYSESessionTimetable, schedule_end_date
 
 SESSION = timedelta(hours=7)
 WAIT = timedelta(hours=16)  # a run is created at 09:00 ET; the latest wait ends before the close

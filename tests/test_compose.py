@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from openbell.alpaca import CONN_ID
 from openbell.pg import bin_dir
-from openbell.steps import STATE_CONN_ID
+from openbell.workflow.hooks import STATE_CONN_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())

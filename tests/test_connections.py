@@ -34,7 +34,7 @@ def test_anything_else_is_refused_naming_the_field(paper: Any) -> None:
 
 def _state_url(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """``steps.state_url()`` in a fresh process (Airflow reads its secrets settings once)."""
-    code = "from openbell.steps import state_url; print(state_url())"
+    code = "from openbell.workflow.steps import state_url; print(state_url())"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OPENBELL_DATABASE_URL"))}
     base.update(AIRFLOW_HOME=str(tmp_path / "airflow"), PYTHONPATH=str(tmp_path), **env)
     return subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True, timeout=120)

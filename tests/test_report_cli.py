@@ -133,3 +133,28 @@ def test_an_unreachable_server_gets_one_line(home: Home) -> None:
 
 def test_a_url_that_is_not_postgres_gets_one_line(home: Home) -> None:
     _one_line_error(report(home, "--date", "2025-11-20", "--url", "sqlite:///state.db"), "needs PostgreSQL")
+
+
+def test_the_report_reads_the_days_database_from_any_working_directory(home: Home, tmp_path: Path) -> None:
+    """Without OPENBELL_HOME the day (demo, airflow), ``openbell db`` and ``openbell report`` all use the
+    project's ``.openbell``, never the working directory's."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".openbell").symlink_to(home.path)  # the project's local state: the running embedded server
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _record(home.database("openbell_20251128"), REHEARSED, "todays_bars")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBELL_DATABASE_URL", "OPENBELL_HOME")}
+    env["OPENBELL_PROJECT_DIR"] = str(project)
+
+    def openbell(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "openbell.cli", *args], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    out = openbell("report", "--date", "2025-11-28", "--json")
+    assert out.returncode == 0, out.stderr
+    assert [(s["step"], s["status"]) for s in json.loads(out.stdout)["steps"]] == [("todays_bars", "success")]
+    url = openbell("db", "url")
+    assert url.returncode == 0, url.stderr
+    assert f"@127.0.0.1:{home.server.port}/openbell" in url.stdout  # the same server, not ./.openbell
+    assert not (elsewhere / ".openbell").exists()

@@ -10,14 +10,15 @@ import pytest
 
 from openbell.alpaca import AlpacaConfig
 from openbell.calendar import session
+from openbell.dberrors import redact
+from openbell.dberrors import unavailable as _unavailable
 from openbell.params import RunParams
-from openbell.pg import EmbeddedPostgres, redact
-from openbell.pg import unavailable as _unavailable
+from openbell.pg import EmbeddedPostgres
 from openbell.runtime.airflow import AirflowStack
 from openbell.runtime.demo import Rehearsal
-from openbell.sim.server import SimConfig
+from openbell.sim.simulator import SimConfig
 from openbell.sim.testing import SimProcess
-from openbell.steps import StepContext
+from openbell.workflow.steps import StepContext
 
 SECRET = "Zq7-secret"
 URL = f"postgresql+psycopg2://trader:{SECRET}@db.local:5432/openbell"

@@ -18,7 +18,7 @@ import pytest
 from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
 
 from openbell.calendar import ET
-from openbell.timetable import NYSESessionTimetable
+from openbell.workflow.timetable import NYSESessionTimetable
 
 ROOT = Path(__file__).resolve().parents[1]
 TT = NYSESessionTimetable()
@@ -210,8 +210,8 @@ def test_plugin_registers_the_timetable() -> None:
 DAG_FILE = """
 import pendulum
 from airflow.sdk import DAG
-from openbell.operators import WaitForMarketTime
-from openbell.timetable import NYSESessionTimetable
+from openbell.workflow.operators import WaitForMarketTime
+from openbell.workflow.timetable import NYSESessionTimetable
 
 with DAG("tt_check", schedule=NYSESessionTimetable(), start_date=pendulum.datetime(2025, 11, 24, tz="UTC"),
          catchup=True):
@@ -255,7 +255,7 @@ def test_dag_with_timetable_and_operator_imports_and_serializes(tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["errors"] == {}
-    assert out["timetable"] == "openbell.timetable.NYSESessionTimetable"
+    assert out["timetable"] == "openbell.workflow.timetable.NYSESessionTimetable"
     assert out["tasks"] == ["wait_for_open", "wait_liquidate", "wait_midday"]
     # Mon-Wed, then Friday's half day (Thursday is Thanksgiving)
     assert out["runs"] == ["2025-11-24 14:30:00+00:00", "2025-11-25 14:30:00+00:00",

@@ -19,8 +19,8 @@ from openbell import calendar as cal
 from openbell import clock as clock_mod
 from openbell.calendar import ET
 from openbell.clock import SimClock, WallClock
-from openbell.operators import WaitForMarketTime, target_time
-from openbell.triggers import MarketTimeTrigger
+from openbell.workflow.operators import WaitForMarketTime, target_time
+from openbell.workflow.triggers import MarketTimeTrigger
 
 T0 = datetime(2025, 11, 26, 14, 25, tzinfo=UTC)  # Wednesday 09:25 ET
 
@@ -50,7 +50,7 @@ def sim_spec(endpoint: ClockEndpoint, refresh: float = 0.2) -> dict[str, Any]:
 def test_serialize_round_trip(endpoint: ClockEndpoint) -> None:
     trigger = MarketTimeTrigger(target="2025-11-26T09:30:00-05:00", clock=sim_spec(endpoint), lead_seconds=3)
     path, kwargs = trigger.serialize()
-    assert path == "openbell.triggers.MarketTimeTrigger"
+    assert path == "openbell.workflow.triggers.MarketTimeTrigger"
     assert json.loads(json.dumps(kwargs)) == kwargs
     module, name = path.rsplit(".", 1)
     again = getattr(importlib.import_module(module), name)(**kwargs)

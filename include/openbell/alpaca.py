@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,6 +24,7 @@ from alpaca.data.live import StockDataStream
 from alpaca.trading.client import TradingClient
 from alpaca.trading.stream import TradingStream
 from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from urllib3.util import Retry
 
 log = logging.getLogger(__name__)
@@ -236,6 +236,42 @@ def is_transient(exc: BaseException) -> bool:
     return status_of(exc) in RETRY_STATUSES
 
 
+def jittered_backoff(base_delay: float, max_delay: float) -> Callable[[RetryCallState], float]:
+    """The wait after the n-th failed attempt: ``min(max_delay, base_delay * 2 ** (n - 1))`` times a random
+    factor in [0.5, 1), so clients that failed together do not retry together."""
+
+    def wait(state: RetryCallState) -> float:
+        return min(max_delay, base_delay * 2 ** (state.attempt_number - 1)) * (0.5 + random.random() / 2)
+
+    return wait
+
+
+def retrying(
+    *,
+    attempts: int,
+    base_delay: float,
+    max_delay: float,
+    retry_on: Callable[[BaseException], bool] = is_transient,
+    before_sleep: Callable[[RetryCallState], None] | None = None,
+) -> Retrying:
+    """openbell's one retry policy for broker calls (as Freqtrade's ``retrier``, with tenacity).
+
+    At most ``attempts`` attempts, :func:`jittered_backoff` between them, and only failures ``retry_on``
+    accepts are retried (by default :func:`is_transient`: 429, 5xx, timeouts, connection errors). Any
+    other failure, or the last one, is raised as it is. Used by :func:`call` and by
+    :mod:`openbell.broker.orders` (order lookup and the idempotent submit).
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, not {attempts}")
+    return Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=jittered_backoff(base_delay, max_delay),
+        retry=retry_if_exception(retry_on),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
 def call(
     fn: Callable[..., T],
     *args: Any,
@@ -246,26 +282,30 @@ def call(
     conn_id: str = "",
     **kwargs: Any,
 ) -> T:
-    """Call ``fn`` retrying transient failures with jittered exponential backoff.
+    """Call ``fn`` retrying transient failures with jittered exponential backoff (:func:`retrying`).
 
     Refused credentials raise :class:`CredentialsError` at once (never retried), naming ``conn_id``
     when given. Only idempotent calls may be passed here; orders go through the broker's idempotent
     submit path.
     """
-    for attempt in range(1, attempts + 1):
+
+    def attempt() -> T:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
             if status_of(exc) in (401, 403) and _is_auth_error(exc):
                 source = f" of connection {conn_id!r}" if conn_id else ""
                 raise CredentialsError(f"Alpaca refused the credentials{source}: {error_message(exc)}") from exc
-            if attempt == attempts or not is_transient(exc):
-                raise
-            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            log.warning("%s failed (%s), retry %d/%d in %.2fs", what or getattr(fn, "__name__", "call"),
-                        error_message(exc), attempt, attempts - 1, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+            raise
+
+    def log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.warning("%s failed (%s), retry %d/%d in %.2fs", what or getattr(fn, "__name__", "call"),
+                    error_message(exc) if exc is not None else "?", state.attempt_number, attempts - 1,
+                    state.upcoming_sleep)
+
+    policy = retrying(attempts=attempts, base_delay=base_delay, max_delay=max_delay, before_sleep=log_retry)
+    return policy(attempt)
 
 
 def error_message(exc: BaseException) -> str:

@@ -7,7 +7,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("openbell.sim.cli", "run the Alpaca-compatible market and broker simulator"),
-    "db": ("openbell.store.cli", "manage openbell's state database (upgrade, url)"),
+    "db": ("openbell.runtime.db_cli", "manage openbell's state database (upgrade, url)"),
     "demo": ("openbell.runtime.demo", "run one simulated trading day through Airflow and report it"),
     "airflow": ("openbell.runtime.airflow_cli", "run Airflow's processes for openbell (live or paper)"),
     "report": ("openbell.report", "print the report of one session from Postgres"),

@@ -1,6 +1,7 @@
 """Market time: what time it is on the market, and waiting until a market time.
 
-Live, market time is wall time. In simulation the simulator publishes a mapping at its clock URL,
+Live, market time is wall time. In simulation the simulator publishes a mapping at its clock URL
+(``/sim/clock``, from its :class:`~openbell.sim.playback.MarketPlayback`),
 ``{"market_time": ISO, "wall_time": ISO, "speed": float}``: from that anchor, market time advances
 ``speed`` times faster than the wall. :class:`SimClock` caches the mapping and re-reads it every
 ``refresh_seconds`` (a restarted simulator publishes a new one), so every wait converts a market
@@ -16,12 +17,9 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
-
-if TYPE_CHECKING:
-    from openbell.alpaca import AlpacaConfig
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +282,17 @@ def clock_from_spec(spec: dict[str, Any]) -> MarketClock:
     raise ValueError(f"unknown clock kind {kind!r} (expected 'wall' or 'sim')")
 
 
-def clock_for(config: AlpacaConfig) -> MarketClock:
+class ClockSettings(Protocol):
+    """What :func:`clock_for` reads of a connection's settings (an :class:`openbell.alpaca.AlpacaConfig`)."""
+
+    @property
+    def clock_url(self) -> str | None: ...
+
+    @property
+    def timeout(self) -> float: ...
+
+
+def clock_for(config: ClockSettings) -> MarketClock:
     """The simulator's clock when the config has a ``clock_url``, else the wall clock."""
     if config.clock_url:
         return SimClock(config.clock_url, timeout=min(config.timeout, 5.0))

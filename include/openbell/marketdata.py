@@ -18,11 +18,9 @@ from sqlalchemy import Engine, text
 from openbell import alpaca as ob_alpaca
 from openbell.alpaca import AlpacaConfig
 from openbell.calendar import Session, sessions_between
-from openbell.store.bars import upsert_bars
+from openbell.store.bars import BAR_COLUMNS, upsert_bars
 
 log = logging.getLogger(__name__)
-
-BAR_COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
 
 
 class UnknownSymbols(ValueError):
@@ -58,7 +56,7 @@ def check_universe(config: AlpacaConfig, symbols: Sequence[str]) -> None:
 def fetch_bars(config: AlpacaConfig, symbols: Sequence[str], window: Window) -> pd.DataFrame:
     """All 1-minute bars of ``symbols`` whose start lies in ``window`` (the SDK pages for us)."""
     if window.end <= window.start or not symbols:
-        return pd.DataFrame(columns=BAR_COLUMNS)
+        return pd.DataFrame(columns=list(BAR_COLUMNS))
     client = config.data_client(raw_data=True)
     request = StockBarsRequest(
         symbol_or_symbols=list(symbols),
@@ -84,7 +82,7 @@ def bars_frame(raw: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
         df["symbol"] = symbol
         frames.append(df)
     if not frames:
-        return pd.DataFrame(columns=BAR_COLUMNS)
+        return pd.DataFrame(columns=list(BAR_COLUMNS))
     df = pd.concat(frames, ignore_index=True)
     df = df.rename(
         columns={"t": "timestamp", "o": "open", "h": "high", "l": "low", "c": "close", "v": "volume",
@@ -94,7 +92,7 @@ def bars_frame(raw: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
         if col not in df:
             df[col] = None
     df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True, format="ISO8601")
-    return df[BAR_COLUMNS]
+    return df[list(BAR_COLUMNS)]
 
 
 def stored_minutes(engine: Engine, symbols: Sequence[str], window: Window) -> dict[str, set[pd.Timestamp]]:

@@ -1,114 +1,102 @@
-"""The trading day's run configuration: DAG Params with a JSON schema, checked at trigger time.
+"""The trading day's run configuration, declared once: :class:`RunParams`, a pydantic model.
 
-JSON schema compares NaN false with every bound, so ``minimum``/``maximum`` let it through: every number
-also carries :data:`NOT_NAN`. What a Param schema cannot express (the chosen strategy's own parameter
-rules; Python-only distinctions such as ``30.0`` for an integer) :class:`RunParams` checks, and the DAG's
-first task runs :func:`check_run_params` before it waits for the open.
+The DAG's Params (validated by Airflow at trigger time) are generated from the model's JSON schema
+(:func:`dag_params`), and :class:`RunParams` checks every given value against that same schema before
+pydantic converts it, so the trigger form, the API and the tasks refuse the same values with the same
+messages. Two additions the model's own schema does not carry are made here:
+
+- NaN: JSON schema compares NaN false with every bound, so ``minimum``/``maximum`` let it through; every
+  number also carries :data:`NOT_NAN`, and :class:`RunParams` refuses NaN anywhere, naming the field.
+- The strategy registry: the Params limit ``strategy`` to the registered names and ``strategy_params`` to
+  what one of the registered strategies' schemas accepts (exactly the chosen one's while there is one).
+  Airflow validates each Param on its own, so no Param schema can pick a strategy's schema by the value
+  of ``strategy``; that, and Python-only distinctions such as ``30.0`` for an integer, :class:`RunParams`
+  checks through the strategy itself, and the DAG's first task runs :func:`check_run_params` before it
+  waits for the open.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 DEFAULT_UNIVERSE = ["ERX", "ERY", "FAS", "FAZ", "SDS", "SSO", "SQQQ", "SVXY", "TNA", "TQQQ", "TZA", "UVXY"]
 
 # A number that passes both bounds is NaN (every real number fails one of them); "not" refuses it.
 NOT_NAN: dict[str, Any] = {"not": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0}}
 
-
-def _number(**schema: Any) -> dict[str, Any]:
-    return {"type": "number", **NOT_NAN, **schema}
-
-
-SCHEMAS: dict[str, dict[str, Any]] = {
-    "universe": {
-        "type": "array",
-        # (?!\n): a pattern is searched, and "$" also matches before a trailing newline
-        "items": {"type": "string", "pattern": "^[A-Z][A-Z.]{0,9}(?!\\n)$"},
-        "minItems": 1,
-        "maxItems": 50,
-        "uniqueItems": True,
-        "description": "Symbols to download and trade.",
-    },
-    "history_days": {"type": "integer", "minimum": 1, "maximum": 90, "description": "Calendar days of bars."},
-    "warmup_sessions": {"type": "integer", "minimum": 1, "maximum": 60},
-    "strategy": {"type": "string", "minLength": 1, "description": "Registered strategy name."},
-    "strategy_params": {
-        "type": ["object", "null"],
-        "description": "Parameters overriding the latest stored version (validated by the strategy).",
-    },
-    "max_weight": _number(exclusiveMinimum=0, maximum=1),
-    "max_gross": _number(exclusiveMinimum=0, maximum=2),
-    "daily_loss_limit": _number(exclusiveMinimum=0, maximum=0.5),
-    "min_notional": _number(minimum=1, maximum=1_000_000),
-    "open_offset_minutes": _number(minimum=0, maximum=60, description="Start after the open."),
-    "optimize_minutes_before_close": _number(minimum=10, maximum=360),
-    "liquidate_minutes_before_close": _number(minimum=1, maximum=30),
-    "optimize_budget_seconds": _number(minimum=1, maximum=1800),
-    "optimize_sessions": {"type": "integer", "minimum": 2, "maximum": 60},
-}
+# (?!\n): a pattern is searched, and "$" also matches before a trailing newline
+Symbol = Annotated[str, StringConstraints(pattern="^[A-Z][A-Z.]{0,9}(?!\\n)$")]
 
 
 class InvalidRunParams(ValueError):
     """A run parameter was refused; the message names the field and why."""
 
 
-def _has_nan(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isnan(value)
-    if isinstance(value, dict):
-        return any(_has_nan(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_nan(v) for v in value)
-    return False
+class RunParams(BaseModel):
+    """The validated settings of one trading day; :class:`InvalidRunParams` names a refused field.
 
+    Each field's type, bounds and description are the single declaration of that run parameter: its
+    DAG Param and its JSON schema are generated from it.
+    """
 
-def _checked(name: str, value: Any) -> Any:
-    """``value`` of field ``name`` if its schema accepts it (integral numbers as int, numbers as float)."""
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import best_match
+    model_config = ConfigDict(frozen=True, extra="forbid", regex_engine="python-re")
 
-    if _has_nan(value):
-        raise InvalidRunParams(f"run parameter {name!r}: NaN is not a number")
-    schema = SCHEMAS[name]
-    error = best_match(Draft202012Validator(schema).iter_errors(value))
-    if error is not None:
-        where = name + "".join(f"[{p}]" for p in error.absolute_path)
-        raise InvalidRunParams(f"run parameter {where!r}: {error.message}")
-    if schema["type"] == "integer":
-        return int(value)
-    if schema["type"] == "number":
-        return float(value)
-    return value
+    universe: list[Symbol] = Field(
+        default_factory=lambda: list(DEFAULT_UNIVERSE), min_length=1, max_length=50,
+        json_schema_extra={"uniqueItems": True}, description="Symbols to download and trade.",
+    )
+    history_days: int = Field(30, ge=1, le=90, description="Calendar days of bars.")
+    warmup_sessions: int = Field(5, ge=1, le=60)
+    strategy: str = Field("momentum_rotation", min_length=1, description="Registered strategy name.")
+    strategy_params: dict[str, Any] | None = Field(
+        None, description="Parameters overriding the latest stored version (validated by the strategy)."
+    )
+    max_weight: float = Field(0.25, gt=0, le=1)
+    max_gross: float = Field(1.0, gt=0, le=2)
+    daily_loss_limit: float = Field(0.03, gt=0, le=0.5)
+    min_notional: float = Field(100.0, ge=1, le=1_000_000)
+    open_offset_minutes: float = Field(0.0, ge=0, le=60, description="Start after the open.")
+    optimize_minutes_before_close: float = Field(90.0, ge=10, le=360)
+    liquidate_minutes_before_close: float = Field(2.0, ge=1, le=30)
+    optimize_budget_seconds: float = Field(60.0, ge=1, le=1800)
+    optimize_sessions: int = Field(20, ge=2, le=60)
 
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _refusal(exc) from None
 
-@dataclass(frozen=True)
-class RunParams:
-    """The validated settings of one trading day; :class:`InvalidRunParams` names a refused field."""
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> RunParams:  # type: ignore[override]
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as exc:
+            raise _refusal(exc) from None
 
-    universe: list[str] = field(default_factory=lambda: list(DEFAULT_UNIVERSE))
-    history_days: int = 30
-    warmup_sessions: int = 5
-    strategy: str = "momentum_rotation"
-    strategy_params: dict[str, Any] | None = None
-    max_weight: float = 0.25
-    max_gross: float = 1.0
-    daily_loss_limit: float = 0.03
-    min_notional: float = 100.0
-    open_offset_minutes: float = 0.0
-    optimize_minutes_before_close: float = 90.0
-    liquidate_minutes_before_close: float = 2.0
-    optimize_budget_seconds: float = 60.0
-    optimize_sessions: int = 20
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> RunParams:
+        """Settings from a run's params, ignoring keys this version does not know."""
+        return cls(**{k: v for k, v in values.items() if k in cls.model_fields})
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_first(cls, values: Any) -> Any:
+        """Each given value against its field's JSON schema, as Airflow checks a Param, in field order."""
+        if isinstance(values, dict):
+            for name in cls.model_fields:
+                if name in values:
+                    _check(name, values[name])
+        return values
+
+    @model_validator(mode="after")
+    def _strategy_accepts(self) -> RunParams:
         from openbell.strategy import InvalidParams, strategy_class, validate_params
 
-        for f in fields(self):
-            object.__setattr__(self, f.name, _checked(f.name, getattr(self, f.name)))
         try:
             strategy_class(self.strategy)
         except InvalidParams as exc:
@@ -117,17 +105,30 @@ class RunParams:
             validate_params(self.strategy, self.strategy_params)
         except InvalidParams as exc:
             raise InvalidRunParams(f"run parameter 'strategy_params': {exc}") from None
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> RunParams:
-        """Settings from a run's params, ignoring keys this version does not know."""
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        return self
 
 
-def check_run_params(context: Any) -> None:
-    """Refuse the run's params (:class:`InvalidRunParams`); the first task's ``pre_execute`` hook."""
-    RunParams.from_mapping(dict(context.get("params") or {}))
+def _refusal(exc: ValidationError) -> InvalidRunParams:
+    """The :class:`InvalidRunParams` behind pydantic's error, or one naming the field pydantic refused."""
+    first = exc.errors()[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, InvalidRunParams):
+        return cause
+    loc = [str(p) for p in first["loc"]]
+    where = (loc[0] + "".join(f"[{p}]" for p in loc[1:])) if loc else "run parameters"
+    return InvalidRunParams(f"run parameter {where!r}: {first['msg']}")
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf: [{type: T, ...}, {type: null}]`` as ``type: [T, null]`` (how a Param form reads it)."""
+    choices = schema.get("anyOf")
+    if not (isinstance(choices, list) and len(choices) == 2 and choices[1] == {"type": "null"}):
+        return schema
+    inner = {k: v for k, v in choices[0].items() if not (k == "additionalProperties" and v is True)}
+    if set(inner) != {"type"} or not isinstance(inner["type"], str):
+        return schema
+    out = {k: v for k, v in schema.items() if k != "anyOf"}
+    return {"type": [inner["type"], "null"], **out}
 
 
 def _without_nan(schema: Any) -> Any:
@@ -141,6 +142,48 @@ def _without_nan(schema: Any) -> Any:
     if kind == "number" or (isinstance(kind, list) and "number" in kind):
         out.update(copy.deepcopy(NOT_NAN))
     return out
+
+
+def _field_schemas() -> dict[str, dict[str, Any]]:
+    """Each field's JSON schema, from the model: no titles or defaults (the Param holds the default)."""
+    properties = RunParams.model_json_schema()["properties"]
+    schemas = {}
+    for name in RunParams.model_fields:
+        schema = {k: v for k, v in properties[name].items() if k not in ("title", "default")}
+        schemas[name] = _without_nan(_nullable(schema))
+    return schemas
+
+
+# Each run parameter's JSON schema, generated from RunParams (what RunParams checks a given value against).
+SCHEMAS: dict[str, dict[str, Any]] = _field_schemas()
+
+
+def _has_nan(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, dict):
+        return any(_has_nan(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_nan(v) for v in value)
+    return False
+
+
+def _check(name: str, value: Any) -> None:
+    """Refuse ``value`` of field ``name`` unless its schema accepts it (:class:`InvalidRunParams`)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    if _has_nan(value):
+        raise InvalidRunParams(f"run parameter {name!r}: NaN is not a number")
+    error = best_match(Draft202012Validator(SCHEMAS[name]).iter_errors(value))
+    if error is not None:
+        where = name + "".join(f"[{p}]" for p in error.absolute_path)
+        raise InvalidRunParams(f"run parameter {where!r}: {error.message}")
+
+
+def check_run_params(context: Any) -> None:
+    """Refuse the run's params (:class:`InvalidRunParams`); the first task's ``pre_execute`` hook."""
+    RunParams.from_mapping(dict(context.get("params") or {}))
 
 
 def param_schemas() -> dict[str, dict[str, Any]]:

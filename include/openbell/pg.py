@@ -32,6 +32,9 @@ import psycopg2.errors
 from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
+from openbell.dberrors import DatabaseUnavailable as DatabaseUnavailable  # re-export: defined in openbell.dberrors
+from openbell.dberrors import redact, unavailable
+
 log = logging.getLogger(__name__)
 
 SUPERUSER = "openbell"
@@ -46,10 +49,6 @@ class EmbeddedPostgresError(RuntimeError):
     """The embedded server could not be initialized, started or stopped."""
 
 
-class DatabaseUnavailable(RuntimeError):
-    """Postgres cannot be reached; the message names the URL without its password."""
-
-
 def bin_dir() -> Path:
     """Directory holding the PostgreSQL binaries shipped in the ``pgserver`` wheel."""
     import importlib.util
@@ -61,27 +60,6 @@ def bin_dir() -> Path:
     if not (path / "postgres").exists():
         raise EmbeddedPostgresError(f"no postgres binary under {path}")
     return path
-
-
-_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]*:)\S*@")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s]*", re.I)
-_DSN_PASSWORD = re.compile(r"(?<![?&\w])(password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S*)", re.I)
-
-
-def redact(url: str) -> str:
-    """``url`` with every password replaced by ``***``, the rest unchanged.
-
-    Covers a URL's user info (up to its last ``@``), ``password=`` query parameters and libpq
-    ``key=value`` DSNs (quoted values included), also inside longer text such as error messages.
-    """
-    text = _URL_PASSWORD.sub(r"\1***@", str(url))
-    text = _QUERY_PASSWORD.sub(r"\1***", text)
-    return _DSN_PASSWORD.sub(r"\1***", text)
-
-
-def default_home() -> Path:
-    """openbell's working directory: ``$OPENBELL_HOME`` or ``./.openbell``."""
-    return Path(os.environ.get("OPENBELL_HOME") or Path.cwd() / ".openbell").expanduser().resolve()
 
 
 def _free_port() -> int:
@@ -358,13 +336,6 @@ class EmbeddedPostgres:
 
 
 # -- databases on any server --------------------------------------------------------------------------
-
-
-def unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
-    """The error for an unreachable server: the reason's first line, any URL or DSN password in it hidden."""
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    text = redact(reason[0]) if reason else type(exc).__name__
-    return DatabaseUnavailable(f"cannot connect to Postgres at {redact(url)}: {text}")
 
 
 def _connect_admin(url: str) -> Any:

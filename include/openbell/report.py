@@ -12,6 +12,9 @@ from typing import Any
 
 from sqlalchemy import Engine, inspect, text
 
+from openbell.dberrors import DatabaseUnavailable, redact
+from openbell.jsonutil import json_default
+from openbell.paths import home_dir
 from openbell.store.db import make_engine
 from openbell.store.ledger import steps_for
 
@@ -118,12 +121,6 @@ def build_report(engine: Engine, session_date: date) -> dict[str, Any]:
     }
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
-
-
 def render(report: dict[str, Any]) -> str:
     """The report as text for a terminal."""
     lines = [f"openbell report for session {report['session']}", "", "steps:"]
@@ -202,8 +199,6 @@ def _sessions(engine: Engine) -> list[date]:
 def load_report(url: str, session_date: date) -> dict[str, Any]:
     """The report of ``session_date`` from ``url``; :class:`ReportError` when the database has no openbell
     schema or nothing recorded for that session."""
-    from openbell.pg import redact
-
     where = redact(url)
     try:
         engine = make_engine(url, pool_size=1, max_overflow=0)
@@ -225,8 +220,7 @@ def load_report(url: str, session_date: date) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """``openbell report --date D [--json] [--url URL]``; exit 2 with one line on stderr when it cannot."""
-    from openbell.pg import DatabaseUnavailable, EmbeddedPostgresError
-    from openbell.runtime.paths import home_dir
+    from openbell.pg import EmbeddedPostgresError
 
     parser = argparse.ArgumentParser(
         prog="openbell report", description="Print one session's report.",
@@ -244,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"openbell report: {message}", file=sys.stderr)
         return 2
     if args.json:
-        json.dump(report, sys.stdout, default=_json_default, indent=2)
+        json.dump(report, sys.stdout, default=json_default, indent=2)
         sys.stdout.write("\n")
     else:
         print(render(report))

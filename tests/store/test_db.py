@@ -10,7 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
-from openbell.store import cli, db
+from openbell.runtime import db_cli
+from openbell.store import db
 from openbell.store.models import Base
 
 
@@ -81,23 +82,23 @@ def test_cli_upgrade_current_and_url(
     empty_db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     password = make_url(empty_db_url).password
-    assert cli.main(["current", "--url", empty_db_url]) == 1
+    assert db_cli.main(["current", "--url", empty_db_url]) == 1
     assert "run `openbell db upgrade`" in capsys.readouterr().out
-    assert cli.main(["upgrade", "--url", empty_db_url]) == 0
+    assert db_cli.main(["upgrade", "--url", empty_db_url]) == 0
     out = capsys.readouterr().out
     assert "schema at 0002" in out
     assert password and password not in out
-    assert cli.main(["current", "--url", empty_db_url]) == 0
+    assert db_cli.main(["current", "--url", empty_db_url]) == 0
     assert "up to date" in capsys.readouterr().out
 
     monkeypatch.setenv("OPENBELL_DATABASE_URL", empty_db_url)
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", empty_db_url)
-    assert cli.main(["url"]) == 0
+    assert db_cli.main(["url"]) == 0
     printed = capsys.readouterr().out.strip()
     assert printed == make_url(empty_db_url).render_as_string(hide_password=True)
 
     dead = f"postgresql+psycopg2://u:Hidden99@127.0.0.1:{_closed_port()}/x"
-    assert cli.main(["upgrade", "--url", dead]) == 1
+    assert db_cli.main(["upgrade", "--url", dead]) == 1
     err = capsys.readouterr().err
     assert "cannot connect" in err
     assert "Hidden99" not in err

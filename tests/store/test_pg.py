@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from openbell.pg import DatabaseUnavailable, EmbeddedPostgres, reachable_tempdir, redact, resolve_urls
+from openbell.dberrors import DatabaseUnavailable, redact
+from openbell.pg import EmbeddedPostgres, reachable_tempdir, resolve_urls
 from openbell.store import db
 
 

@@ -17,8 +17,8 @@ from openbell.calendar import Session, session
 from openbell.clock import clock_for
 from openbell.params import RunParams
 from openbell.sim.testing import SimProcess
-from openbell.steps import StepContext, liquidation_is_late, run_eod_liquidate
 from openbell.store.ledger import steps_for
+from openbell.workflow.steps import StepContext, liquidation_is_late, run_eod_liquidate
 
 SESSION = date(2025, 11, 20)  # a full NYSE session (Thursday)
 

@@ -17,7 +17,7 @@ from openbell import alpaca as ob_alpaca
 from openbell.alpaca import AlpacaConfig, error_message
 from openbell.broker import book
 from openbell.broker.journal import event
-from openbell.broker.reconcile import order_row, signed_qty
+from openbell.broker.rows import order_row, signed_qty
 from openbell.broker.updates import recover_fills
 from openbell.clock import MarketClock
 

@@ -17,8 +17,10 @@ from sqlalchemy import Engine
 from openbell import alpaca as ob_alpaca
 from openbell.alpaca import AlpacaConfig
 from openbell.broker import book
-from openbell.broker.ids import is_ours, parse_client_order_id
+from openbell.broker.ids import is_ours
 from openbell.broker.journal import event
+from openbell.broker.rows import optional_float, order_row, signed_qty
+from openbell.broker.updates import recover_fills
 from openbell.calendar import session as session_of
 
 log = logging.getLogger(__name__)
@@ -43,40 +45,6 @@ class ReconcileReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _f(value: Any) -> float | None:
-    return None if value is None or value == "" else float(value)
-
-
-def _v(value: Any) -> str:
-    return str(getattr(value, "value", value))
-
-
-def signed_qty(position: Position) -> float:
-    """A position's quantity, negative when short (whichever sign the broker sent)."""
-    qty = float(position.qty)
-    return -abs(qty) if _v(position.side) == "short" else qty
-
-
-def order_row(order: Order, session_date: date, origin: str, reason: str | None = None) -> book.OrderRow:
-    """An ``orders`` row from an alpaca-py Order."""
-    key = parse_client_order_id(order.client_order_id)
-    return book.OrderRow(
-        client_order_id=order.client_order_id,
-        session_date=session_date,
-        symbol=order.symbol or "",
-        side=_v(order.side),
-        qty=_f(order.qty),
-        notional=_f(order.notional),
-        status=_v(order.status),
-        decision_seq=key.decision_seq if key else None,
-        broker_order_id=str(order.id),
-        filled_qty=_f(order.filled_qty),
-        filled_avg_price=_f(order.filled_avg_price),
-        reason=reason,
-        origin=origin,
-    )
 
 
 def broker_session_orders(config: AlpacaConfig, session_date: date) -> list[Order]:
@@ -117,8 +85,6 @@ def reconcile(
     (``cancel_foreign=False`` leaves them, e.g. the close orders of a liquidation in progress).
     Each difference is journalled as an event.
     """
-    from openbell.broker.updates import recover_fills  # updates builds on this module's order_row
-
     client = config.trading_client()
     report = ReconcileReport()
     positions: list[Position] = ob_alpaca.call(client.get_all_positions, what="get_all_positions")
@@ -147,7 +113,7 @@ def reconcile(
         at_broker = {p.symbol: p for p in positions}
         for symbol, pos in sorted(at_broker.items()):
             qty = signed_qty(pos)
-            avg = _f(pos.avg_entry_price)
+            avg = optional_float(pos.avg_entry_price)
             if symbol not in held or (held[symbol][0] == 0 and held[symbol][1] != "strategy"):
                 origin = "adopted"
                 if symbol not in held:

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine
 
 from openbell.broker import book
 from openbell.broker.ids import is_ours
-from openbell.broker.reconcile import order_row
+from openbell.broker.rows import order_row
 
 EPS = 1e-9
 

@@ -27,9 +27,9 @@ from urllib.parse import quote
 import requests
 
 from openbell.alpaca import CONN_ID, AlpacaConfig
+from openbell.paths import project_dir
 from openbell.pg import redact
-from openbell.runtime.paths import project_dir
-from openbell.steps import STATE_CONN_ID
+from openbell.workflow.hooks import STATE_CONN_ID
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import time
 from dataclasses import replace
 
 from openbell.alpaca import AlpacaConfig
+from openbell.paths import home_dir
 from openbell.pg import redact, resolve_urls
 from openbell.runtime.airflow import AirflowStack
-from openbell.runtime.paths import home_dir
 from openbell.store.db import upgrade
 
 

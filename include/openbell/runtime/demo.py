@@ -23,10 +23,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from openbell import calendar
+from openbell.paths import home_dir
 from openbell.pg import EmbeddedPostgres, drop_database, ensure_database
 from openbell.report import build_report, render
 from openbell.runtime.airflow import TERMINAL, AirflowStack
-from openbell.runtime.paths import home_dir
 from openbell.sim.testing import SimProcess
 from openbell.store.db import make_engine, upgrade
 
@@ -220,9 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         import json
 
-        from openbell.report import _json_default
+        from openbell.jsonutil import json_default
 
-        print(json.dumps(result.report, default=_json_default, indent=2))
+        print(json.dumps(result.report, default=json_default, indent=2))
     else:
         print(render(result.report))
     print(f"\nrun {result.run_id}: {result.run_state}; " + ("OK" if result.ok else "NOT OK"))

@@ -1,4 +1,5 @@
-"""One trader per session: a Postgres advisory lock held on a dedicated connection for the whole run."""
+"""One trader per session: a Postgres advisory lock held on a dedicated connection for the whole run,
+re-verified between minutes (:class:`Fencing`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ import logging
 import time
 from datetime import date
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, text
+
+if TYPE_CHECKING:
+    from openbell.session.report import SessionReport
+    from openbell.session.threads import Threads
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +127,31 @@ class SessionLock:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+class Fencing:
+    """The live loop's view of its lock: ``ok`` is False while Postgres cannot confirm the lock (trading
+    pauses), ``out`` says why once another attempt took it (trading stops for good)."""
+
+    def __init__(self, lock: SessionLock | None, threads: Threads, report: SessionReport) -> None:
+        self._lock = lock
+        self._threads = threads
+        self._report = report
+        self.ok = True  # written by the helper thread that verifies, read on the loop
+        self.out: str | None = None  # set on the loop
+
+    def check(self) -> None:
+        """On a helper thread: is the session's lock still ours? Pause trading while Postgres cannot say;
+        stop for good when another attempt took the lock (it was lost with a Postgres restart)."""
+        if self._lock is None:
+            return
+        try:
+            ok = self._lock.verify()
+        except SessionLocked as exc:
+            self._threads.loop.call_soon_threadsafe(setattr, self, "out", str(exc))
+            return
+        if ok != self.ok:
+            log.warning("session lock %s: trading %s", "verified" if ok else "unverifiable",
+                        "resumes" if ok else "paused")
+            self._report.fence_pauses += not ok
+        self.ok = ok

@@ -1,4 +1,5 @@
-"""Assembling minutes from streamed bars: each (symbol, minute) applied once, minutes in order."""
+"""Assembling minutes from streamed bars: each (symbol, minute) applied once, minutes in order; bars to and
+from the frames of stored bars."""
 
 from __future__ import annotations
 
@@ -6,9 +7,42 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+import pandas as pd
+
+from openbell.store.bars import REQUIRED
 from openbell.strategy.base import Bar
 
 MINUTE = timedelta(minutes=1)
+
+
+def floor_minute(t: datetime) -> datetime:
+    """The start of ``t``'s minute."""
+    return t.replace(second=0, microsecond=0)
+
+
+def bars_frame(rows: list[Bar]) -> pd.DataFrame:
+    """Bars as the frame a strategy warms up on."""
+    frame = pd.DataFrame(
+        [(b.ts, b.symbol, b.open, b.high, b.low, b.close, b.volume) for b in rows], columns=list(REQUIRED)
+    )
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    return frame
+
+
+def frame_bars(frame: pd.DataFrame) -> list[Bar]:
+    """A frame of stored or fetched bars as bars, in the frame's order."""
+    return [
+        Bar(
+            str(r.symbol),
+            pd.Timestamp(r.timestamp).to_pydatetime(),
+            float(r.open),
+            float(r.high),
+            float(r.low),
+            float(r.close),
+            float(r.volume),
+        )
+        for r in frame.itertuples(index=False)
+    ]
 
 
 class MinuteBook:

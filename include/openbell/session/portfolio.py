@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from openbell.policy import OrderIntent, OrderPolicy, working_sides
+
 EPS = 1e-9
-
-
-@dataclass(frozen=True)
-class OrderIntent:
-    """A market order the loop wants to send."""
-
-    symbol: str
-    side: str  # "buy" | "sell"
-    qty: float
-    target_weight: float
 
 
 @dataclass
@@ -70,34 +61,19 @@ class Portfolio:
         min_notional: float,
         deferred: list[str] | None = None,
     ) -> list[OrderIntent]:
-        """Whole-share market orders moving each universe symbol to its target weight, sells first.
+        """Whole-share market orders moving each universe symbol to its target weight, sells first
+        (:class:`openbell.policy.OrderPolicy`).
 
         Symbols outside the universe (e.g. adopted positions) are left for the liquidation. A symbol
         with a working order on the other side gets no order (the broker would refuse it as a
         potential wash trade): it is appended to ``deferred`` and decided again on the next minute.
         """
-        equity = self.equity()
-        out: list[OrderIntent] = []
-        for symbol in sorted(universe):
-            price = self.prices.get(symbol)
-            if not price or price <= 0 or not math.isfinite(price):
-                continue
-            weight = float(weights.get(symbol, 0.0))
-            target = math.trunc(weight * equity / price) if equity > 0 else 0
-            diff = target - self.expected(symbol)
-            if abs(diff) * price < min_notional:
-                continue
-            qty = math.floor(abs(diff))
-            if qty <= 0:
-                continue
-            side = "buy" if diff > 0 else "sell"
-            if self.working_against(symbol, side):
-                if deferred is not None:
-                    deferred.append(symbol)
-                continue
-            out.append(OrderIntent(symbol, side, float(qty), weight))
-        out.sort(key=lambda o: o.side != "sell")
-        return out
+        sides = working_sides((w.symbol, w.signed_qty) for w in self.working.values())
+        held = {s: self.expected(s) for s in {*self.positions, *sides}}
+        out = OrderPolicy(min_notional=min_notional).decide(weights, self.equity(), self.prices, held, sides, universe)
+        if deferred is not None:
+            deferred.extend(out.deferred)
+        return list(out.intents)
 
     def add_working(self, client_order_id: str, intent: OrderIntent) -> None:
         signed = intent.qty if intent.side == "buy" else -intent.qty

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from openbell.pg import DatabaseUnavailable
+from openbell.dberrors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 

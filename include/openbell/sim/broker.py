@@ -14,8 +14,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from openbell.sim.clock import iso_z
 from openbell.sim.errors import ApiError, bad_request, forbidden, not_found, unprocessable
+from openbell.sim.playback import iso_z
 from openbell.sim.store import StateStore
 
 WORKING = ("accepted", "new", "pending_new", "partially_filled")

@@ -16,10 +16,11 @@ from datetime import date
 from pathlib import Path
 
 from openbell.sched import background
-from openbell.sim.clock import default_session_date, nyse, parse_hhmm
 from openbell.sim.faults import LIMITS, Faults, parse_silence
 from openbell.sim.feed import parse_symbol
-from openbell.sim.server import SimConfig, Simulator, serve
+from openbell.sim.playback import default_session_date, is_session, parse_hhmm
+from openbell.sim.server import serve
+from openbell.sim.simulator import SimConfig, Simulator
 
 DEMO_KEY = "openbell-demo-key"
 DEMO_SECRET = "openbell-demo-secret"
@@ -34,7 +35,7 @@ def _date(text: str) -> date:
         d = date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
-    if not nyse().is_session(d):
+    if not is_session(d):
         raise argparse.ArgumentTypeError(f"{text} is not an NYSE session (weekend or holiday)")
     return d
 

@@ -19,9 +19,10 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from openbell.sim.clock import ET, nyse, to_utc_ns
+from openbell.calendar import ET
 from openbell.sim.errors import ApiError, bad_request
 from openbell.sim.market import NS_PER_MIN, UNIVERSE, SessionBars, spec_for, synthetic_session
+from openbell.sim.playback import is_session, sessions_between, to_utc_ns
 
 CSV_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 FIELDS = ("t", "o", "h", "l", "c", "v", "n", "vw")
@@ -213,9 +214,7 @@ class BarStore:
         """Dates with bars for ``symbol`` between d0 and d1 inclusive."""
         if symbol in self.csv:
             return [d for d in sorted(self.csv[symbol]) if d0 <= d <= d1]
-        cal = nyse()
-        lo, hi = max(d0, cal.days[0]), min(d1, cal.days[-1])
-        return [s.day for s in cal.sessions_between(lo, hi)] if lo <= hi else []
+        return [s.date for s in sessions_between(d0, d1)]
 
     def _entry(self, symbol: str, day: date) -> tuple[SessionBars, Chunk | None]:
         key = (symbol, day)
@@ -225,7 +224,7 @@ class BarStore:
             return hit
         if symbol in self.csv:
             bars = self.csv[symbol].get(day) or _concat([])
-        elif nyse().is_session(day):
+        elif is_session(day):
             bars = synthetic_session(symbol, day, self.seed)
         else:
             bars = _concat([])

@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from openbell.sim.clock import nyse, to_utc_ns
+from openbell.sim.playback import played_sessions, session_minutes, session_number, sessions_between, to_utc_ns
 
 NS_PER_MIN = 60_000_000_000
 
@@ -139,7 +139,7 @@ def _rng(seed: int, *parts: str | int) -> np.random.Generator:
 def _factor_daily(seed: int, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(gap, intraday) log returns of a factor for every calendar session."""
     f = FACTORS[name]
-    z = _rng(seed, "daily", name).standard_normal((len(nyse().days), 2))
+    z = _rng(seed, "daily", name).standard_normal((len(played_sessions()), 2))
     gap = f.gap_sigma * z[:, 0] + f.drift / 2
     intra = f.day_sigma * z[:, 1] + f.drift / 2
     if name != "us":
@@ -201,12 +201,11 @@ def _round_prices(x: np.ndarray) -> np.ndarray:
 
 def synthetic_session(symbol: str, day: date, seed: int = 0) -> SessionBars:
     """The synthetic regular-hours 1-minute bars of ``symbol`` on session ``day``."""
-    cal = nyse()
-    i = cal.index_of(day)
+    i = session_number(day)
     if i is None:
         raise ValueError(f"{day.isoformat()} is not an NYSE session")
-    sess = cal.at(i)
-    n = sess.minutes
+    sess = played_sessions()[i]
+    n = session_minutes(sess)
     spec = spec_for(symbol)
     w = _weights(n)
     start, gap, noise_end = _symbol_daily(seed, spec.symbol)
@@ -274,7 +273,7 @@ def bars_between(symbols: list[str] | tuple[str, ...], start: date | str, end: d
     """Synthetic 1-minute bars of ``symbols`` for every session from ``start`` to ``end`` inclusive."""
     s = date.fromisoformat(start) if isinstance(start, str) else start
     e = date.fromisoformat(end) if isinstance(end, str) else end
-    frames = [session_bars(symbols, sess.day, seed) for sess in nyse().sessions_between(s, e)]
+    frames = [session_bars(symbols, sess.date, seed) for sess in sessions_between(s, e)]
     if not frames:
         return session_bars([], s)
     return pd.concat(frames, ignore_index=True).sort_values(["symbol", "timestamp"], ignore_index=True)

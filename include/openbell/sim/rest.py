@@ -8,13 +8,13 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import orjson
 from aiohttp import web
 
+from openbell.calendar import ET
 from openbell.sim.broker import asset_id
-from openbell.sim.clock import ET, nyse, to_utc_ns
 from openbell.sim.errors import (
     INTERNAL,
     RATE_LIMIT,
@@ -26,9 +26,8 @@ from openbell.sim.errors import (
     unprocessable,
 )
 from openbell.sim.feed import check_symbols, parse_timeframe
-
-if TYPE_CHECKING:
-    from openbell.sim.server import Simulator
+from openbell.sim.playback import next_open_close, played_sessions, session_number, sessions_between, to_utc_ns
+from openbell.sim.simulator import Simulator
 
 log = logging.getLogger(__name__)
 SIM: web.AppKey[Simulator] = web.AppKey("simulator")
@@ -243,8 +242,8 @@ async def cancel_order(request: web.Request) -> web.Response:
 
 
 async def clock(request: web.Request) -> web.Response:
-    now = request.app[SIM].clock.now()
-    is_open, nxt_open, nxt_close = nyse().next_open_close(now)
+    now = request.app[SIM].playback.now()
+    is_open, nxt_open, nxt_close = next_open_close(now)
     return jresp({
         "timestamp": now.isoformat(),
         "is_open": is_open,
@@ -264,21 +263,21 @@ def _q_date(request: web.Request, name: str) -> date | None:
 
 
 async def calendar(request: web.Request) -> web.Response:
-    cal = nyse()
-    start = _q_date(request, "start") or cal.days[0]
-    end = _q_date(request, "end") or cal.days[-1]
+    played = played_sessions()
+    start = _q_date(request, "start") or played[0].date
+    end = _q_date(request, "end") or played[-1].date
     if start > end:
         raise unprocessable("start must not be after end")
     out = []
-    for s in cal.sessions_between(start, end):
+    for s in sessions_between(start, end):
         o, c = s.open.astimezone(ET), s.close.astimezone(ET)
         out.append({
-            "date": s.day.isoformat(),
+            "date": s.date.isoformat(),
             "open": o.strftime("%H:%M"),
             "close": c.strftime("%H:%M"),
             "session_open": "0400",
             "session_close": "2000",
-            "settlement_date": cal.days[min(cal.index_of(s.day) + 1, len(cal.days) - 1)].isoformat(),  # type: ignore[operator]
+            "settlement_date": played[min(session_number(s.date) + 1, len(played) - 1)].date.isoformat(),  # type: ignore[operator]
         })
     return jresp(out)
 
@@ -332,7 +331,7 @@ def _bars_params(request: web.Request, symbols: list[str]) -> bytes:
     sim = request.app[SIM]
     q = request.query
     tf = parse_timeframe(q.get("timeframe", ""))
-    now = sim.clock.now()
+    now = sim.playback.now()
     start = q_time(request, "start") or datetime.combine(now.date(), time(0), tzinfo=ET)
     end = q_time(request, "end") or now
     if start > end:
@@ -365,19 +364,19 @@ async def stock_bars_single(request: web.Request) -> web.Response:
 async def latest_bars(request: web.Request) -> web.Response:
     sim = request.app[SIM]
     syms = check_symbols(sim.bars, request.query.get("symbols"))
-    return jresp({"bars": sim.bars.latest_bars(syms, to_utc_ns(sim.clock.now()))})
+    return jresp({"bars": sim.bars.latest_bars(syms, to_utc_ns(sim.playback.now()))})
 
 
 # -- simulator control -----------------------------------------------------------------------------
 
 
 async def sim_clock(request: web.Request) -> web.Response:
-    return jresp(request.app[SIM].clock.publish())
+    return jresp(request.app[SIM].playback.publish())
 
 
 async def sim_health(request: web.Request) -> web.Response:
     sim = request.app[SIM]
-    return jresp({"status": "ok", "market_time": sim.clock.now().isoformat(),
+    return jresp({"status": "ok", "market_time": sim.playback.now().isoformat(),
                   "data_connections": len(sim.data_hub.conns), "trade_connections": len(sim.trade_hub.conns),
                   "broker": dict(sim.broker.counters)})
 

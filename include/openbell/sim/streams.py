@@ -17,10 +17,11 @@ import msgpack
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from openbell.sim.clock import to_utc_ns
+from openbell.jsonutil import json_default
 from openbell.sim.faults import Faults
 from openbell.sim.feed import BarStore, bar_message
 from openbell.sim.market import NS_PER_MIN
+from openbell.sim.playback import to_utc_ns
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +44,13 @@ class DataConn:
         if self.binary:
             await self.ws.send_bytes(msgpack.packb(msgs))
         else:
-            await self.ws.send_str(json.dumps(msgs, default=_json_default))
+            await self.ws.send_str(json.dumps(msgs, default=json_default))
 
     def ack(self) -> dict[str, Any]:
         out: dict[str, Any] = {"T": "subscription"}
         for ch in CHANNELS:
             out[ch] = sorted(self.subs[ch])
         return out
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, msgpack.Timestamp):
-        return o.to_datetime().isoformat().replace("+00:00", "Z")
-    raise TypeError(type(o))
 
 
 class DataHub:

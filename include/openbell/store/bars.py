@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume", "trade_count", "vwap")
-REQUIRED = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
+# A frame of 1-minute bars, everywhere in openbell: bar start (aware UTC), symbol, OHLCV, then the two
+# columns a feed may lack. REQUIRED is what every bar must have (the first seven, in this order).
+BAR_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume", "trade_count", "vwap")
+REQUIRED = BAR_COLUMNS[:7]
 PRICES = ("open", "high", "low", "close")
 # Rejection reasons, in the order they are checked (a row counts under its first failing check).
 REASONS = (
@@ -192,7 +194,7 @@ def upsert_bars(engine: Engine, df: pd.DataFrame, source: str) -> UpsertResult:
         raise TypeError(f"bars must be a pandas DataFrame, got {type(df).__name__}")
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
-        raise ValueError(f"bars: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+        raise ValueError(f"bars: missing column(s) {', '.join(missing)}; expected {', '.join(BAR_COLUMNS)}")
     if not source:
         raise ValueError("bars: source is empty")
     received = len(df)
@@ -242,7 +244,7 @@ def load_bars(engine: Engine, symbols: Iterable[str], start: datetime, end: date
             with raw.cursor() as cur:
                 cur.execute(query, {"symbols": names, "start": start, "end": end})
                 rows = cur.fetchall()
-    frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+    frame = pd.DataFrame.from_records(rows, columns=list(BAR_COLUMNS))
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True).dt.as_unit("us")
     for name in ("open", "high", "low", "close", "volume", "vwap"):
         frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import json
 import logging
 import math
@@ -15,7 +13,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from openbell.pg import DatabaseUnavailable, redact, unavailable
+from openbell.dberrors import DatabaseUnavailable, redact, unavailable
+from openbell.jsonutil import json_default
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +39,6 @@ class SchemaOutOfDate(RuntimeError):
     """The database schema is not at the revision this code expects."""
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, set | frozenset | tuple):
-        return sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item):
-        return item()
-    tolist = getattr(value, "tolist", None)  # numpy arrays
-    if callable(tolist):
-        return tolist()
-    return str(value)
-
-
 def _finite(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -70,9 +53,9 @@ def json_dumps(value: Any) -> str:
     """JSON for JSONB columns: dates as ISO text, Decimal as text, numpy values as Python values,
     NaN and infinities as null (JSON has no such numbers)."""
     try:
-        return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
+        return json.dumps(value, default=json_default, allow_nan=False, separators=(",", ":"))
     except ValueError:
-        plain = json.loads(json.dumps(value, default=_json_default, separators=(",", ":")))
+        plain = json.loads(json.dumps(value, default=json_default, separators=(",", ":")))
         return json.dumps(_finite(plain), allow_nan=False, separators=(",", ":"))
 
 

@@ -40,9 +40,9 @@ CLOSE_POLICY = 1008
 
 
 def _state_url() -> str:
-    from openbell.steps import state_url
+    from openbell.workflow.hooks import StateDbHook
 
-    return state_url()
+    return StateDbHook().get_uri()
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -79,7 +79,7 @@ class TradingApp:
         """Connect to the state database and start listening (once per worker); 503 when it cannot."""
         async with self._lock:
             if self._runtime is None:
-                from openbell.pg import DatabaseUnavailable
+                from openbell.dberrors import DatabaseUnavailable
                 from openbell.store.db import make_engine
 
                 url = self.state_url or await asyncio.to_thread(_state_url)

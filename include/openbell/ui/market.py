@@ -69,7 +69,7 @@ class Market:
         config = self._config
 
         def ask() -> dict[str, float]:
-            from openbell.broker.reconcile import signed_qty
+            from openbell.broker.rows import signed_qty
 
             return {p.symbol: signed_qty(p) for p in config.trading_client().get_all_positions()}
 

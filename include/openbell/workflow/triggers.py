@@ -39,7 +39,7 @@ class MarketTimeTrigger(BaseTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
-            "openbell.triggers.MarketTimeTrigger",
+            f"{type(self).__module__}.{type(self).__qualname__}",  # openbell.workflow.triggers.MarketTimeTrigger
             {"target": self.target, "clock": self.clock, "lead_seconds": self.lead_seconds},
         )
 

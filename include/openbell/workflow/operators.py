@@ -10,10 +10,11 @@ from typing import Any, Literal, get_args
 from airflow.sdk import BaseOperator
 
 from openbell import calendar
-from openbell.alpaca import CONN_ID, AlpacaConfig
+from openbell.alpaca import CONN_ID
 from openbell.calendar import Session
 from openbell.clock import MarketClock, clock_for
-from openbell.triggers import MarketTimeTrigger, parse_market_time
+from openbell.workflow.hooks import AlpacaHook
+from openbell.workflow.triggers import MarketTimeTrigger, parse_market_time
 
 TargetAnchor = Literal["open", "close", "midday"]
 
@@ -67,7 +68,7 @@ class WaitForMarketTime(BaseOperator):
         self.conn_id = conn_id
 
     def _clock(self) -> MarketClock:
-        return clock_for(AlpacaConfig.from_airflow(self.conn_id))
+        return clock_for(AlpacaHook(alpaca_conn_id=self.conn_id).get_conn())
 
     def target_for(self, context: Any) -> datetime:
         """The target market time of the run in ``context``."""

@@ -7,7 +7,6 @@ never holds credentials) and records its start and end in the step ledger, whate
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,14 +19,13 @@ from sqlalchemy import Engine
 from openbell.alpaca import AlpacaConfig
 from openbell.calendar import Session, et_date, session_for_run
 from openbell.clock import MarketClock, clock_for
-from openbell.operators import WaitForMarketTime
 from openbell.params import RunParams
 from openbell.store import ledger
 from openbell.store.db import ensure_current, make_engine
+from openbell.workflow.hooks import AlpacaHook, StateDbHook
+from openbell.workflow.operators import WaitForMarketTime
 
 log = logging.getLogger(__name__)
-
-STATE_CONN_ID = "openbell_db"
 
 
 class SkipStep(Exception):
@@ -81,28 +79,9 @@ class StepContext:
 
 
 def state_url() -> str:
-    """The state database URL: the ``openbell_db`` Airflow connection, else ``OPENBELL_DATABASE_URL``.
-
-    The fallback applies only when the connection is not defined. Any other failure of the lookup
-    raises: advisory locks are per database, so two attempts on two databases could both trade.
-    """
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        conn = BaseHook.get_connection(STATE_CONN_ID)
-    except AirflowNotFoundException:
-        url = os.environ.get("OPENBELL_DATABASE_URL")
-        if not url:
-            raise RuntimeError(
-                f"no state database: define the Airflow connection {STATE_CONN_ID!r} or OPENBELL_DATABASE_URL"
-            ) from None
-        return url
-    uri = conn.get_uri()
-    for prefix in ("postgres://", "postgresql://"):
-        if uri.startswith(prefix):
-            return "postgresql+psycopg2://" + uri[len(prefix) :]
-    return uri
+    """The state database URL (:class:`~openbell.workflow.hooks.StateDbHook`: the ``openbell_db``
+    connection, ``OPENBELL_DATABASE_URL`` only when that connection is not defined)."""
+    return StateDbHook().get_uri()
 
 
 def from_airflow(context: dict[str, Any]) -> StepContext:
@@ -115,7 +94,7 @@ def from_airflow(context: dict[str, Any]) -> StepContext:
         run_id=dag_run.run_id,
         attempt=int(getattr(ti, "try_number", 1) or 1),
         run_type=str(getattr(dag_run.run_type, "value", dag_run.run_type)),
-        config_factory=AlpacaConfig.from_airflow,
+        config_factory=AlpacaHook().get_conn,
         state_url=state_url(),
     )
 

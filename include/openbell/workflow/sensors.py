@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
-from openbell import steps
+from openbell.workflow import steps
 
 
 class LiveTradingSensor(BaseSensorOperator):

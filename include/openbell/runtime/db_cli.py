@@ -1,15 +1,18 @@
-"""``openbell db``: manage openbell's state database."""
+"""``openbell db``: manage openbell's state database (the embedded one under :func:`openbell.paths.home_dir`
+unless a URL is given)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from openbell.pg import DatabaseUnavailable, EmbeddedPostgresError, default_home, redact, resolve_urls
+from openbell.dberrors import DatabaseUnavailable, redact
+from openbell.paths import home_dir
+from openbell.pg import EmbeddedPostgresError, resolve_urls
 
 
 def _state_url(url: str | None) -> str:
-    return url or resolve_urls(default_home())[0]
+    return url or resolve_urls(home_dir())[0]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,123 @@
+"""Bars into minutes: streamed and refilled bars checked, stored and kept for their minute's decision.
+
+The :class:`MinuteBook` holds the bars of minutes not decided yet; a bar for a minute already decided
+(late) is stored but not decided on. A minute the stream leaves incomplete is refilled by REST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from openbell.alpaca import AlpacaConfig, error_message
+from openbell.clock import MarketClock
+from openbell.marketdata import Window, fetch_bars
+from openbell.session.barcheck import BarCheck
+from openbell.session.minutes import MINUTE, MinuteBook, floor_minute, frame_bars
+from openbell.session.recording import Recorder
+from openbell.session.report import SessionReport
+from openbell.session.threads import Threads
+from openbell.strategy import Bar
+
+log = logging.getLogger(__name__)
+
+
+class MinuteFeed:
+    """The minutes to decide, fed by the bar stream (``streamed``) and by REST refills (``refill``)."""
+
+    book: MinuteBook  # set by ``start``, once the first minute to decide is known
+    minute_ready: asyncio.Event  # attached when the session runs: set when a streamed bar completes a minute
+
+    def __init__(
+        self,
+        threads: Threads,
+        recorder: Recorder,
+        report: SessionReport,
+        *,
+        config: AlpacaConfig,
+        universe: Sequence[str],
+        clock: MarketClock,
+        grace: timedelta,
+        wall_grace: float,
+    ) -> None:
+        self._threads = threads
+        self._recorder = recorder
+        self._report = report
+        self._config = config
+        self._universe = universe
+        self._clock = clock
+        self._grace = grace
+        self._wall_grace = wall_grace
+        self.barcheck = BarCheck()
+        self.refilled: set[datetime] = set()  # minutes completed by a refill (no latency to measure)
+
+    def start(self, minute: datetime) -> None:
+        """Decide minutes from ``minute`` on."""
+        self.book = MinuteBook(self._universe, minute)
+
+    def streamed(self, bar: Bar, trade_count: Any, vwap: Any) -> None:
+        """A bar from the stream; wakes the loop when it completes a minute."""
+        if self.take(bar, "stream", trade_count, vwap) and self.book.complete(bar.ts):
+            self.minute_ready.set()  # the next minute, or a later one that overtook it
+
+    def take(self, bar: Bar, source: str, trade_count: Any, vwap: Any) -> bool:
+        """A streamed or refilled bar: checked, stored, and kept for its minute's decision unless that
+        minute was decided already (a late bar is stored, not decided on). True when kept."""
+        late = bar.ts < self.book.next_minute
+        reason = self.barcheck.shape_refusal(bar) if late else self.barcheck.refusal(bar)
+        if reason is not None:
+            self._report.bars_refused += 1
+            payload = {"symbol": bar.symbol, "ts": bar.ts, "source": source, "reason": reason,
+                       "bar": [bar.open, bar.high, bar.low, bar.close, bar.volume]}
+            log.warning("bar refused: %s %s: %s", bar.symbol, bar.ts, reason)
+            self._recorder.event("bar_refused", payload)
+            return False
+        kept = self.book.add(bar)
+        if kept or late:
+            self._report.late_bars_stored += late
+            self._recorder.bar(bar, source, trade_count, vwap)
+        return kept
+
+    async def wait(self, t: datetime) -> None:
+        """Until ``t`` is complete, its deadline passed, or the stream completed a later minute
+        (``t``'s missing bars will not come; waiting would only delay the later one)."""
+        due = t + MINUTE + self._grace
+        await self._clock.anow()  # refresh the sim mapping without blocking the loop
+        while not self.book.complete(t) and not self.book.overtaken(t):
+            remaining = self._clock.wall_deadline(due) + self._wall_grace - time.time()
+            if remaining <= 0:
+                return
+            self.minute_ready.clear()
+            if self.book.complete(t) or self.book.overtaken(t):
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.minute_ready.wait(), timeout=min(remaining, 1.0))
+
+    async def refill(self, t: datetime) -> bool:
+        """Fetch through REST every completed minute from ``t`` missing from the stream."""
+        now = await self._clock.anow()
+        end = max(t + MINUTE, floor_minute(now))
+        missing = sorted(self.book.missing(t))
+        try:
+            frame = await asyncio.get_running_loop().run_in_executor(
+                self._threads.pool, fetch_bars, self._config, self._universe, Window(t, end)
+            )
+        except Exception as exc:
+            reason = error_message(exc)
+            log.warning("refill of %s failed: %s", t, reason)
+            self._recorder.event("refill_failed", {"minute": t, "error": reason})
+            return True
+        added = 0
+        for bar in frame_bars(frame):
+            if self.take(bar, "rest", None, None):
+                self.refilled.add(bar.ts)
+                added += 1
+        self._report.refills += 1
+        self._report.refilled_bars += added
+        self._recorder.event("refill", {"minute": t, "until": end, "missing": missing, "bars": added})
+        return True

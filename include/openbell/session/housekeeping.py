@@ -1,0 +1,132 @@
+"""Chores between minutes, on the helper pool: risk logs, garbage collection, the session lock, the
+simulator clock's mapping, the session phase, parameter reloads, order lookups and the broker sync.
+
+Started ``HOUSEKEEPING_DELAY`` after a decision so it does not compete with the orders going out; at
+most one round runs at a time. The automatic garbage collector is off while trading (:func:`pause_gc`):
+collections happen here.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import date
+
+from sqlalchemy import Engine
+
+from openbell.alpaca import error_message
+from openbell.clock import MarketClock
+from openbell.session.fence import Fencing
+from openbell.session.phasewatch import WINDING_DOWN
+from openbell.session.reload import Minutes, ParamReload
+from openbell.session.report import SessionReport
+from openbell.session.sync import BrokerSync
+from openbell.session.threads import Threads
+from openbell.store.sessions import get_phase
+from openbell.strategy import RiskGate
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_DELAY = 0.02  # wall seconds after a decision
+FULL_GC_EVERY = 30  # decisions between full collections (the others collect the young generations)
+CLOCK_REFRESH = 4.0  # wall seconds; a simulator clock goes stale (and is read on the loop) after 5 s
+
+
+def pause_gc() -> bool:
+    """Move what preparation built out of the collector's way and collect only between minutes: a full
+    collection of that heap stops every thread for tens of ms. Returns whether automatic collection was on."""
+    was_on = gc.isenabled()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    return was_on
+
+
+class Housekeeping:
+    """One round of chores after each decision (``tick``), when the previous round is done.
+
+    ``on_winding_down(phase)`` is called on the loop when Postgres says the session is liquidating or
+    closed; ``params`` is None when the run fixed its parameters (no reload).
+    """
+
+    def __init__(
+        self,
+        threads: Threads,
+        report: SessionReport,
+        *,
+        gate: RiskGate,
+        fencing: Fencing,
+        clock: MarketClock,
+        engine: Engine,
+        session_date: date,
+        params: ParamReload | None,
+        sync: BrokerSync,
+        working_since: dict[str, int],
+        sync_every: int,
+        on_winding_down: Callable[[str], None],
+    ) -> None:
+        self._threads = threads
+        self._report = report
+        self._gate = gate
+        self._fencing = fencing
+        self._clock = clock
+        self._engine = engine
+        self.d = session_date
+        self._params = params
+        self._sync = sync
+        self._working_since = working_since
+        self._sync_every = sync_every
+        self._on_winding_down = on_winding_down
+        self._busy = False
+        self._clock_read = -math.inf
+
+    def tick(self, seq: int, today: Minutes) -> None:
+        """On the loop, after a decision: schedule a round (``seq`` is the next decision's number)."""
+        if self._busy:
+            return
+        self._busy = True
+        snapshot = list(today)
+        sync = self._report.decisions % self._sync_every == 0
+        stale = [c for c, s in self._working_since.items() if seq - s >= 2]
+        # started a moment later so it does not compete with the orders going out for a CPU
+        self._threads.loop.call_later(HOUSEKEEPING_DELAY, self._start, snapshot, sync, stale)
+
+    def _start(self, snapshot: Minutes, sync: bool, stale: list[str]) -> None:
+        if not self._threads.submit(self._run, snapshot, sync, stale):
+            self._busy = False
+
+    def _run(self, snapshot: Minutes, sync: bool, stale: list[str]) -> None:
+        try:
+            self._gate.flush_logs()
+            # the automatic collector is off while trading: collect here, between minutes
+            gc.collect(2 if self._report.decisions % FULL_GC_EVERY == 0 else 1)
+            self._fencing.check()
+            self._refresh_clock()
+            phase = get_phase(self._engine, self.d)
+            if phase in WINDING_DOWN:
+                self._threads.loop.call_soon_threadsafe(self._on_winding_down, phase)
+            if self._params is not None:
+                self._params.check(snapshot)
+            if stale:
+                self._sync.poll_orders(stale)
+            if sync:
+                self._sync.sync_account()
+        except Exception as exc:  # a chore failing must not stop trading
+            log.warning("housekeeping failed: %s", error_message(exc))
+        finally:
+            self._busy = False
+
+    def _refresh_clock(self) -> None:
+        """Read a simulator's clock mapping here, between minutes, before it goes stale: a refresh
+        costs tens of milliseconds of CPU that the event loop would otherwise pay mid-decision."""
+        refresh = getattr(self._clock, "refresh", None)
+        if refresh is None or time.monotonic() - self._clock_read < CLOCK_REFRESH:
+            return
+        self._clock_read = time.monotonic()
+        try:
+            refresh()
+        except Exception as exc:  # the loop's own reads retry and report it
+            log.debug("clock refresh failed: %s", error_message(exc))

@@ -1,0 +1,123 @@
+"""Preparation before the loop trades (blocking): reconcile with the broker, the warmup's bars with no
+gap at the open, the account as the broker holds it, and the day's starting equity for the loss limit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import cast
+
+import pandas as pd
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.models import Order, Position, TradeAccount
+from alpaca.trading.requests import GetOrdersRequest
+from sqlalchemy import Engine, text
+
+from openbell import alpaca as ob_alpaca
+from openbell.alpaca import AlpacaConfig
+from openbell.broker import book
+from openbell.broker.ids import parse_client_order_id
+from openbell.broker.reconcile import ReconcileReport, reconcile
+from openbell.broker.rows import signed_qty
+from openbell.calendar import Session, previous_sessions
+from openbell.marketdata import Window, fetch_bars
+from openbell.session.barcheck import BarCheck
+from openbell.session.minutes import frame_bars
+from openbell.session.phasewatch import WINDING_DOWN
+from openbell.session.portfolio import Portfolio
+from openbell.session.report import SessionReport
+from openbell.store.bars import load_bars, upsert_bars
+from openbell.store.sessions import get_phase, set_phase
+from openbell.strategy import Bar, RiskGate
+
+
+class Preparation:
+    """The steps of a live attempt's preparation, in the order :meth:`LiveSession.prepare` runs them."""
+
+    def __init__(
+        self,
+        config: AlpacaConfig,
+        engine: Engine,
+        session: Session,
+        universe: Sequence[str],
+        report: SessionReport,
+        *,
+        warmup_sessions: int,
+    ) -> None:
+        self._config = config
+        self._engine = engine
+        self._session = session
+        self.d = session.date
+        self._universe = universe
+        self._report = report
+        self._warmup_sessions = warmup_sessions
+
+    def reconcile(self) -> tuple[int, bool]:
+        """Reconcile the book with the broker and open the session's phase; returns the next decision's
+        sequence number (continuing earlier attempts') and whether the session is already liquidating."""
+        phase = get_phase(self._engine, self.d)
+        winding_down = phase in WINDING_DOWN  # leave the liquidation's orders alone
+        rec: ReconcileReport = reconcile(self._config, self._engine, self.d, cancel_foreign=not winding_down)
+        self._report.reconcile = rec.as_dict()
+        with self._engine.connect() as conn:
+            seq = max(rec.max_decision_seq, book.max_decision_seq(conn, self.d)) + 1
+        if phase in (None, "pre_open"):
+            s = self._session
+            set_phase(self._engine, self.d, "trading", open_at=s.open, close_at=s.close)
+        return seq, phase in WINDING_DOWN
+
+    def history(self, until: datetime) -> list[Bar]:
+        """Stored bars of the last sessions and today before ``until``; today's holes fetched by REST."""
+        prior = previous_sessions(self.d, self._warmup_sessions)
+        start = prior[0].open if prior else self._session.open
+        frame = load_bars(self._engine, self._universe, start, until)
+        expected = [m for m in self._session.minutes() if m < pd.Timestamp(until)]
+        if expected:
+            today = frame[frame["timestamp"] >= pd.Timestamp(self._session.open)]
+            have = set(zip(today["symbol"], today["timestamp"], strict=True))
+            holes = [m for m in expected for s in self._universe if (s, m) not in have]
+            if holes:
+                lo = min(holes).to_pydatetime()
+                fetched = fetch_bars(self._config, self._universe, Window(lo, until))
+                if len(fetched):
+                    upsert_bars(self._engine, fetched, source="rest")
+                    self._report.refills += 1
+                    self._report.refilled_bars += len(fetched)
+                    frame = load_bars(self._engine, self._universe, start, until)
+        frame = frame.sort_values(["timestamp", "symbol"], kind="stable")
+        return frame_bars(frame)
+
+    def load_account(
+        self, portfolio: Portfolio, working_since: dict[str, int], barcheck: BarCheck, warm_bars: list[Bar]
+    ) -> None:
+        """The broker's cash, positions and open orders; last prices from the warmup (else the broker)."""
+        client = self._config.trading_client()
+        account = cast(TradeAccount, ob_alpaca.call(client.get_account, what="get_account"))
+        positions = cast("list[Position]", ob_alpaca.call(client.get_all_positions, what="get_all_positions"))
+        portfolio.cash = float(account.cash)
+        for b in warm_bars:
+            portfolio.prices[b.symbol] = b.close  # bars are in time order per symbol
+        barcheck.last.update(portfolio.prices)
+        for p in positions:
+            portfolio.positions[p.symbol] = signed_qty(p)
+            if p.current_price is not None and p.symbol not in portfolio.prices:
+                portfolio.prices[p.symbol] = float(p.current_price)
+        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500)
+        for o in cast("list[Order]", ob_alpaca.call(client.get_orders, request, what="get_orders(open)")):
+            # an order still working from an earlier attempt (or the liquidation) counts as working
+            side = str(getattr(o.side, "value", o.side))
+            qty = float(o.qty) if o.qty is not None else 0.0
+            portfolio.adopt_working(o.client_order_id, o.symbol or "", side, qty, float(o.filled_qty or 0))
+            key = parse_client_order_id(o.client_order_id)
+            working_since[o.client_order_id] = key.decision_seq if key else -2
+
+    def start_day(self, gate: RiskGate, portfolio: Portfolio) -> None:
+        """The loss limit counts from the day's first recorded equity (the portfolio's when there is none)."""
+        if gate.day_start_equity is not None:
+            return
+        with self._engine.connect() as conn:
+            first = conn.execute(
+                text("SELECT equity FROM equity WHERE session_date = :d ORDER BY ts LIMIT 1"),
+                {"d": self.d},
+            ).scalar()
+        gate.start_day(float(first) if first else max(portfolio.equity(), 1.0))

@@ -1,0 +1,62 @@
+"""What one live attempt reports: the step's summary, counted as the session runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class SessionReport:
+    """The live step's summary."""
+
+    session_date: str
+    bars: int = 0
+    decisions: int = 0
+    orders: int = 0
+    rejected: int = 0
+    fills: int = 0
+    reconnects: int = 0
+    stream_restarts: int = 0
+    refills: int = 0
+    refilled_bars: int = 0
+    orders_deferred: int = 0
+    orders_held: int = 0  # wanted, but held at the trading cut-off or once the session was liquidating
+    orders_not_sent: int = 0  # unknown outcome, unknown to the broker after a grace: never sent
+    orders_resent: int = 0  # such an order sent again under its own client_order_id
+    bars_refused: int = 0
+    late_bars_stored: int = 0
+    trade_updates_unparsed: int = 0
+    fills_recovered: int = 0
+    trade_stream_reconnects: int = 0
+    first_seq: int | None = None
+    first_live_decision_at: str | None = None  # wall time (UTC) of the first decision on a streamed minute
+    fence_pauses: int = 0
+    last_seq: int | None = None
+    param_versions: list[int | None] = field(default_factory=list)
+    params_refused: int = 0
+    liquidating_seen: bool = False
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    latency_samples: int = 0
+    answered_p50_ms: float | None = None
+    answered_p99_ms: float | None = None
+    start_equity: float | None = None
+    end_equity: float | None = None
+    writer: dict[str, int] = field(default_factory=dict)
+    reconcile: dict[str, Any] = field(default_factory=dict)
+    risk_clips: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile of ``values`` (nearest rank), rounded to 3 decimals."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))
+    return round(ordered[k], 3)

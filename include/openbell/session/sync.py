@@ -1,0 +1,158 @@
+"""The broker's word, between minutes: order lookups, missed fills recovered, the account synced and the
+position book corrected. Broker calls run on the helper pool; what they find is applied on the loop."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import date
+from typing import cast
+
+from alpaca.trading.models import Order, Position, TradeAccount
+from sqlalchemy import Connection
+
+from openbell import alpaca as ob_alpaca
+from openbell.alpaca import AlpacaConfig, error_message
+from openbell.broker import book
+from openbell.broker.journal import event
+from openbell.broker.orders import find_order
+from openbell.broker.reconcile import broker_session_orders
+from openbell.broker.rows import signed_qty
+from openbell.broker.updates import recover_fills
+from openbell.session.portfolio import Portfolio
+from openbell.session.recording import Recorder
+from openbell.session.report import SessionReport
+from openbell.session.threads import Threads
+
+log = logging.getLogger(__name__)
+
+FINAL = book.FINAL_STATUSES
+
+
+class BrokerSync:
+    """Keeps the portfolio and the position book in line with the broker.
+
+    ``on_absent(client_order_id, monotonic_time)`` is called on the loop when the broker answers 404 for
+    an order (see :meth:`openbell.session.dispatch.Dispatcher.order_absent`).
+    """
+
+    def __init__(
+        self,
+        threads: Threads,
+        recorder: Recorder,
+        portfolio: Portfolio,
+        working_since: dict[str, int],
+        report: SessionReport,
+        *,
+        config: AlpacaConfig,
+        session_date: date,
+        on_absent: Callable[[str, float], None],
+    ) -> None:
+        self._threads = threads
+        self._recorder = recorder
+        self._portfolio = portfolio
+        self._working_since = working_since
+        self._report = report
+        self._config = config
+        self.d = session_date
+        self._on_absent = on_absent
+        self._recovered: set[str] = set()  # execution ids of fills recovered (counted once)
+
+    # -- on the loop ------------------------------------------------------------------------------
+
+    def start_lookup(self, coid: str) -> None:
+        """Ask the broker for one order (an update of it could not be read); no id: every order."""
+        if coid:
+            self._threads.submit(self.poll_orders, [coid])
+        else:
+            self._threads.submit(self.recover_orders)
+
+    def start_recovery(self) -> None:
+        """After the trade stream reconnected: look for the fills it missed."""
+        self._threads.submit(self.recover_orders)
+
+    def apply_sync(self, cash: float, positions: dict[str, float]) -> None:
+        """The broker's cash and positions replace the portfolio's, unless orders are in flight."""
+        if self._portfolio.working:  # orders in flight: the snapshot may predate their fills
+            return
+        self._portfolio.cash = cash
+        self._portfolio.positions = positions
+        self._recorder.write(lambda conn: self._correct_book(conn, positions))
+
+    def _order_polled(self, order: Order) -> None:
+        """The broker's view of one order: final states end it, missed fills are recovered once."""
+        portfolio = self._portfolio
+        coid = order.client_order_id
+        status = str(getattr(order.status, "value", order.status))
+        side = str(getattr(order.side, "value", order.side))
+        ours = coid in portfolio.filled  # sent (or adopted) by this attempt: memory moves too
+        cum = float(order.filled_qty or 0)
+        if ours and cum > portfolio.filled.get(coid, 0.0):
+            portfolio.recover(coid, order.symbol or "", side, cum, float(order.filled_avg_price or 0))
+        if status in FINAL:
+            portfolio.order_done(coid)
+            self._working_since.pop(coid, None)
+        elif ours and coid in portfolio.working and order.qty is not None:
+            remaining = float(order.qty) - cum
+            portfolio.working[coid].signed_qty = remaining if side == "buy" else -remaining
+
+        def write(conn: Connection) -> None:
+            # the position book moves with a recovered fill only for an order this attempt tracks:
+            # for the others the broker sync sets the book
+            found = recover_fills(conn, self.d, order, move_book=ours)
+            if found is not None:
+                self._recovered.add(found.execution_id)  # counted by id: a retried batch runs this again
+                self._report.fills_recovered = len(self._recovered)
+                log.warning("recovered %g %s of %s missed by the trade stream", found.qty, found.symbol, coid)
+                event(conn, self.d, "fill_recovered", {
+                    "client_order_id": coid, "execution_id": found.execution_id, "qty": found.qty,
+                    "price": found.price})
+
+        self._recorder.write(write)
+
+    # -- on a helper thread -----------------------------------------------------------------------
+
+    def poll_orders(self, coids: list[str]) -> None:
+        """Ask the broker for each order by its client_order_id."""
+        client = self._config.trading_client()
+        loop = self._threads.loop
+        for coid in coids:
+            try:
+                order = find_order(client, coid)
+            except Exception as exc:
+                log.warning("lookup of %s failed: %s", coid, error_message(exc))
+                continue
+            if order is not None:
+                loop.call_soon_threadsafe(self._order_polled, order)
+            else:
+                loop.call_soon_threadsafe(self._on_absent, coid, time.monotonic())
+
+    def recover_orders(self) -> None:
+        """After the trade stream reconnects: every order of the session, for fills it missed."""
+        try:
+            orders = broker_session_orders(self._config, self.d)
+        except Exception as exc:
+            log.warning("order recovery after a trade-stream reconnect failed: %s", error_message(exc))
+            return
+        for order in orders:
+            self._threads.loop.call_soon_threadsafe(self._order_polled, order)
+
+    def sync_account(self) -> None:
+        """Read the broker's cash and positions; applied on the loop."""
+        client = self._config.trading_client()
+        account = cast(TradeAccount, ob_alpaca.call(client.get_account, what="get_account"))
+        positions = {p.symbol: signed_qty(p) for p in cast("list[Position]", ob_alpaca.call(client.get_all_positions))}
+        self._threads.loop.call_soon_threadsafe(self.apply_sync, float(account.cash), positions)
+
+    # -- on the writer's thread -------------------------------------------------------------------
+
+    def _correct_book(self, conn: Connection, positions: dict[str, float]) -> None:
+        """The broker wins: fills the trade stream never delivered still end up in the position book."""
+        held = book.book_positions(conn, self.d)
+        for symbol in sorted(set(held) | set(positions)):
+            qty, origin = held.get(symbol, (0.0, "adopted"))
+            broker_qty = positions.get(symbol, 0.0)
+            if abs(qty - broker_qty) > 1e-9:
+                book.set_position(conn, self.d, symbol, broker_qty, None, origin)
+                event(conn, self.d, "book_corrected", {"symbol": symbol, "postgres_qty": qty, "broker_qty": broker_qty})

@@ -1,0 +1,245 @@
+"""The package's import graph: no cycle anywhere, and nothing imported upward.
+
+Every module under ``include/openbell`` is parsed with :mod:`ast` (nothing is imported). An edge A -> B is
+any ``import`` of B in A, at module level, inside a function or under ``if TYPE_CHECKING`` alike: a
+function-level import only hides a cycle, it does not break it. ``from P import name`` is an edge to the
+submodule ``P.name`` when there is one, else to ``P``. Importing ``a.b.c`` also runs ``a/__init__``; those
+implicit edges are not counted, so a package ``__init__`` that re-exports its modules is no cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+PACKAGE = "openbell"
+ROOT = Path(__file__).resolve().parents[1] / "include"
+
+# Leaves: modules any part may use because they import nothing of openbell.
+LEAVES = ("openbell.calendar", "openbell.clock", "openbell.paths", "openbell.jsonutil", "openbell.dberrors")
+
+
+@dataclass(frozen=True)
+class Edge:
+    importer: str
+    imported: str
+    path: Path
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.importer} -> {self.imported} ({self.path.relative_to(ROOT.parent)}:{self.line})"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+@cache
+def modules() -> dict[str, Path]:
+    """Every module of the package by dotted name."""
+    return {_module_name(p): p for p in sorted((ROOT / PACKAGE).rglob("*.py")) if "__pycache__" not in p.parts}
+
+
+def _imported_names(node: ast.Import | ast.ImportFrom, module: str, is_package: bool) -> Iterable[str]:
+    if isinstance(node, ast.Import):
+        yield from (alias.name for alias in node.names)
+        return
+    if node.level:  # relative: resolve against the importing module's package
+        base = module.split(".") if is_package else module.split(".")[:-1]
+        base = base[: len(base) - (node.level - 1)]
+        source = ".".join(base + ([node.module] if node.module else []))
+    else:
+        source = node.module or ""
+    for alias in node.names:
+        yield f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules() else source
+
+
+def _owner(name: str) -> str | None:
+    """The package module ``name`` denotes (``a.b.Thing`` -> ``a.b``), or None outside the package."""
+    while name:
+        if name in modules():
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+@cache
+def edges() -> tuple[Edge, ...]:
+    """Every import of a package module by another, with where it is written."""
+    found: dict[tuple[str, str], Edge] = {}
+    for module, path in modules().items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            for name in _imported_names(node, module, path.name == "__init__.py"):
+                target = _owner(name)
+                if target is not None and target != module and (module, target) not in found:
+                    found[(module, target)] = Edge(module, target, path, node.lineno)
+    return tuple(sorted(found.values(), key=lambda e: (e.importer, e.imported)))
+
+
+def _graph() -> dict[str, list[Edge]]:
+    graph: dict[str, list[Edge]] = {m: [] for m in modules()}
+    for edge in edges():
+        graph[edge.importer].append(edge)
+    return graph
+
+
+def _strongly_connected(graph: dict[str, list[Edge]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative: the components with more than one module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            if i < len(graph[node]):
+                work.append((node, i + 1))
+                nxt = graph[node][i].imported
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def _a_cycle(graph: dict[str, list[Edge]], component: list[str]) -> list[Edge]:
+    """One concrete cycle through the component's first module (breadth first: the shortest)."""
+    members = set(component)
+    start = component[0]
+    came: dict[str, Edge] = {}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        for edge in graph[node]:
+            if edge.imported not in members:
+                continue
+            if edge.imported == start:
+                path = [edge]
+                while path[0].importer != start:
+                    path.insert(0, came[path[0].importer])
+                return path
+            if edge.imported not in came:
+                came[edge.imported] = edge
+                queue.append(edge.imported)
+    raise AssertionError(f"no cycle through {start} in {component}")
+
+
+def import_cycles() -> list[list[Edge]]:
+    """One cycle per strongly connected component of the import graph."""
+    graph = _graph()
+    return [_a_cycle(graph, component) for component in _strongly_connected(graph)]
+
+
+def _outside(allowed: Iterable[str], importers: Iterable[str]) -> list[Edge]:
+    """Edges from ``importers`` to package modules not in (or under) ``allowed``."""
+    ok = tuple(allowed)
+    wanted = set(importers)
+    return [e for e in edges() if e.importer in wanted and not any(
+        e.imported == a or e.imported.startswith(a + ".") for a in ok)]
+
+
+def _under(prefix: str) -> list[str]:
+    return [m for m in modules() if m == prefix or m.startswith(prefix + ".")]
+
+
+def _listing(found: Iterable[object]) -> str:
+    return "\n  ".join(str(f) for f in found)
+
+
+# -- the graph ------------------------------------------------------------------------------------------
+
+
+def test_the_graph_sees_every_kind_of_import() -> None:
+    names = {(e.importer, e.imported) for e in edges()}
+    assert len(modules()) > 50
+    assert ("openbell.sim.server", "openbell.sim.rest") in names  # from openbell.sim import rest
+    assert ("openbell.store.db", "openbell.dberrors") in names  # module level
+    assert ("openbell.runtime.db_cli", "openbell.store.db") in names  # function level
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    cycles = import_cycles()
+    report = "\n".join(f"- {' | '.join(str(e) for e in cycle)}" for cycle in cycles)
+    assert not cycles, (
+        f"{len(cycles)} import cycle(s) in the openbell package (importer -> imported, file:line). Break each by "
+        f"moving what both sides need into a module below both; a function-level import does not count as a "
+        f"fix.\n{report}"
+    )
+
+
+# -- nothing imported upward ----------------------------------------------------------------------------
+
+
+def test_leaves_import_nothing_of_openbell() -> None:
+    found = _outside((), LEAVES)
+    assert not found, "leaf modules must import nothing of openbell:\n  " + _listing(found)
+
+
+def test_the_store_imports_only_the_store_and_leaves() -> None:
+    """The store sits below the trading core and the tools: no embedded-Postgres tool, no runtime."""
+    found = _outside(("openbell.store", *LEAVES), _under("openbell.store"))
+    assert not found, "openbell.store imports from above it:\n  " + _listing(found)
+
+
+def test_the_simulator_imports_nothing_of_the_core() -> None:
+    """A wire-level test double: the simulator uses leaves (the NYSE calendar, the JSON encoder) and the CPU
+    scheduling helper; only its test harness (SimProcess) builds client settings with openbell.alpaca."""
+    allowed = ("openbell.sim", "openbell.sched", *LEAVES)
+    harness = "openbell.sim.testing"
+    found = _outside(allowed, [m for m in _under("openbell.sim") if m != harness])
+    found += _outside((*allowed, "openbell.alpaca"), [harness])
+    assert not found, "the simulator imports openbell's core:\n  " + _listing(found)
+
+
+def test_the_embedded_postgres_tool_imports_only_leaves() -> None:
+    found = _outside(LEAVES, ["openbell.pg"])
+    assert not found, "openbell.pg imports from above it:\n  " + _listing(found)
+
+
+def test_only_commands_import_the_embedded_postgres_tool() -> None:
+    """openbell.pg starts servers: the commands (runtime/, report) use it; everything else meets the database
+    through a URL and openbell.dberrors (DatabaseUnavailable, redact)."""
+    commands = ("openbell.runtime", "openbell.report")
+    found = [e for e in edges() if e.imported == "openbell.pg"
+             and not any(e.importer == c or e.importer.startswith(c + ".") for c in commands)]
+    assert not found, ("only the commands may import openbell.pg; import DatabaseUnavailable/redact from "
+                       "openbell.dberrors instead:\n  " + _listing(found))
+
+
+def test_nothing_imports_the_commands() -> None:
+    """runtime/ (demo, drills, the local stack, openbell db) and the CLI sit on top: nothing below imports them."""
+    top = ("openbell.runtime", "openbell.cli")
+    found = [e for e in edges() if any(e.imported == t or e.imported.startswith(t + ".") for t in top)
+             and not any(e.importer == t or e.importer.startswith(t + ".") for t in top)]
+    assert not found, "modules import the commands above them:\n  " + _listing(found)

@@ -1,0 +1,195 @@
+"""The one retry policy (openbell.alpaca.retrying) as call(), find_order() and submit() use it: which
+failures are retried, how often, what is never retried or resent, and the log lines. Fakes only."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import requests
+from alpaca.common.exceptions import APIError
+
+from openbell import alpaca as ob_alpaca
+from openbell.alpaca import CredentialsError, call, jittered_backoff, retrying
+from openbell.broker.orders import find_order, submit
+
+
+def api_error(status: int, message: str = "boom") -> APIError:
+    return APIError(json.dumps({"code": status, "message": message}),
+                    SimpleNamespace(response=SimpleNamespace(status_code=status), request=None))
+
+
+@pytest.fixture(autouse=True)
+def no_sleep(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
+    slept: list[float] = []
+    monkeypatch.setattr("time.sleep", slept.append)
+    yield slept
+
+
+def failing(*errors: BaseException, result: Any = "ok") -> Any:
+    """A callable raising ``errors`` one per call, then returning ``result``; ``.calls`` counts calls."""
+    todo = list(errors)
+
+    def fn(*args: Any, **kwargs: Any) -> Any:
+        fn.calls += 1  # type: ignore[attr-defined]
+        if todo:
+            raise todo.pop(0)
+        return result
+
+    fn.calls = 0  # type: ignore[attr-defined]
+    return fn
+
+
+def test_backoff_doubles_to_its_cap_with_jitter_in_half_to_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    wait = jittered_backoff(0.25, 8.0)
+    for jitter, factor in ((0.0, 0.5), (0.999999, 1.0)):
+        monkeypatch.setattr(ob_alpaca.random, "random", lambda j=jitter: j)
+        got = [wait(SimpleNamespace(attempt_number=n)) for n in range(1, 8)]  # type: ignore[arg-type]
+        assert got == pytest.approx([min(8.0, 0.25 * 2 ** (n - 1)) * factor for n in range(1, 8)], rel=1e-5)
+
+
+def test_call_retries_transient_failures_and_logs_each_retry(no_sleep: list[float],
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    fn = failing(api_error(429), api_error(503), requests.ConnectionError("reset"), requests.Timeout("slow"))
+    with caplog.at_level(logging.WARNING, logger="openbell.alpaca"):
+        assert call(fn, what="get_account") == "ok"
+    assert fn.calls == 5 and len(no_sleep) == 4
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4 and lines[0].startswith("get_account failed (boom), retry 1/5 in ")
+    assert lines[3].startswith("get_account failed (Timeout: slow), retry 4/5 in ")
+
+
+def test_call_gives_up_after_its_attempts_with_the_last_error() -> None:
+    fn = failing(*(api_error(500, f"e{i}") for i in range(6)))
+    with pytest.raises(APIError, match="e5"):
+        call(fn)
+    assert fn.calls == 6
+    fn = failing(*(api_error(502) for _ in range(3)))
+    with pytest.raises(APIError):
+        call(fn, attempts=2)
+    assert fn.calls == 2
+
+
+@pytest.mark.parametrize("error", [api_error(404), api_error(422), api_error(403, "insufficient buying power"),
+                                   ValueError("bad")])
+def test_call_does_not_retry_other_failures(error: BaseException) -> None:
+    fn = failing(error)
+    with pytest.raises(type(error)):
+        call(fn)
+    assert fn.calls == 1
+
+
+@pytest.mark.parametrize("error", [api_error(401, "unauthorized."), api_error(403, "forbidden.")])
+def test_call_raises_refused_credentials_at_once(error: APIError) -> None:
+    fn = failing(error, error)
+    with pytest.raises(CredentialsError, match="connection 'alpaca_default'") as info:
+        call(fn, conn_id="alpaca_default")
+    assert fn.calls == 1 and info.value.__cause__ is error
+
+
+def test_the_policy_refuses_zero_attempts() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        retrying(attempts=0, base_delay=0.1, max_delay=1.0)
+
+
+class FakeBroker:
+    """A TradingClient double: scripted answers for submit_order and get_order_by_client_id."""
+
+    def __init__(self, submits: list[Any], lookups: list[Any]) -> None:
+        self.submits, self.lookups = submits, lookups
+        self.sent = 0
+        self.looked = 0
+
+    @staticmethod
+    def _answer(script: list[Any]) -> Any:
+        item = script.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def submit_order(self, request: Any) -> Any:
+        self.sent += 1
+        return self._answer(self.submits)
+
+    def get_order_by_client_id(self, client_order_id: str) -> Any:
+        self.looked += 1
+        return self._answer(self.lookups)
+
+
+ORDER = SimpleNamespace(id="o-1", client_order_id="ob-20251120-1-SSO")
+
+
+def _submit(broker: FakeBroker, attempts: int = 4) -> Any:
+    return submit(broker, client_order_id="ob-20251120-1-SSO", symbol="SSO", qty=1, side="buy",  # type: ignore[arg-type]
+                  attempts=attempts)
+
+
+def test_find_order_retries_transient_failures_and_reads_404_as_none() -> None:
+    broker = FakeBroker([], [api_error(503), requests.ConnectionError("x"), ORDER])
+    assert find_order(broker, "c") is ORDER and broker.looked == 3  # type: ignore[arg-type]
+    broker = FakeBroker([], [api_error(429), api_error(404)])
+    assert find_order(broker, "c") is None and broker.looked == 2  # type: ignore[arg-type]
+    broker = FakeBroker([], [api_error(500)] * 4)
+    with pytest.raises(APIError):
+        find_order(broker, "c")  # type: ignore[arg-type]
+    assert broker.looked == 4
+    broker = FakeBroker([], [api_error(401)])
+    with pytest.raises(APIError):
+        find_order(broker, "c")  # type: ignore[arg-type]
+    assert broker.looked == 1
+
+
+def test_submit_looks_the_id_up_before_sending_again(caplog: pytest.LogCaptureFixture) -> None:
+    broker = FakeBroker([requests.Timeout("t"), ORDER], [api_error(404)])
+    with caplog.at_level(logging.WARNING, logger="openbell.broker.orders"):
+        result = _submit(broker)
+    assert (result.outcome, broker.sent, broker.looked) == ("submitted", 2, 1)
+    assert [r.getMessage() for r in caplog.records] == [
+        "submit ob-20251120-1-SSO failed (Timeout: t), attempt 1/4"]
+
+
+def test_submit_finds_an_order_the_broker_took_despite_the_error() -> None:
+    broker = FakeBroker([api_error(504)], [ORDER])
+    result = _submit(broker)
+    assert (result.outcome, result.order, broker.sent) == ("existing", ORDER, 1)
+
+
+def test_submit_never_resends_after_a_duplicate_id() -> None:
+    broker = FakeBroker([api_error(422, "client_order_id must be unique")], [api_error(404)] * 4)
+    result = _submit(broker)
+    assert (result.outcome, result.http_status, broker.sent) == ("unknown", 422, 1)
+
+
+def test_submit_reports_refusals_without_retrying() -> None:
+    broker = FakeBroker([api_error(403, "insufficient buying power")], [])
+    result = _submit(broker)
+    assert (result.outcome, result.http_status, result.reason, broker.sent, broker.looked) == (
+        "rejected", 403, "insufficient buying power", 1, 0)
+
+
+def test_submit_raises_refused_credentials_at_once() -> None:
+    broker = FakeBroker([api_error(401, "unauthorized.")], [])
+    with pytest.raises(CredentialsError):
+        _submit(broker)
+    assert broker.sent == 1
+
+
+def test_submit_gives_up_unknown_after_its_attempts(no_sleep: list[float], caplog: pytest.LogCaptureFixture) -> None:
+    broker = FakeBroker([api_error(500, f"e{i}") for i in range(3)], [api_error(404)] * 3)
+    with caplog.at_level(logging.WARNING, logger="openbell.broker.orders"):
+        result = _submit(broker, attempts=3)
+    assert (result.outcome, result.reason, broker.sent, broker.looked) == ("unknown", "e2", 3, 3)
+    assert len(no_sleep) == 2  # no wait after the last attempt
+    assert [r.getMessage().rsplit(" ", 1)[-1] for r in caplog.records] == ["1/3", "2/3", "3/3"]
+
+
+def test_submit_survives_a_failed_lookup(caplog: pytest.LogCaptureFixture) -> None:
+    broker = FakeBroker([api_error(503), ORDER], [api_error(500)] * 4)
+    with caplog.at_level(logging.WARNING, logger="openbell.broker.orders"):
+        result = _submit(broker)
+    assert (result.outcome, broker.sent, broker.looked) == ("submitted", 2, 4)
+    assert caplog.records[0].getMessage() == "lookup of ob-20251120-1-SSO failed: boom"
