@@ -11,6 +11,8 @@ from datetime import date
 from pathlib import Path
 
 from openbell import calendar
+from openbell.adapters.alpaca.broker import AlpacaBroker
+from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.marketdata import download
 from openbell.params import DEFAULT_UNIVERSE
 from openbell.pg import ephemeral_server, scratch_database
@@ -31,7 +33,9 @@ def _download_figures() -> list[tuple[str, float, str]]:
         rows: list[tuple[str, float, str]] = []
         for label in ("first run", "rerun (upsert, nothing changes)"):
             t0 = time.perf_counter()
-            summary = download(sim.config(), engine, session, session.close, DEFAULT_UNIVERSE, days=30)
+            config = sim.config()
+            summary = download(AlpacaMarketData(config), AlpacaBroker(config), engine, session, session.close,
+                               DEFAULT_UNIVERSE, days=30)
             elapsed = time.perf_counter() - t0
             bars = summary["upsert"]["received"]
             rows.append((f"download+store 30d x 12 symbols, {label} ({bars} bars)", elapsed, "s"))

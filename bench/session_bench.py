@@ -16,10 +16,11 @@ import time
 from datetime import date
 from pathlib import Path
 
+from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.calendar import previous_sessions
 from openbell.clock import clock_for
-from openbell.marketdata import Window, fetch_bars
 from openbell.pg import ephemeral_server, scratch_database
+from openbell.ports import Window
 from openbell.session import run_live_session
 from openbell.sim.testing import SimProcess
 from openbell.store import db
@@ -48,7 +49,7 @@ def run() -> list[tuple[str, float, str]]:
             config = sim.config()
             clock = clock_for(config)
             prior = previous_sessions(SESSION, 2)
-            history = fetch_bars(config, universe, Window(prior[0].open, clock.now()))
+            history = AlpacaMarketData(config).bars(universe, Window(prior[0].open, clock.now()))
             upsert_bars(engine, history, source="rest")
             started = time.perf_counter()
             report = run_live_session(

@@ -10,6 +10,7 @@ implicit edges are not counted, so a package ``__init__`` that re-exports its mo
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -214,11 +215,11 @@ def test_the_store_imports_only_the_store_and_leaves() -> None:
 
 def test_the_simulator_imports_nothing_of_the_core() -> None:
     """A wire-level test double: the simulator uses leaves (the NYSE calendar, the JSON encoder) and the CPU
-    scheduling helper; only its test harness (SimProcess) builds client settings with openbell.alpaca."""
+    scheduling helper; only its test harness (SimProcess) builds client settings with the Alpaca adapter's config."""
     allowed = ("openbell.sim", "openbell.sched", *LEAVES)
     harness = "openbell.sim.testing"
     found = _outside(allowed, [m for m in _under("openbell.sim") if m != harness])
-    found += _outside((*allowed, "openbell.alpaca"), [harness])
+    found += _outside((*allowed, "openbell.adapters.alpaca.config"), [harness])
     assert not found, "the simulator imports openbell's core:\n  " + _listing(found)
 
 
@@ -243,3 +244,63 @@ def test_nothing_imports_the_commands() -> None:
     found = [e for e in edges() if any(e.imported == t or e.imported.startswith(t + ".") for t in top)
              and not any(e.importer == t or e.importer.startswith(t + ".") for t in top)]
     assert not found, "modules import the commands above them:\n  " + _listing(found)
+
+
+# -- ports and adapters ---------------------------------------------------------------------------------
+
+ADAPTER = "openbell.adapters.alpaca"
+VENUE_SDK = "alpaca"  # alpaca-py's top-level package
+# alpaca-py internals the adapter relies on (pinned by tests/adapters/test_alpaca_adapter.py)
+PRIVATE_SDK_ATTRIBUTES = re.compile(r"\.(_start_ws|_run_forever|_dispatch|_session|_retry|_reconnect_\w*)\b")
+
+
+def _sdk_imports(module: str) -> list[str]:
+    """Where ``module`` imports alpaca-py (any level, as ``path:line``)."""
+    path = modules()[module]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        else:
+            continue
+        if any(n == VENUE_SDK or n.startswith(VENUE_SDK + ".") for n in names):
+            found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}")
+    return found
+
+
+def test_only_the_alpaca_adapter_and_the_simulator_import_alpaca_py() -> None:
+    """The core works on openbell.ports; alpaca-py stays behind the adapter (and in the wire-level simulator)."""
+    allowed = (ADAPTER, "openbell.sim")
+    found = [where for m in modules() if not any(m == a or m.startswith(a + ".") for a in allowed)
+             for where in _sdk_imports(m)]
+    assert not found, "alpaca-py imported outside openbell.adapters.alpaca and openbell.sim:\n  " + _listing(found)
+    assert _sdk_imports(f"{ADAPTER}.broker"), "the check sees no alpaca-py import at all"
+
+
+def test_no_private_alpaca_py_attribute_is_used_outside_the_adapter() -> None:
+    """``_start_ws``, ``_run_forever``, ``_dispatch``, ``_session``, ``_retry``, ``_reconnect_*``: only the
+    adapter patches alpaca-py's internals (openbell's own classes avoid those attribute names)."""
+    found = []
+    for module, path in modules().items():
+        if module == ADAPTER or module.startswith(ADAPTER + "."):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if PRIVATE_SDK_ATTRIBUTES.search(line):
+                found.append(f"{path.relative_to(ROOT.parent)}:{number}: {line.strip()}")
+    assert not found, "alpaca-py internals used outside the adapter:\n  " + _listing(found)
+    adapter_text = "".join(p.read_text() for m, p in modules().items() if m.startswith(ADAPTER + "."))
+    assert PRIVATE_SDK_ATTRIBUTES.search(adapter_text), "the pattern matches nothing the adapter does"
+
+
+def test_the_ports_import_no_adapter_and_the_core_no_concrete_adapter() -> None:
+    """Dependencies point one way: core -> ports <- adapters. Only the composition roots (the workflow, the
+    commands, the Trading view, the live session's coordinator and the simulator's harness) build adapters."""
+    roots = ("openbell.workflow", "openbell.runtime", "openbell.ui", "openbell.session.live", "openbell.sim.testing",
+             ADAPTER)
+    found = [e for e in edges() if e.imported.startswith("openbell.adapters")
+             and not any(e.importer == r or e.importer.startswith(r + ".") for r in roots)]
+    assert not found, "modules outside the composition roots import an adapter:\n  " + _listing(found)
+    assert not [e for e in edges() if e.importer == "openbell.ports" and not e.imported.startswith("openbell.strategy")]
+

@@ -12,7 +12,7 @@ import pytest
 
 from clock_endpoint import ClockEndpoint
 from openbell import clock as clock_mod
-from openbell.alpaca import AlpacaConfig
+from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.clock import ClockMapping, ClockUnavailable, SimClock, WallClock, clock_for, clock_from_spec
 
 T0 = datetime(2025, 11, 26, 14, 25, tzinfo=UTC)  # 09:25 ET

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from openbell.alpaca import CONN_ID
+from openbell.adapters.alpaca.config import CONN_ID
 from openbell.pg import bin_dir
 from openbell.workflow.hooks import STATE_CONN_ID
 

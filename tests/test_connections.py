@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from openbell.alpaca import LIVE_TRADING_URL, PAPER_TRADING_URL, AlpacaConfig
+from openbell.adapters.alpaca.config import LIVE_TRADING_URL, PAPER_TRADING_URL, AlpacaConfig
 
 
 @pytest.mark.parametrize(("paper", "expected"), [(True, True), (False, False), ("true", True), (" False ", False)])

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from openbell.alpaca import AlpacaConfig
+from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.sim.testing import SimProcess
 from openbell.workflow.hooks import STATE_CONN_ID, AlpacaHook, StateDbHook
 from openbell.workflow.provider import get_provider_info

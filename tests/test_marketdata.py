@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import text
 
 from openbell import calendar
-from openbell.alpaca import CredentialsError
+from openbell.adapters.alpaca.broker import AlpacaBroker
+from openbell.adapters.alpaca.config import AlpacaConfig, CredentialsError
+from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.marketdata import UnknownSymbols, download, todays_bars
 from openbell.params import DEFAULT_UNIVERSE
 from openbell.sim.testing import SimProcess
@@ -29,6 +31,10 @@ def sim() -> Iterator[SimProcess]:
         yield s
 
 
+def _ports(config: AlpacaConfig) -> tuple[AlpacaMarketData, AlpacaBroker]:
+    return AlpacaMarketData(config), AlpacaBroker(config)
+
+
 def _table(url: str) -> pd.DataFrame:
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -41,9 +47,9 @@ def _table(url: str) -> pd.DataFrame:
 def test_download_stores_30_days_up_to_now_and_a_rerun_changes_nothing(sim: SimProcess, state_url: str) -> None:
     engine = make_engine(state_url)
     now = SESSION.open + timedelta(minutes=90)
-    first = download(sim.config(), engine, SESSION, now, DEFAULT_UNIVERSE, days=30)
+    first = download(*_ports(sim.config()), engine, SESSION, now, DEFAULT_UNIVERSE, days=30)
     table = _table(state_url)
-    second = download(sim.config(), engine, SESSION, now, DEFAULT_UNIVERSE, days=30)
+    second = download(*_ports(sim.config()), engine, SESSION, now, DEFAULT_UNIVERSE, days=30)
     assert _table(state_url).equals(table)
     assert second["upsert"]["written"] == 0 and first["upsert"]["written"] == len(table)
 
@@ -59,14 +65,14 @@ def test_download_stores_30_days_up_to_now_and_a_rerun_changes_nothing(sim: SimP
 def test_todays_bars_audits_every_minute_so_far(sim: SimProcess, state_url: str) -> None:
     engine = make_engine(state_url)
     now = calendar.next_session(SESSION.open).open + timedelta(minutes=60)
-    summary = todays_bars(sim.config(), engine, SESSION, now, ["TQQQ", "SQQQ"])
+    summary = todays_bars(AlpacaMarketData(sim.config()), engine, SESSION, now, ["TQQQ", "SQQQ"])
     assert summary["gaps"]["missing_minutes"] == 0
     assert summary["upsert"]["written"] == 2 * 60
     # A minute deleted from Postgres is found by the audit and refetched.
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM bars WHERE symbol = 'TQQQ' AND ts = :t"),
                      {"t": SESSION.open + timedelta(minutes=7)})
-    summary = todays_bars(sim.config(), engine, SESSION, now, ["TQQQ", "SQQQ"])
+    summary = todays_bars(AlpacaMarketData(sim.config()), engine, SESSION, now, ["TQQQ", "SQQQ"])
     assert summary["gaps"]["missing_minutes"] == 0
     assert summary["upsert"]["written"] == 1
 
@@ -74,14 +80,14 @@ def test_todays_bars_audits_every_minute_so_far(sim: SimProcess, state_url: str)
 def test_unknown_symbol_is_refused_before_any_download(sim: SimProcess, state_url: str) -> None:
     engine = make_engine(state_url)
     with pytest.raises(UnknownSymbols, match="NOPE"):
-        download(sim.config(), engine, SESSION, SESSION.close, ["TQQQ", "NOPE"], days=3)
+        download(*_ports(sim.config()), engine, SESSION, SESSION.close, ["TQQQ", "NOPE"], days=3)
     assert len(_table(state_url)) == 0
 
 
 def test_wrong_credentials_fail_at_once_naming_the_connection(sim: SimProcess, state_url: str) -> None:
     config = replace(sim.config(), secret_key="wrong-secret")
     with pytest.raises(CredentialsError) as err:
-        download(config, make_engine(state_url), SESSION, SESSION.close, ["TQQQ"], days=3)
+        download(*_ports(config), make_engine(state_url), SESSION, SESSION.close, ["TQQQ"], days=3)
     assert config.conn_id in str(err.value)
     assert "wrong-secret" not in str(err.value)
 
@@ -91,7 +97,7 @@ def test_download_survives_a_broker_answering_30_percent_of_calls_429_or_500(sta
     engine = make_engine(state_url)
     with SimProcess(date=DAY.isoformat(), speed=1, start="11:00", extra_args=["--rest-error-rate", "0.3"]) as s:
         now = SESSION.open + timedelta(minutes=90)
-        summary = download(s.config(), engine, SESSION, now, DEFAULT_UNIVERSE, days=30)
+        summary = download(*_ports(s.config()), engine, SESSION, now, DEFAULT_UNIVERSE, days=30)
         faults = s.faults()
     assert summary["gaps"]["missing_minutes"] == 0
     assert faults["counters"]["rest_429"] + faults["counters"]["rest_500"] >= 3  # the faults did happen

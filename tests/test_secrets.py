@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from openbell.alpaca import AlpacaConfig
+from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.calendar import session
 from openbell.dberrors import redact
 from openbell.dberrors import unavailable as _unavailable

@@ -283,7 +283,7 @@ def clock_from_spec(spec: dict[str, Any]) -> MarketClock:
 
 
 class ClockSettings(Protocol):
-    """What :func:`clock_for` reads of a connection's settings (an :class:`openbell.alpaca.AlpacaConfig`)."""
+    """What :func:`clock_for` reads of a connection's settings (the Alpaca adapter's ``AlpacaConfig``)."""
 
     @property
     def clock_url(self) -> str | None: ...

@@ -9,7 +9,8 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 from sqlalchemy import Engine, text
 
-from openbell.broker import client_order_id, liquidate, reconcile, submit
+from openbell.adapters.alpaca.broker import AlpacaBroker, submit
+from openbell.broker import client_order_id, liquidate, reconcile
 from openbell.calendar import session
 from openbell.clock import clock_for
 from openbell.sim.testing import SimProcess
@@ -34,7 +35,7 @@ def test_reconcile_adopts_a_position_and_cancels_a_foreign_order(engine: Engine,
         client.submit_order(MarketOrderRequest(symbol="SSO", qty=2, side=OrderSide.BUY,
                                                time_in_force=TimeInForce.DAY, client_order_id=ours))
 
-        report = reconcile(config, engine, SESSION)
+        report = reconcile(AlpacaBroker(config), engine, SESSION)
 
         assert report.adopted == ["AAPL"] and report.positions_adopted == 1
         assert report.cancelled == ["manual-1"] and report.orders_cancelled == 1
@@ -49,7 +50,7 @@ def test_reconcile_adopts_a_position_and_cancels_a_foreign_order(engine: Engine,
         assert orders["manual-1"] == "canceled" and ours in orders
         assert {"position_adopted", "foreign_order_cancelled"} <= kinds
 
-        again = reconcile(config, engine, SESSION)  # a second attempt finds nothing new
+        again = reconcile(AlpacaBroker(config), engine, SESSION)  # a second attempt finds nothing new
         assert (again.positions_adopted, again.orders_cancelled, again.differences) == (0, 0, 0)
 
 
@@ -60,7 +61,8 @@ def test_submit_is_idempotent_and_rejections_are_reported(tmp_path: Path) -> Non
         first = submit(client, client_order_id=coid, symbol="TQQQ", qty=3, side="buy")
         second = submit(client, client_order_id=coid, symbol="TQQQ", qty=3, side="buy")
         assert first.outcome == "submitted" and second.outcome == "existing"
-        assert first.order is not None and second.order is not None and second.order.id == first.order.id
+        assert first.order is not None and second.order is not None
+        assert second.order.broker_order_id == first.order.broker_order_id
         assert [o.client_order_id for o in _all_orders(client)] == [coid]
 
         unknown = submit(client, client_order_id=client_order_id(SESSION, 2, "NOPE"), symbol="NOPE", qty=1,
@@ -93,8 +95,9 @@ def test_liquidation_leaves_the_account_flat(engine: Engine, tmp_path: Path) -> 
                     extra_args=["--seed-position", "TQQQ:50", "--seed-position", "SQQQ:-20"]) as sim:
         config = sim.config()
         clock = clock_for(config)
-        reconcile(config, engine, SESSION)
-        report = liquidate(config, engine, SESSION, clock, deadline=s.close - timedelta(minutes=1))
+        broker = AlpacaBroker(config)
+        reconcile(broker, engine, SESSION)
+        report = liquidate(broker, engine, SESSION, clock, deadline=s.close - timedelta(minutes=1))
         client = config.trading_client()
         assert report.flat
         assert client.get_all_positions() == []
@@ -110,5 +113,5 @@ def test_liquidation_leaves_the_account_flat(engine: Engine, tmp_path: Path) -> 
             fills = conn.execute(text("SELECT symbol, side, qty, execution_id FROM fills ORDER BY symbol")).all()
         assert [(sym, side, float(q)) for sym, side, q, _ in fills] == [("SQQQ", "buy", 20.0), ("TQQQ", "sell", 50.0)]
         assert all(e.startswith("recovered:") for *_, e in fills)
-        again = liquidate(config, engine, SESSION, clock, deadline=s.close - timedelta(minutes=1))
+        again = liquidate(broker, engine, SESSION, clock, deadline=s.close - timedelta(minutes=1))
         assert again.flat and again.fills_recovered == 0  # a rerun stores nothing twice

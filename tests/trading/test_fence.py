@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.calendar import previous_sessions
 from openbell.clock import clock_for
-from openbell.marketdata import Window, fetch_bars
+from openbell.ports import Window
 from openbell.session import SessionLock, SessionLocked, run_live_session
 from openbell.session.fence import lock_key
 from openbell.sim.testing import SimProcess
@@ -59,7 +60,8 @@ def test_a_live_session_that_lost_its_lock_to_another_attempt_stops_trading(engi
     with SimProcess(date=SESSION.isoformat(), speed=120, start="15:20", data_dir=tmp_path / "sim") as sim:
         config, clock = sim.config(), clock_for(sim.config())
         prior = previous_sessions(SESSION, 2)
-        upsert_bars(engine, fetch_bars(config, universe, Window(prior[0].open, clock.now())), source="rest")
+        upsert_bars(engine, AlpacaMarketData(config).bars(universe, Window(prior[0].open, clock.now())),
+                    source="rest")
         outcome: dict[str, BaseException] = {}
 
         def trade() -> None:

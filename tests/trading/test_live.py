@@ -13,10 +13,11 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 from sqlalchemy import Engine, text
 
+from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.broker import client_order_id, parse_client_order_id
 from openbell.calendar import previous_sessions, session
 from openbell.clock import clock_for
-from openbell.marketdata import Window, fetch_bars
+from openbell.ports import Window
 from openbell.session import LiveSession, SessionLock, SessionLocked, SessionOver, run_live_session
 from openbell.sim.testing import SimProcess
 from openbell.store.bars import upsert_bars
@@ -49,7 +50,8 @@ def test_live_session_trades_until_the_close(engine: Engine, tmp_path: Path) -> 
         # what the download step leaves: two prior sessions and today until a few minutes ago
         prior = previous_sessions(SESSION, 2)
         stored_until = clock.now() - timedelta(minutes=3)
-        upsert_bars(engine, fetch_bars(config, universe, Window(prior[0].open, stored_until)), source="rest")
+        upsert_bars(engine, AlpacaMarketData(config).bars(universe, Window(prior[0].open, stored_until)),
+                    source="rest")
         first = add_params(engine, "momentum_rotation", BUSY, source="manual")
         side: dict[str, object] = {}
 
@@ -143,7 +145,8 @@ def test_fills_made_while_the_trade_stream_is_down_are_recovered_exactly(engine:
         config = sim.config()
         clock = clock_for(config)
         prior = previous_sessions(SESSION, 2)
-        upsert_bars(engine, fetch_bars(config, universe, Window(prior[0].open, clock.now())), source="rest")
+        upsert_bars(engine, AlpacaMarketData(config).bars(universe, Window(prior[0].open, clock.now())),
+                    source="rest")
         report = run_live_session(
             config, engine, SESSION, clock=clock, params_override=BUSY,
             risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), universe=universe, warmup_sessions=2,

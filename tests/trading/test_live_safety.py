@@ -23,11 +23,11 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 from sqlalchemy import Engine, text
 
+from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.broker import client_order_id
-from openbell.broker.orders import SubmitResult
 from openbell.calendar import previous_sessions, session
 from openbell.clock import clock_for
-from openbell.marketdata import Window, fetch_bars
+from openbell.ports import SubmitResult, Window
 from openbell.session import LiveSession
 from openbell.session.live import UNSENT_GRACE
 from openbell.session.portfolio import OrderIntent
@@ -49,13 +49,13 @@ async def prepared(sim: SimProcess, engine: Engine, **options: Any) -> AsyncIter
     assert s is not None
     config = sim.config()
     clock = clock_for(config)
-    upsert_bars(engine, fetch_bars(config, UNIVERSE, Window(previous_sessions(SESSION, 1)[0].open, clock.now())),
-                source="rest")
+    history = AlpacaMarketData(config).bars(UNIVERSE, Window(previous_sessions(SESSION, 1)[0].open, clock.now()))
+    upsert_bars(engine, history, source="rest")
     live = LiveSession(config, engine, s, clock=clock, universe=UNIVERSE, warmup_sessions=1, **options)
     live.loop = asyncio.get_running_loop()
     live.writer = Writer(engine)
     live.aux_pool = ThreadPoolExecutor(2)
-    live.sender = OrderSender(config, live._on_sent, workers=1, threads=2)
+    live.sender = OrderSender(live.broker, live._on_sent, workers=1, threads=2)
     live._minute_ready = asyncio.Event()
     live.phase.start()
     await asyncio.gather(asyncio.to_thread(live.prepare), asyncio.to_thread(live.sender.start))

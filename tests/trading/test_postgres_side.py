@@ -9,8 +9,10 @@ import pytest
 from alpaca.trading.models import Order, TradeUpdate
 from sqlalchemy import Engine, text
 
+from openbell.adapters.alpaca.convert import order_report, trade_report
 from openbell.broker import apply_trade_update, client_order_id
 from openbell.broker.updates import recover_fills
+from openbell.ports import OrderReport, TradeReport
 from openbell.session import SessionLock, SessionLocked, Writer
 
 SESSION = date(2025, 11, 20)
@@ -28,12 +30,12 @@ def _order(coid: str, status: str, filled: str) -> dict[str, object]:
     }
 
 
-def _fill(coid: str, execution_id: str, qty: str, filled: str, status: str) -> TradeUpdate:
-    return TradeUpdate(**{
+def _fill(coid: str, execution_id: str, qty: str, filled: str, status: str) -> TradeReport:
+    return trade_report(TradeUpdate(**{
         "event": "fill" if status == "filled" else "partial_fill", "execution_id": execution_id,
         "timestamp": "2025-11-20T20:00:02Z", "price": "50.5", "qty": qty, "position_qty": filled,
         "order": _order(coid, status, filled),
-    })
+    }))
 
 
 def test_duplicate_fill_events_are_applied_once(engine: Engine) -> None:
@@ -87,8 +89,8 @@ def test_writer_keeps_order_and_isolates_a_bad_write(engine: Engine) -> None:
     assert writer.stats.dropped == 1
 
 
-def _broker_order(coid: str, status: str, filled: str, avg: str) -> Order:
-    return Order(**{**_order(coid, status, filled), "filled_avg_price": avg})
+def _broker_order(coid: str, status: str, filled: str, avg: str) -> OrderReport:
+    return order_report(Order(**{**_order(coid, status, filled), "filled_avg_price": avg}))
 
 
 def _fills(engine: Engine) -> list[tuple[str, float, float]]:

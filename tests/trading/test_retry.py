@@ -1,4 +1,4 @@
-"""The one retry policy (openbell.alpaca.retrying) as call(), find_order() and submit() use it: which
+"""The one retry policy (openbell.adapters.alpaca.retry.retrying) as call(), find_order() and submit() use it: which
 failures are retried, how often, what is never retried or resent, and the log lines. Fakes only."""
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 import requests
 from alpaca.common.exceptions import APIError
+from alpaca.trading.models import Order
 
-from openbell import alpaca as ob_alpaca
-from openbell.alpaca import CredentialsError, call, jittered_backoff, retrying
-from openbell.broker.orders import find_order, submit
+from openbell.adapters.alpaca import retry as ob_retry
+from openbell.adapters.alpaca.broker import find_order, submit
+from openbell.adapters.alpaca.convert import order_report
+from openbell.adapters.alpaca.retry import CredentialsError, call, jittered_backoff, retrying
 
 
 def api_error(status: int, message: str = "boom") -> APIError:
@@ -47,7 +49,7 @@ def failing(*errors: BaseException, result: Any = "ok") -> Any:
 def test_backoff_doubles_to_its_cap_with_jitter_in_half_to_full(monkeypatch: pytest.MonkeyPatch) -> None:
     wait = jittered_backoff(0.25, 8.0)
     for jitter, factor in ((0.0, 0.5), (0.999999, 1.0)):
-        monkeypatch.setattr(ob_alpaca.random, "random", lambda j=jitter: j)
+        monkeypatch.setattr(ob_retry.random, "random", lambda j=jitter: j)
         got = [wait(SimpleNamespace(attempt_number=n)) for n in range(1, 8)]  # type: ignore[arg-type]
         assert got == pytest.approx([min(8.0, 0.25 * 2 ** (n - 1)) * factor for n in range(1, 8)], rel=1e-5)
 
@@ -55,7 +57,7 @@ def test_backoff_doubles_to_its_cap_with_jitter_in_half_to_full(monkeypatch: pyt
 def test_call_retries_transient_failures_and_logs_each_retry(no_sleep: list[float],
                                                              caplog: pytest.LogCaptureFixture) -> None:
     fn = failing(api_error(429), api_error(503), requests.ConnectionError("reset"), requests.Timeout("slow"))
-    with caplog.at_level(logging.WARNING, logger="openbell.alpaca"):
+    with caplog.at_level(logging.WARNING, logger="openbell.adapters.alpaca.retry"):
         assert call(fn, what="get_account") == "ok"
     assert fn.calls == 5 and len(no_sleep) == 4
     lines = [r.getMessage() for r in caplog.records]
@@ -120,7 +122,14 @@ class FakeBroker:
         return self._answer(self.lookups)
 
 
-ORDER = SimpleNamespace(id="o-1", client_order_id="ob-20251120-1-SSO")
+ORDER = Order(**{
+    "id": "3b1f6a8e-93f4-4d37-9a7b-0b7b5d1f0e11", "client_order_id": "ob-20251120-1-SSO",
+    "created_at": "2025-11-20T15:00:01Z", "updated_at": "2025-11-20T15:00:01Z",
+    "submitted_at": "2025-11-20T15:00:01Z", "symbol": "SSO", "asset_class": "us_equity", "qty": "1",
+    "filled_qty": "0", "order_type": "market", "type": "market", "side": "buy", "time_in_force": "day",
+    "status": "accepted", "extended_hours": False, "order_class": "",
+})
+REPORT = order_report(ORDER)  # what a submission returns for ORDER
 
 
 def _submit(broker: FakeBroker, attempts: int = 4) -> Any:
@@ -145,7 +154,7 @@ def test_find_order_retries_transient_failures_and_reads_404_as_none() -> None:
 
 def test_submit_looks_the_id_up_before_sending_again(caplog: pytest.LogCaptureFixture) -> None:
     broker = FakeBroker([requests.Timeout("t"), ORDER], [api_error(404)])
-    with caplog.at_level(logging.WARNING, logger="openbell.broker.orders"):
+    with caplog.at_level(logging.WARNING, logger="openbell.adapters.alpaca.broker"):
         result = _submit(broker)
     assert (result.outcome, broker.sent, broker.looked) == ("submitted", 2, 1)
     assert [r.getMessage() for r in caplog.records] == [
@@ -155,7 +164,7 @@ def test_submit_looks_the_id_up_before_sending_again(caplog: pytest.LogCaptureFi
 def test_submit_finds_an_order_the_broker_took_despite_the_error() -> None:
     broker = FakeBroker([api_error(504)], [ORDER])
     result = _submit(broker)
-    assert (result.outcome, result.order, broker.sent) == ("existing", ORDER, 1)
+    assert (result.outcome, result.order, broker.sent) == ("existing", REPORT, 1)
 
 
 def test_submit_never_resends_after_a_duplicate_id() -> None:
@@ -180,7 +189,7 @@ def test_submit_raises_refused_credentials_at_once() -> None:
 
 def test_submit_gives_up_unknown_after_its_attempts(no_sleep: list[float], caplog: pytest.LogCaptureFixture) -> None:
     broker = FakeBroker([api_error(500, f"e{i}") for i in range(3)], [api_error(404)] * 3)
-    with caplog.at_level(logging.WARNING, logger="openbell.broker.orders"):
+    with caplog.at_level(logging.WARNING, logger="openbell.adapters.alpaca.broker"):
         result = _submit(broker, attempts=3)
     assert (result.outcome, result.reason, broker.sent, broker.looked) == ("unknown", "e2", 3, 3)
     assert len(no_sleep) == 2  # no wait after the last attempt
@@ -189,7 +198,7 @@ def test_submit_gives_up_unknown_after_its_attempts(no_sleep: list[float], caplo
 
 def test_submit_survives_a_failed_lookup(caplog: pytest.LogCaptureFixture) -> None:
     broker = FakeBroker([api_error(503), ORDER], [api_error(500)] * 4)
-    with caplog.at_level(logging.WARNING, logger="openbell.broker.orders"):
+    with caplog.at_level(logging.WARNING, logger="openbell.adapters.alpaca.broker"):
         result = _submit(broker)
     assert (result.outcome, broker.sent, broker.looked) == ("submitted", 2, 4)
     assert caplog.records[0].getMessage() == "lookup of ob-20251120-1-SSO failed: boom"

@@ -13,6 +13,7 @@ import pytest
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
+from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.broker import client_order_id
 from openbell.sched import SHORT_SLICE_NS, short_slice, thread_slice
 from openbell.session.sender import OrderJob, OrderSender, Sent
@@ -55,7 +56,7 @@ def test_orders_go_out_through_worker_processes_and_come_back_with_the_brokers_a
     with SimProcess(date="2025-11-20", speed=1, start="10:00", data_dir=tmp_path / "sim") as sim:
         config = sim.config()
         outcomes = Outcomes()
-        sender = OrderSender(config, outcomes, workers=2, threads=2)
+        sender = OrderSender(AlpacaBroker(config), outcomes, workers=2, threads=2)
         sender.start()
         pids = _pids(sender)
         try:
@@ -77,8 +78,8 @@ def test_orders_go_out_through_worker_processes_and_come_back_with_the_brokers_a
 
         # the same id twice, on two workers at once: one order, and the other finds it
         assert sorted([by_tag[0].result.outcome, by_tag[3].result.outcome]) == ["existing", "submitted"]
-        assert by_tag[0].result.order.id == by_tag[3].result.order.id  # type: ignore[union-attr]
-        assert float(by_tag[0].result.order.qty) == 3  # type: ignore[union-attr,arg-type]
+        assert by_tag[0].result.order.broker_order_id == by_tag[3].result.order.broker_order_id  # type: ignore[union-attr]
+        assert by_tag[0].result.order.qty == 3  # type: ignore[union-attr]
         assert by_tag[1].result.outcome == "submitted"
         assert by_tag[2].result.outcome == "rejected" and "NOPE" in (by_tag[2].result.reason or "")
         for s in by_tag.values():
@@ -102,7 +103,7 @@ def test_every_order_worker_thread_runs_on_a_short_time_slice(tmp_path: Path) ->
     if not _kernel_takes_short_slices():
         pytest.skip("this kernel has no per-thread time slices (Linux 6.12+)")
     with SimProcess(date="2025-11-20", speed=1, start="10:00", data_dir=tmp_path / "sim") as sim:
-        sender = OrderSender(sim.config(), Outcomes(), workers=2, threads=3)
+        sender = OrderSender(AlpacaBroker(sim.config()), Outcomes(), workers=2, threads=3)
         sender.start()
         try:
             for pid in _pids(sender):
@@ -118,7 +119,7 @@ def test_a_killed_worker_reports_its_orders_unknown_and_the_others_carry_on(tmp_
     with SimProcess(date="2025-11-20", speed=1, start="10:00", data_dir=tmp_path / "sim",
                     extra_args=["--rest-delay-ms", "300"]) as sim:
         outcomes = Outcomes()
-        sender = OrderSender(sim.config(), outcomes, workers=2, threads=1)
+        sender = OrderSender(AlpacaBroker(sim.config()), outcomes, workers=2, threads=1)
         sender.start()
         try:
             first, second = _pids(sender)
@@ -149,7 +150,7 @@ def test_a_killed_worker_reports_its_orders_unknown_and_the_others_carry_on(tmp_
 def test_one_worker_given_the_same_id_twice_answers_both(tmp_path: Path) -> None:
     with SimProcess(date="2025-11-20", speed=1, start="10:00", data_dir=tmp_path / "sim") as sim:
         outcomes = Outcomes()
-        sender = OrderSender(sim.config(), outcomes, workers=1, threads=2)
+        sender = OrderSender(AlpacaBroker(sim.config()), outcomes, workers=1, threads=2)
         sender.start()
         try:
             job = OrderJob(client_order_id(SESSION, 1, "TNA"), "TNA", 1, "buy")

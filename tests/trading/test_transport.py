@@ -17,8 +17,7 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
-from openbell.session.sender import order_client
-from openbell.session.transport import OrderSession
+from openbell.adapters.alpaca.transport import OrderSession, order_client
 from openbell.sim.testing import SimProcess, free_port
 
 

@@ -8,18 +8,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from alpaca.trading.enums import QueryOrderStatus
-from alpaca.trading.models import Order
-from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import Engine
 
-from openbell import alpaca as ob_alpaca
-from openbell.alpaca import AlpacaConfig, error_message
 from openbell.broker import book
 from openbell.broker.journal import event
-from openbell.broker.rows import order_row, signed_qty
+from openbell.broker.rows import order_row
 from openbell.broker.updates import recover_fills
 from openbell.clock import MarketClock
+from openbell.ports import BrokerPort, OrderReport
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +46,7 @@ def _set_phase(engine: Engine, session_date: date, phase: str) -> None:
     set_phase(engine, session_date, phase)
 
 
-def _record_close_orders(engine: Engine, session_date: date, orders: list[Order]) -> None:
+def _record_close_orders(engine: Engine, session_date: date, orders: list[OrderReport]) -> None:
     if not orders:
         return
     with engine.begin() as conn:
@@ -58,18 +54,15 @@ def _record_close_orders(engine: Engine, session_date: date, orders: list[Order]
             book.upsert_order(conn, order_row(order, session_date, "liquidation", "end-of-day liquidation"))
 
 
-def holdings(config: AlpacaConfig) -> tuple[dict[str, float], int]:
+def holdings(broker: BrokerPort) -> tuple[dict[str, float], int]:
     """The broker's positions (symbol: signed qty) and how many of its orders are open."""
-    client = config.trading_client()
-    positions = ob_alpaca.call(client.get_all_positions, what="get_all_positions")
-    open_orders = ob_alpaca.call(
-        client.get_orders, GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500), what="get_orders(open)"
-    )
-    return {p.symbol: signed_qty(p) for p in positions}, len(open_orders)
+    positions = broker.positions()
+    open_orders = broker.orders("open")
+    return {p.symbol: p.qty for p in positions}, len(open_orders)
 
 
 def liquidate(
-    config: AlpacaConfig, engine: Engine, session_date: date, clock: MarketClock, deadline: datetime
+    broker: BrokerPort, engine: Engine, session_date: date, clock: MarketClock, deadline: datetime
 ) -> LiquidationReport:
     """Flatten the account before ``deadline`` (market time).
 
@@ -81,29 +74,16 @@ def liquidate(
     """
     report = LiquidationReport()
     _set_phase(engine, session_date, "liquidating")
-    client = config.trading_client()
-    responses = ob_alpaca.call(client.cancel_orders, what="cancel_orders")
-    report.orders_cancelled = sum(1 for r in responses or [] if getattr(r, "status", None) == 200)
-    closes = ob_alpaca.call(client.close_all_positions, cancel_orders=True, what="close_all_positions")
-    placed: list[Order] = []
-    for r in closes or []:
-        if r.status == 200 and isinstance(r.body, Order):
-            placed.append(r.body)
-        else:
-            body = r.body.model_dump() if hasattr(r.body, "model_dump") else r.body
-            report.refusals.append({"symbol": r.symbol, "status": r.status, "body": body})
+    report.orders_cancelled = broker.cancel_all()
+    placed, report.refusals = broker.close_all()
     _record_close_orders(engine, session_date, placed)
     if report.refusals:
         event(engine, session_date, "liquidation_refused", {"refusals": report.refusals})
 
     while True:
-        positions = ob_alpaca.call(client.get_all_positions, what="get_all_positions")
-        open_orders: list[Order] = ob_alpaca.call(
-            client.get_orders,
-            GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500),
-            what="get_orders(open)",
-        )
-        report.positions_left = {p.symbol: signed_qty(p) for p in positions}
+        positions = broker.positions()
+        open_orders = broker.orders("open")
+        report.positions_left = {p.symbol: p.qty for p in positions}
         report.open_orders_left = len(open_orders)
         if not positions and not open_orders:
             report.flat = True
@@ -115,29 +95,29 @@ def liquidate(
             if p.symbol in pending:
                 continue  # a close order is working; wait for it
             try:  # refused before, or its close order died: cancel and close this symbol again
-                order = client.close_position(p.symbol)
+                order = broker.close_position(p.symbol)
                 report.retries += 1
-                if isinstance(order, Order):
+                if order is not None:
                     placed.append(order)
                     _record_close_orders(engine, session_date, [order])
             except Exception as exc:
                 report.retries += 1
-                log.warning("close %s refused: %s", p.symbol, error_message(exc))
+                log.warning("close %s refused: %s", p.symbol, broker.describe(exc))
                 for o in open_orders:
                     if o.symbol == p.symbol:
                         try:
-                            client.cancel_order_by_id(o.id)
+                            broker.cancel_order(o.broker_order_id, retry=False)
                         except Exception as cexc:
-                            log.warning("cancel %s failed: %s", o.client_order_id, error_message(cexc))
+                            log.warning("cancel %s failed: %s", o.client_order_id, broker.describe(cexc))
         time.sleep(POLL_SECONDS)
 
-    refreshed: list[Order] = []
+    refreshed: list[OrderReport] = []
     for order in placed:
         try:
-            refreshed.append(ob_alpaca.call(client.get_order_by_id, order.id, what="get_order_by_id"))
+            refreshed.append(broker.get_order(order.broker_order_id))
         except Exception as exc:
-            log.warning("could not refresh %s: %s", order.client_order_id, error_message(exc))
-    report.close_orders = len({o.id for o in placed})
+            log.warning("could not refresh %s: %s", order.client_order_id, broker.describe(exc))
+    report.close_orders = len({o.broker_order_id for o in placed})
     report.finished_at = clock.now().isoformat()
     with engine.begin() as conn:
         # the close orders' fills, if no trade stream recorded them (the live loop gone, or late):

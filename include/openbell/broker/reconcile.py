@@ -7,25 +7,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from alpaca.common.enums import Sort
-from alpaca.common.exceptions import APIError
-from alpaca.trading.enums import QueryOrderStatus
-from alpaca.trading.models import Order, Position
-from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import Engine
 
-from openbell import alpaca as ob_alpaca
-from openbell.alpaca import AlpacaConfig
 from openbell.broker import book
 from openbell.broker.ids import is_ours
 from openbell.broker.journal import event
-from openbell.broker.rows import optional_float, order_row, signed_qty
+from openbell.broker.rows import order_row
 from openbell.broker.updates import recover_fills
 from openbell.calendar import session as session_of
+from openbell.ports import BrokerPort, BrokerRefusal, OrderReport
 
 log = logging.getLogger(__name__)
-
-ORDER_PAGE = 500
 
 
 @dataclass
@@ -47,33 +39,22 @@ class ReconcileReport:
         return asdict(self)
 
 
-def broker_session_orders(config: AlpacaConfig, session_date: date) -> list[Order]:
+def broker_session_orders(broker: BrokerPort, session_date: date) -> list[OrderReport]:
     """Every order the broker holds that was submitted for this session (openbell's or not)."""
     s = session_of(session_date)
     if s is None:
         raise ValueError(f"{session_date} is not an NYSE session")
-    client = config.trading_client()
-    after = s.open - timedelta(hours=18)  # orders queued before the open belong to the session too
-    seen: dict[str, Order] = {}
-    while True:
-        req = GetOrdersRequest(status=QueryOrderStatus.ALL, after=after, limit=ORDER_PAGE, direction=Sort.ASC)
-        page: list[Order] = ob_alpaca.call(client.get_orders, req, what="get_orders(all)")
-        fresh = [o for o in page if o.client_order_id not in seen]
-        for o in fresh:
-            seen[o.client_order_id] = o
-        if len(page) < ORDER_PAGE or not fresh:
-            break
-        after = max(o.submitted_at or o.created_at for o in page)
-    return list(seen.values())
+    # orders queued before the open belong to the session too
+    return broker.orders("all", after=s.open - timedelta(hours=18))
 
 
-def session_orders(config: AlpacaConfig, session_date: date) -> list[Order]:
+def session_orders(broker: BrokerPort, session_date: date) -> list[OrderReport]:
     """Every order the broker holds for this session that carries openbell's id for it."""
-    return [o for o in broker_session_orders(config, session_date) if is_ours(o.client_order_id, session_date)]
+    return [o for o in broker_session_orders(broker, session_date) if is_ours(o.client_order_id, session_date)]
 
 
 def reconcile(
-    config: AlpacaConfig, engine: Engine, session_date: date, *, cancel_foreign: bool = True
+    broker: BrokerPort, engine: Engine, session_date: date, *, cancel_foreign: bool = True
 ) -> ReconcileReport:
     """Make Postgres agree with the broker for ``session_date`` and take ownership of the account.
 
@@ -85,25 +66,20 @@ def reconcile(
     (``cancel_foreign=False`` leaves them, e.g. the close orders of a liquidation in progress).
     Each difference is journalled as an event.
     """
-    client = config.trading_client()
     report = ReconcileReport()
-    positions: list[Position] = ob_alpaca.call(client.get_all_positions, what="get_all_positions")
-    open_orders: list[Order] = ob_alpaca.call(
-        client.get_orders,
-        GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=ORDER_PAGE),
-        what="get_orders(open)",
-    )
-    ours = session_orders(config, session_date)
+    positions = broker.positions()
+    open_orders = broker.orders("open")
+    ours = session_orders(broker, session_date)
     report.positions = len(positions)
     report.orders_found = len(ours)
 
     foreign = [o for o in open_orders if cancel_foreign and not is_ours(o.client_order_id, session_date)]
-    cancelled: list[tuple[Order, str | None]] = []
+    cancelled: list[tuple[OrderReport, str | None]] = []
     for order in foreign:
         try:
-            ob_alpaca.call(client.cancel_order_by_id, order.id, what="cancel_order_by_id")
+            broker.cancel_order(order.broker_order_id)
             cancelled.append((order, None))
-        except APIError as exc:  # already filled or gone: note it, go on
+        except BrokerRefusal as exc:  # already filled or gone: note it, go on
             cancelled.append((order, str(exc)))
     report.orders_kept = sum(1 for o in open_orders if is_ours(o.client_order_id, session_date))
 
@@ -112,8 +88,8 @@ def reconcile(
         stored = book.stored_orders(conn, session_date)
         at_broker = {p.symbol: p for p in positions}
         for symbol, pos in sorted(at_broker.items()):
-            qty = signed_qty(pos)
-            avg = optional_float(pos.avg_entry_price)
+            qty = pos.qty
+            avg = pos.avg_entry_price
             if symbol not in held or (held[symbol][0] == 0 and held[symbol][1] != "strategy"):
                 origin = "adopted"
                 if symbol not in held:

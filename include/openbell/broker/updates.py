@@ -1,4 +1,4 @@
-"""Trade updates from the broker's stream into Postgres: order transitions, deduplicated fills.
+"""Trade updates (:class:`~openbell.ports.TradeReport`) into Postgres: order transitions, deduplicated fills.
 
 Fills of one order add up to the order's cumulative ``filled_qty``, exactly once, whichever way they
 arrive. The rule:
@@ -19,12 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from alpaca.trading.models import Order, TradeUpdate
 from sqlalchemy import Connection, Engine
 
 from openbell.broker import book
 from openbell.broker.ids import is_ours
 from openbell.broker.rows import order_row
+from openbell.ports import OrderReport, TradeReport
 
 EPS = 1e-9
 
@@ -55,16 +55,12 @@ class Recovered:
     price: float
 
 
-def _v(value: object) -> str:
-    return str(getattr(value, "value", value))
-
-
-def _origin(order: Order) -> str:
+def _origin(order: OrderReport) -> str:
     return "strategy" if is_ours(order.client_order_id) else "liquidation"
 
 
 def apply_trade_update(
-    conn_or_engine: Connection | Engine, session_date: date, update: TradeUpdate
+    conn_or_engine: Connection | Engine, session_date: date, update: TradeReport
 ) -> UpdateResult:
     """Write one trade update; a fill is stored once per ``execution_id`` (see the module's rule)
     and only a stored fill moves the position book. Orders without openbell's id (e.g. the
@@ -75,24 +71,24 @@ def apply_trade_update(
             return apply_trade_update(conn, session_date, update)
     conn = conn_or_engine
     order = update.order
-    name = _v(update.event)
+    name = update.event
     book.upsert_order(conn, order_row(order, session_date, _origin(order)))  # locks the order's row
-    result = UpdateResult(name, order.client_order_id, order.symbol or "", _v(order.status))
+    result = UpdateResult(name, order.client_order_id, order.symbol, order.status)
     if name not in ("fill", "partial_fill") or update.execution_id is None:
         return result
     qty = float(update.qty if update.qty is not None else order.filled_qty or 0)
     price = float(update.price if update.price is not None else order.filled_avg_price or 0)
     if order.filled_qty is not None:
         cum, recorded, _ = book.recorded_fills(conn, order.client_order_id)
-        qty = min(qty, max(cum, float(order.filled_qty)) - recorded)
+        qty = min(qty, max(cum, order.filled_qty) - recorded)
     if qty <= EPS:
         return result
-    new, position = _store_fill(conn, session_date, order, str(update.execution_id), qty, price, update.timestamp)
-    return UpdateResult(name, order.client_order_id, order.symbol or "", result.status, new, qty, price, position)
+    new, position = _store_fill(conn, session_date, order, update.execution_id, qty, price, update.timestamp)
+    return UpdateResult(name, order.client_order_id, order.symbol, result.status, new, qty, price, position)
 
 
 def recover_fills(
-    conn: Connection, session_date: date, order: Order, *, move_book: bool = True
+    conn: Connection, session_date: date, order: OrderReport, *, move_book: bool = True
 ) -> Recovered | None:
     """Store the part of ``order``'s ``filled_qty`` that has no recorded fill (see the module's rule).
 
@@ -109,25 +105,25 @@ def recover_fills(
     price = (cum * avg - cost) / gap if avg > 0 else 0.0
     if not price > 0:  # rounding in the broker's average: fall back to the average itself
         price = avg
-    execution_id = f"recovered:{order.id}:{cum:g}"
-    ts: datetime = order.filled_at or order.updated_at or order.submitted_at or order.created_at
+    execution_id = f"recovered:{order.broker_order_id}:{cum:g}"
+    ts = order.filled_at or order.updated_at or order.submitted_at or order.created_at
     new, _ = _store_fill(conn, session_date, order, execution_id, gap, price, ts, move_book=move_book)
     if not new:
         return None
-    return Recovered(execution_id, order.client_order_id, order.symbol or "", _v(order.side), gap, price)
+    return Recovered(execution_id, order.client_order_id, order.symbol, order.side, gap, price)
 
 
 def _store_fill(
-    conn: Connection, session_date: date, order: Order, execution_id: str, qty: float, price: float,
+    conn: Connection, session_date: date, order: OrderReport, execution_id: str, qty: float, price: float,
     ts: datetime, *, move_book: bool = True,
 ) -> tuple[bool, float | None]:
     """Insert one fill of ``order`` (once per execution id); move the position book when it is new.
     Returns whether it was new and the book's position after it (None when the book did not move)."""
-    side = _v(order.side)
+    side = order.side
     new = book.insert_fill(conn, execution_id=execution_id, client_order_id=order.client_order_id,
-                           session_date=session_date, symbol=order.symbol or "", side=side, qty=qty,
+                           session_date=session_date, symbol=order.symbol, side=side, qty=qty,
                            price=price, ts=ts)
     if not (new and move_book):
         return new, None
     signed = qty if side == "buy" else -qty
-    return new, book.apply_fill_to_book(conn, session_date, order.symbol or "", signed, price)
+    return new, book.apply_fill_to_book(conn, session_date, order.symbol, signed, price)

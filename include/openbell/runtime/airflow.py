@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import requests
 
-from openbell.alpaca import CONN_ID, AlpacaConfig
+from openbell.adapters.alpaca.config import CONN_ID, AlpacaConfig
 from openbell.paths import project_dir
 from openbell.pg import redact
 from openbell.workflow.hooks import STATE_CONN_ID
@@ -119,6 +119,7 @@ class AirflowStack:
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # the alpaca connection's Test button
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(self.paused),
                 "AIRFLOW__CORE__PARALLELISM": "16",
                 "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "16",

@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import replace
 
-from openbell.alpaca import AlpacaConfig
+from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.paths import home_dir
 from openbell.pg import redact, resolve_urls
 from openbell.runtime.airflow import AirflowStack

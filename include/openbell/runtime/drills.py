@@ -180,19 +180,15 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
 
 
 def _broker_view(day: Rehearsal) -> dict[str, Any]:
-    from alpaca.trading.enums import QueryOrderStatus
-    from alpaca.trading.requests import GetOrdersRequest
+    from openbell.adapters.alpaca.broker import AlpacaBroker
 
-    from openbell import alpaca as ob_alpaca
-
-    client = day.sim.config().trading_client()
-    orders = ob_alpaca.call(client.get_orders, GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500, nested=False),
-                            what="get_orders")
-    positions = ob_alpaca.call(client.get_all_positions, what="get_all_positions")
+    broker = AlpacaBroker(day.sim.config())
+    orders = broker.orders("all")
+    positions = broker.positions()
     health = day.sim.health()
     return {
         "client_order_ids": [o.client_order_id for o in orders],
-        "positions": {p.symbol: float(p.qty) for p in positions},
+        "positions": {p.symbol: p.qty for p in positions},
         "duplicate_submissions": int(health["broker"]["duplicate_client_order_ids"]),
         "faults": day.sim.faults()["counters"],
     }

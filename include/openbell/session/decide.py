@@ -40,7 +40,7 @@ class Decider:
         self._portfolio = portfolio
         self._gate = gate
         self._params = params
-        self._dispatch = dispatch
+        self._dispatcher = dispatch
         self._fencing = fencing
         self._recorder = recorder
         self._report = report
@@ -71,7 +71,7 @@ class Decider:
         if ready is not None and report.first_live_decision_at is None:
             report.first_live_decision_at = datetime.now(UTC).isoformat()
         trade = trade and self._fencing.ok and self._fencing.out is None
-        dispatch = self._dispatch
+        dispatch = self._dispatcher
         trade = trade and not dispatch.liquidating and t + MINUTE < self._trade_until  # the liquidation ends trading
         orders = dispatch.place(seq, weights, notes, ready, trade=trade)
         report.decisions += 1

@@ -16,9 +16,9 @@ from datetime import date, datetime, timedelta
 
 from openbell.broker import book
 from openbell.broker.ids import client_order_id
-from openbell.broker.orders import SubmitResult
 from openbell.broker.rows import order_row
 from openbell.clock import MarketClock
+from openbell.ports import SubmitResult
 from openbell.session.phasewatch import PhaseWatch
 from openbell.session.portfolio import OrderIntent, Portfolio
 from openbell.session.recording import Recorder
@@ -141,7 +141,7 @@ class Dispatcher:
         coid = result.client_order_id
         if result.order is not None:
             row = order_row(result.order, self.d, "strategy", f"target weight {intent.target_weight:.4f}")
-            if str(getattr(result.order.status, "value", result.order.status)) in FINAL:
+            if result.order.status in FINAL:
                 self._portfolio.order_done(coid)
         else:
             self._report.rejected += int(result.outcome == "rejected")

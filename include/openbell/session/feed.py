@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from openbell.alpaca import AlpacaConfig, error_message
 from openbell.clock import MarketClock
-from openbell.marketdata import Window, fetch_bars
+from openbell.ports import MarketDataPort, Window
 from openbell.session.barcheck import BarCheck
 from openbell.session.minutes import MINUTE, MinuteBook, floor_minute, frame_bars
 from openbell.session.recording import Recorder
@@ -39,7 +38,7 @@ class MinuteFeed:
         recorder: Recorder,
         report: SessionReport,
         *,
-        config: AlpacaConfig,
+        data: MarketDataPort,
         universe: Sequence[str],
         clock: MarketClock,
         grace: timedelta,
@@ -48,7 +47,7 @@ class MinuteFeed:
         self._threads = threads
         self._recorder = recorder
         self._report = report
-        self._config = config
+        self._data = data
         self._universe = universe
         self._clock = clock
         self._grace = grace
@@ -105,10 +104,10 @@ class MinuteFeed:
         missing = sorted(self.book.missing(t))
         try:
             frame = await asyncio.get_running_loop().run_in_executor(
-                self._threads.pool, fetch_bars, self._config, self._universe, Window(t, end)
+                self._threads.pool, self._data.bars, self._universe, Window(t, end)
             )
         except Exception as exc:
-            reason = error_message(exc)
+            reason = self._data.describe(exc)
             log.warning("refill of %s failed: %s", t, reason)
             self._recorder.event("refill_failed", {"minute": t, "error": reason})
             return True

@@ -17,7 +17,6 @@ from datetime import date
 
 from sqlalchemy import Engine
 
-from openbell.alpaca import error_message
 from openbell.clock import MarketClock
 from openbell.session.fence import Fencing
 from openbell.session.phasewatch import WINDING_DOWN
@@ -115,7 +114,7 @@ class Housekeeping:
             if sync:
                 self._sync.sync_account()
         except Exception as exc:  # a chore failing must not stop trading
-            log.warning("housekeeping failed: %s", error_message(exc))
+            log.warning("housekeeping failed: %s", self._sync.describe(exc))
         finally:
             self._busy = False
 
@@ -129,4 +128,4 @@ class Housekeeping:
         try:
             refresh()
         except Exception as exc:  # the loop's own reads retry and report it
-            log.debug("clock refresh failed: %s", error_message(exc))
+            log.debug("clock refresh failed: %s", self._sync.describe(exc))

@@ -8,7 +8,8 @@ the hot path waits for Postgres. No order is sent against a working order on the
 same symbol; fills the trade stream missed are recovered from the broker (see
 :mod:`openbell.broker.updates`).
 
-:class:`LiveSession` is the coordinator: it builds one part per job and drives the minutes.
+:class:`LiveSession` is the coordinator and the loop's composition root: it builds the Alpaca adapter's
+ports from the connection's settings, one part per job on them, and drives the minutes.
 
 - :mod:`~openbell.session.prepare`: reconcile, warmup bars, the account (before the loop trades)
 - :mod:`~openbell.session.streams`: the bar and trade-update streams and their watchdog
@@ -37,12 +38,15 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from openbell.alpaca import AlpacaConfig
+from openbell.adapters.alpaca.broker import AlpacaBroker
+from openbell.adapters.alpaca.config import AlpacaConfig
+from openbell.adapters.alpaca.data import AlpacaMarketData
+from openbell.adapters.alpaca.streams import AlpacaStreams, bar_handler, trade_handler
 from openbell.broker.journal import event
-from openbell.broker.orders import SubmitResult
 from openbell.calendar import Session
 from openbell.calendar import session as session_of
 from openbell.clock import MarketClock
+from openbell.ports import SubmitResult
 from openbell.session.decide import Decider
 from openbell.session.dispatch import UNSENT_GRACE, Dispatcher, Placed
 from openbell.session.feed import MinuteFeed
@@ -120,6 +124,9 @@ class LiveSession:
         self.order_workers = max(1, order_workers)  # processes: an order never waits for this one's GIL
         # threads across the workers: one per order of a decision, so none waits for another's answer
         self.order_threads = order_threads or math.ceil(min(len(self.universe), 16) / self.order_workers)
+        self.broker = AlpacaBroker(config)
+        self.market_data = AlpacaMarketData(config)
+        feeds = AlpacaStreams(config)
         self.report = SessionReport(session_date=session.date.isoformat())
         self.portfolio = Portfolio()
         self._working_since: dict[str, int] = {}  # client_order_id -> the decision that sent it
@@ -130,21 +137,22 @@ class LiveSession:
         self.recorder = recorder = Recorder(threads, self.d, self.universe)
         self.phase = PhaseWatch(engine, session.date, self._on_phase)
         self.fencing = Fencing(fence, threads, report)  # re-verified every minute; trading pauses meanwhile
-        self._prep = Preparation(config, engine, session, self.universe, report, warmup_sessions=int(warmup_sessions))
+        self._prep = Preparation(self.broker, self.market_data, engine, session, self.universe, report,
+                                 warmup_sessions=int(warmup_sessions))
         self.reload = ParamReload(threads, recorder, report, engine=engine, session_date=self.d,
                                   strategy_name=strategy_name, override=params_override, universe=self.universe)
-        self.feed = MinuteFeed(threads, recorder, report, config=config, universe=self.universe, clock=clock,
+        self.feed = MinuteFeed(threads, recorder, report, data=self.market_data, universe=self.universe, clock=clock,
                                grace=timedelta(seconds=grace_seconds), wall_grace=wall_grace)
         self.dispatch = Dispatcher(threads, recorder, portfolio, working, report, session_date=self.d,
                                    universe=self.universe, min_notional=float(min_notional), clock=clock,
                                    phase=self.phase, trade_until=self.trade_until)
         self.decider = Decider(portfolio, self.gate, self.reload, self.dispatch, self.fencing, recorder, report,
                                trade_until=self.trade_until)
-        self.sync = BrokerSync(threads, recorder, portfolio, working, report, config=config, session_date=self.d,
-                               on_absent=self.dispatch.order_absent)
+        self.sync = BrokerSync(threads, recorder, portfolio, working, report, broker=self.broker,
+                               session_date=self.d, on_absent=self.dispatch.order_absent)
         self.trades = TradeUpdates(threads, recorder, portfolio, working, report, session_date=self.d,
-                                   lookup=self.sync.start_lookup)
-        self.streams = Streams(config, session, self.universe, clock, recorder, report,
+                                   read=feeds.read, lookup=self.sync.start_lookup)
+        self.streams = Streams(feeds, session, self.universe, clock, recorder, report,
                                on_bar=self.feed.streamed, on_trade_update=self.trades.on_update,
                                on_trade_reconnect=self.sync.start_recovery,
                                silence=timedelta(minutes=silence_minutes), trade_backoff=trade_stream_backoff)
@@ -153,6 +161,9 @@ class LiveSession:
                                          params=self.reload if params_override is None else None,
                                          sync=self.sync, working_since=working, sync_every=max(1, sync_every),
                                          on_winding_down=self._enter_liquidation)
+        # what the streams' subscriptions call, as the tests call it
+        self._bar_message = bar_handler(self.streams.on_bar)
+        self._trade_message = trade_handler(self.trades.on_update)
 
     # -- what the run attaches (the tests attach them the same way) -------------------------------
 
@@ -240,7 +251,7 @@ class LiveSession:
         """Trade until the session is over (market time); return the summary."""
         self.loop = asyncio.get_running_loop()
         self.writer = Writer(self.engine)
-        self.sender = OrderSender(self.config, self.dispatch.on_sent, workers=self.order_workers,
+        self.sender = OrderSender(self.broker, self.dispatch.on_sent, workers=self.order_workers,
                                   threads=self.order_threads)
         self.aux_pool = ThreadPoolExecutor(2, thread_name_prefix="openbell-aux")
         self._minute_ready = asyncio.Event()
@@ -329,10 +340,10 @@ class LiveSession:
     # -- entry points the streams, the sender and the housekeeping call (kept for the tests) --------
 
     async def _on_bar(self, raw: Any) -> None:
-        await self.streams.on_bar(raw)
+        await self._bar_message(raw)
 
     async def _on_trade_update(self, msg: dict[str, Any]) -> None:
-        await self.trades.on_update(msg)
+        await self._trade_message(msg)
 
     def _on_sent(self, sent: Sent) -> None:
         self.dispatch.on_sent(sent)

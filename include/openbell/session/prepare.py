@@ -5,22 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
 
 import pandas as pd
-from alpaca.trading.enums import QueryOrderStatus
-from alpaca.trading.models import Order, Position, TradeAccount
-from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import Engine, text
 
-from openbell import alpaca as ob_alpaca
-from openbell.alpaca import AlpacaConfig
 from openbell.broker import book
 from openbell.broker.ids import parse_client_order_id
 from openbell.broker.reconcile import ReconcileReport, reconcile
-from openbell.broker.rows import signed_qty
 from openbell.calendar import Session, previous_sessions
-from openbell.marketdata import Window, fetch_bars
+from openbell.ports import BrokerPort, MarketDataPort, Window
 from openbell.session.barcheck import BarCheck
 from openbell.session.minutes import frame_bars
 from openbell.session.phasewatch import WINDING_DOWN
@@ -36,7 +29,8 @@ class Preparation:
 
     def __init__(
         self,
-        config: AlpacaConfig,
+        broker: BrokerPort,
+        data: MarketDataPort,
         engine: Engine,
         session: Session,
         universe: Sequence[str],
@@ -44,9 +38,10 @@ class Preparation:
         *,
         warmup_sessions: int,
     ) -> None:
-        self._config = config
+        self._broker = broker
+        self._data = data
         self._engine = engine
-        self._session = session
+        self._day = session
         self.d = session.date
         self._universe = universe
         self._report = report
@@ -57,28 +52,28 @@ class Preparation:
         sequence number (continuing earlier attempts') and whether the session is already liquidating."""
         phase = get_phase(self._engine, self.d)
         winding_down = phase in WINDING_DOWN  # leave the liquidation's orders alone
-        rec: ReconcileReport = reconcile(self._config, self._engine, self.d, cancel_foreign=not winding_down)
+        rec: ReconcileReport = reconcile(self._broker, self._engine, self.d, cancel_foreign=not winding_down)
         self._report.reconcile = rec.as_dict()
         with self._engine.connect() as conn:
             seq = max(rec.max_decision_seq, book.max_decision_seq(conn, self.d)) + 1
         if phase in (None, "pre_open"):
-            s = self._session
+            s = self._day
             set_phase(self._engine, self.d, "trading", open_at=s.open, close_at=s.close)
         return seq, phase in WINDING_DOWN
 
     def history(self, until: datetime) -> list[Bar]:
         """Stored bars of the last sessions and today before ``until``; today's holes fetched by REST."""
         prior = previous_sessions(self.d, self._warmup_sessions)
-        start = prior[0].open if prior else self._session.open
+        start = prior[0].open if prior else self._day.open
         frame = load_bars(self._engine, self._universe, start, until)
-        expected = [m for m in self._session.minutes() if m < pd.Timestamp(until)]
+        expected = [m for m in self._day.minutes() if m < pd.Timestamp(until)]
         if expected:
-            today = frame[frame["timestamp"] >= pd.Timestamp(self._session.open)]
+            today = frame[frame["timestamp"] >= pd.Timestamp(self._day.open)]
             have = set(zip(today["symbol"], today["timestamp"], strict=True))
             holes = [m for m in expected for s in self._universe if (s, m) not in have]
             if holes:
                 lo = min(holes).to_pydatetime()
-                fetched = fetch_bars(self._config, self._universe, Window(lo, until))
+                fetched = self._data.bars(self._universe, Window(lo, until))
                 if len(fetched):
                     upsert_bars(self._engine, fetched, source="rest")
                     self._report.refills += 1
@@ -91,23 +86,20 @@ class Preparation:
         self, portfolio: Portfolio, working_since: dict[str, int], barcheck: BarCheck, warm_bars: list[Bar]
     ) -> None:
         """The broker's cash, positions and open orders; last prices from the warmup (else the broker)."""
-        client = self._config.trading_client()
-        account = cast(TradeAccount, ob_alpaca.call(client.get_account, what="get_account"))
-        positions = cast("list[Position]", ob_alpaca.call(client.get_all_positions, what="get_all_positions"))
-        portfolio.cash = float(account.cash)
+        account = self._broker.account()
+        positions = self._broker.positions()
+        portfolio.cash = account.cash
         for b in warm_bars:
             portfolio.prices[b.symbol] = b.close  # bars are in time order per symbol
         barcheck.last.update(portfolio.prices)
         for p in positions:
-            portfolio.positions[p.symbol] = signed_qty(p)
+            portfolio.positions[p.symbol] = p.qty
             if p.current_price is not None and p.symbol not in portfolio.prices:
-                portfolio.prices[p.symbol] = float(p.current_price)
-        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500)
-        for o in cast("list[Order]", ob_alpaca.call(client.get_orders, request, what="get_orders(open)")):
+                portfolio.prices[p.symbol] = p.current_price
+        for o in self._broker.orders("open"):
             # an order still working from an earlier attempt (or the liquidation) counts as working
-            side = str(getattr(o.side, "value", o.side))
-            qty = float(o.qty) if o.qty is not None else 0.0
-            portfolio.adopt_working(o.client_order_id, o.symbol or "", side, qty, float(o.filled_qty or 0))
+            qty = o.qty if o.qty is not None else 0.0
+            portfolio.adopt_working(o.client_order_id, o.symbol, o.side, qty, o.filled_qty or 0.0)
             key = parse_client_order_id(o.client_order_id)
             working_since[o.client_order_id] = key.decision_seq if key else -2
 

@@ -1,12 +1,12 @@
 """Order workers for the live loop: processes started and connected before the first bar.
 
 An order must not wait for the live loop, the Postgres writer or another order to release Python's
-GIL, so orders are sent from worker processes (:func:`main`), each with
-its own interpreter, a few threads and one warm TradingClient per thread whose kept-open
-connection is opened at start. Jobs and results cross the worker's stdin/stdout as length-prefixed
-pickles; the credentials travel the same private pipe, never the command line. The instants a
-worker reports are ``time.perf_counter`` readings, the system-wide monotonic clock on Linux, so
-the live loop can subtract its own readings from them.
+GIL, so orders are sent from worker processes (:func:`main`), each with its own interpreter, a few
+threads and one :class:`~openbell.ports.OrderChannel` per thread whose kept-open connection is opened
+at start. Jobs and results cross the worker's stdin/stdout as length-prefixed pickles; the broker port
+(with its credentials) travels the same private pipe, never the command line. The instants a worker
+reports are ``time.perf_counter`` readings, the system-wide monotonic clock on Linux, so the live loop
+can subtract its own readings from them.
 
 A worker that dies takes its jobs in flight with it: they come back ``unknown`` (the live loop
 polls the broker for them), and a job that no worker could take comes back ``rejected``, never sent.
@@ -31,13 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from alpaca.trading.client import TradingClient
-
 import openbell
-from openbell.alpaca import AlpacaConfig, error_message
-from openbell.broker.orders import SubmitResult, submit
+from openbell.ports import BrokerPort, SubmitResult
 from openbell.sched import short_slice
-from openbell.session.transport import OrderSession
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +67,6 @@ class Sent:
 OnSent = Callable[[Sent], None]
 
 
-def order_client(config: AlpacaConfig) -> TradingClient:
-    """A TradingClient for orders, on one kept-open connection (:class:`OrderSession`)."""
-    client = config.trading_client()
-    url = getattr(client, "_base_url", None)
-    base = str(getattr(url, "value", url) or "https://paper-api.alpaca.markets")
-    client._session = OrderSession(base, config.timeout)  # type: ignore[attr-defined]
-    return client
-
-
 def _frame(obj: Any) -> bytes:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEADER.pack(len(data)) + data
@@ -100,7 +87,7 @@ def _read_frame(stream: IO[bytes]) -> Any:
 class _Worker:
     """The live loop's side of one worker process."""
 
-    def __init__(self, index: int, config: AlpacaConfig, threads: int, on_sent: OnSent) -> None:
+    def __init__(self, index: int, broker: BrokerPort, threads: int, on_sent: OnSent) -> None:
         self.index = index
         self.on_sent = on_sent
         self.ready = threading.Event()
@@ -117,7 +104,7 @@ class _Worker:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in = self.proc.stdin.fileno()
         self._out = self.proc.stdout
-        self._write(_frame((config, threads)))
+        self._write(_frame((broker, threads)))
         self.reader = threading.Thread(target=self._read, name=f"openbell-orders-{index}", daemon=True)
         self.reader.start()
 
@@ -190,8 +177,8 @@ class OrderSender:
     """``workers`` order processes of ``threads`` threads each; ``on_sent`` gets every outcome (on
     a reader thread)."""
 
-    def __init__(self, config: AlpacaConfig, on_sent: OnSent, *, workers: int = 2, threads: int = 6) -> None:
-        self.config = config
+    def __init__(self, broker: BrokerPort, on_sent: OnSent, *, workers: int = 2, threads: int = 6) -> None:
+        self.broker = broker
         self.on_sent = on_sent
         self.threads = max(1, threads)
         self._count = max(1, workers)
@@ -206,7 +193,7 @@ class OrderSender:
                 log.warning("order worker %d not connected within %.1fs; going on", w.index, timeout)
 
     def _spawn(self, index: int) -> _Worker:
-        return _Worker(index, self.config, self.threads, self.on_sent)
+        return _Worker(index, self.broker, self.threads, self.on_sent)
 
     def submit(self, job: OrderJob, tag: Any = None) -> None:
         """Hand one job to the least busy live worker (see :meth:`submit_all`)."""
@@ -249,7 +236,8 @@ class OrderSender:
 
 
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
-    config, threads = _read_frame(stdin)
+    broker: BrokerPort
+    broker, threads = _read_frame(stdin)
     sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
     short_slice()  # this thread and the senders ask for short time slices (see openbell.sched)
     jobs: queue.SimpleQueue[tuple[int, OrderJob] | None] = queue.SimpleQueue()
@@ -264,22 +252,20 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
     def run() -> None:
         short_slice()
-        client = order_client(config)
+        channel = broker.order_channel()
         try:
-            client.get_clock()  # opens the keep-alive connection the orders will use
+            channel.connect()  # opens the keep-alive connection the orders will use
         except Exception as exc:
-            warnings.append(error_message(exc))
+            warnings.append(broker.describe(exc))
         with contextlib.suppress(threading.BrokenBarrierError):
             ready.wait(10.0)
         while (item := jobs.get()) is not None:
             number, job = item
             sent_at = time.perf_counter()
             try:
-                result = submit(
-                    client, client_order_id=job.client_order_id, symbol=job.symbol, qty=job.qty, side=job.side
-                )
+                result = channel.submit_market(job.client_order_id, job.symbol, job.qty, job.side)
             except Exception as exc:
-                result = SubmitResult(job.client_order_id, "unknown", reason=error_message(exc))
+                result = SubmitResult(job.client_order_id, "unknown", reason=broker.describe(exc))
             reply(("sent", number, result, sent_at, time.perf_counter()))
 
     workers = [threading.Thread(target=run, daemon=True) for _ in range(threads)]

@@ -7,19 +7,14 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import date
-from typing import cast
 
-from alpaca.trading.models import Order, Position, TradeAccount
 from sqlalchemy import Connection
 
-from openbell import alpaca as ob_alpaca
-from openbell.alpaca import AlpacaConfig, error_message
 from openbell.broker import book
 from openbell.broker.journal import event
-from openbell.broker.orders import find_order
 from openbell.broker.reconcile import broker_session_orders
-from openbell.broker.rows import signed_qty
 from openbell.broker.updates import recover_fills
+from openbell.ports import BrokerPort, OrderReport
 from openbell.session.portfolio import Portfolio
 from openbell.session.recording import Recorder
 from openbell.session.report import SessionReport
@@ -34,7 +29,8 @@ class BrokerSync:
     """Keeps the portfolio and the position book in line with the broker.
 
     ``on_absent(client_order_id, monotonic_time)`` is called on the loop when the broker answers 404 for
-    an order (see :meth:`openbell.session.dispatch.Dispatcher.order_absent`).
+    an order (see :meth:`openbell.session.dispatch.Dispatcher.order_absent`). ``describe`` is the broker's
+    description of a failure, for the other chores' logs too.
     """
 
     def __init__(
@@ -45,7 +41,7 @@ class BrokerSync:
         working_since: dict[str, int],
         report: SessionReport,
         *,
-        config: AlpacaConfig,
+        broker: BrokerPort,
         session_date: date,
         on_absent: Callable[[str, float], None],
     ) -> None:
@@ -54,7 +50,8 @@ class BrokerSync:
         self._portfolio = portfolio
         self._working_since = working_since
         self._report = report
-        self._config = config
+        self._broker = broker
+        self.describe = broker.describe
         self.d = session_date
         self._on_absent = on_absent
         self._recovered: set[str] = set()  # execution ids of fills recovered (counted once)
@@ -80,21 +77,20 @@ class BrokerSync:
         self._portfolio.positions = positions
         self._recorder.write(lambda conn: self._correct_book(conn, positions))
 
-    def _order_polled(self, order: Order) -> None:
+    def _order_polled(self, order: OrderReport) -> None:
         """The broker's view of one order: final states end it, missed fills are recovered once."""
         portfolio = self._portfolio
         coid = order.client_order_id
-        status = str(getattr(order.status, "value", order.status))
-        side = str(getattr(order.side, "value", order.side))
+        side = order.side
         ours = coid in portfolio.filled  # sent (or adopted) by this attempt: memory moves too
-        cum = float(order.filled_qty or 0)
+        cum = order.filled_qty or 0.0
         if ours and cum > portfolio.filled.get(coid, 0.0):
-            portfolio.recover(coid, order.symbol or "", side, cum, float(order.filled_avg_price or 0))
-        if status in FINAL:
+            portfolio.recover(coid, order.symbol, side, cum, order.filled_avg_price or 0.0)
+        if order.status in FINAL:
             portfolio.order_done(coid)
             self._working_since.pop(coid, None)
         elif ours and coid in portfolio.working and order.qty is not None:
-            remaining = float(order.qty) - cum
+            remaining = order.qty - cum
             portfolio.working[coid].signed_qty = remaining if side == "buy" else -remaining
 
         def write(conn: Connection) -> None:
@@ -115,13 +111,12 @@ class BrokerSync:
 
     def poll_orders(self, coids: list[str]) -> None:
         """Ask the broker for each order by its client_order_id."""
-        client = self._config.trading_client()
         loop = self._threads.loop
         for coid in coids:
             try:
-                order = find_order(client, coid)
+                order = self._broker.find_order(coid)
             except Exception as exc:
-                log.warning("lookup of %s failed: %s", coid, error_message(exc))
+                log.warning("lookup of %s failed: %s", coid, self.describe(exc))
                 continue
             if order is not None:
                 loop.call_soon_threadsafe(self._order_polled, order)
@@ -131,19 +126,18 @@ class BrokerSync:
     def recover_orders(self) -> None:
         """After the trade stream reconnects: every order of the session, for fills it missed."""
         try:
-            orders = broker_session_orders(self._config, self.d)
+            orders = broker_session_orders(self._broker, self.d)
         except Exception as exc:
-            log.warning("order recovery after a trade-stream reconnect failed: %s", error_message(exc))
+            log.warning("order recovery after a trade-stream reconnect failed: %s", self.describe(exc))
             return
         for order in orders:
             self._threads.loop.call_soon_threadsafe(self._order_polled, order)
 
     def sync_account(self) -> None:
         """Read the broker's cash and positions; applied on the loop."""
-        client = self._config.trading_client()
-        account = cast(TradeAccount, ob_alpaca.call(client.get_account, what="get_account"))
-        positions = {p.symbol: signed_qty(p) for p in cast("list[Position]", ob_alpaca.call(client.get_all_positions))}
-        self._threads.loop.call_soon_threadsafe(self.apply_sync, float(account.cash), positions)
+        account = self._broker.account()
+        positions = {p.symbol: p.qty for p in self._broker.positions()}
+        self._threads.loop.call_soon_threadsafe(self.apply_sync, account.cash, positions)
 
     # -- on the writer's thread -------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
-from openbell.alpaca import AlpacaConfig
+from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.calendar import ET
 from openbell.clock import MarketClock, SimClock, clock_for
 
@@ -29,12 +29,12 @@ class Market:
         self._config: AlpacaConfig | None = None
         self._clock: MarketClock | None = None
         self._failed_at = -float("inf")
-        self._retry = retry_seconds
+        self._retry_after = retry_seconds
 
     async def _ready(self) -> bool:
         if self._config is not None:
             return True
-        if time.monotonic() - self._failed_at < self._retry:
+        if time.monotonic() - self._failed_at < self._retry_after:
             return False
         try:
             self._config = await asyncio.to_thread(self._loader)
@@ -69,9 +69,9 @@ class Market:
         config = self._config
 
         def ask() -> dict[str, float]:
-            from openbell.broker.rows import signed_qty
+            from openbell.adapters.alpaca.broker import AlpacaBroker
 
-            return {p.symbol: signed_qty(p) for p in config.trading_client().get_all_positions()}
+            return {p.symbol: p.qty for p in AlpacaBroker(config, attempts=1).positions()}
 
         try:
             return await asyncio.to_thread(ask)

@@ -1,7 +1,7 @@
 """Hooks that own openbell's two Airflow connections: the Alpaca account and the state database.
 
 Steps, operators and the Trading view read connections only through these hooks, so each rule lives once:
-how a connection becomes an :class:`~openbell.alpaca.AlpacaConfig`, and when ``OPENBELL_DATABASE_URL``
+how a connection becomes an :class:`~openbell.adapters.alpaca.config.AlpacaConfig`, and when ``OPENBELL_DATABASE_URL``
 may stand in for the state database. ``AlpacaHook`` is also what Airflow's "Test connection" button calls
 for an ``alpaca`` connection (registered by :mod:`openbell.workflow.provider`).
 """
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from openbell.alpaca import CONN_ID, AlpacaConfig, CredentialsError, call, error_message
+from openbell.adapters.alpaca.config import CONN_ID, AlpacaConfig, CredentialsError
+from openbell.adapters.alpaca.retry import call, error_message
 from openbell.workflow.provider import ALPACA_CONN_TYPE, ALPACA_FIELD_BEHAVIOUR, ALPACA_HOOK_NAME
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args
 from airflow.sdk import BaseOperator
 
 from openbell import calendar
-from openbell.alpaca import CONN_ID
+from openbell.adapters.alpaca.config import CONN_ID
 from openbell.calendar import Session
 from openbell.clock import MarketClock, clock_for
 from openbell.workflow.hooks import AlpacaHook

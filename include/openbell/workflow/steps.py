@@ -1,5 +1,8 @@
 """The trading day's steps as Airflow calls them: build the context, record the ledger, run the logic.
 
+The step context is the workflow's composition root: it builds the Alpaca adapter's ports from the run's
+connection and hands them to the trading core.
+
 Each function takes Airflow's task context, returns a small JSON summary (it lands in XCom, so it
 never holds credentials) and records its start and end in the step ledger, whatever the ending.
 """
@@ -12,11 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from openbell.alpaca import AlpacaConfig
+from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.calendar import Session, et_date, session_for_run
 from openbell.clock import MarketClock, clock_for
 from openbell.params import RunParams
@@ -24,6 +27,9 @@ from openbell.store import ledger
 from openbell.store.db import ensure_current, make_engine
 from openbell.workflow.hooks import AlpacaHook, StateDbHook
 from openbell.workflow.operators import WaitForMarketTime
+
+if TYPE_CHECKING:
+    from openbell.ports import BrokerPort, MarketDataPort
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,20 @@ class StepContext:
     @cached_property
     def config(self) -> AlpacaConfig:
         return self.config_factory()
+
+    @cached_property
+    def broker(self) -> BrokerPort:
+        """The broker port on the run's Alpaca connection."""
+        from openbell.adapters.alpaca.broker import AlpacaBroker
+
+        return AlpacaBroker(self.config)
+
+    @cached_property
+    def market_data(self) -> MarketDataPort:
+        """The market-data port on the run's Alpaca connection."""
+        from openbell.adapters.alpaca.data import AlpacaMarketData
+
+        return AlpacaMarketData(self.config)
 
     @cached_property
     def engine(self) -> Engine:
@@ -145,7 +165,7 @@ def download(context: dict[str, Any]) -> dict[str, Any]:
             raise SkipStep(f"session {ctx.session.date} has not opened yet (market time {now.isoformat()})")
         until = now if ctx.live_reason() is None else ctx.session.close
         record.summary.update(
-            marketdata.download(ctx.config, ctx.engine, ctx.session, until, ctx.params.universe,
+            marketdata.download(ctx.market_data, ctx.broker, ctx.engine, ctx.session, until, ctx.params.universe,
                                 days=ctx.params.history_days)
         )
     return record.summary
@@ -159,7 +179,7 @@ def todays_bars(context: dict[str, Any]) -> dict[str, Any]:
     with recorded(ctx, "todays_bars") as record:
         require_live(ctx)
         record.summary.update(
-            marketdata.todays_bars(ctx.config, ctx.engine, ctx.session, ctx.now(), ctx.params.universe)
+            marketdata.todays_bars(ctx.market_data, ctx.engine, ctx.session, ctx.now(), ctx.params.universe)
         )
     return record.summary
 
@@ -171,7 +191,7 @@ def reconcile(context: dict[str, Any]) -> dict[str, Any]:
     ctx = from_airflow(context)
     with recorded(ctx, "reconcile") as record:
         require_live(ctx)
-        record.summary.update(broker.reconcile(ctx.config, ctx.engine, ctx.session.date).as_dict())
+        record.summary.update(broker.reconcile(ctx.broker, ctx.engine, ctx.session.date).as_dict())
     return record.summary
 
 
@@ -235,12 +255,12 @@ def run_eod_liquidate(ctx: StepContext) -> dict[str, Any]:
             _liquidate_late(ctx, record.summary, now)
             return record.summary
         require_live(ctx)
-        first = broker.liquidate(ctx.config, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close)
+        first = broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close)
         record.summary["first_pass"] = first.as_dict()
         # Prove it: one market minute later (or at the close) the broker must still report flat; an
         # order that was in flight when the phase changed is closed by this second pass.
         ctx.clock.sleep_until(min(ctx.clock.now() + timedelta(minutes=1), ctx.session.close))
-        report = broker.liquidate(ctx.config, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close)
+        report = broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close)
         record.summary.update(report.as_dict())
         if not report.flat:
             raise RuntimeError(
@@ -259,18 +279,18 @@ def _liquidate_late(ctx: StepContext, summary: dict[str, Any], now: datetime) ->
     from openbell.broker.journal import event
     from openbell.broker.liquidate import holdings
 
-    positions, open_orders = holdings(ctx.config)
+    positions, open_orders = holdings(ctx.broker)
     if not positions and not open_orders:
         if et_date(now) != ctx.session.date:
             raise SkipStep(f"{ctx.live_reason()}; the broker holds no positions and no open orders")
-        summary.update(broker.liquidate(ctx.config, ctx.engine, ctx.session.date, ctx.clock, now).as_dict())
+        summary.update(broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, now).as_dict())
         return
     summary["late"] = True
     log.error("session %s: liquidation starts late at market time %s; the broker holds %s and %d open orders",
               ctx.session.date, now.isoformat(), positions, open_orders)
     event(ctx.engine, ctx.session.date, "liquidation_late",
           {"market_time": now.isoformat(), "positions": positions, "open_orders": open_orders})
-    report = broker.liquidate(ctx.config, ctx.engine, ctx.session.date, ctx.clock, now)
+    report = broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, now)
     summary.update(report.as_dict())
     if not report.flat:
         queued = (f"{report.open_orders_left} close orders are queued at the broker until the next open"

@@ -1,4 +1,4 @@
-"""A lean HTTP session for alpaca-py's order client.
+"""The kept-open order connection: a lean HTTP session for alpaca-py's order client.
 
 alpaca-py's ``TradingClient`` sends every request through ``self._session.request(method, url,
 headers=..., json=... | params=..., allow_redirects=False)`` and reads ``status_code``, ``text``,
@@ -20,8 +20,11 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import requests
+from alpaca.trading.client import TradingClient
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, get_environ_proxies
+
+from openbell.adapters.alpaca.config import PAPER_TRADING_URL, AlpacaConfig
 
 _PLAIN = {"headers", "params", "json", "allow_redirects", "timeout"}
 
@@ -117,3 +120,12 @@ class OrderSession(requests.Session):
         response._content = content
         response.url = url
         return response
+
+
+def order_client(config: AlpacaConfig) -> TradingClient:
+    """A TradingClient for orders, on one kept-open connection (:class:`OrderSession`)."""
+    client = config.trading_client()
+    url = getattr(client, "_base_url", None)
+    base = str(getattr(url, "value", url) or PAPER_TRADING_URL)
+    client._session = OrderSession(base, config.timeout)  # type: ignore[attr-defined]
+    return client

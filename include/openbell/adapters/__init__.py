@@ -1,0 +1,1 @@
+"""Adapters: venue SDKs behind the contracts of :mod:`openbell.ports`."""
