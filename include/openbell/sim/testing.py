@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from openbell.alpaca import AlpacaConfig
+from openbell.adapters.alpaca.config import AlpacaConfig
 
 
 def free_port() -> int:
