@@ -304,3 +304,13 @@ def test_the_ports_import_no_adapter_and_the_core_no_concrete_adapter() -> None:
     assert not found, "modules outside the composition roots import an adapter:\n  " + _listing(found)
     assert not [e for e in edges() if e.importer == "openbell.ports" and not e.imported.startswith("openbell.strategy")]
 
+
+
+MAX_LINES = 500
+
+
+def test_no_module_of_the_package_is_over_500_lines() -> None:
+    """One capability per module: a module that grows past this is doing more than one job."""
+    long = {str(p.relative_to(ROOT)): n for p in sorted((ROOT / PACKAGE).rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}, f"modules over {MAX_LINES} lines: {long}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sim_helpers import within_rate_limit
 
 from openbell.sim.testing import SimProcess
 
@@ -15,6 +16,7 @@ def open_sim() -> Iterator[SimProcess]:
     with SimProcess(date="2025-11-20", speed=60, start="09:31",
                     extra_args=["--seed-position", "AAPL:100", "--slippage-bps", "5"]) as sim:
         yield sim
+        within_rate_limit(sim)
 
 
 @pytest.fixture(scope="module")
@@ -22,3 +24,4 @@ def closed_sim() -> Iterator[SimProcess]:
     """A simulator before the open (08:00 ET at 1x): orders are accepted and queued."""
     with SimProcess(date="2025-11-20", speed=1, start="08:00") as sim:
         yield sim
+        within_rate_limit(sim)

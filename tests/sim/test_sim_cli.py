@@ -16,7 +16,8 @@ from openbell.sim.testing import SimProcess
 FLAGS = ["--date", "--speed", "--start", "--host", "--port", "--data-dir", "--api-key", "--secret-key", "--seed",
          "--slippage-bps", "--seed-position", "--cash", "--csv-dir", "--max-stream-connections",
          "--drop-streams-at", "--silence-at", "--refuse-reconnect-seconds", "--rest-error-rate", "--rest-delay-ms",
-         "--background"]
+         "--background", "--sparse", "--dense", "--corrections", "--halt", "--split", "--rate-limit",
+         "--trading-blocked", "--not-tradable", "--not-fractionable"]
 
 
 def test_help_documents_every_flag() -> None:
@@ -65,8 +66,17 @@ BAD_VALUES: dict[str, list[str]] = {
     "--rest-delay-ms": ["nan", "inf", "-1"],
     "--reject-symbol": ["../../x", "", "TOOLONGSYMBOL"],
     "--log-level": ["LOUD", "nan"],
+    "--corrections": ["nan", "inf", "-0.1", "1.5", "x"],
+    "--halt": ["SPY", "SPY:10:00", "SPY:11:00-10:00", "SPY:10:00-10:00", "SPY:25:00-26:00", "../x:10:00-11:00",
+               "SPY:10:00-noon", "SPY:10:00:30-11:00", "SPY:08:00-09:00", "SPY:15:00-17:00"],
+    "--split": ["SPY", "SPY:0.1", "SPY:0:2025-11-20", "SPY:-0.1:2025-11-20", "SPY:nan:2025-11-20",
+                "SPY:inf:2025-11-20", "SPY:1:2025-11-20", "SPY:0.1:2025-11-27", "SPY:0.1:2025-13-01",
+                "../x:0.1:2025-11-20"],
+    "--rate-limit": ["0", "-1", "nan", "1.5", "abc", "inf"],
+    "--not-tradable": ["../../x", "", "TOOLONGSYMBOL"],
+    "--not-fractionable": ["../../x", "", "TOOLONGSYMBOL"],
 }
-SWITCHES = ["--reset-clock", "--partial-fills", "--no-sip", "--background"]
+SWITCHES = ["--reset-clock", "--partial-fills", "--no-sip", "--background", "--sparse", "--dense", "--trading-blocked"]
 
 
 def test_every_flag_has_bad_values_listed() -> None:
@@ -99,6 +109,26 @@ def test_each_flag_refuses_bad_values_in_one_line(
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if not line.startswith(("usage:", " "))]
     assert len(lines) == 1 and lines[0].startswith("openbell sim: error: "), err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--sparse", "--dense"], ["--halt", "SPY:10:00-10:30", "--halt", "SPY:10:15-close"],
+     ["--split", "SPY:0.5:2025-11-18", "--split", "SPY:2:2025-11-18"]],
+    ids=lambda a: repr(" ".join(a)),
+)
+def test_flags_that_contradict_each_other_are_refused_in_one_line(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def accepted(*_: object) -> None:
+        raise AssertionError(f"{args} was accepted")
+
+    monkeypatch.setattr("openbell.sim.cli.serve", accepted)
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--date", "2025-11-20", "--data-dir", str(tmp_path / "sim")])
+    assert exc.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(("usage:", " "))]
+    assert len(lines) == 1 and lines[0].startswith("openbell sim: error: "), lines
 
 
 def test_a_bad_flag_from_the_command_line_is_one_line_without_traceback() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from openbell.sim.feed import load_csv
+from openbell.sim.csvbars import load_csv
 from openbell.sim.market import INVERSE_PAIRS, LEVERAGED, UNIVERSE, bars_between, session_bars
 
 

@@ -14,6 +14,7 @@ from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
+from sim_helpers import within_rate_limit
 
 from openbell.sim.market import LEVERAGED, session_bars
 from openbell.sim.testing import SimProcess
@@ -25,6 +26,7 @@ SPEED = 300  # a market minute every 0.2 s
 def sim() -> Iterator[SimProcess]:
     with SimProcess(date="2025-11-20", speed=SPEED, start="09:30") as s:
         yield s
+        within_rate_limit(s)
 
 
 class Bars:

@@ -24,6 +24,7 @@ from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 from sqlalchemy import Engine, text
 
 from openbell.adapters.alpaca.data import AlpacaMarketData
+from openbell.adapters.alpaca.streams import bar_handler, trade_handler
 from openbell.broker import client_order_id
 from openbell.calendar import previous_sessions, session
 from openbell.clock import clock_for
@@ -44,7 +45,7 @@ UNIVERSE = ["SSO", "TQQQ"]
 
 @asynccontextmanager
 async def prepared(sim: SimProcess, engine: Engine, **options: Any) -> AsyncIterator[LiveSession]:
-    """A LiveSession prepared and wired as ``run`` wires it (writer, helper pool, order workers)."""
+    """A LiveSession prepared and attached as ``run`` attaches it (writer, helper pool, order workers)."""
     s = session(SESSION)
     assert s is not None
     config = sim.config()
@@ -52,22 +53,19 @@ async def prepared(sim: SimProcess, engine: Engine, **options: Any) -> AsyncIter
     history = AlpacaMarketData(config).bars(UNIVERSE, Window(previous_sessions(SESSION, 1)[0].open, clock.now()))
     upsert_bars(engine, history, source="rest")
     live = LiveSession(config, engine, s, clock=clock, universe=UNIVERSE, warmup_sessions=1, **options)
-    live.loop = asyncio.get_running_loop()
-    live.writer = Writer(engine)
-    live.aux_pool = ThreadPoolExecutor(2)
-    live.sender = OrderSender(live.broker, live._on_sent, workers=1, threads=2)
-    live._minute_ready = asyncio.Event()
+    sender = OrderSender(live.broker, live.dispatch.on_sent, workers=1, threads=2)
+    live.attach(asyncio.get_running_loop(), Writer(engine), ThreadPoolExecutor(2), sender)
     live.phase.start()
-    await asyncio.gather(asyncio.to_thread(live.prepare), asyncio.to_thread(live.sender.start))
+    await asyncio.gather(asyncio.to_thread(live.prepare), asyncio.to_thread(sender.start))
     try:
         yield live
     finally:
-        live._closing = True
-        live.sender.close()
+        live.threads.closing = True
+        sender.close()
         live.phase.stop()
-        live.aux_pool.shutdown(wait=True)
-        live._flush_writes()
-        live.writer.close(timeout=30.0)
+        live.threads.pool.shutdown(wait=True)
+        live.recorder.flush()
+        live.recorder.writer.close(timeout=30.0)
 
 
 async def until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -80,8 +78,8 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> 
 async def settled(live: LiveSession) -> None:
     """Everything queued so far is in Postgres."""
     await asyncio.sleep(0.05)
-    live._flush_writes()
-    await asyncio.to_thread(live.writer.flush, 10.0)
+    live.recorder.flush()
+    await asyncio.to_thread(live.recorder.writer.flush, 10.0)
 
 
 def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
@@ -91,6 +89,11 @@ def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(scenario())
+
+
+async def streamed(live: LiveSession, bar: AlpacaBar) -> None:
+    """``bar`` as the bar stream's subscription hands it in."""
+    await bar_handler(live.streams.on_bar)(bar)
 
 
 def _status(client: Any, coid: str) -> str | None:
@@ -116,29 +119,29 @@ def test_an_order_the_broker_never_saw_is_sent_again_under_its_own_id(engine: En
                 coid = client_order_id(SESSION, seq, "SSO")
                 intent = OrderIntent("SSO", "buy", 5.0, 0.05)
                 live.portfolio.add_working(coid, intent)  # what a decision does before the order leaves
-                live._working_since[coid] = seq
-                live._on_submitted(seq, intent, SubmitResult(coid, "unknown", reason="order worker exited"))
+                live.dispatch._working_since[coid] = seq
+                live.dispatch.on_submitted(seq, intent, SubmitResult(coid, "unknown", reason="order worker exited"))
                 await settled(live)
                 assert rows(engine, "SELECT status FROM orders WHERE client_order_id = :c", c=coid) == [("unknown",)]
 
-                await asyncio.to_thread(live._poll_orders, [coid])  # housekeeping's lookups: 404
+                await asyncio.to_thread(live.sync.poll_orders, [coid])  # housekeeping's lookups: 404
                 await asyncio.sleep(UNSENT_GRACE + 0.1)
-                await asyncio.to_thread(live._poll_orders, [coid])
+                await asyncio.to_thread(live.sync.poll_orders, [coid])
                 await until(lambda: coid not in live.portfolio.working, "the order stops counting as working")
                 assert not live.portfolio.working_against("SSO", "sell")
-                live._apply_sync(123.0, {})  # the broker sync is applied again
+                live.sync.apply_sync(123.0, {})  # the broker sync is applied again
                 assert live.portfolio.cash == 123.0
 
                 # the next decision still wants SSO: the same id goes out, once
-                await asyncio.to_thread(live._sync_account)
+                await asyncio.to_thread(live.sync.sync_account)
                 await until(lambda: live.portfolio.cash != 123.0, "the account synced")
                 notes: list[str] = []
-                placed = live._place(live.seq, {"SSO": 0.05, "TQQQ": 0.0}, notes, None, trade=True)
+                placed = live.dispatch.place(live.seq, {"SSO": 0.05, "TQQQ": 0.0}, notes, None, trade=True)
                 live.seq += 1
                 assert [c for c, _ in placed] == [coid], notes
                 client = sim.config().trading_client()
                 await until(lambda: _status(client, coid) == "filled", "the resent order filled")
-                await asyncio.to_thread(live._poll_orders, [coid])
+                await asyncio.to_thread(live.sync.poll_orders, [coid])
                 await until(lambda: coid not in live.portfolio.working, "the resent order is final")
                 broker = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500))
                 await settled(live)
@@ -161,13 +164,13 @@ def test_an_order_the_broker_never_saw_and_no_longer_wanted_is_final_as_not_sent
                 coid = client_order_id(SESSION, seq, "TQQQ")
                 intent = OrderIntent("TQQQ", "buy", 3.0, 0.05)
                 live.portfolio.add_working(coid, intent)
-                live._working_since[coid] = seq
-                live._on_submitted(seq, intent, SubmitResult(coid, "unknown", reason="timeout"))
-                await asyncio.to_thread(live._poll_orders, [coid])
+                live.dispatch._working_since[coid] = seq
+                live.dispatch.on_submitted(seq, intent, SubmitResult(coid, "unknown", reason="timeout"))
+                await asyncio.to_thread(live.sync.poll_orders, [coid])
                 await asyncio.sleep(UNSENT_GRACE + 0.1)
-                await asyncio.to_thread(live._poll_orders, [coid])
+                await asyncio.to_thread(live.sync.poll_orders, [coid])
                 await until(lambda: coid not in live.portfolio.working, "the order stops counting as working")
-                live._place(live.seq, {"SSO": 0.0, "TQQQ": 0.0}, [], None, trade=True)
+                live.dispatch.place(live.seq, {"SSO": 0.0, "TQQQ": 0.0}, [], None, trade=True)
                 await settled(live)
                 broker = sim.config().trading_client().get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL))
         assert broker == []
@@ -186,15 +189,15 @@ def test_one_bad_streamed_print_moves_no_price_and_trips_no_loss_stop(engine: En
                 t = live.book.next_minute
                 price = live.portfolio.prices["TQQQ"]
                 sso = live.portfolio.prices["SSO"]
-                await live._on_bar(_bar("TQQQ", t, 100.0, 100.0, 100.0, 0.5))  # close outside its range
-                await live._on_bar(_bar("TQQQ", t, price / 2, price / 2, price / 2, price / 2))  # a -50% print
-                await live._on_bar(_bar("SSO", t, sso, sso, sso, sso))
+                await streamed(live, _bar("TQQQ", t, 100.0, 100.0, 100.0, 0.5))  # close outside its range
+                await streamed(live, _bar("TQQQ", t, price / 2, price / 2, price / 2, price / 2))  # a -50% print
+                await streamed(live, _bar("SSO", t, sso, sso, sso, sso))
                 assert live.book.missing(t) == {"TQQQ"}
-                live._decide(t, live.book.take(t), None, trade=False)
+                live.decider.decide(t, live.book.take(t), None, trade=False)
                 assert live.portfolio.prices["TQQQ"] == price
                 assert not live.gate.stopped
                 # the next minute's good print is taken
-                await live._on_bar(_bar("TQQQ", t + timedelta(minutes=1), price, price * 1.001, price * 0.999, price))
+                await streamed(live, _bar("TQQQ", t + timedelta(minutes=1), price, price * 1.001, price * 0.999, price))
                 await settled(live)
         assert live.report.bars_refused == 2
         refused = rows(engine, "SELECT payload FROM events WHERE kind = 'bar_refused' ORDER BY id")
@@ -212,11 +215,11 @@ def test_a_late_bar_is_stored_but_not_decided_on(engine: Engine, tmp_path: Path)
             async with prepared(sim, engine) as live:
                 t = live.book.next_minute
                 sso = live.portfolio.prices["SSO"]
-                await live._on_bar(_bar("SSO", t, sso, sso, sso, sso))
-                live._decide(t, live.book.take(t), None, trade=False)  # decided without TQQQ (a refill)
+                await streamed(live, _bar("SSO", t, sso, sso, sso, sso))
+                live.decider.decide(t, live.book.take(t), None, trade=False)  # decided without TQQQ (a refill)
                 tq = live.portfolio.prices["TQQQ"]
-                await live._on_bar(_bar("TQQQ", t, tq, tq * 1.01, tq * 0.99, tq * 1.005))  # arrives late
-                await live._on_bar(_bar("SSO", t, sso, sso * 1.01, sso * 0.99, sso * 1.002))  # a corrected bar
+                await streamed(live, _bar("TQQQ", t, tq, tq * 1.01, tq * 0.99, tq * 1.005))  # arrives late
+                await streamed(live, _bar("SSO", t, sso, sso * 1.01, sso * 0.99, sso * 1.002))  # a corrected bar
                 await settled(live)
                 assert live.portfolio.prices["TQQQ"] == tq  # not decided on
                 assert live.book.next_minute == t + timedelta(minutes=1)
@@ -242,7 +245,7 @@ def test_a_fill_whose_update_alpaca_py_cannot_parse_still_reaches_fills(engine: 
                 order["type"] = order["order_type"] = "twap"  # an order type alpaca-py does not know
                 data = {"event": "fill", "execution_id": str(uuid.uuid4()), "order": order, "qty": "7",
                         "price": order["filled_avg_price"], "position_qty": "7", "timestamp": order["filled_at"]}
-                await live._on_trade_update({"stream": "trade_updates", "data": data})
+                await trade_handler(live.trades.on_update)({"stream": "trade_updates", "data": data})
                 await until(lambda: bool(rows(engine, "SELECT 1 FROM fills WHERE client_order_id = :c", c=coid)),
                             "the fill is stored")
                 await settled(live)
@@ -269,7 +272,7 @@ def test_no_order_leaves_once_the_session_is_liquidating(engine: Engine, tmp_pat
                 set_phase(engine, SESSION, "liquidating")
                 await until(lambda: live.phase.winding_down, "the phase change is seen")
                 notes: list[str] = []
-                placed = live._place(live.seq, {"SSO": 0.3}, notes, None, trade=True)
+                placed = live.dispatch.place(live.seq, {"SSO": 0.3}, notes, None, trade=True)
                 await asyncio.sleep(0.5)
                 broker = sim.config().trading_client().get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL))
         assert placed == [] and broker == []
@@ -289,7 +292,7 @@ def test_no_order_leaves_at_the_trading_cut_off_whatever_minute_is_decided(engin
             now = clock_for(sim.config()).now()
             async with prepared(sim, engine, trade_until=now + timedelta(seconds=1)) as live:
                 notes: list[str] = []
-                placed = live._place(live.seq, {"SSO": 0.3}, notes, None, trade=True)
+                placed = live.dispatch.place(live.seq, {"SSO": 0.3}, notes, None, trade=True)
                 await asyncio.sleep(0.5)
                 broker = sim.config().trading_client().get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL))
         assert placed == [] and broker == []

@@ -41,31 +41,30 @@ from sqlalchemy import Engine
 from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.adapters.alpaca.data import AlpacaMarketData
-from openbell.adapters.alpaca.streams import AlpacaStreams, bar_handler, trade_handler
+from openbell.adapters.alpaca.streams import AlpacaStreams
 from openbell.broker.journal import event
 from openbell.calendar import Session
 from openbell.calendar import session as session_of
 from openbell.clock import MarketClock
-from openbell.ports import SubmitResult
 from openbell.session.decide import Decider
-from openbell.session.dispatch import UNSENT_GRACE, Dispatcher, Placed
+from openbell.session.dispatch import UNSENT_GRACE, Dispatcher
 from openbell.session.feed import MinuteFeed
 from openbell.session.fence import Fencing, SessionLock, SessionLocked
 from openbell.session.housekeeping import Housekeeping, pause_gc
 from openbell.session.minutes import MINUTE, MinuteBook, bars_frame, floor_minute
 from openbell.session.phasewatch import WINDING_DOWN, PhaseWatch
-from openbell.session.portfolio import OrderIntent, Portfolio
+from openbell.session.portfolio import Portfolio
 from openbell.session.prepare import Preparation
 from openbell.session.recording import Recorder
 from openbell.session.reload import ParamReload
 from openbell.session.report import SessionReport, percentile
-from openbell.session.sender import OrderSender, Sent
+from openbell.session.sender import OrderSender
 from openbell.session.streams import Streams
 from openbell.session.sync import BrokerSync
 from openbell.session.threads import Threads
 from openbell.session.trades import TradeUpdates
 from openbell.session.writer import Writer
-from openbell.strategy import Bar, RiskGate, RiskLimits
+from openbell.strategy import RiskGate, RiskLimits
 from openbell.strategy.base import DEFAULT_UNIVERSE
 
 __all__ = ["UNSENT_GRACE", "LiveSession", "SessionOver", "SessionReport", "run_live_session"]
@@ -161,59 +160,17 @@ class LiveSession:
                                          params=self.reload if params_override is None else None,
                                          sync=self.sync, working_since=working, sync_every=max(1, sync_every),
                                          on_winding_down=self._enter_liquidation)
-        # what the streams' subscriptions call, as the tests call it
-        self._bar_message = bar_handler(self.streams.on_bar)
-        self._trade_message = trade_handler(self.trades.on_update)
 
-    # -- what the run attaches (the tests attach them the same way) -------------------------------
+    # -- what the run attaches -------------------------------------------------------------------
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self.threads.loop
-
-    @loop.setter
-    def loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.threads.loop = loop
-
-    @property
-    def aux_pool(self) -> ThreadPoolExecutor:
-        return self.threads.pool
-
-    @aux_pool.setter
-    def aux_pool(self, pool: ThreadPoolExecutor) -> None:
-        self.threads.pool = pool
-
-    @property
-    def _closing(self) -> bool:
-        return self.threads.closing
-
-    @_closing.setter
-    def _closing(self, closing: bool) -> None:
-        self.threads.closing = closing
-
-    @property
-    def writer(self) -> Writer:
-        return self.recorder.writer
-
-    @writer.setter
-    def writer(self, writer: Writer) -> None:
+    def attach(self, loop: asyncio.AbstractEventLoop, writer: Writer, pool: ThreadPoolExecutor,
+               sender: OrderSender) -> None:
+        """Wire the parts to the running event loop, the Postgres writer, the helper pool and the order
+        workers (``run`` does this; so does a test that drives the parts itself)."""
+        self.threads.loop, self.threads.pool = loop, pool
         self.recorder.writer = writer
-
-    @property
-    def sender(self) -> OrderSender:
-        return self.dispatch.sender
-
-    @sender.setter
-    def sender(self, sender: OrderSender) -> None:
         self.dispatch.sender = sender
-
-    @property
-    def _minute_ready(self) -> asyncio.Event:
-        return self.feed.minute_ready
-
-    @_minute_ready.setter
-    def _minute_ready(self, ready: asyncio.Event) -> None:
-        self.feed.minute_ready = ready
+        self.feed.minute_ready = asyncio.Event()
 
     @property
     def book(self) -> MinuteBook:
@@ -249,18 +206,15 @@ class LiveSession:
 
     async def run(self) -> SessionReport:
         """Trade until the session is over (market time); return the summary."""
-        self.loop = asyncio.get_running_loop()
-        self.writer = Writer(self.engine)
-        self.sender = OrderSender(self.broker, self.dispatch.on_sent, workers=self.order_workers,
-                                  threads=self.order_threads)
-        self.aux_pool = ThreadPoolExecutor(2, thread_name_prefix="openbell-aux")
-        self._minute_ready = asyncio.Event()
+        sender = OrderSender(self.broker, self.dispatch.on_sent, workers=self.order_workers, threads=self.order_threads)
+        pool = ThreadPoolExecutor(2, thread_name_prefix="openbell-aux")
+        self.attach(asyncio.get_running_loop(), Writer(self.engine), pool, sender)
         collecting, frozen = False, gc.get_freeze_count()
         switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)  # the loop must not wait 5 ms for a helper thread's GIL
         try:
             self.phase.start()
-            await asyncio.gather(asyncio.to_thread(self.prepare), asyncio.to_thread(self.sender.start))
+            await asyncio.gather(asyncio.to_thread(self.prepare), asyncio.to_thread(sender.start))
             collecting = pause_gc()  # collections happen between minutes (housekeeping)
             self.report.first_seq = self.seq
             self.streams.last_seen = max(self.streams.last_seen, await self.clock.anow())
@@ -272,15 +226,15 @@ class LiveSession:
                 raise SessionLocked(self.fencing.out)
             await self.clock.wait_until(self.session.close)
         finally:
-            self._closing = True
+            self.threads.closing = True
             await self.streams.stop()
-            self.sender.close()
+            sender.close()
             self.phase.stop()
             if collecting:
                 gc.enable()
             if not frozen:  # objects frozen before the session (by the caller) stay frozen
                 gc.unfreeze()
-            self.aux_pool.shutdown(wait=True)
+            self.threads.pool.shutdown(wait=True)
             self._finish()
             sys.setswitchinterval(switch)
         return self.report
@@ -318,58 +272,25 @@ class LiveSession:
         report.reconnects = max(0, self.streams.connects - 1 - report.stream_restarts)
         report.risk_clips = self.gate.clip_counts()
         self.recorder.flush()
-        self.writer.flush(timeout=10.0)  # recovered fills are counted as they are written
+        writer = self.recorder.writer
+        writer.flush(timeout=10.0)  # recovered fills are counted as they are written
         summary = {k: v for k, v in report.as_dict().items() if k not in ("reconcile", "writer")}
-        self.writer.put(lambda conn: event(conn, self.d, "live_session_end", summary))
-        self.writer.close(timeout=30.0)
-        report.writer = asdict(self.writer.stats)
+        writer.put(lambda conn: event(conn, self.d, "live_session_end", summary))
+        writer.close(timeout=30.0)
+        report.writer = asdict(writer.stats)
 
     # -- the session phase ------------------------------------------------------------------------
 
     def _on_phase(self, phase: str | None) -> None:
         """From the phase watch's thread: a liquidating or closed session stops new orders at once."""
-        if phase in WINDING_DOWN and not self._closing:
-            self.loop.call_soon_threadsafe(self._enter_liquidation, phase)
+        if phase in WINDING_DOWN and not self.threads.closing:
+            self.threads.loop.call_soon_threadsafe(self._enter_liquidation, phase)
 
     def _enter_liquidation(self, phase: str) -> None:
         if not self.dispatch.liquidating:
             log.info("session %s is %s: no new orders", self.d, phase)
         self.dispatch.liquidating = True
         self.report.liquidating_seen = True
-
-    # -- entry points the streams, the sender and the housekeeping call (kept for the tests) --------
-
-    async def _on_bar(self, raw: Any) -> None:
-        await self._bar_message(raw)
-
-    async def _on_trade_update(self, msg: dict[str, Any]) -> None:
-        await self._trade_message(msg)
-
-    def _on_sent(self, sent: Sent) -> None:
-        self.dispatch.on_sent(sent)
-
-    def _on_submitted(self, seq: int, intent: OrderIntent, result: SubmitResult) -> None:
-        self.dispatch.on_submitted(seq, intent, result)
-
-    def _decide(self, t: datetime, bars: dict[str, Bar], ready: float | None, *, trade: bool) -> None:
-        self.decider.decide(t, bars, ready, trade=trade)
-
-    def _place(
-        self, seq: int, weights: dict[str, float], notes: list[str], ready: float | None, *, trade: bool
-    ) -> Placed:
-        return self.dispatch.place(seq, weights, notes, ready, trade=trade)
-
-    def _poll_orders(self, coids: list[str]) -> None:
-        self.sync.poll_orders(coids)
-
-    def _sync_account(self) -> None:
-        self.sync.sync_account()
-
-    def _apply_sync(self, cash: float, positions: dict[str, float]) -> None:
-        self.sync.apply_sync(cash, positions)
-
-    def _flush_writes(self) -> None:
-        self.recorder.flush()
 
 
 def run_live_session(

@@ -2,7 +2,11 @@
 
 Modules: :mod:`~openbell.sim.playback` (the sessions it plays, from :mod:`openbell.calendar`, and its market
 time, ``MarketPlayback``), :mod:`~openbell.sim.market` (synthetic bars as a library), :mod:`~openbell.sim.feed`
-(bar store, CSV, paging), :mod:`~openbell.sim.broker`, :mod:`~openbell.sim.streams`, :mod:`~openbell.sim.faults`,
-:mod:`~openbell.sim.simulator` (one instance's state and market-time loop), :mod:`~openbell.sim.rest`,
-:mod:`~openbell.sim.server`, :mod:`~openbell.sim.cli` and :mod:`~openbell.sim.testing` (``SimProcess``).
+(bar store and paging, with :mod:`~openbell.sim.bars` and :mod:`~openbell.sim.csvbars`), the market as Alpaca
+serves it (:mod:`~openbell.sim.liquidity` sparse IEX minutes, :mod:`~openbell.sim.corrections`,
+:mod:`~openbell.sim.halts`, :mod:`~openbell.sim.splits`), the broker (:mod:`~openbell.sim.broker` with
+:mod:`~openbell.sim.accounting` and :mod:`~openbell.sim.ordering`), :mod:`~openbell.sim.streams`,
+:mod:`~openbell.sim.faults`, :mod:`~openbell.sim.ratelimit`, :mod:`~openbell.sim.simulator` (one instance's
+state and market-time loop), :mod:`~openbell.sim.rest`, :mod:`~openbell.sim.server`, :mod:`~openbell.sim.cli`
+and :mod:`~openbell.sim.testing` (``SimProcess``).
 """

@@ -17,10 +17,13 @@ from pathlib import Path
 
 from openbell.sched import background
 from openbell.sim.faults import LIMITS, Faults, parse_silence
-from openbell.sim.feed import parse_symbol
+from openbell.sim.halts import Halt, parse_halt
 from openbell.sim.playback import default_session_date, is_session, parse_hhmm
+from openbell.sim.ratelimit import DEFAULT_LIMIT
 from openbell.sim.server import serve
 from openbell.sim.simulator import SimConfig, Simulator
+from openbell.sim.splits import Split, parse_split
+from openbell.sim.symbols import parse_symbol
 
 DEMO_KEY = "openbell-demo-key"
 DEMO_SECRET = "openbell-demo-secret"
@@ -51,6 +54,20 @@ def _hhmm(text: str) -> str:
 def _silence(text: str) -> tuple[str, int]:
     try:
         return parse_silence(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _halt(text: str) -> Halt:
+    try:
+        return parse_halt(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _split(text: str) -> Split:
+    try:
+        return parse_split(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -182,12 +199,51 @@ def parser() -> argparse.ArgumentParser:
                         "each the bar's start); these symbols are served from the CSV only")
     g.add_argument("--symbol", dest="symbols", type=_symbol, action="append", default=[], metavar="SYM",
                    help="add a synthetic symbol to the default universe (repeatable)")
+    density = g.add_mutually_exclusive_group()
+    density.add_argument("--sparse", dest="sparse", action="store_true", default=False,
+                         help="IEX-like bars: on the IEX feed (stream /v2/iex, REST feed=iex) a symbol gets no bar "
+                              "in a minute without an IEX trade, stream and REST alike; the thinnest names (the "
+                              "inverse leveraged ETFs ERY, FAZ, SDS, TZA, SQQQ) miss 5-40%% of minutes by name, "
+                              "the rest less; SIP stays dense; deterministic per --seed. Not the default yet: "
+                              "openbell's trading core does not handle sparse minutes yet, and the default becomes "
+                              "--sparse once it does")
+    density.add_argument("--dense", dest="sparse", action="store_false", default=argparse.SUPPRESS,
+                         help="a bar for every symbol in every minute on every feed (today's default, see --sparse)")
+    g.add_argument("--corrections", type=_number(0, 1), default=0.0, metavar="F",
+                   help="re-send this share of bars on updatedBars ('T': 'u') 30 market seconds after the bar, "
+                        "changed by a late trade; REST serves the corrected bar from then on; deterministic per "
+                        "--seed. Alpaca corrects a small share; 0 by default until openbell's trading core "
+                        "handles corrections")
+    g.add_argument("--halt", dest="halts", type=_halt, action="append", default=[], metavar="SYM:HH:MM-HH:MM",
+                   help="halt SYM on the played session from HH:MM to HH:MM ET, or to 'close' (repeatable): "
+                        "statuses subscribers get 'T': 's' messages (sc H at the halt, T at the resumption; "
+                        "rc LUDP for a pause of up to 15 minutes, T1 beyond), no bar exists while halted (stream "
+                        "and REST), orders are held until the resumption and day orders expire at the close; a "
+                        "halt to the close resumes at the next session's open")
+    g.add_argument("--split", dest="splits", type=_split, action="append", default=[], metavar="SYM:RATIO:DATE",
+                   help="a split of RATIO new shares per old share (0.1 = a 1-for-10 reverse split) effective at "
+                        "the open of session DATE (repeatable): raw bars show the jump, REST bars with "
+                        "adjustment=split or all do not (dividend and spin-off are raw), positions held across "
+                        "it are adjusted at that open (qty*RATIO, average price/RATIO, working orders canceled)")
     g = p.add_argument_group("broker")
     g.add_argument("--cash", type=_number(0), default=100_000.0, help="starting cash of a new account")
     g.add_argument("--slippage-bps", type=_number(0, 10_000), default=0.0,
                    help="market orders fill this many basis points worse than the current price")
     g.add_argument("--seed-position", type=_position, action="append", default=[], metavar="SYM:QTY",
-                   help="hold a position at start (repeatable; negative QTY = short); only for a new account")
+                   help="hold a position at start (repeatable; negative QTY = short, fractions allowed; a symbol "
+                        "outside the universe becomes a synthetic stock); only for a new account")
+    g.add_argument("--rate-limit", type=_integer(1, 1_000_000), default=DEFAULT_LIMIT, metavar="N",
+                   help="Trading API requests per wall-clock minute per key, as Alpaca limits them: past N, 429 "
+                        "until the minute's window ends; every Trading API answer carries X-RateLimit-Limit, "
+                        "X-RateLimit-Remaining and X-RateLimit-Reset; market data and /sim are not limited")
+    g.add_argument("--trading-blocked", action="store_true",
+                   help="the account may not trade: every order is refused with 403 'account is not authorized "
+                        "to trade' and the account shows trading_blocked")
+    g.add_argument("--not-tradable", dest="not_tradable", type=_symbol, action="append", default=[],
+                   metavar="SYM", help="the asset is not tradable: every order in it is refused (422; repeatable)")
+    g.add_argument("--not-fractionable", dest="not_fractionable", type=_symbol, action="append", default=[],
+                   metavar="SYM", help="the asset is not fractionable: a fractional or notional order that opens or "
+                   "adds to a position is refused with 422 'requested asset is not fractionable' (repeatable)")
     g = p.add_argument_group("faults (also settable at runtime: POST /sim/faults, a JSON body sent with the API key)")
     g.add_argument("--drop-streams-at", type=_hhmm, action="append", default=[], metavar="HH:MM",
                    help="close every stream connection at this market time (repeatable)")
@@ -245,6 +301,14 @@ def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, bool]:
         max_stream_connections=args.max_stream_connections,
         reset_clock=args.reset_clock,
         faults=faults,
+        sparse=args.sparse,
+        corrections=args.corrections,
+        halts=list(args.halts),
+        splits=list(args.splits),
+        rate_limit=args.rate_limit,
+        trading_blocked=args.trading_blocked,
+        not_tradable=list(args.not_tradable),
+        not_fractionable=list(args.not_fractionable),
     )
     return cfg, key == DEMO_KEY and secret == DEMO_SECRET
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openbell.sim.errors import bad_request
-from openbell.sim.feed import parse_symbol
 from openbell.sim.playback import parse_hhmm
+from openbell.sim.symbols import parse_symbol
 
 # Upper bounds of the numeric settings (the lower bound is 0).
 LIMITS = {"refuse_reconnect_seconds": 86_400.0, "rest_error_rate": 1.0, "rest_delay_ms": 60_000.0}

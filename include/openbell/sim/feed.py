@@ -1,5 +1,11 @@
-"""The simulator's bar store: synthetic or CSV 1-minute bars per (symbol, session), cached and
-pre-serialized, with aggregation to larger timeframes and Alpaca's paging of ``GET /v2/stocks/bars``."""
+"""The simulator's bar store: synthetic or CSV 1-minute bars per (symbol, session, feed), cached and
+pre-serialized, with aggregation to larger timeframes and Alpaca's paging of ``GET /v2/stocks/bars``.
+
+What it serves follows :class:`Rules`: raw prices show splits (:mod:`~openbell.sim.splits`), halted
+minutes have no bar (:mod:`~openbell.sim.halts`), the IEX feed of a sparse market has no bar for a minute
+without an IEX trade (:mod:`~openbell.sim.liquidity`) and corrected bars change 30 market seconds after
+their bar (:mod:`~openbell.sim.corrections`). The broker trades on the dense raw market
+(:meth:`BarStore.true_session`), which every exchange together makes."""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import hmac
 import re
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,12 +26,15 @@ import orjson
 import pandas as pd
 
 from openbell.calendar import ET
+from openbell.sim.bars import FIELDS, Chunk, adjusted, aggregate, concat, scaled, serialize
+from openbell.sim.corrections import VISIBLE_AFTER_NS, correct
+from openbell.sim.csvbars import load_csv
 from openbell.sim.errors import ApiError, bad_request
+from openbell.sim.halts import HaltBook
+from openbell.sim.liquidity import no_trade_minutes
 from openbell.sim.market import NS_PER_MIN, UNIVERSE, SessionBars, spec_for, synthetic_session
 from openbell.sim.playback import is_session, sessions_between, to_utc_ns
-
-CSV_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
-FIELDS = ("t", "o", "h", "l", "c", "v", "n", "vw")
+from openbell.sim.splits import SplitBook
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,16 @@ class SymbolInfo:
     exchange: str
     name: str
     source: str  # "synthetic" or "csv"
+
+
+@dataclass
+class Rules:
+    """How the served market differs from the dense synthetic one (see ``openbell sim --help``)."""
+
+    sparse: bool = False
+    corrections: float = 0.0
+    halts: HaltBook = field(default_factory=lambda: HaltBook([], None))
+    splits: SplitBook = field(default_factory=lambda: SplitBook([]))
 
 
 @dataclass(frozen=True)
@@ -67,130 +86,42 @@ def parse_timeframe(text: str) -> TimeFrame:
     return TimeFrame(amount, unit)
 
 
-SYMBOL = re.compile(r"[A-Z0-9]+(?:[./][A-Z0-9]+)*")
-
-
-def parse_symbol(text: object) -> str:
-    """An upper-cased ticker: 1-10 characters of A-Z, 0-9, '.' and '/', letters or digits at both ends
-    and no two separators in a row (``BRK.B``, ``BRK/B``); ValueError otherwise."""
-    sym = text.upper() if isinstance(text, str) and text.isascii() else ""
-    if len(sym) > 10 or not SYMBOL.fullmatch(sym):
-        raise ValueError(f"expected a symbol (1-10 of A-Z 0-9 . /), got {text!r}")
-    return sym
-
-
-def load_csv(path: Path) -> dict[date, SessionBars]:
-    """Read one symbol's minute bars (``timestamp,open,high,low,close,volume[,trade_count,vwap]``).
-
-    Naive timestamps are UTC (as in Alpaca's API); each timestamp is the bar's start. Missing
-    ``trade_count``/``vwap`` are derived (volume/100, typical price). ValueError names the problem.
-    """
-    try:
-        df = pd.read_csv(path)
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot read CSV: {exc}") from exc
-    missing = [c for c in CSV_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-    try:
-        ts = pd.to_datetime(df["timestamp"], utc=True, format="mixed")
-        num = {c: pd.to_numeric(df[c], errors="raise").astype(float) for c in CSV_COLUMNS[1:]}
-    except Exception as exc:
-        raise ValueError(f"{path}: {exc}") from exc
-    o, h, lo, c, v = (num[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
-    bad = ~np.isfinite(o + h + lo + c + v) | (np.minimum.reduce([o, h, lo, c]) <= 0) | (v < 0) | \
-        (h < np.maximum(o, c)) | (lo > np.minimum(o, c))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0]) + 2
-        raise ValueError(f"{path}: line {row}: prices must be positive with low <= open,close <= high")
-    n = (pd.to_numeric(df["trade_count"], errors="coerce").to_numpy() if "trade_count" in df
-         else np.full(len(df), np.nan))
-    n = np.where(np.isfinite(n), n, np.maximum(1, v // 100)).astype(np.int64)
-    vw = pd.to_numeric(df["vwap"], errors="coerce").to_numpy() if "vwap" in df else np.full(len(df), np.nan)
-    vw = np.where(np.isfinite(vw), vw, np.round((o + h + lo + c) / 4, 4))
-    t = ts.astype("int64").to_numpy() if hasattr(ts, "astype") else np.asarray(ts)
-    t = ts.dt.as_unit("ns").astype("int64").to_numpy()
-    order = np.argsort(t, kind="stable")
-    t, o, h, lo, c, v, n, vw = (a[order] for a in (t, o, h, lo, c, v, n, vw))
-    if len(t) > 1 and (np.diff(t) == 0).any():
-        raise ValueError(f"{path}: duplicate timestamps")
-    days = pd.to_datetime(t, utc=True).tz_convert(ET).date
-    out: dict[date, SessionBars] = {}
-    for d in sorted(set(days)):
-        m = days == d
-        out[d] = SessionBars(t[m], o[m], h[m], lo[m], c[m], v[m].astype(np.int64), n[m], vw[m])
-    return out
-
-
-@dataclass
-class Chunk:
-    """A run of serialized bars: ``blob`` = items joined by commas, item i = blob[offs[i]:offs[i+1]-1]."""
-
-    t: np.ndarray
-    blob: bytes
-    offs: np.ndarray
-
-    @classmethod
-    def build(cls, t: np.ndarray, items: list[bytes]) -> Chunk:
-        lens = np.fromiter((len(x) + 1 for x in items), dtype=np.int64, count=len(items))
-        offs = np.concatenate(([0], np.cumsum(lens)))
-        return cls(t, b",".join(items), offs)
-
-    def slice_asc(self, i: int, j: int) -> bytes:
-        return self.blob[self.offs[i] : self.offs[j] - 1]
-
-    def items_desc(self, i: int, j: int) -> list[bytes]:
-        o = self.offs
-        return [self.blob[o[k] : o[k + 1] - 1] for k in range(j - 1, i - 1, -1)]
-
-
-def serialize(bars: SessionBars, t: np.ndarray | None = None) -> list[bytes]:
-    """One JSON object per bar, as Alpaca's REST API writes them."""
-    t = bars.t if t is None else t
-    stamps = np.datetime_as_string(t.astype("datetime64[ns]").astype("datetime64[s]"), unit="s")
-    dumps = orjson.dumps
-    o, h, lo, c, v, n, vw = (a.tolist() for a in (bars.o, bars.h, bars.l, bars.c, bars.v, bars.n, bars.vw))
-    return [
-        dumps({"t": s + "Z", "o": o[i], "h": h[i], "l": lo[i], "c": c[i], "v": v[i], "n": n[i], "vw": vw[i]})
-        for i, s in enumerate(stamps.tolist())
-    ]
-
-
-def aggregate(bars: SessionBars, keys: np.ndarray) -> SessionBars:
-    """Combine consecutive bars sharing a key (keys sorted) into one bar stamped with the key."""
-    if len(bars) == 0:
-        return bars
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    ends = np.r_[starts[1:] - 1, len(keys) - 1]
-    v = np.add.reduceat(bars.v, starts)
-    pv = np.add.reduceat(bars.vw * bars.v, starts)
-    vw = np.where(v > 0, pv / np.maximum(v, 1), bars.c[ends])
-    return SessionBars(
-        keys[starts], bars.o[starts], np.maximum.reduceat(bars.h, starts), np.minimum.reduceat(bars.l, starts),
-        bars.c[ends], v, np.add.reduceat(bars.n, starts), np.round(vw, 4),
-    )
-
-
 def _midnight_ns(d: date) -> int:
     return to_utc_ns(datetime(d.year, d.month, d.day, tzinfo=ET))
 
 
-def _concat(parts: list[SessionBars]) -> SessionBars:
-    if not parts:
-        return SessionBars(*(np.empty(0, dtype=np.int64 if k in "tvn" else float) for k in FIELDS))
-    return SessionBars(*(np.concatenate([getattr(p, k) for p in parts]) for k in FIELDS))
+@dataclass
+class View:
+    """One symbol's bars of one session on one feed: ``orig`` as first sent, ``final`` once corrected
+    (``fixed`` marks the corrected bars); ``chunk`` caches ``final`` serialized."""
+
+    orig: SessionBars
+    final: SessionBars
+    fixed: np.ndarray
+    chunk: Chunk | None = None
+
+    def pending(self, now_ns: int) -> np.ndarray:
+        """Bars whose correction is not out yet at ``now_ns``."""
+        return self.fixed & (self.final.t + VISIBLE_AFTER_NS > now_ns)
+
+    def as_of(self, now_ns: int) -> SessionBars:
+        """The bars as REST serves them at ``now_ns``."""
+        p = self.pending(now_ns)
+        if not p.any():
+            return self.final
+        return SessionBars(*(np.where(p, getattr(self.orig, k), getattr(self.final, k)) for k in FIELDS))
 
 
 class BarStore:
     """Bars of every known symbol; sessions are generated (or read from CSV) on demand and cached."""
 
     def __init__(self, seed: int = 0, extra_symbols: Iterable[str] = (), csv_dir: str | Path | None = None,
-                 cache_sessions: int = 2000) -> None:
+                 cache_sessions: int = 2000, rules: Rules | None = None) -> None:
         self.seed = seed
+        self.rules = rules or Rules()
         self.symbols: dict[str, SymbolInfo] = {}
-        for sym in [*UNIVERSE, *(s.upper() for s in extra_symbols)]:
-            spec = spec_for(sym)
-            self.symbols[sym] = SymbolInfo(sym, spec.exchange, spec.name, "synthetic")
+        for sym in [*UNIVERSE, *extra_symbols]:
+            self.add_symbol(sym)
         self.csv: dict[str, dict[date, SessionBars]] = {}
         if csv_dir is not None:
             files = sorted(Path(csv_dir).glob("*.csv"))
@@ -202,13 +133,25 @@ class BarStore:
                 prev = self.symbols.get(sym)
                 self.symbols[sym] = SymbolInfo(sym, prev.exchange if prev else "NYSE", prev.name if prev else sym,
                                                "csv")
-        self._cache: OrderedDict[tuple[str, date], tuple[SessionBars, Chunk | None]] = OrderedDict()
-        self._daily: dict[tuple[str, date], SessionBars] = {}
+        self._true: OrderedDict[tuple[str, date], SessionBars] = OrderedDict()
+        self._views: OrderedDict[tuple[str, date, str], View] = OrderedDict()
+        self._daily: dict[tuple[str, date, str], SessionBars] = {}
         self._cache_size = cache_sessions
         self._token_key = hashlib.sha256(f"openbell-sim-page-{seed}".encode()).digest()
 
+    def add_symbol(self, symbol: str) -> None:
+        """Know ``symbol`` (a synthetic stock unless it is in the universe or already known)."""
+        sym = symbol.upper()
+        if sym not in self.symbols:
+            spec = spec_for(sym)
+            self.symbols[sym] = SymbolInfo(sym, spec.exchange, spec.name, "synthetic")
+
     def known(self, symbol: str) -> bool:
         return symbol.upper() in self.symbols
+
+    def feed_key(self, feed: str) -> str:
+        """The bars a feed sees: ``iex`` differs from the rest only on a sparse market."""
+        return "iex" if self.rules.sparse and feed == "iex" else "sip"
 
     def days(self, symbol: str, d0: date, d1: date) -> list[date]:
         """Dates with bars for ``symbol`` between d0 and d1 inclusive."""
@@ -216,44 +159,62 @@ class BarStore:
             return [d for d in sorted(self.csv[symbol]) if d0 <= d <= d1]
         return [s.date for s in sessions_between(d0, d1)]
 
-    def _entry(self, symbol: str, day: date) -> tuple[SessionBars, Chunk | None]:
+    def _remember(self, cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        cache[key] = value
+        if len(cache) > self._cache_size:
+            cache.popitem(last=False)
+
+    def true_session(self, symbol: str, day: date) -> SessionBars:
+        """Every 1-minute bar of ``symbol`` on ``day`` at raw prices, as all exchanges together trade it."""
         key = (symbol, day)
-        hit = self._cache.get(key)
+        hit = self._true.get(key)
         if hit is not None:
-            self._cache.move_to_end(key)
+            self._true.move_to_end(key)
             return hit
         if symbol in self.csv:
-            bars = self.csv[symbol].get(day) or _concat([])
+            bars = self.csv[symbol].get(day) or concat([])
         elif is_session(day):
-            bars = synthetic_session(symbol, day, self.seed)
+            bars = scaled(synthetic_session(symbol, day, self.seed), self.rules.splits.raw_factor(symbol, day))
         else:
-            bars = _concat([])
-        entry: tuple[SessionBars, Chunk | None] = (bars, None)
-        self._cache[key] = entry
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return entry
+            bars = concat([])
+        self._remember(self._true, key, bars)
+        return bars
 
-    def session(self, symbol: str, day: date) -> SessionBars:
-        """All 1-minute bars of ``symbol`` on ``day`` (possibly empty)."""
-        return self._entry(symbol, day)[0]
+    def view(self, symbol: str, day: date, feed: str = "sip") -> View:
+        """``symbol``'s bars on ``day`` as ``feed`` serves them."""
+        key = (symbol, day, self.feed_key(feed))
+        hit = self._views.get(key)
+        if hit is not None:
+            self._views.move_to_end(key)
+            return hit
+        bars = self.true_session(symbol, day)
+        keep = ~self.rules.halts.halted_minutes(symbol, bars.t)
+        if key[2] == "iex" and symbol not in self.csv and len(bars):
+            keep &= ~no_trade_minutes(symbol, day, self.seed, len(bars))
+        fixed, final = np.zeros(len(bars), dtype=bool), bars
+        if self.rules.corrections > 0 and len(bars):
+            fixed, final = correct(symbol, day, self.seed, self.rules.corrections, bars)
+        if not keep.all():  # else the view shares the arrays
+            bars, final, fixed = bars.take(keep), final.take(keep), fixed[keep]
+        view = View(bars, final, fixed)
+        self._remember(self._views, key, view)
+        return view
 
-    def chunk(self, symbol: str, day: date) -> Chunk:
-        bars, chunk = self._entry(symbol, day)
-        if chunk is None:
-            chunk = Chunk.build(bars.t, serialize(bars))
-            self._cache[(symbol, day)] = (bars, chunk)
-        return chunk
+    def chunk(self, symbol: str, day: date, feed: str = "sip") -> Chunk:
+        """The corrected bars of ``view(symbol, day, feed)``, serialized."""
+        view = self.view(symbol, day, feed)
+        if view.chunk is None:
+            view.chunk = Chunk.build(view.final.t, serialize(view.final))
+        return view.chunk
 
     # -- prices ---------------------------------------------------------------------------------
 
     def price_at(self, symbol: str, now: datetime) -> float | None:
-        """The open of the minute in progress, else the close of the last completed bar."""
+        """The open of the minute in progress, else the close of the last completed bar (raw)."""
         now_ns = to_utc_ns(now)
         d = now.astimezone(ET).date()
         for back in range(0, 15):
-            day = d - timedelta(days=back)
-            bars = self.session(symbol, day)
+            bars = self.true_session(symbol, d - timedelta(days=back))
             if len(bars) == 0:
                 continue
             i = int(np.searchsorted(bars.t, now_ns, side="right")) - 1
@@ -265,33 +226,44 @@ class BarStore:
         return None
 
     def prev_close(self, symbol: str, now: datetime) -> float | None:
-        """The last close of the latest day before ``now``'s date (Eastern)."""
+        """The last close of the latest day before ``now``'s date (Eastern), split-adjusted to that date."""
         d = now.astimezone(ET).date()
         for back in range(1, 15):
-            bars = self.session(symbol, d - timedelta(days=back))
+            day = d - timedelta(days=back)
+            bars = self.true_session(symbol, day)
             if len(bars):
-                return float(bars.c[-1])
+                return float(bars.c[-1]) / self.rules.splits.adjust_factor(symbol, day, d)
         return None
 
-    def bar_at(self, symbol: str, start: datetime) -> tuple[SessionBars, int] | None:
-        """The bar of ``symbol`` starting exactly at ``start``."""
-        bars = self.session(symbol, start.astimezone(ET).date())
+    def bar_at(self, symbol: str, start: datetime, feed: str = "sip") -> tuple[SessionBars, int] | None:
+        """The bar of ``symbol`` starting exactly at ``start`` on ``feed``, as first sent."""
+        view = self.view(symbol, start.astimezone(ET).date(), feed)
         t = to_utc_ns(start)
-        i = int(np.searchsorted(bars.t, t))
-        if i < len(bars) and bars.t[i] == t:
-            return bars, i
+        i = int(np.searchsorted(view.orig.t, t))
+        if i < len(view.orig) and view.orig.t[i] == t:
+            return view.orig, i
         return None
 
-    def daily_bar(self, symbol: str, day: date, until_ns: int | None = None) -> SessionBars:
-        """The day's bar (stamped at midnight Eastern) from bars starting before ``until_ns``."""
-        key = (symbol, day)
+    def correction_at(self, symbol: str, start: datetime, feed: str = "sip") -> tuple[SessionBars, int] | None:
+        """The corrected bar of ``symbol`` starting at ``start`` on ``feed``, if that bar is corrected."""
+        view = self.view(symbol, start.astimezone(ET).date(), feed)
+        t = to_utc_ns(start)
+        i = int(np.searchsorted(view.final.t, t))
+        if i < len(view.final) and view.final.t[i] == t and view.fixed[i]:
+            return view.final, i
+        return None
+
+    def daily_bar(self, symbol: str, day: date, feed: str, now_ns: int, until_ns: int | None = None) -> SessionBars:
+        """The day's bar (stamped at midnight Eastern) from bars starting before ``until_ns``, as of ``now_ns``."""
+        key = (symbol, day, self.feed_key(feed))
         if until_ns is None and key in self._daily:
             return self._daily[key]
-        bars = self.session(symbol, day)
+        view = self.view(symbol, day, feed)
+        bars = view.as_of(now_ns)
         if until_ns is not None:
             bars = bars.take(slice(0, int(np.searchsorted(bars.t, until_ns))))
         out = aggregate(bars, np.full(len(bars), _midnight_ns(day), dtype=np.int64))
-        if until_ns is None:
+        if until_ns is None and not view.pending(now_ns).any():
             self._daily[key] = out
         return out
 
@@ -313,44 +285,56 @@ class BarStore:
         except (ValueError, UnicodeDecodeError):
             raise bad_request("invalid page token") from None
 
-    def _symbol_chunks(self, symbol: str, tf: TimeFrame, start_ns: int, end_ns: int, now_ns: int) -> list[Chunk]:
+    def _day_bars(self, symbol: str, d: date, feed: str, now_ns: int, factor: float) -> SessionBars:
+        """One day's bars as REST serves them at ``now_ns``: completed minutes only, adjusted by ``factor``."""
+        bars = self.view(symbol, d, feed).as_of(now_ns)
+        k = int(np.searchsorted(bars.t, now_ns - NS_PER_MIN, side="right"))  # a bar exists once its minute is over
+        return adjusted(bars.take(slice(0, k)) if k < len(bars) else bars, factor)
+
+    def _minute_chunk(self, symbol: str, d: date, feed: str, now_ns: int, factor: float) -> Chunk | None:
+        view = self.view(symbol, d, feed)
+        k = int(np.searchsorted(view.final.t, now_ns - NS_PER_MIN, side="right"))
+        if k == 0:
+            return None
+        if factor == 1.0 and not view.pending(now_ns)[:k].any():
+            ch = self.chunk(symbol, d, feed)
+            return ch if k == len(ch.t) else Chunk(ch.t[:k], ch.blob, ch.offs[: k + 1])
+        bars = self._day_bars(symbol, d, feed, now_ns, factor)
+        return Chunk.build(bars.t, serialize(bars))
+
+    def _symbol_chunks(self, symbol: str, tf: TimeFrame, start_ns: int, end_ns: int, now_ns: int, feed: str,
+                       adjust: bool) -> list[Chunk]:
         """The symbol's chunks of serialized bars in ascending time, not yet cut to [start, end]."""
-        visible = now_ns - NS_PER_MIN  # a minute bar exists once its minute is over
         d0 = pd.Timestamp(start_ns, tz="UTC").tz_convert(ET).date()
         d1 = pd.Timestamp(min(end_ns, now_ns), tz="UTC").tz_convert(ET).date()
+        today = pd.Timestamp(now_ns, tz="UTC").tz_convert(ET).date()
         if tf.unit == "Week":
             d0 -= timedelta(days=7)
         elif tf.unit == "Month":
             d0 = date(d0.year - (1 if d0.month <= tf.amount else 0), 1, 1)
         days = self.days(symbol, d0, d1)
+        splits = self.rules.splits
+        factors = {d: splits.adjust_factor(symbol, d, today) if adjust else 1.0 for d in days}
         if tf.unit == "Min" and tf.amount == 1:
-            out = []
-            for d in days:
-                ch = self.chunk(symbol, d)
-                if len(ch.t) and ch.t[0] > visible:
-                    continue
-                if len(ch.t) and ch.t[-1] > visible:
-                    k = int(np.searchsorted(ch.t, visible, side="right"))
-                    ch = Chunk(ch.t[:k], ch.blob, ch.offs[: k + 1])
-                out.append(ch)
-            return out
+            chunks = (self._minute_chunk(symbol, d, feed, now_ns, factors[d]) for d in days)
+            return [ch for ch in chunks if ch is not None]
         if tf.unit in ("Min", "Hour"):
             width = tf.amount * (NS_PER_MIN if tf.unit == "Min" else 60 * NS_PER_MIN)
             parts = []
             for d in days:
-                bars = self.session(symbol, d)
-                if len(bars) and bars.t[-1] > visible:
-                    bars = bars.take(slice(0, int(np.searchsorted(bars.t, visible, side="right"))))
+                bars = self._day_bars(symbol, d, feed, now_ns, factors[d])
                 parts.append(aggregate(bars, bars.t // width * width))
-            agg = _concat(parts)
+            agg = concat(parts)
         else:
+            visible = now_ns - NS_PER_MIN
             daily = []
             for d in days:
-                last = self.session(symbol, d)
-                if len(last) == 0 or last.t[0] > visible:
+                t = self.view(symbol, d, feed).final.t
+                if len(t) == 0 or t[0] > visible:
                     continue
-                daily.append(self.daily_bar(symbol, d, None if last.t[-1] <= visible else visible + 1))
-            agg = _concat(daily)
+                bar = self.daily_bar(symbol, d, feed, now_ns, None if t[-1] <= visible else visible + 1)
+                daily.append(adjusted(bar, factors[d]))
+            agg = concat(daily)
             if tf.unit != "Day" and len(agg):
                 stamps = pd.to_datetime(agg.t, utc=True).tz_convert(ET)
                 if tf.unit == "Week":
@@ -363,8 +347,9 @@ class BarStore:
         return [Chunk.build(agg.t, serialize(agg))] if len(agg) else []
 
     def bars_json(self, symbols: list[str], tf: TimeFrame, start_ns: int, end_ns: int, limit: int,
-                  desc: bool, page_token: str | None, now_ns: int) -> bytes:
-        """The body of ``GET /v2/stocks/bars``: ``limit`` bars across symbols (sorted), then a page token."""
+                  desc: bool, page_token: str | None, now_ns: int, feed: str = "sip", adjust: bool = False) -> bytes:
+        """The body of ``GET /v2/stocks/bars``: ``limit`` bars across symbols (sorted), then a page token;
+        ``adjust`` asks for split-adjusted prices."""
         syms = sorted(set(symbols))
         tok_sym, tok_t = self._untoken(page_token) if page_token else (None, None)
         if tok_sym is not None and tok_sym not in syms:
@@ -375,7 +360,7 @@ class BarStore:
         for sym in syms:
             if tok_sym is not None and sym < tok_sym:
                 continue
-            chunks = self._symbol_chunks(sym, tf, start_ns, end_ns, now_ns)
+            chunks = self._symbol_chunks(sym, tf, start_ns, end_ns, now_ns, feed, adjust)
             if desc:
                 chunks = chunks[::-1]
             pieces: list[bytes] = []
@@ -411,14 +396,13 @@ class BarStore:
         tok = orjson.dumps(next_token)
         return b'{"bars":{' + b",".join(parts) + b'},"next_page_token":' + tok + b"}"
 
-    def latest_bars(self, symbols: list[str], now_ns: int) -> dict[str, Any]:
+    def latest_bars(self, symbols: list[str], now_ns: int, feed: str = "sip") -> dict[str, Any]:
         """The last completed 1-minute bar of each symbol, as ``GET /v2/stocks/bars/latest`` returns."""
         out: dict[str, Any] = {}
-        now = pd.Timestamp(now_ns, tz="UTC").to_pydatetime()
-        d = now.astimezone(ET).date()
+        d = pd.Timestamp(now_ns, tz="UTC").tz_convert(ET).date()
         for sym in symbols:
             for back in range(15):
-                bars = self.session(sym, d - timedelta(days=back))
+                bars = self.view(sym, d - timedelta(days=back), feed).as_of(now_ns)
                 k = int(np.searchsorted(bars.t, now_ns - NS_PER_MIN, side="right"))
                 if k:
                     out[sym] = orjson.loads(serialize(bars.take(slice(k - 1, k)))[0])

@@ -130,7 +130,8 @@ def _crc(text: str) -> int:
     return zlib.crc32(text.encode())
 
 
-def _rng(seed: int, *parts: str | int) -> np.random.Generator:
+def rng(seed: int, *parts: str | int) -> np.random.Generator:
+    """A generator that depends only on ``seed`` and ``parts`` (names or integers)."""
     key = [seed & 0xFFFFFFFF] + [p if isinstance(p, int) else _crc(p) for p in parts]
     return np.random.default_rng(np.random.SeedSequence(key))
 
@@ -139,7 +140,7 @@ def _rng(seed: int, *parts: str | int) -> np.random.Generator:
 def _factor_daily(seed: int, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(gap, intraday) log returns of a factor for every calendar session."""
     f = FACTORS[name]
-    z = _rng(seed, "daily", name).standard_normal((len(played_sessions()), 2))
+    z = rng(seed, "daily", name).standard_normal((len(played_sessions()), 2))
     gap = f.gap_sigma * z[:, 0] + f.drift / 2
     intra = f.day_sigma * z[:, 1] + f.drift / 2
     if name != "us":
@@ -154,7 +155,7 @@ def _symbol_daily(seed: int, symbol: str) -> tuple[np.ndarray, np.ndarray, np.nd
     """(log level before each session's open gap, gap, intraday noise end) for every session."""
     spec = spec_for(symbol)
     fgap, fintra = _factor_daily(seed, spec.factor)
-    z = _rng(seed, "daily-sym", symbol).standard_normal((len(fgap), 2))
+    z = rng(seed, "daily-sym", symbol).standard_normal((len(fgap), 2))
     noise_end = spec.noise * z[:, 1]
     raw_gap = spec.leverage * fgap + 0.3 * spec.noise * z[:, 0]
     raw_intra = spec.leverage * fintra + noise_end
@@ -168,6 +169,13 @@ def _symbol_daily(seed: int, symbol: str) -> tuple[np.ndarray, np.ndarray, np.nd
         gap[i] = g
         x = x + g + float(raw_intra[i])
     return start, gap, noise_end
+
+
+def volume_shape(n: int) -> np.ndarray:
+    """The U-shaped intraday activity profile of an ``n``-minute session, with mean 1."""
+    t = np.arange(n, dtype=float)
+    shape = 1.0 + 2.0 * np.exp(-t / 20.0) + 1.5 * np.exp(-(n - 1 - t) / 15.0)
+    return shape / shape.mean()
 
 
 def _weights(n: int) -> np.ndarray:
@@ -187,7 +195,7 @@ def _bridge(z: np.ndarray, w: np.ndarray, sigma: float, target: float) -> np.nda
 def _factor_path(seed: int, name: str, i: int, day: date, n: int, w: np.ndarray) -> np.ndarray:
     f = FACTORS[name]
     _, intra = _factor_daily(seed, name)
-    z = _rng(seed, "intraday", name, day.toordinal()).standard_normal(n)
+    z = rng(seed, "intraday", name, day.toordinal()).standard_normal(n)
     if name == "us":
         return _bridge(z, w, f.day_sigma, float(intra[i]))
     _, us_intra = _factor_daily(seed, "us")
@@ -195,7 +203,8 @@ def _factor_path(seed: int, name: str, i: int, day: date, n: int, w: np.ndarray)
     return f.beta * _factor_path(seed, "us", i, day, n, w) + _bridge(z, w, f.day_sigma, own_target)
 
 
-def _round_prices(x: np.ndarray) -> np.ndarray:
+def round_prices(x: np.ndarray) -> np.ndarray:
+    """Cents at or above $1, hundredths of a cent below."""
     return np.where(x >= 1.0, np.round(x, 2), np.round(x, 4))
 
 
@@ -210,8 +219,7 @@ def synthetic_session(symbol: str, day: date, seed: int = 0) -> SessionBars:
     w = _weights(n)
     start, gap, noise_end = _symbol_daily(seed, spec.symbol)
     fpath = _factor_path(seed, spec.factor, i, day, n, w)
-    rng = _rng(seed, "intraday-sym", spec.symbol, day.toordinal())
-    z = rng.standard_normal((n, 5))
+    z = rng(seed, "intraday-sym", spec.symbol, day.toordinal()).standard_normal((n, 5))
     path = spec.leverage * fpath + _bridge(z[:, 0], w, spec.noise, float(noise_end[i]))
     open_px = spec.base_price * np.exp(start[i] + gap[i])
     closes = open_px * np.exp(path)
@@ -221,13 +229,11 @@ def synthetic_session(symbol: str, day: date, seed: int = 0) -> SessionBars:
     minute_sigma = (abs(spec.leverage) * fsig + spec.noise) * w
     hi = np.maximum(opens, closes) * np.exp(np.abs(z[:, 1]) * 0.5 * minute_sigma)
     lo = np.minimum(opens, closes) * np.exp(-np.abs(z[:, 2]) * 0.5 * minute_sigma)
-    o, c = _round_prices(opens), _round_prices(closes)
-    h = np.maximum(_round_prices(hi), np.maximum(o, c))
-    low = np.minimum(_round_prices(lo), np.minimum(o, c))
+    o, c = round_prices(opens), round_prices(closes)
+    h = np.maximum(round_prices(hi), np.maximum(o, c))
+    low = np.minimum(round_prices(lo), np.minimum(o, c))
     low = np.maximum(low, np.where(low >= 1.0, 0.01, 0.0001))
-    t_idx = np.arange(n, dtype=float)
-    shape = 1.0 + 2.0 * np.exp(-t_idx / 20.0) + 1.5 * np.exp(-(n - 1 - t_idx) / 15.0)
-    shape /= shape.mean()
+    shape = volume_shape(n)
     move = np.abs(np.diff(np.concatenate(([0.0], path)))) / np.maximum(minute_sigma, 1e-9)
     vol = spec.base_volume * shape * np.exp(0.35 * z[:, 3] - 0.06) * (0.7 + 0.3 * np.minimum(move, 4.0))
     v = np.maximum(1, np.round(vol)).astype(np.int64)

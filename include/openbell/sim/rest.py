@@ -27,6 +27,7 @@ from openbell.sim.errors import (
 )
 from openbell.sim.feed import check_symbols, parse_timeframe
 from openbell.sim.playback import next_open_close, played_sessions, session_number, sessions_between, to_utc_ns
+from openbell.sim.ratelimit import is_trading_path
 from openbell.sim.simulator import Simulator
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,13 @@ def _authorize(request: web.Request) -> None:
 
 @web.middleware
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Auth and faults for /v2 REST calls, auth and a JSON body for changes under /sim; every error becomes
-    an Alpaca-shaped body. Reading /sim (the clock, health, fault settings) needs no key."""
+    """Auth, the request limit and faults for /v2 REST calls, auth and a JSON body for changes under /sim;
+    every error becomes an Alpaca-shaped body and every Trading API answer carries the X-RateLimit-*
+    headers. Reading /sim (the clock, health, fault settings) needs no key."""
     sim = request.app[SIM]
     path = request.path
+    limit_headers: dict[str, str] = {}
+    resp: web.StreamResponse
     try:
         if path.startswith("/sim/") and request.method not in READ_METHODS:
             _authorize(request)
@@ -67,6 +71,10 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
                 raise ApiError(415, UNSUPPORTED_MEDIA_TYPE, "expected Content-Type: application/json")
         elif path.startswith("/v2/") and path not in STREAM_PATHS:
             _authorize(request)
+            if is_trading_path(path, STREAM_PATHS):
+                allowed, limit_headers = sim.rate.hit(request.headers["APCA-API-KEY-ID"])
+                if not allowed:
+                    raise ApiError(429, RATE_LIMIT, "rate limit exceeded")
             faults = sim.faults
             if faults.rest_delay_ms > 0:
                 faults.counters["rest_delayed"] += 1
@@ -76,18 +84,20 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
                 raise ApiError(429, RATE_LIMIT, "rate limit exceeded")
             if status == 500:
                 raise ApiError(500, INTERNAL, "internal server error (injected fault)")
-        return await handler(request)
+        resp = await handler(request)
     except ApiError as exc:
-        return err(exc)
+        resp = err(exc)
     except web.HTTPNotFound:
-        return jresp({"code": 40410000, "message": "endpoint not found"}, 404)
+        resp = jresp({"code": 40410000, "message": "endpoint not found"}, 404)
     except web.HTTPMethodNotAllowed:
-        return jresp({"code": 40510000, "message": "method not allowed"}, 405)
+        resp = jresp({"code": 40510000, "message": "method not allowed"}, 405)
     except web.HTTPException:
         raise
     except Exception:
         log.exception("unexpected error on %s %s", request.method, path)
-        return jresp({"code": INTERNAL, "message": "internal server error"}, 500)
+        resp = jresp({"code": INTERNAL, "message": "internal server error"}, 500)
+    resp.headers.update(limit_headers)
+    return resp
 
 
 # -- parsing ---------------------------------------------------------------------------------------
@@ -284,6 +294,7 @@ async def calendar(request: web.Request) -> web.Response:
 
 def _asset(sim: Simulator, symbol: str) -> dict[str, Any]:
     info = sim.bars.symbols[symbol]
+    broker = sim.broker
     return {
         "id": asset_id(symbol),
         "class": "us_equity",
@@ -291,14 +302,14 @@ def _asset(sim: Simulator, symbol: str) -> dict[str, Any]:
         "symbol": symbol,
         "name": info.name,
         "status": "active",
-        "tradable": True,
+        "tradable": symbol not in broker.not_tradable,
         "marginable": True,
         "maintenance_margin_requirement": 30,
         "margin_requirement_long": "30",
         "margin_requirement_short": "30",
         "shortable": True,
         "easy_to_borrow": True,
-        "fractionable": True,
+        "fractionable": symbol not in broker.not_fractionable,
         "attributes": [],
     }
 
@@ -327,6 +338,14 @@ async def asset(request: web.Request) -> web.Response:
 # -- market data -----------------------------------------------------------------------------------
 
 
+def _feed(request: web.Request) -> str:
+    sim = request.app[SIM]
+    feed = request.query.get("feed") or ("sip" if sim.faults.sip_allowed else "iex")
+    if feed not in FEEDS:
+        raise bad_request(f"invalid feed: {feed!r}")
+    return feed
+
+
 def _bars_params(request: web.Request, symbols: list[str]) -> bytes:
     sim = request.app[SIM]
     q = request.query
@@ -340,14 +359,14 @@ def _bars_params(request: web.Request, symbols: list[str]) -> bytes:
     sort = q.get("sort", "asc")
     if sort not in ("asc", "desc"):
         raise bad_request(f"invalid sort: {sort!r}")
-    feed = q.get("feed", "sip" if sim.faults.sip_allowed else "iex")
-    if feed not in FEEDS:
-        raise bad_request(f"invalid feed: {feed!r}")
-    for adj in q.get("adjustment", "raw").split(","):
-        if adj.strip() not in ADJUSTMENTS:
-            raise bad_request(f"invalid adjustment: {adj!r}")
+    feed = _feed(request)
+    adjustments = {a.strip() for a in q.get("adjustment", "raw").split(",")}
+    unknown = sorted(adjustments - set(ADJUSTMENTS))
+    if unknown:
+        raise bad_request(f"invalid adjustment: {unknown[0]!r}")
+    adjust = bool(adjustments & {"split", "all"})  # no dividends are modeled: "dividend" is raw
     return sim.bars.bars_json(symbols, tf, to_utc_ns(start), to_utc_ns(end), limit, sort == "desc",
-                              q.get("page_token") or None, to_utc_ns(now))
+                              q.get("page_token") or None, to_utc_ns(now), feed, adjust)
 
 
 async def stock_bars(request: web.Request) -> web.Response:
@@ -364,7 +383,7 @@ async def stock_bars_single(request: web.Request) -> web.Response:
 async def latest_bars(request: web.Request) -> web.Response:
     sim = request.app[SIM]
     syms = check_symbols(sim.bars, request.query.get("symbols"))
-    return jresp({"bars": sim.bars.latest_bars(syms, to_utc_ns(sim.playback.now()))})
+    return jresp({"bars": sim.bars.latest_bars(syms, to_utc_ns(sim.playback.now()), _feed(request))})
 
 
 # -- simulator control -----------------------------------------------------------------------------
@@ -376,9 +395,13 @@ async def sim_clock(request: web.Request) -> web.Response:
 
 async def sim_health(request: web.Request) -> web.Response:
     sim = request.app[SIM]
+    rules = sim.bars.rules
     return jresp({"status": "ok", "market_time": sim.playback.now().isoformat(),
                   "data_connections": len(sim.data_hub.conns), "trade_connections": len(sim.trade_hub.conns),
-                  "broker": dict(sim.broker.counters)})
+                  "broker": dict(sim.broker.counters),
+                  "market": {"sparse": rules.sparse, "corrections": rules.corrections, **sim.stats,
+                             "splits_applied": sim.broker.splits_done()},
+                  "rate_limit": {"limit": sim.rate.limit, **sim.rate.counters}})
 
 
 async def sim_faults(request: web.Request) -> web.Response:

@@ -1,6 +1,8 @@
 """One simulator instance: its configuration, its state (broker, bars, streams, faults, market time) and
-the market-time loop that pushes bars at every minute boundary, fills queued orders at the open and
-applies timed faults. :mod:`openbell.sim.server` serves it over HTTP."""
+the market-time loop. At every minute boundary it pushes bars, announces halts and resumptions, fills
+queued orders at the open, applies splits at their open, expires day orders at the close and applies
+timed faults; 30 market seconds later it re-sends the corrected bars. :mod:`openbell.sim.server` serves
+it over HTTP."""
 
 from __future__ import annotations
 
@@ -12,16 +14,37 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from openbell.calendar import ET
+from openbell.calendar import ET, Session
 from openbell.sim.broker import Broker
 from openbell.sim.faults import Faults
-from openbell.sim.feed import BarStore
-from openbell.sim.playback import MarketPlayback, check_range, market_instant, session_at
+from openbell.sim.feed import BarStore, Rules
+from openbell.sim.halts import Halt, HaltBook, status_message
+from openbell.sim.playback import (
+    MarketPlayback,
+    check_range,
+    market_instant,
+    next_open_close,
+    played_sessions,
+    session_at,
+    session_number,
+)
+from openbell.sim.ratelimit import DEFAULT_LIMIT, WINDOW_SECONDS, RateLimiter
+from openbell.sim.splits import Split, SplitBook
 from openbell.sim.store import StateStore
 from openbell.sim.streams import DataHub, TradeHub
 
 log = logging.getLogger("openbell.sim")
 MINUTE = timedelta(minutes=1)
+HALF_MINUTE = timedelta(seconds=30)
+CORRECTION_LAG = timedelta(seconds=90)  # from a bar's start to its correction
+
+
+def session_of(day: date) -> Session:
+    """The played session on ``day`` (a session date)."""
+    i = session_number(day)
+    if i is None:
+        raise ValueError(f"{day.isoformat()} is not an NYSE session")
+    return played_sessions()[i]
 
 
 @dataclass
@@ -45,6 +68,14 @@ class SimConfig:
     max_stream_connections: int = 1
     reset_clock: bool = False
     faults: Faults = field(default_factory=Faults)
+    sparse: bool = False
+    corrections: float = 0.0
+    halts: list[Halt] = field(default_factory=list)
+    splits: list[Split] = field(default_factory=list)
+    rate_limit: int = DEFAULT_LIMIT
+    trading_blocked: bool = False
+    not_tradable: list[str] = field(default_factory=list)
+    not_fractionable: list[str] = field(default_factory=list)
 
 
 class MarketView:
@@ -72,6 +103,9 @@ class MarketView:
         info = self.sim.bars.symbols.get(symbol)
         return info.exchange if info else ""
 
+    def halted(self, symbol: str) -> bool:
+        return self.sim.bars.rules.halts.halted(symbol, self.now())
+
 
 class Simulator:
     """State and behaviour of one simulator instance."""
@@ -79,17 +113,30 @@ class Simulator:
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
         check_range(cfg.session_date)
-        self.bars = BarStore(cfg.seed, cfg.symbols, cfg.csv_dir)
+        self.session = session_of(cfg.session_date)
+        rules = Rules(cfg.sparse, cfg.corrections, HaltBook(cfg.halts, self.session), SplitBook(cfg.splits))
+        try:  # a halt to the close resumes at the next session's open
+            self.resume_after_close: datetime | None = next_open_close(self.session.close)[1]
+        except ValueError:  # the last session of the calendar
+            self.resume_after_close = None
+        self.bars = BarStore(cfg.seed, cfg.symbols, cfg.csv_dir, rules=rules)
         self.store = StateStore(cfg.data_dir)
         self.playback = self._load_playback()
         self.faults = cfg.faults
+        self.rate = RateLimiter(cfg.rate_limit, window=WINDOW_SECONDS / cfg.speed)
         self.data_hub = DataHub(self.check_auth, self.bars, self.faults, cfg.max_stream_connections)
         self.trade_hub = TradeHub(self.check_auth)
         self.broker = Broker(self.store, MarketView(self), slippage_bps=cfg.slippage_bps, cash=cfg.cash,
-                             on_event=self.trade_hub.publish)
-        if cfg.seed_positions and self.broker.fresh:
+                             on_event=self.trade_hub.publish, trading_blocked=cfg.trading_blocked,
+                             not_tradable=cfg.not_tradable, not_fractionable=cfg.not_fractionable)
+        for sym in [*(s for s, _ in cfg.seed_positions), *self.broker.positions]:
+            self.bars.add_symbol(sym)  # a position outside the universe is still priced and served
+        fresh = self.broker.fresh
+        if cfg.seed_positions and fresh:
             for sym, qty in cfg.seed_positions:
                 self.broker.seed_position(sym, qty)
+        self.apply_splits(adjust=not fresh)  # seeded positions were bought after the splits already made
+        self.stats = {"corrections_sent": 0, "statuses_sent": 0}
         self.apply_faults()
         self.silent_until: datetime | None = None
         self._fill_handle: asyncio.TimerHandle | None = None
@@ -111,6 +158,13 @@ class Simulator:
     def apply_faults(self) -> None:
         self.broker.partial_fills = self.faults.partial_fills
         self.broker.reject_symbols = set(self.faults.reject_symbols)
+
+    def apply_splits(self, adjust: bool = True) -> None:
+        """Apply to the account every split whose session has opened (``adjust=False``: only record them)."""
+        now = self.playback.now()
+        for split in self.bars.rules.splits.all:
+            if session_of(split.day).open <= now:
+                self.broker.apply_split(split.key, split.symbol, split.ratio, adjust)
 
     def drop_streams(self) -> None:
         n = self.data_hub.drop_all(self.faults.refuse_reconnect_seconds) + self.trade_hub.drop_all()
@@ -140,20 +194,30 @@ class Simulator:
     # -- market-time loop -------------------------------------------------------------------------
 
     async def run_minutes(self) -> None:
-        """At every market minute boundary: faults, bars to subscribers, fills at the open."""
-        last = self.playback.now().replace(second=0, microsecond=0)
-        if session_at(self.playback.now()):
+        """At every market minute boundary :meth:`on_minute`, at every half minute :meth:`on_half_minute`."""
+        now = self.playback.now()
+        last = now.replace(microsecond=0) - timedelta(seconds=now.second % 30)
+        if session_at(now):
             self.schedule_fills()
         while True:
-            boundary = last + MINUTE
-            delay = self.playback.wall_at(boundary) - time.time()
+            tick = last + HALF_MINUTE
+            delay = self.playback.wall_at(tick) - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                await self.on_minute(boundary)
+                await (self.on_minute(tick) if tick.second == 0 else self.on_half_minute(tick))
             except Exception:
-                log.exception("minute %s failed", boundary.isoformat())
-            last = boundary
+                log.exception("market time %s failed", tick.isoformat())
+            last = tick
+
+    def _silent(self, t: datetime) -> bool:
+        return self.silent_until is not None and t < self.silent_until
+
+    async def on_half_minute(self, tick: datetime) -> None:
+        """Re-send on ``updatedBars`` the corrected bars of the minute that ended 30 s ago."""
+        bar_start = tick - CORRECTION_LAG
+        if self.bars.rules.corrections > 0 and session_at(bar_start) is not None and not self._silent(tick):
+            self.stats["corrections_sent"] += await self.data_hub.push_corrections(bar_start)
 
     async def on_minute(self, boundary: datetime) -> None:
         hhmm = boundary.astimezone(ET).strftime("%H:%M")
@@ -166,15 +230,22 @@ class Simulator:
         bar_start = boundary - MINUTE
         sess = session_at(bar_start)
         if sess is not None:
-            if self.silent_until is not None and boundary < self.silent_until:
+            if self._silent(boundary):
                 self.faults.counters["silent_minutes"] += 1
             else:
                 await self.data_hub.push_minute(bar_start, sess.date)
+        changes = self.bars.rules.halts.changes(boundary, self.resume_after_close)
+        if changes and not self._silent(boundary):
+            msgs = [status_message(w, halted, boundary, self.bars.symbols[w.halt.symbol].exchange)
+                    for w, halted in changes]
+            self.stats["statuses_sent"] += await self.data_hub.push_statuses(msgs)
         now_sess = session_at(boundary)
         if now_sess is not None and boundary == now_sess.open:
             log.info("market open %s", boundary.isoformat())
+            self.apply_splits()
         if now_sess is not None and self.broker.working():
             self.schedule_fills(0.0)
         if sess is not None and boundary == sess.close:
+            expired = self.broker.expire_day_orders(boundary)
             self.broker.roll_day()
-            log.info("market close %s", boundary.isoformat())
+            log.info("market close %s (%d day order(s) expired)", boundary.isoformat(), expired)

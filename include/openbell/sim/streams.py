@@ -151,46 +151,66 @@ class DataHub:
         await conn.send([{"T": "error", "code": 400, "msg": "invalid syntax"}])
         return True
 
-    async def push_minute(self, bar_start: datetime, session_day: Any) -> None:
-        """Send the bar that started at ``bar_start`` (and the running daily bar) to subscribers."""
-        if not self.conns:
-            return
-        wanted_b: set[str] = set()
-        wanted_d: set[str] = set()
-        for c in self.conns:
-            wanted_b |= c.subs["bars"] | c.subs["updatedBars"]
-            wanted_d |= c.subs["dailyBars"]
-        all_syms = set(self.bars.symbols)
-        if "*" in wanted_b:
-            wanted_b = all_syms
-        if "*" in wanted_d:
-            wanted_d = all_syms
-        minute: dict[str, dict[str, Any]] = {}
-        for sym in wanted_b | wanted_d:
-            if sym not in all_syms:
-                continue
-            found = self.bars.bar_at(sym, bar_start)
-            if found is None:
-                continue
-            bars, i = found
-            minute[sym] = bar_message("b", sym, bars, i)
-        daily: dict[str, dict[str, Any]] = {}
-        for sym in wanted_d:
-            if sym in minute:
-                d = self.bars.daily_bar(sym, session_day, to_utc_ns(bar_start) + NS_PER_MIN)
-                if len(d):
-                    daily[sym] = bar_message("d", sym, d, 0)
-        sends = []
-        for c in list(self.conns):
-            b = c.subs["bars"]
-            d = c.subs["dailyBars"]
-            msgs = [m for s, m in minute.items() if s in b or "*" in b]
-            msgs += [m for s, m in daily.items() if s in d or "*" in d]
-            if msgs:
-                self.bars_sent += len(msgs)
-                sends.append(c.send(msgs))
+    def _wanted(self, conn: DataConn, channel: str, symbol: str) -> bool:
+        subs = conn.subs[channel]
+        return symbol in subs or "*" in subs
+
+    async def _send_all(self, batches: list[tuple[DataConn, list[dict[str, Any]]]]) -> int:
+        sends = [c.send(msgs) for c, msgs in batches if msgs]
         if sends:
             await asyncio.gather(*sends, return_exceptions=True)
+        return sum(len(msgs) for _, msgs in batches)
+
+    async def push_minute(self, bar_start: datetime, session_day: Any) -> None:
+        """Send the bar that started at ``bar_start`` (and the running daily bar) to subscribers, each on its
+        connection's feed."""
+        if not self.conns:
+            return
+        all_syms = set(self.bars.symbols)
+        now_ns = to_utc_ns(bar_start) + NS_PER_MIN
+        batches = []
+        minute: dict[tuple[str, str], dict[str, Any] | None] = {}
+        daily: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for c in list(self.conns):
+            msgs = []
+            for ch, kind in (("bars", "b"), ("dailyBars", "d")):
+                syms = all_syms if "*" in c.subs[ch] else c.subs[ch] & all_syms
+                for sym in sorted(syms):
+                    key = (sym, self.bars.feed_key(c.feed))
+                    if key not in minute:
+                        found = self.bars.bar_at(sym, bar_start, c.feed)
+                        minute[key] = bar_message("b", sym, *found) if found else None
+                    if minute[key] is None:
+                        continue
+                    if kind == "b":
+                        msgs.append(minute[key])
+                        continue
+                    if key not in daily:
+                        d = self.bars.daily_bar(sym, session_day, c.feed, now_ns, now_ns)
+                        daily[key] = bar_message("d", sym, d, 0) if len(d) else None
+                    if daily[key] is not None:
+                        msgs.append(daily[key])
+            batches.append((c, msgs))
+        self.bars_sent += await self._send_all(batches)
+
+    async def push_corrections(self, bar_start: datetime) -> int:
+        """Send the corrected bars of the minute that started at ``bar_start`` on ``updatedBars``; how many."""
+        batches = []
+        for c in list(self.conns):
+            subs = c.subs["updatedBars"]
+            syms = set(self.bars.symbols) if "*" in subs else subs & set(self.bars.symbols)
+            msgs = []
+            for sym in sorted(syms):
+                found = self.bars.correction_at(sym, bar_start, c.feed)
+                if found:
+                    msgs.append(bar_message("u", sym, *found))
+            batches.append((c, msgs))
+        return await self._send_all(batches)
+
+    async def push_statuses(self, statuses: list[dict[str, Any]]) -> int:
+        """Send trading-status messages to the ``statuses`` subscribers of their symbols; how many."""
+        batches = [(c, [m for m in statuses if self._wanted(c, "statuses", m["S"])]) for c in list(self.conns)]
+        return await self._send_all(batches)
 
     def drop_all(self, refuse_seconds: float) -> int:
         """Close every data connection (their keys are refused for ``refuse_seconds``); count them."""

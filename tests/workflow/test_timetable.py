@@ -20,7 +20,7 @@ from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
 from openbell.calendar import ET
 from openbell.workflow.timetable import NYSESessionTimetable
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TT = NYSESessionTimetable()
 
 
