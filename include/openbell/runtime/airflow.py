@@ -106,43 +106,44 @@ class AirflowStack:
         return self._secret("admin_password")
 
     def environment(self) -> dict[str, str]:
-        """The environment every Airflow process of this stack runs with."""
+        """The environment every Airflow process of this stack runs with: the stack's defaults, except for
+        any ``AIRFLOW__...`` setting already in the environment, which wins."""
         passwords = self.home / "passwords.json"
         passwords.write_text(json.dumps({ADMIN: self.admin_password}))
         passwords.chmod(0o600)
         root = project_dir()
+        defaults = {
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # the alpaca connection's Test button
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(self.paused),
+            "AIRFLOW__CORE__PARALLELISM": "16",
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "16",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url,
+            "AIRFLOW__API__BASE_URL": self.api_url,
+            "AIRFLOW__API__SECRET_KEY": self._secret("api_secret_key"),
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt_secret"),
+            # Longer than a whole session, so the trading task's token never lapses mid-day.
+            "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "86400",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW_CONN_" + CONN_ID.upper(): alpaca_connection(self.alpaca),
+            "AIRFLOW_CONN_" + STATE_CONN_ID.upper(): _airflow_uri(self.state_url),
+            "OPENBELL_PROJECT_DIR": str(root),
+            "PYTHONUNBUFFERED": "1",
+        }
         env = dict(os.environ)
-        env.update(
-            {
-                "AIRFLOW_HOME": str(self.home),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # the alpaca connection's Test button
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(self.paused),
-                "AIRFLOW__CORE__PARALLELISM": "16",
-                "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "16",
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url,
-                "AIRFLOW__API__BASE_URL": self.api_url,
-                "AIRFLOW__API__SECRET_KEY": self._secret("api_secret_key"),
-                "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt_secret"),
-                # Longer than a whole session, so the trading task's token never lapses mid-day.
-                "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "86400",
-                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
-                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
-                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
-                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-                "AIRFLOW_CONN_" + CONN_ID.upper(): alpaca_connection(self.alpaca),
-                "AIRFLOW_CONN_" + STATE_CONN_ID.upper(): _airflow_uri(self.state_url),
-                "OPENBELL_PROJECT_DIR": str(root),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        # an Airflow setting the user exported wins over the stack's default for it
+        env.update({k: v for k, v in defaults.items() if not (k.startswith("AIRFLOW__") and k in os.environ)})
         env.update(self.extra_env)
         return env
 
