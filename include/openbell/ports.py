@@ -235,9 +235,11 @@ class StreamPort(Protocol):
     ``backoff = (min, max)`` wall seconds; callbacks run on the event loop."""
 
     def bars(self, symbols: Sequence[str], on_bar: OnBar, *, on_connect: Callable[[], None],
-             on_subscribed: Callable[[], None], backoff: tuple[float, float]) -> RunningStream:
-        """Stream ``symbols``' minute bars to ``on_bar``. ``on_connect`` is called as each connection is
-        attempted, ``on_subscribed`` when the venue acknowledges the subscription."""
+             on_subscribed: Callable[[], None], backoff: tuple[float, float],
+             on_corrected: OnBar | None = None) -> RunningStream:
+        """Stream ``symbols``' minute bars to ``on_bar``, and the venue's corrections of bars already sent
+        (late trades) to ``on_corrected``. ``on_connect`` is called as each connection is attempted,
+        ``on_subscribed`` when the venue acknowledges the subscription."""
         ...
 
     def trade_updates(self, on_update: OnTrade, *, on_connect: Callable[[], None],

@@ -194,3 +194,29 @@ def test_an_order_working_at_the_broker_holds_back_the_opposite_side(engine: Eng
     deferred: list[str] = []
     intents = live.portfolio.intents({"SSO": 0.0, "TQQQ": 0.2}, live.universe, 100.0, deferred)
     assert [(i.symbol, i.side) for i in intents] == [("TQQQ", "buy")] and deferred == ["SSO"]
+
+
+def test_bars_the_venue_corrects_are_stored_as_corrected(engine: Engine, tmp_path: Path) -> None:
+    """With 30% of bars re-sent on updatedBars 30 market seconds later, what Postgres holds for every
+    minute of the session equals what the broker serves for it afterwards."""
+    s = session(SESSION)
+    assert s is not None
+    universe = ["SSO", "TQQQ", "SQQQ"]
+    args = ["--corrections", "0.3"]
+    with SimProcess(date="2025-11-20", speed=120, start="15:44", data_dir=tmp_path / "sim", extra_args=args) as sim:
+        config = sim.config()
+        clock = clock_for(config)
+        prior = previous_sessions(SESSION, 1)
+        data = AlpacaMarketData(config)
+        upsert_bars(engine, data.bars(universe, Window(prior[0].open, clock.now())), source="rest")
+        report = run_live_session(config, engine, SESSION, clock=clock, params_override=BUSY, universe=universe,
+                                  risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), warmup_sessions=1)
+        window = Window(s.close - timedelta(minutes=14), s.close - timedelta(minutes=2))  # corrections out by then
+        broker = data.bars(universe, window)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT symbol, ts, close FROM bars WHERE ts >= :a AND ts < :b"),
+                            {"a": window.start, "b": window.end})
+        stored = {(r[0], r[1]): float(r[2]) for r in rows}
+    final = {(r.symbol, r.timestamp.to_pydatetime()): float(r.close) for r in broker.itertuples()}
+    assert stored == final
+    assert report.bars_corrected > 0

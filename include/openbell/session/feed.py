@@ -64,6 +64,18 @@ class MinuteFeed:
         if self.take(bar, "stream", trade_count, vwap) and self.book.complete(bar.ts):
             self.minute_ready.set()  # the next minute, or a later one that overtook it
 
+    def corrected(self, bar: Bar, trade_count: Any, vwap: Any) -> None:
+        """A bar the venue re-sent after late trades: stored in place of the first (an upsert), never decided
+        on again; a correction that fails the bar's own checks is refused and recorded."""
+        reason = self.barcheck.shape_refusal(bar)
+        if reason is not None:
+            self._report.bars_refused += 1
+            self._recorder.event("bar_refused", {"symbol": bar.symbol, "ts": bar.ts, "source": "correction",
+                                                 "reason": reason})
+            return
+        self._report.bars_corrected += 1
+        self._recorder.bar(bar, "stream", trade_count, vwap)
+
     def take(self, bar: Bar, source: str, trade_count: Any, vwap: Any) -> bool:
         """A streamed or refilled bar: checked, stored, and kept for its minute's decision unless that
         minute was decided already (a late bar is stored, not decided on). True when kept."""

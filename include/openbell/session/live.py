@@ -152,7 +152,8 @@ class LiveSession:
         self.trades = TradeUpdates(threads, recorder, portfolio, working, report, session_date=self.d,
                                    read=feeds.read, lookup=self.sync.start_lookup)
         self.streams = Streams(feeds, session, self.universe, clock, recorder, report,
-                               on_bar=self.feed.streamed, on_trade_update=self.trades.on_update,
+                               on_bar=self.feed.streamed, on_corrected=self.feed.corrected,
+                               on_trade_update=self.trades.on_update,
                                on_trade_reconnect=self.sync.start_recovery,
                                silence=timedelta(minutes=silence_minutes), trade_backoff=trade_stream_backoff)
         self.housekeeping = Housekeeping(threads, report, gate=self.gate, fencing=self.fencing, clock=clock,

@@ -28,6 +28,7 @@ class SessionReport:
     orders_resent: int = 0  # such an order sent again under its own client_order_id
     bars_refused: int = 0
     late_bars_stored: int = 0
+    bars_corrected: int = 0  # bars re-sent by the venue after late trades, stored in place of the first
     trade_updates_unparsed: int = 0
     fills_recovered: int = 0
     trade_stream_reconnects: int = 0

@@ -45,6 +45,7 @@ class Streams:
         report: SessionReport,
         *,
         on_bar: OnBar,
+        on_corrected: OnBar,
         on_trade_update: OnTrade,
         on_trade_reconnect: Callable[[], None],
         silence: timedelta,
@@ -57,6 +58,7 @@ class Streams:
         self._recorder = recorder
         self._report = report
         self._deliver = on_bar
+        self._on_corrected = on_corrected
         self._on_trade_update = on_trade_update
         self._on_trade_reconnect = on_trade_reconnect
         self._silence = silence
@@ -103,7 +105,8 @@ class Streams:
 
     def _start_bar_stream(self) -> None:
         self._bar_stream = self._feeds.bars(self._universe, self.on_bar, on_connect=self._bar_connecting,
-                                            on_subscribed=self._subscribed.set, backoff=BAR_BACKOFF)
+                                            on_subscribed=self._subscribed.set, backoff=BAR_BACKOFF,
+                                            on_corrected=self._on_corrected)
 
     def _trade_connected(self) -> None:
         self._trade_connects += 1

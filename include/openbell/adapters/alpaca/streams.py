@@ -63,7 +63,8 @@ class AlpacaStreams:
         self.config = config
 
     def bars(self, symbols: Sequence[str], on_bar: OnBar, *, on_connect: Callable[[], None],
-             on_subscribed: Callable[[], None], backoff: tuple[float, float]) -> AlpacaStream:
+             on_subscribed: Callable[[], None], backoff: tuple[float, float],
+             on_corrected: OnBar | None = None) -> AlpacaStream:
         """Start a bar stream (on the running loop); ``on_connect`` runs before each connection attempt."""
         stream: Any = self.config.data_stream()
         start_ws: Callable[[], Awaitable[None]] = stream._start_ws
@@ -83,6 +84,8 @@ class AlpacaStreams:
 
         stream._dispatch = watched_dispatch
         stream.subscribe_bars(bar_handler(on_bar), *symbols)
+        if on_corrected is not None:  # Alpaca's updatedBars: a bar re-sent after late trades
+            stream.subscribe_updated_bars(bar_handler(on_corrected), *symbols)
         return AlpacaStream(stream)
 
     def trade_updates(self, on_update: OnTrade, *, on_connect: Callable[[], None],
