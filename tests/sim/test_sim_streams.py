@@ -14,7 +14,7 @@ from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
-from sim_helpers import within_rate_limit
+from sim_helpers import run_until, within_rate_limit
 
 from openbell.sim.market import LEVERAGED, session_bars
 from openbell.sim.testing import SimProcess
@@ -44,23 +44,6 @@ class Bars:
 
     def minutes(self) -> list[datetime]:
         return sorted({b.timestamp for b in self.bars})  # type: ignore[attr-defined]
-
-
-async def run_until(stream: StockDataStream | object, done: Callable[[], bool], timeout: float = 15.0) -> bool:
-    """Run an SDK stream in this loop until ``done()`` or the timeout; stop it cleanly."""
-    task = asyncio.create_task(stream._run_forever())  # type: ignore[attr-defined]
-    deadline = time.monotonic() + timeout
-    ok = False
-    try:
-        while time.monotonic() < deadline:
-            if done():
-                ok = True
-                break
-            await asyncio.sleep(0.02)
-    finally:
-        await stream.stop_ws()  # type: ignore[attr-defined]
-        await asyncio.wait_for(task, 10)
-    return ok
 
 
 def market_now(sim: SimProcess) -> datetime:

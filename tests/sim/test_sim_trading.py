@@ -12,24 +12,11 @@ from alpaca.common.exceptions import APIError
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus, TimeInForce
-from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
+from alpaca.trading.enums import OrderStatus, QueryOrderStatus
+from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest
+from sim_helpers import order, wait_status
 
 from openbell.sim.testing import SimProcess
-
-
-def order(symbol: str, side: str = "buy", cid: str | None = None, **kw: object) -> MarketOrderRequest:
-    return MarketOrderRequest(symbol=symbol, side=OrderSide(side), time_in_force=TimeInForce.DAY,
-                              client_order_id=cid, **kw)
-
-
-def wait_status(client: TradingClient, oid: object, status: OrderStatus, timeout: float = 5.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        o = client.get_order_by_id(oid)
-        if o.status == status or time.monotonic() > deadline:
-            return o
-        time.sleep(0.02)
 
 
 def api_error(exc: pytest.ExceptionInfo[APIError]) -> tuple[int, int, str]:

@@ -14,15 +14,16 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 from openbell.sched import background
 from openbell.sim.faults import LIMITS, Faults, parse_silence
-from openbell.sim.halts import Halt, parse_halt
+from openbell.sim.halts import parse_halt
 from openbell.sim.playback import default_session_date, is_session, parse_hhmm
 from openbell.sim.ratelimit import DEFAULT_LIMIT
 from openbell.sim.server import serve
 from openbell.sim.simulator import SimConfig, Simulator
-from openbell.sim.splits import Split, parse_split
+from openbell.sim.splits import parse_split
 from openbell.sim.symbols import parse_symbol
 
 DEMO_KEY = "openbell-demo-key"
@@ -51,32 +52,26 @@ def _hhmm(text: str) -> str:
     return f"{h:02d}:{m:02d}" + (f":{s:02d}" if s else "")
 
 
-def _silence(text: str) -> tuple[str, int]:
-    try:
-        return parse_silence(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+T = TypeVar("T")
 
 
-def _halt(text: str) -> Halt:
-    try:
-        return parse_halt(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _parsed(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a parser that raises ValueError: its message becomes the one-line error."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
-def _split(text: str) -> Split:
-    try:
-        return parse_split(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _symbol(text: str) -> str:
-    try:
-        return parse_symbol(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_silence = _parsed(parse_silence)
+_halt = _parsed(parse_halt)
+_split = _parsed(parse_split)
+_symbol = _parsed(parse_symbol)
 
 
 def _finite(text: str) -> float:
