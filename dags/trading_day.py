@@ -10,6 +10,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, TriggerRule, task
 
+from openbell.alerts.callbacks import EndOfDayAlert, StepAlert
 from openbell.params import check_run_params, dag_params
 from openbell.workflow import steps
 from openbell.workflow.sensors import LiveTradingSensor
@@ -18,6 +19,8 @@ from openbell.workflow.timetable import NYSESessionTimetable, schedule_end_date
 SESSION = timedelta(hours=7)
 WAIT = timedelta(hours=16)  # a run is created at 09:00 ET; the latest wait ends before the close
 LEAD = 30.0  # wall seconds a market-time trigger fires early; the task waits out the rest itself
+# Alerts go to the Airflow connection openbell_notify (Apprise); without it, none are sent.
+STEP_ALERT = [StepAlert()]
 
 with DAG(
     dag_id="trading_day",
@@ -28,7 +31,8 @@ with DAG(
     catchup=False,
     max_active_runs=3,
     params=dag_params(),
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10),
+                  "on_failure_callback": STEP_ALERT, "on_retry_callback": STEP_ALERT},
     tags=["openbell", "trading"],
     doc_md=__doc__,
 ) as dag:
@@ -69,6 +73,7 @@ with DAG(
         step="eod_liquidate", anchor="close", offset_param="liquidate_minutes_before_close", offset_scale=-1,
         lead_seconds=LEAD, trigger_rule=TriggerRule.ALL_DONE, retries=3, retry_delay=timedelta(seconds=5),
         execution_timeout=WAIT,
+        on_success_callback=[EndOfDayAlert()], on_failure_callback=[*STEP_ALERT, EndOfDayAlert()],
     )
 
     data = wait_for_open >> download() >> todays_bars()

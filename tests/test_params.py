@@ -73,3 +73,56 @@ def test_the_first_task_checks_the_run_params_before_it_waits() -> None:
     check_run_params({"params": {"max_weight": 0.5}})
     with pytest.raises(InvalidRunParams, match=r"'strategy_params': .*lookback"):
         check_run_params({"params": {"strategy_params": {"lookback": 1}}})
+
+
+LIMIT_FIELDS = ["max_order_notional", "max_position_notional", "max_orders_per_minute", "max_orders_per_day",
+                "price_collar"]
+
+
+def test_pre_trade_limits_default_and_turn_off() -> None:
+    limits = RunParams().order_limits()
+    assert (limits.max_order_notional, limits.max_position_notional) == (None, None)
+    assert (limits.max_orders_per_minute, limits.max_orders_per_day, limits.price_collar) == (60, 2000, 0.05)
+    off = RunParams.from_mapping({name: None for name in LIMIT_FIELDS}).order_limits()
+    assert not off.active
+    p = RunParams.from_mapping({"max_order_notional": 10_000, "max_position_notional": 5_000.0,
+                                "max_orders_per_minute": 5, "max_orders_per_day": 5, "price_collar": 1})
+    assert p.order_limits().max_order_notional == 10_000.0 and p.order_limits().max_orders_per_day == 5
+
+
+@pytest.mark.parametrize("name", LIMIT_FIELDS)
+def test_a_limit_that_is_nan_negative_or_zero_is_refused_naming_it(name: str) -> None:
+    for bad in (NAN, -1, 0):
+        message = refused({name: bad})
+        assert message.startswith(f"run parameter '{name}': "), message
+    assert "NaN" in refused({name: NAN})
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "says"),
+    [
+        ({"price_collar": -0.02}, "price_collar", "less than or equal to the minimum of 0"),
+        ({"price_collar": 1.5}, "price_collar", "greater than the maximum of 1"),
+        ({"price_collar": "5%"}, "price_collar", "not of type 'number', 'null'"),
+        ({"max_orders_per_minute": 2.5}, "max_orders_per_minute", "not of type 'integer', 'null'"),
+        ({"max_orders_per_day": True}, "max_orders_per_day", "not of type 'integer', 'null'"),
+        ({"max_order_notional": math.inf}, "max_order_notional", "maximum"),
+        ({"max_orders_per_minute": 100, "max_orders_per_day": 50}, "max_orders_per_minute",
+         "100 is more than max_orders_per_day (50)"),
+        ({"max_orders_per_minute": 3000}, "max_orders_per_minute", "more than max_orders_per_day (2000)"),
+    ],
+)
+def test_bad_limits_are_refused_naming_the_field(values: dict[str, Any], field: str, says: str) -> None:
+    message = refused(values)
+    assert message.startswith(f"run parameter '{field}': "), message
+    assert says in message, message
+
+
+def test_consistent_limits_are_accepted() -> None:
+    ok = {"max_orders_per_minute": 50, "max_orders_per_day": 50, "max_order_notional": 20_000,
+          "max_position_notional": 5_000}  # a max order larger than the max position is fine
+    assert RunParams.from_mapping(ok).max_position_notional == 5_000.0
+    unlimited_day = RunParams.from_mapping({"max_orders_per_minute": 3000, "max_orders_per_day": None})
+    assert unlimited_day.max_orders_per_day is None
+    with pytest.raises(InvalidRunParams, match=r"'max_orders_per_minute'.*more than"):
+        check_run_params({"params": {"max_orders_per_minute": 10, "max_orders_per_day": 9}})

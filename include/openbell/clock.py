@@ -69,6 +69,13 @@ def _aware(t: datetime) -> datetime:
     return t
 
 
+def cached_now(clock: MarketClock) -> datetime:
+    """Market time from a simulator clock's last mapping (no I/O, for the event loop); ``clock.now()``
+    for a clock without one (the wall clock)."""
+    mapping = getattr(clock, "mapping", None)
+    return mapping.market_at(time.time()) if mapping is not None else clock.now()
+
+
 class WallClock:
     """Live market time: the wall clock."""
 

@@ -23,10 +23,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from openbell.policy import OrderLimits
+
 DEFAULT_UNIVERSE = ["ERX", "ERY", "FAS", "FAZ", "SDS", "SSO", "SQQQ", "SVXY", "TNA", "TQQQ", "TZA", "UVXY"]
 
 # A number that passes both bounds is NaN (every real number fails one of them); "not" refuses it.
 NOT_NAN: dict[str, Any] = {"not": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0}}
+
+NUMBER_BOUNDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 
 # (?!\n): a pattern is searched, and "$" also matches before a trailing newline
 Symbol = Annotated[str, StringConstraints(pattern="^[A-Z][A-Z.]{0,9}(?!\\n)$")]
@@ -59,6 +63,24 @@ class RunParams(BaseModel):
     max_gross: float = Field(1.0, gt=0, le=2)
     daily_loss_limit: float = Field(0.03, gt=0, le=0.5)
     min_notional: float = Field(100.0, ge=1, le=1_000_000)
+    max_order_notional: float | None = Field(
+        None, gt=0, le=1e12, description="Pre-trade limit: largest order (shares x price); null: no limit.",
+    )
+    max_position_notional: float | None = Field(
+        None, gt=0, le=1e12,
+        description="Pre-trade limit: largest position per symbol an order may build; null: no limit.",
+    )
+    max_orders_per_minute: int | None = Field(
+        60, ge=1, le=10_000, description="Pre-trade limit: orders sent in any minute; null: no limit.",
+    )
+    max_orders_per_day: int | None = Field(
+        2000, ge=1, le=1_000_000, description="Pre-trade limit: orders sent in the session; null: no limit.",
+    )
+    price_collar: float | None = Field(
+        0.05, gt=0, le=1,
+        description="Pre-trade limit: an order sized at a price this far (0.05: 5%) from the last trade "
+                    "is refused; null: no collar.",
+    )
     open_offset_minutes: float = Field(0.0, ge=0, le=60, description="Start after the open.")
     optimize_minutes_before_close: float = Field(90.0, ge=10, le=360)
     liquidate_minutes_before_close: float = Field(2.0, ge=1, le=30)
@@ -94,6 +116,21 @@ class RunParams(BaseModel):
         return values
 
     @model_validator(mode="after")
+    def _limits_agree(self) -> RunParams:
+        minute, day = self.max_orders_per_minute, self.max_orders_per_day
+        if minute is not None and day is not None and minute > day:
+            raise InvalidRunParams(f"run parameter 'max_orders_per_minute': {minute} is more than "
+                                   f"max_orders_per_day ({day})")
+        return self
+
+    def order_limits(self) -> OrderLimits:
+        """The pre-trade limits of the order policy."""
+        return OrderLimits(max_order_notional=self.max_order_notional,
+                           max_position_notional=self.max_position_notional,
+                           max_orders_per_day=self.max_orders_per_day,
+                           max_orders_per_minute=self.max_orders_per_minute, price_collar=self.price_collar)
+
+    @model_validator(mode="after")
     def _strategy_accepts(self) -> RunParams:
         from openbell.strategy import InvalidParams, strategy_class, validate_params
 
@@ -120,15 +157,19 @@ def _refusal(exc: ValidationError) -> InvalidRunParams:
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    """``anyOf: [{type: T, ...}, {type: null}]`` as ``type: [T, null]`` (how a Param form reads it)."""
+    """``anyOf: [{type: T, ...}, {type: null}]`` as ``type: [T, null]`` (how a Param form reads it); the
+    bounds of a number move along (JSON schema applies them to numbers only, so null still passes)."""
     choices = schema.get("anyOf")
     if not (isinstance(choices, list) and len(choices) == 2 and choices[1] == {"type": "null"}):
         return schema
     inner = {k: v for k, v in choices[0].items() if not (k == "additionalProperties" and v is True)}
-    if set(inner) != {"type"} or not isinstance(inner["type"], str):
+    if not (set(inner) - NUMBER_BOUNDS == {"type"} and isinstance(inner["type"], str)):
+        return schema
+    if set(inner) != {"type"} and inner["type"] not in ("number", "integer"):
         return schema
     out = {k: v for k, v in schema.items() if k != "anyOf"}
-    return {"type": [inner["type"], "null"], **out}
+    bounds = {k: v for k, v in inner.items() if k != "type"}
+    return {"type": [inner["type"], "null"], **bounds, **out}
 
 
 def _without_nan(schema: Any) -> Any:

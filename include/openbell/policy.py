@@ -2,18 +2,30 @@
 
 One set of rules for live trading, the share-level backtest and the liquidation: whole shares
 (``trunc(weight * equity / price)``), no order worth less than ``min_notional``, no trade for a weight
-change under the rebalance ``band``, sells before buys, and no order against an opposite-side order still
+change under the rebalance ``band``, sells before buys, no order against an opposite-side order still
 working in the symbol (the broker would refuse it as a potential wash trade; the symbol is deferred to
-the next decision). Every intent is sent as a DAY market order. Pure: no I/O, no clock, no state.
+the next decision), and buys scaled down together to the buying power left (:meth:`OrderPolicy.fit`).
+Every intent is sent as a DAY market order. Pure: no I/O, no clock, no state.
+
+Pre-trade limits (:class:`OrderLimits`, :meth:`OrderPolicy.limit`) refuse an order outright, never resize
+it: its notional, the position it would leave, the orders sent in the last minute and the day, and a
+price collar. A market order has no limit price; its reference price is the price it was sized at (the
+decided minute's close), and the collar compares it with the last trade price seen (the close of the
+newest bar accepted from the stream or a refill, which may belong to a later minute). An order sized on a
+price the market has left behind is refused rather than sent. In the risk state REDUCING only orders that
+shrink a position leave (:func:`reducing_only`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 DEFERRED_NOTE = "{}: order deferred, an opposite-side order is working"
+BUYING_POWER_NOTE = "{}: buy of {} {} to fit the buying power ({:.2f})"
+LIMITS = ("max_order_notional", "max_position_notional", "max_orders_per_day", "max_orders_per_minute",
+          "price_collar")
 
 
 @dataclass(frozen=True)
@@ -56,13 +68,101 @@ def _finite(x: object, low: float) -> bool:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """An order a pre-trade limit refused: the ``limit`` (one of :data:`LIMITS`), the ``value`` that broke
+    it and the ``bound`` it broke."""
+
+    intent: OrderIntent
+    limit: str
+    value: float
+    bound: float
+
+    @property
+    def note(self) -> str:
+        i = self.intent
+        return f"{i.symbol}: {i.side} of {i.qty:g} refused, {self.limit} {self.value:g} over {self.bound:g}"
+
+
+@dataclass(frozen=True)
+class OrderLimits:
+    """Pre-trade limits; None is no limit. Notionals in account currency, ``price_collar`` a fraction
+    (0.05: the reference price at most 5% away from the last trade price)."""
+
+    max_order_notional: float | None = None
+    max_position_notional: float | None = None
+    max_orders_per_day: int | None = None
+    max_orders_per_minute: int | None = None
+    price_collar: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_order_notional", "max_position_notional", "price_collar"):
+            value = getattr(self, name)
+            if value is not None and not (_finite(value, 0.0) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0 or None, got {value!r}")
+        for name in ("max_orders_per_day", "max_orders_per_minute"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+        day, minute = self.max_orders_per_day, self.max_orders_per_minute
+        if day is not None and minute is not None and minute > day:
+            raise ValueError(f"max_orders_per_minute ({minute}) must not exceed max_orders_per_day ({day})")
+
+    @property
+    def active(self) -> bool:
+        """Some limit is set."""
+        return any(getattr(self, name) is not None for name in LIMITS)
+
+    def breach(
+        self, intent: OrderIntent, price: float, last: float | None, holding: float, minute: int, day: int
+    ) -> Refused | None:
+        """The first limit ``intent`` breaks, sized at ``price`` with the last trade at ``last`` (None:
+        unknown, no collar), ``holding`` the position it changes (with working orders) and ``minute`` and
+        ``day`` the orders already sent in the last minute and the day."""
+        collar = self.price_collar
+        if collar is not None and last is not None and last > 0 and abs(price / last - 1.0) > collar:
+            return Refused(intent, "price_collar", abs(price / last - 1.0), collar)
+        notional = intent.qty * price
+        if self.max_order_notional is not None and notional > self.max_order_notional:
+            return Refused(intent, "max_order_notional", notional, self.max_order_notional)
+        after = holding + (intent.qty if intent.side == "buy" else -intent.qty)
+        cap = self.max_position_notional
+        if cap is not None and abs(after) > abs(holding) and abs(after) * price > cap:
+            return Refused(intent, "max_position_notional", abs(after) * price, cap)
+        if self.max_orders_per_day is not None and day >= self.max_orders_per_day:
+            return Refused(intent, "max_orders_per_day", day + 1, self.max_orders_per_day)
+        if self.max_orders_per_minute is not None and minute >= self.max_orders_per_minute:
+            return Refused(intent, "max_orders_per_minute", minute + 1, self.max_orders_per_minute)
+        return None
+
+
+def reducing_only(
+    intents: Iterable[OrderIntent], holdings: Mapping[str, float]
+) -> tuple[tuple[OrderIntent, ...], tuple[OrderIntent, ...]]:
+    """(kept, held): the intents that shrink the absolute size of a position in ``holdings`` (with its
+    working orders), one that would carry it through zero cut to close it; the others (opening or adding,
+    long or short) held."""
+    kept: list[OrderIntent] = []
+    held: list[OrderIntent] = []
+    for i in intents:
+        current = holdings.get(i.symbol, 0.0)
+        closes = (current > 0 and i.side == "sell") or (current < 0 and i.side == "buy")
+        if not closes:
+            held.append(i)
+        else:
+            kept.append(i if i.qty <= abs(current) else replace(i, qty=float(abs(current))))
+    return tuple(kept), tuple(held)
+
+
+@dataclass(frozen=True)
 class OrderPolicy:
-    """Settings of the order rules; ``band`` 0 trades every change worth ``min_notional``."""
+    """Settings of the order rules; ``band`` 0 trades every change worth ``min_notional``. ``limits`` are
+    applied by :meth:`limit` (live trading), not by :meth:`decide`."""
 
     min_notional: float = 100.0
     band: float = 0.0  # minimum |target weight - current weight| worth trading
     whole_shares: bool = True
     sells_first: bool = True
+    limits: OrderLimits = OrderLimits()
 
     def __post_init__(self) -> None:
         if not _finite(self.min_notional, 0.0):
@@ -72,6 +172,8 @@ class OrderPolicy:
         for name in ("whole_shares", "sells_first"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if not isinstance(self.limits, OrderLimits):
+            raise ValueError(f"limits must be OrderLimits, got {self.limits!r}")
 
     def decide(
         self,
@@ -121,6 +223,57 @@ class OrderPolicy:
             out.sort(key=lambda o: o.side != "sell")
         decision = Decision(tuple(out), tuple(deferred), (), tuple(DEFERRED_NOTE.format(s) for s in deferred))
         return decision if hold is None else decision.hold(hold)
+
+    def fit(
+        self, intents: Sequence[OrderIntent], prices: Mapping[str, float], budget: float
+    ) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
+        """The intents with their buys scaled down together to cost at most ``budget`` (the buying power
+        left), and a note per buy changed. A scaled buy worth less than ``min_notional`` is dropped; sells
+        are kept as they are. Whole shares round down."""
+        cost = sum(i.qty * prices.get(i.symbol, 0.0) for i in intents if i.side == "buy")
+        if cost <= budget:
+            return tuple(intents), ()
+        scale = max(0.0, budget) / cost
+        out: list[OrderIntent] = []
+        notes: list[str] = []
+        for i in intents:
+            if i.side != "buy":
+                out.append(i)
+                continue
+            qty = i.qty * scale
+            qty = float(math.floor(qty)) if self.whole_shares else qty
+            if qty <= 0 or qty * prices.get(i.symbol, 0.0) < self.min_notional:
+                notes.append(BUYING_POWER_NOTE.format(i.symbol, f"{i.qty:g}", "dropped", budget))
+                continue
+            out.append(replace(i, qty=qty))
+            notes.append(BUYING_POWER_NOTE.format(i.symbol, f"{i.qty:g}", f"scaled to {qty:g}", budget))
+        return tuple(out), tuple(notes)
+
+    def limit(
+        self,
+        intents: Iterable[OrderIntent],
+        prices: Mapping[str, float],
+        last: Mapping[str, float],
+        holdings: Mapping[str, float],
+        *,
+        minute: int = 0,
+        day: int = 0,
+    ) -> tuple[tuple[OrderIntent, ...], tuple[Refused, ...]]:
+        """(passed, refused): the intents within :attr:`limits`, in order, each passed one counted against
+        the rates. ``prices`` are the reference prices the intents were sized at, ``last`` the last trade
+        prices, ``holdings`` the positions with their working orders, ``minute`` and ``day`` the orders
+        sent in the last minute and the day so far."""
+        passed: list[OrderIntent] = []
+        refused: list[Refused] = []
+        for i in intents:
+            price = prices.get(i.symbol, 0.0)
+            why = self.limits.breach(i, price, last.get(i.symbol), holdings.get(i.symbol, 0.0), minute, day)
+            if why is None:
+                passed.append(i)
+                minute, day = minute + 1, day + 1
+            else:
+                refused.append(why)
+        return tuple(passed), tuple(refused)
 
     def close_all(self, holdings: Mapping[str, float]) -> tuple[OrderIntent, ...]:
         """Orders closing every position in full (no minimum, no band: the liquidation), sells first."""

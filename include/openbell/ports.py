@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from openbell.strategy.base import Bar
 
 Outcome = Literal["submitted", "existing", "rejected", "unknown"]
+# why the broker refused an order, venue-neutral (the adapter reads its venue's codes and messages)
+Refusal = Literal["buying_power", "wash_trade", "not_tradable", "not_fractionable", "trading_blocked", "other"]
+REFUSALS: tuple[Refusal, ...] = ("buying_power", "wash_trade", "not_tradable", "not_fractionable",
+                                 "trading_blocked", "other")
 OrderScope = Literal["open", "all"]
 
 
@@ -84,6 +88,7 @@ class AccountReport:
     cash: float
     equity: float | None = None
     status: str | None = None
+    buying_power: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +126,21 @@ class TradeNotice:
 
 @dataclass(frozen=True)
 class SubmitResult:
-    """How a submission ended. ``order`` is the broker's order when one exists for the id."""
+    """How a submission ended. ``order`` is the broker's order when one exists for the id.
+
+    A refused order (``rejected``) carries the broker's message (``reason``), its HTTP status and error
+    ``code``, and what kind of refusal it is (``refusal``; None when no broker answered, e.g. no order
+    worker). ``buying_power`` is what the broker said is available, when a buying-power refusal says it.
+    """
 
     client_order_id: str
     outcome: Outcome
     order: OrderReport | None = None
     reason: str | None = None
     http_status: int | None = None
+    code: int | None = None
+    refusal: Refusal | None = None
+    buying_power: float | None = None
 
     @property
     def accepted(self) -> bool:
@@ -221,6 +234,7 @@ class MarketDataPort(Protocol):
 
 OnBar = Callable[["Bar", Any, Any], None]  # (bar, trade_count, vwap)
 OnTrade = Callable[[TradeNotice], None]
+OnStatus = Callable[[str, str, str], None]  # (symbol, status code, reason code) of a trading status message
 
 
 class RunningStream(Protocol):
@@ -236,10 +250,11 @@ class StreamPort(Protocol):
 
     def bars(self, symbols: Sequence[str], on_bar: OnBar, *, on_connect: Callable[[], None],
              on_subscribed: Callable[[], None], backoff: tuple[float, float],
-             on_corrected: OnBar | None = None) -> RunningStream:
-        """Stream ``symbols``' minute bars to ``on_bar``, and the venue's corrections of bars already sent
-        (late trades) to ``on_corrected``. ``on_connect`` is called as each connection is attempted,
-        ``on_subscribed`` when the venue acknowledges the subscription."""
+             on_corrected: OnBar | None = None, on_status: OnStatus | None = None) -> RunningStream:
+        """Stream ``symbols``' minute bars to ``on_bar``, the venue's corrections of bars already sent
+        (late trades) to ``on_corrected``, and trading halts and resumptions to ``on_status``. ``on_connect``
+        is called as each connection is attempted, ``on_subscribed`` when the venue acknowledges the
+        subscription."""
         ...
 
     def trade_updates(self, on_update: OnTrade, *, on_connect: Callable[[], None],

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, inspect, text
 
+from openbell import calendar
 from openbell.dberrors import DatabaseUnavailable, redact
 from openbell.jsonutil import json_default
 from openbell.paths import home_dir
@@ -19,9 +20,9 @@ from openbell.store.db import make_engine
 from openbell.store.ledger import steps_for
 
 
-def _rows(engine: Engine, sql: str, session_date: date) -> list[dict[str, Any]]:
+def _rows(engine: Engine, sql: str, session_date: date, **params: Any) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(text(sql), {"d": session_date})]
+        return [dict(r._mapping) for r in conn.execute(text(sql), {"d": session_date, **params})]
 
 
 def _duration(started: datetime | None, ended: datetime | None) -> float | None:
@@ -73,6 +74,32 @@ def step_table(engine: Engine, session_date: date) -> list[dict[str, Any]]:
     return out
 
 
+def market_facts(engine: Engine, session_date: date) -> dict[str, Any]:
+    """How the market and the broker treated the day: REST refills and corrected bars (every live attempt),
+    minutes without a bar per symbol (no trades), rejections by reason, halts seen."""
+    live = [r["summary"] or {} for r in steps_for(engine, session_date) if r["step"] == "live_trading"]
+    rejections: dict[str, int] = {}
+    for summary in live:
+        for reason, n in (summary.get("rejections_by_reason") or {}).items():
+            rejections[reason] = rejections.get(reason, 0) + int(n)
+    without: dict[str, int] = {}
+    s = calendar.session(session_date)
+    if s is not None:
+        counts = _rows(engine, "SELECT symbol, count(*) AS n FROM bars WHERE ts >= :a AND ts < :b GROUP BY symbol",
+                       session_date, a=s.open, b=s.close)
+        minutes = len(s.minutes())
+        without = {r["symbol"]: minutes - int(r["n"]) for r in counts if int(r["n"]) < minutes}
+    halts = _rows(engine, "SELECT payload FROM events WHERE session_date = :d AND kind IN"
+                  " ('symbol_halted', 'symbol_resumed') ORDER BY id", session_date)
+    return {
+        "refill_calls": sum(int(x.get("refills") or 0) for x in live),
+        "bars_corrected": sum(int(x.get("bars_corrected") or 0) for x in live),
+        "minutes_without_bars": dict(sorted(without.items())),
+        "rejections_by_reason": rejections,
+        "halts": [h["payload"] for h in halts],
+    }
+
+
 def build_report(engine: Engine, session_date: date) -> dict[str, Any]:
     """The session's report as JSON-able data."""
     steps = step_table(engine, session_date)
@@ -118,6 +145,7 @@ def build_report(engine: Engine, session_date: date) -> dict[str, Any]:
         "param_versions": params,
         "param_versions_used": used,
         "flat_at_close": flat,
+        "market": market_facts(engine, session_date),
     }
 
 
@@ -149,6 +177,15 @@ def render(report: dict[str, Any]) -> str:
         f"v{u['id']} from {u['first_used']:%H:%M} ({u['decisions']} decisions)" for u in report["param_versions_used"]
         if u["id"] is not None) or "none"))
     lines.append(f"flat at close: {'yes' if report['flat_at_close'] else 'NO'}")
+    market = report.get("market") or {}
+    if market:
+        lines.append(f"\nmarket: REST refill calls {market['refill_calls']}, bars corrected {market['bars_corrected']}")
+        thin = ", ".join(f"{k} {v}" for k, v in market["minutes_without_bars"].items())
+        lines.append(f"minutes without a bar (no trades): {thin or 'none'}")
+        why = ", ".join(f"{k} {v}" for k, v in market["rejections_by_reason"].items())
+        lines.append(f"rejections by reason: {why or 'none'}")
+        lines.append("halts: " + (", ".join(f"{h.get('symbol')} {h.get('change')} {str(h.get('market_time'))[11:16]}"
+                                             for h in market["halts"]) or "none"))
     return "\n".join(lines)
 
 

@@ -73,7 +73,48 @@ def _postgres(result: DrillResult) -> None:
     assert retries > 0 or len(_attempts(result, "live_trading")) > 1, result.facts["ledger"]["live_trading"]
 
 
+def _corrected(result: DrillResult) -> None:
+    assert _total(result, "bars_corrected") > 0
+
+
+def _halted(result: DrillResult) -> None:
+    halts = [(h["symbol"], h["change"]) for a in _attempts(result, "live_trading") for h in a.get("halts") or []]
+    assert ("TQQQ", "halted") in halts and ("TQQQ", "resumed") in halts, halts
+
+
+def _split(result: DrillResult) -> None:
+    [download] = _attempts(result, "download")
+    assert download["adjustment"] == "split" and download["jumps"] == [], download
+
+
+def _buying_power(result: DrillResult) -> None:
+    fitted = _total(result, "orders_scaled") + _total(result, "orders_resized")
+    assert fitted > 0, result.facts["ledger"]["live_trading"]
+
+
+def _within_limit(result: DrillResult) -> None:
+    counters = result.facts["rate_limit"]
+    assert counters["requests"] > 0 and counters["limited"] == 0 and counters["peak"] <= 30, counters
+
+
+def _held_at_close(result: DrillResult) -> None:
+    attempts = _attempts(result, "eod_liquidate")
+    assert any("TQQQ" in a["error"] and "halted" in a["error"] for a in attempts), attempts
+
+
+def _foreign(result: DrillResult) -> None:
+    [reconcile] = _attempts(result, "reconcile")
+    assert sorted(reconcile["adopted"]) == ["AAPL", "MSFT", "SQQQ", "TQQQ"], reconcile
+
+
 CHECKS: dict[str, Callable[[DrillResult], None]] = {
+    "halt_at_close": _held_at_close,
+    "foreign_positions": _foreign,
+    "rate_limited": _within_limit,
+    "reverse_split": _split,
+    "rejections": _buying_power,
+    "corrections": _corrected,
+    "halt_and_resume": _halted,
     "kill_trading_retry": _trading_resumed,
     "kill_trading_clear": _cleared,
     "stream_drops": _drops,
@@ -84,11 +125,14 @@ CHECKS: dict[str, Callable[[DrillResult], None]] = {
 }
 
 
+WHOLE_DAY = {"sparse_day"}  # run, with its checks, by test_trading_day.test_a_whole_day
+
+
 def test_every_drill_has_a_check() -> None:
-    assert set(CHECKS) == set(DRILLS)
+    assert set(CHECKS) | WHOLE_DAY == set(DRILLS)
 
 
-@pytest.mark.parametrize("name", list(DRILLS))
+@pytest.mark.parametrize("name", [n for n in DRILLS if n not in WHOLE_DAY])
 def test_drill(name: str, tmp_path: Path) -> None:
     result = run_in_scratch(name, tmp_path, progress=log.info)
     log.info("drill %s facts: %s", name, result.facts)

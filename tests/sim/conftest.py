@@ -12,9 +12,12 @@ from openbell.sim.testing import SimProcess
 
 @pytest.fixture(scope="module")
 def open_sim() -> Iterator[SimProcess]:
-    """A simulator whose market is open for the whole module (starts 09:31 ET at 60x)."""
+    """A simulator whose market is open for the whole module (starts 09:31 ET at 60x), on the dense market
+    without corrections: these tests compare bars and pages with the synthetic market itself (the sparse,
+    corrected default has its own tests)."""
     with SimProcess(date="2025-11-20", speed=60, start="09:31",
-                    extra_args=["--seed-position", "AAPL:100", "--slippage-bps", "5"]) as sim:
+                    extra_args=["--dense", "--corrections", "0", "--seed-position", "AAPL:100",
+                                "--slippage-bps", "5"]) as sim:
         yield sim
         within_rate_limit(sim)
 

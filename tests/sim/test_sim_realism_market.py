@@ -91,8 +91,9 @@ def test_sparse_stream_sends_no_bar_for_a_minute_without_trades(sparse_sim: SimP
         assert live == [t for t in dense[~empty] if first <= t <= last], sym
 
 
-def test_dense_is_the_default_and_has_its_own_flag() -> None:
-    assert parser().parse_args([]).sparse is False
+def test_sparse_is_the_default_and_dense_has_its_own_flag() -> None:
+    assert parser().parse_args([]).sparse is True
+    assert 0 < parser().parse_args([]).corrections < 0.05  # a small share, as Alpaca corrects
     assert parser().parse_args(["--dense"]).sparse is False and parser().parse_args(["--sparse"]).sparse is True
     with SimProcess(speed=60, start="09:31", extra_args=["--dense", "--seed", str(SEED)]) as sim:
         bars = _minute_bars(sim, ["ERY", "FAZ"], datetime(2025, 11, 19, tzinfo=UTC), datetime(2025, 11, 20, tzinfo=UTC))

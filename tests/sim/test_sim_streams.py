@@ -24,7 +24,7 @@ SPEED = 300  # a market minute every 0.2 s
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimProcess]:
-    with SimProcess(date="2025-11-20", speed=SPEED, start="09:30") as s:
+    with SimProcess(date="2025-11-20", speed=SPEED, start="09:30", extra_args=["--dense", "--corrections", "0"]) as s:
         yield s
         within_rate_limit(s)
 

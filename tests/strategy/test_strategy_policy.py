@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 
 import pytest
 
-from openbell.policy import Decision, OrderIntent, OrderPolicy, working_sides
+from openbell.policy import Decision, OrderIntent, OrderLimits, OrderPolicy, Refused, reducing_only, working_sides
 from openbell.session.portfolio import Portfolio, Working
 
 U = ["ERX", "FAS", "SSO", "TNA", "TQQQ"]
@@ -149,3 +149,93 @@ def test_close_all_closes_everything_whatever_its_size():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         OrderPolicy(**kwargs)
+
+
+# -- pre-trade limits ------------------------------------------------------------------------------------
+
+
+def _limited(intents, prices=None, last=None, holdings=None, *, minute=0, day=0, **limits):
+    policy = OrderPolicy(limits=OrderLimits(**limits))
+    return policy.limit(intents, prices or {"SSO": 100.0, "TQQQ": 50.0}, last or {}, holdings or {},
+                        minute=minute, day=day)
+
+
+BUY_SSO = OrderIntent("SSO", "buy", 30.0, 0.3)  # $3000 at 100
+SELL_TQQQ = OrderIntent("TQQQ", "sell", 10.0, 0.0)  # $500 at 50
+
+
+def test_no_limit_passes_everything():
+    assert not OrderLimits().active and OrderPolicy().limits == OrderLimits()
+    assert _limited([SELL_TQQQ, BUY_SSO], day=10**9, minute=10**9) == ((SELL_TQQQ, BUY_SSO), ())
+
+
+def test_the_order_notional_limit_refuses_a_larger_order_of_either_side():
+    passed, refused = _limited([SELL_TQQQ, BUY_SSO], max_order_notional=2_999.0)
+    assert passed == (SELL_TQQQ,)
+    assert refused == (Refused(BUY_SSO, "max_order_notional", 3_000.0, 2_999.0),)
+    assert refused[0].note == "SSO: buy of 30 refused, max_order_notional 3000 over 2999"
+    assert _limited([BUY_SSO], max_order_notional=3_000.0) == ((BUY_SSO,), ())
+    assert _limited([SELL_TQQQ], max_order_notional=499.0)[1][0].limit == "max_order_notional"
+
+
+def test_the_position_limit_refuses_growing_past_it_and_never_a_reduction():
+    cap = {"max_position_notional": 5_000.0}
+    assert _limited([BUY_SSO], holdings={"SSO": 20.0}, **cap) == ((BUY_SSO,), ())  # 50 shares: $5000
+    passed, refused = _limited([BUY_SSO], holdings={"SSO": 21.0}, **cap)
+    assert passed == () and (refused[0].limit, refused[0].value) == ("max_position_notional", 5_100.0)
+    sell = OrderIntent("SSO", "sell", 10.0, 0.0)
+    assert _limited([sell], holdings={"SSO": 200.0}, **cap) == ((sell,), ())  # still over it, but smaller
+    short = OrderIntent("SSO", "sell", 80.0, -0.3)  # from 20 long to 60 short: $6000
+    assert _limited([short], holdings={"SSO": 20.0}, **cap)[1][0].value == 6_000.0
+    # an order larger than the position cap is refused by it, a consistent setting
+    assert _limited([BUY_SSO], max_order_notional=10_000.0, max_position_notional=1_000.0)[1][0].limit == (
+        "max_position_notional")
+
+
+def test_the_rate_limits_count_what_was_sent_and_what_passes():
+    three = [SELL_TQQQ, BUY_SSO, OrderIntent("TNA", "buy", 5.0, 0.1)]
+    prices = {"SSO": 100.0, "TQQQ": 50.0, "TNA": 30.0}
+    passed, refused = _limited(three, prices, minute=1, max_orders_per_minute=2)
+    assert passed == (SELL_TQQQ,) and [(r.intent.symbol, r.limit, r.value, r.bound) for r in refused] == [
+        ("SSO", "max_orders_per_minute", 3, 2), ("TNA", "max_orders_per_minute", 3, 2)]
+    passed, refused = _limited(three, prices, day=8, max_orders_per_day=10, max_orders_per_minute=5)
+    assert passed == (SELL_TQQQ, BUY_SSO) and [(r.limit, r.value) for r in refused] == [("max_orders_per_day", 11)]
+    # a refused order does not use up the rate: the next one may still go
+    passed, _ = _limited(three, prices, max_orders_per_minute=2, max_order_notional=1_000.0)
+    assert passed == (SELL_TQQQ, three[2])
+
+
+def test_the_price_collar_compares_the_sizing_price_with_the_last_trade():
+    collar = {"price_collar": 0.05}
+    assert _limited([BUY_SSO], last={"SSO": 95.3}, **collar) == ((BUY_SSO,), ())  # 4.9% away
+    passed, refused = _limited([BUY_SSO], last={"SSO": 94.0}, **collar)
+    assert passed == () and refused[0].limit == "price_collar" and refused[0].value == pytest.approx(100 / 94 - 1)
+    assert _limited([BUY_SSO], last={"SSO": 106.0}, **collar)[1][0].value == pytest.approx(1 - 100 / 106)
+    assert _limited([BUY_SSO], last={}, **collar) == ((BUY_SSO,), ())  # no trade seen: nothing to compare
+    assert _limited([SELL_TQQQ], last={"TQQQ": 40.0}, **collar)[1][0].limit == "price_collar"  # sells too
+
+
+def test_reducing_only_lets_out_what_shrinks_a_position():
+    holdings = {"SSO": 50.0, "TQQQ": -20.0, "TNA": 10.0}
+    intents = [OrderIntent("SSO", "sell", 30.0, 0.1), OrderIntent("TQQQ", "buy", 20.0, 0.0),
+               OrderIntent("TNA", "sell", 25.0, -0.1), OrderIntent("SSO", "buy", 1.0, 0.5),
+               OrderIntent("ERX", "sell", 3.0, -0.1), OrderIntent("TQQQ", "sell", 1.0, -0.5),
+               OrderIntent("FAS", "buy", 4.0, 0.2)]
+    kept, held = reducing_only(intents, holdings)
+    assert [(i.symbol, i.side, i.qty) for i in kept] == [("SSO", "sell", 30.0), ("TQQQ", "buy", 20.0),
+                                                         ("TNA", "sell", 10.0)]  # the flip cut to a close
+    assert [(i.symbol, i.side) for i in held] == [("SSO", "buy"), ("ERX", "sell"), ("TQQQ", "sell"), ("FAS", "buy")]
+
+
+@pytest.mark.parametrize(("kwargs", "says"), [
+    ({"max_order_notional": 0.0}, "max_order_notional"), ({"max_order_notional": -5.0}, "max_order_notional"),
+    ({"max_position_notional": math.nan}, "max_position_notional"), ({"price_collar": -0.01}, "price_collar"),
+    ({"price_collar": math.inf}, "price_collar"), ({"max_orders_per_day": 0}, "max_orders_per_day"),
+    ({"max_orders_per_minute": 2.0}, "max_orders_per_minute"),
+    ({"max_orders_per_minute": True}, "max_orders_per_minute"),
+    ({"max_orders_per_minute": 11, "max_orders_per_day": 10}, "max_orders_per_minute .11. must not exceed"),
+])
+def test_bad_limits_are_refused(kwargs, says):
+    with pytest.raises(ValueError, match=says):
+        OrderLimits(**kwargs)
+    assert OrderLimits(max_order_notional=10_000.0, max_position_notional=1_000.0).active  # order > position: fine

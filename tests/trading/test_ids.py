@@ -60,13 +60,17 @@ def test_minute_book_applies_each_bar_once_and_in_order() -> None:
     assert book.missing(t1) == {"B"}
 
 
-def test_a_later_complete_minute_overtakes_an_incomplete_one() -> None:
+def test_a_minute_the_stream_has_moved_past_is_decidable_without_every_symbol() -> None:
     t0 = datetime(2025, 11, 20, 20, 0, tzinfo=UTC)
-    t1 = t0 + timedelta(minutes=1)
+    t1, t2 = t0 + timedelta(minutes=1), t0 + timedelta(minutes=2)
     book = MinuteBook(["A", "B"], t0)
-    assert book.add(_bar("A", t0))  # B's bar for t0 went out before the stream was subscribed
-    assert book.add(_bar("A", t1))
-    assert not book.overtaken(t0)
-    assert book.add(_bar("B", t1))
-    assert book.overtaken(t0) and not book.complete(t0)  # t0 is not waited for any longer
-    assert not book.overtaken(t1)
+    assert book.add(_bar("A", t0))  # B had no trades in t0
+    assert not book.decidable(t0) and book.ready_at(t0) is None
+    assert book.add(_bar("A", t2))  # the stream is two minutes on: t0 and t1 are over
+    assert book.decidable(t0) and book.decidable(t1) and not book.complete(t0)
+    assert not book.decidable(t2)
+    assert book.newest == t2
+    assert book.take(t0) == {"A": _bar("A", t0)}
+    assert book.take(t1) == {} and not book.has_bars(t2 + timedelta(minutes=1))
+    assert book.add(_bar("B", t2))
+    assert book.decidable(t2) and book.complete(t2)  # complete before the stream moved past it

@@ -220,3 +220,63 @@ def test_bars_the_venue_corrects_are_stored_as_corrected(engine: Engine, tmp_pat
     final = {(r.symbol, r.timestamp.to_pydatetime()): float(r.close) for r in broker.itertuples()}
     assert stored == final
     assert report.bars_corrected > 0
+
+
+def test_an_iex_like_market_is_decided_every_minute_without_refilling_no_trade_minutes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """On the default market thin names miss minutes: every minute is still decided, in order, on the
+    bars that exist; REST is asked only for the minutes before the stream was subscribed, and Postgres
+    then holds exactly the bars the broker serves (a minute without trades has no bar on either side)."""
+    s = session(SESSION)
+    assert s is not None
+    universe = list(DEFAULT_UNIVERSE)
+    with SimProcess(date="2025-11-20", speed=60, start="15:25", data_dir=tmp_path / "sim") as sim:
+        config = sim.config()
+        clock = clock_for(config)
+        data = AlpacaMarketData(config)
+        prior = previous_sessions(SESSION, 1)
+        upsert_bars(engine, data.bars(universe, Window(prior[0].open, clock.now() - timedelta(minutes=2))),
+                    source="rest")
+        report = run_live_session(config, engine, SESSION, clock=clock, params_override=BUSY, universe=universe,
+                                  risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), warmup_sessions=1)
+        window = Window(s.close - timedelta(minutes=20), s.close - timedelta(minutes=1))
+        broker = data.bars(universe, window)
+    with engine.connect() as conn:
+        minutes = [r[0] for r in conn.execute(text("SELECT ts FROM decisions ORDER BY seq"))]
+        stored = {(r[0], r[1]) for r in conn.execute(
+            text("SELECT symbol, ts FROM bars WHERE ts >= :a AND ts < :b"), {"a": window.start, "b": window.end})}
+        refills = conn.execute(text("SELECT payload FROM events WHERE kind = 'refill'")).scalars().all()
+    assert minutes == [minutes[0] + timedelta(minutes=i) for i in range(len(minutes))]
+    assert minutes[-1] == s.close - timedelta(minutes=1)
+    served = {(r.symbol, r.timestamp.to_pydatetime()) for r in broker.itertuples()}
+    assert len(served) < len(universe) * 19  # the market is sparse
+    assert stored == served  # nothing missing, nothing invented
+    assert report.minutes_without_bars > 0
+    # REST was asked only for the minutes before the stream's subscription, never for a no-trade minute
+    assert {r["why"] for r in refills} <= {"before the stream's subscription"}
+    assert report.lateness_p50_s is not None and report.bars > 0 and report.orders > 0
+
+
+def test_a_halted_symbol_gets_no_order_until_it_resumes(engine: Engine, tmp_path: Path) -> None:
+    s = session(SESSION)
+    assert s is not None
+    universe = ["SSO", "TQQQ", "TNA"]
+    args = ["--dense", "--halt", "TQQQ:15:44-15:50", "--seed-position", "TQQQ:50"]
+    with SimProcess(date="2025-11-20", speed=60, start="15:36", data_dir=tmp_path / "sim", extra_args=args) as sim:
+        config = sim.config()
+        clock = clock_for(config)
+        data = AlpacaMarketData(config)
+        prior = previous_sessions(SESSION, 1)
+        upsert_bars(engine, data.bars(universe, Window(prior[0].open, clock.now())), source="rest")
+        report = run_live_session(config, engine, SESSION, clock=clock, params_override=BUSY, universe=universe,
+                                  risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), warmup_sessions=1)
+    with engine.connect() as conn:
+        sent = conn.execute(text(
+            "SELECT d.ts FROM orders o JOIN decisions d ON d.seq = o.decision_seq AND d.session_date = o.session_date"
+            " WHERE o.symbol = 'TQQQ'")).scalars().all()
+        kinds = conn.execute(text("SELECT kind FROM events")).scalars().all()
+    assert [(h["symbol"], h["change"]) for h in report.halts] == [("TQQQ", "halted"), ("TQQQ", "resumed")]
+    assert {"symbol_halted", "symbol_resumed"} <= set(kinds)
+    halt_start, halt_end = s.close.replace(hour=20, minute=44), s.close.replace(hour=20, minute=50)
+    assert not [t for t in sent if halt_start <= t + timedelta(minutes=1) <= halt_end]

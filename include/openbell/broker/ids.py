@@ -1,4 +1,8 @@
-"""Deterministic client order ids: one id per (session, decision, symbol), so a retry can never double."""
+"""Deterministic client order ids: one id per (session, decision, symbol), so a retry can never double.
+
+An order the broker refused as too large for the buying power may be sent once more, smaller, under the
+id derived from the first (:func:`resized_order_id`); it parses to the same session, decision and symbol.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from dataclasses import dataclass
 from datetime import date
 
 PREFIX = "ob-"
-_ID = re.compile(r"^ob-(\d{8})-(\d{6,})-([A-Z0-9.\-/]{1,20})$")
+RESIZED = "-r"  # suffix of the one resized order that replaces a refused one
+_ID = re.compile(r"^ob-(\d{8})-(\d{6,})-([A-Z0-9.\-/]{1,20})(-r)?$")
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,20 @@ def client_order_id(session_date: date, decision_seq: int, symbol: str) -> str:
     if not sym or len(sym) > 20:
         raise ValueError(f"bad symbol {symbol!r}")
     return f"{PREFIX}{session_date:%Y%m%d}-{decision_seq:06d}-{sym}"
+
+
+def resized_order_id(value: str) -> str:
+    """The id of the order sent once, resized, in place of ``value`` (``ob-20251120-000042-TQQQ-r``);
+    ValueError for an id openbell did not build or one that is already a resize."""
+    if parse_client_order_id(value) is None or is_resized(value):
+        raise ValueError(f"no resized id derives from {value!r}")
+    return value + RESIZED
+
+
+def is_resized(value: str) -> bool:
+    """True for the id of a resized order (:func:`resized_order_id`)."""
+    m = _ID.match(value or "")
+    return m is not None and m.group(4) is not None
 
 
 def parse_client_order_id(value: str) -> OrderKey | None:

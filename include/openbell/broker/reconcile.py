@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -33,6 +35,7 @@ class ReconcileReport:
     fills_recovered: int = 0
     max_decision_seq: int = -1
     adopted: list[str] = field(default_factory=list)
+    adopted_left_alone: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -48,18 +51,45 @@ def broker_session_orders(broker: BrokerPort, session_date: date) -> list[OrderR
     return broker.orders("all", after=s.open - timedelta(hours=18))
 
 
+def adoption(symbol: str, qty: float, universe: Collection[str] | None) -> dict[str, Any]:
+    """How an adopted position of ``qty`` (negative: short) is held: ``short``, ``fractional`` and, given the
+    run's ``universe``, ``in_universe`` and ``handling``: a universe symbol is traded by the strategy like
+    its own (in whole shares, so a fraction stays), any other is left alone until the liquidation."""
+    whole = math.trunc(qty)
+    info: dict[str, Any] = {"short": qty < 0, "fractional": abs(qty - whole) > 1e-9}
+    if universe is None:
+        return info
+    info["in_universe"] = symbol in universe
+    if not info["in_universe"]:
+        info["handling"] = "left alone until the liquidation closes it (outside the universe)"
+    elif info["fractional"]:
+        fraction = round(qty - whole, 9)
+        info["handling"] = (f"traded by the strategy from its first trading decision in whole shares; "
+                            f"the fraction {fraction:g} is left until the liquidation")
+    else:
+        info["handling"] = "traded by the strategy from its first trading decision"
+    return info
+
+
 def session_orders(broker: BrokerPort, session_date: date) -> list[OrderReport]:
     """Every order the broker holds for this session that carries openbell's id for it."""
     return [o for o in broker_session_orders(broker, session_date) if is_ours(o.client_order_id, session_date)]
 
 
 def reconcile(
-    broker: BrokerPort, engine: Engine, session_date: date, *, cancel_foreign: bool = True
+    broker: BrokerPort,
+    engine: Engine,
+    session_date: date,
+    *,
+    cancel_foreign: bool = True,
+    universe: Collection[str] | None = None,
 ) -> ReconcileReport:
     """Make Postgres agree with the broker for ``session_date`` and take ownership of the account.
 
     Broker positions are written into the position book; one openbell never opened is adopted
-    (origin ``adopted``, closed with everything else at the liquidation). This session's orders are
+    (origin ``adopted``, closed with everything else at the liquidation), shorts and fractions included.
+    Given the run's ``universe``, each adoption says what happens to it (:func:`adoption`); the symbols
+    outside the universe are listed in ``adopted_left_alone``. This session's orders are
     written into ``orders``, with any fills the trade stream never delivered (recovered as
     :mod:`openbell.broker.updates` states; the book is already the broker's). Open orders that are
     not this session's openbell orders are cancelled: openbell owns the account during its session
@@ -95,11 +125,14 @@ def reconcile(
                 if symbol not in held:
                     report.positions_adopted += 1
                     report.adopted.append(symbol)
+                    info = adoption(symbol, qty, universe)
+                    if info.get("in_universe") is False:
+                        report.adopted_left_alone.append(symbol)
                     event(
                         conn,
                         session_date,
                         "position_adopted",
-                        {"symbol": symbol, "qty": qty, "avg_entry_price": avg},
+                        {"symbol": symbol, "qty": qty, "avg_entry_price": avg, **info},
                     )
                 else:
                     report.differences += 1

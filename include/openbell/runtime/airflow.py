@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,18 +197,33 @@ class AirflowStack:
                 raise RuntimeError(f"airflow {name} exited with {proc.returncode}:\n{tail}")
 
     def stop(self, grace: float = 20) -> None:
-        """Stop every process: SIGTERM to its group, then SIGKILL after ``grace`` seconds."""
+        """Stop every process and everything they started: SIGTERM to each process's session (the task
+        processes Airflow puts in groups of their own and their order workers included), SIGKILL to what
+        is left after ``grace`` seconds."""
+        sessions = {proc.pid for proc in self.procs.values()}  # each was started as a session leader
         for proc in self.procs.values():
             if proc.poll() is None:
                 _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait(timeout=10)
+        signal_sessions(sessions, signal.SIGTERM)
+        if not self._wait_gone(sessions, grace):
+            log.warning("Airflow's processes still running %.0fs after SIGTERM: killing them", grace)
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    _signal_group(proc, signal.SIGKILL)
+            signal_sessions(sessions, signal.SIGKILL)
+            self._wait_gone(sessions, 5)
         self.procs.clear()
+
+    def _wait_gone(self, sessions: set[int], timeout: float) -> bool:
+        """Wait until the processes and every member of their sessions are gone."""
+        deadline = time.monotonic() + timeout
+        while True:
+            done = all(proc.poll() is not None for proc in self.procs.values())
+            if done and not session_processes(sessions):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
 
     def __enter__(self) -> AirflowStack:
         self.migrate()
@@ -291,3 +306,27 @@ def _airflow_bin() -> str:
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
+
+
+def session_processes(sessions: Collection[int]) -> list[int]:
+    """The live (not zombie) processes whose session id is one of ``sessions``; none where there is no /proc."""
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[3]) in sessions:
+            found.append(int(entry))
+    return found
+
+
+def signal_sessions(sessions: Collection[int], sig: signal.Signals) -> None:
+    """Send ``sig`` to every process of ``sessions``."""
+    for pid in session_processes(sessions):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)

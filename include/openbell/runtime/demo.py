@@ -3,21 +3,26 @@
 Starts Postgres (embedded unless URLs are given), Airflow's four processes and the simulator, lets the
 scheduler create the session's run from the NYSE timetable, shows each task's state and the market
 clock while it runs, and ends with the session's report. Exits non-zero unless every step succeeded
-(or skipped itself with a reason) and the account is flat at the close.
+(or skipped itself with a reason) and the account is flat at the close. Interrupted at any moment
+(Ctrl-C, SIGTERM, SIGHUP), it stops every process it started before it exits.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import shutil
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from sqlalchemy import Engine
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEMO_KEY = "openbell-demo-key"
 DEMO_SECRET = "openbell-demo-secret"
+STACK_GRACE = 15.0  # seconds Airflow's processes (and the trading task's clean stop) get before SIGKILL
 
 
 @dataclass
@@ -80,12 +86,16 @@ def fresh_databases(home: Path, tag: str, *, separate: bool = False) -> tuple[st
     """
     servers = [EmbeddedPostgres(home / "pg-state")] if separate else []
     servers.append(EmbeddedPostgres(home / "pg"))
-    for server in servers:
-        server.start()
-    urls = []
-    for name, server in ((f"openbell_{tag}", servers[0]), (f"airflow_{tag}", servers[-1])):
-        drop_database(server.url(), name)
-        urls.append(ensure_database(server.url(), name))
+    try:
+        for server in servers:
+            server.start()
+        urls = []
+        for name, server in ((f"openbell_{tag}", servers[0]), (f"airflow_{tag}", servers[-1])):
+            drop_database(server.url(), name)
+            urls.append(ensure_database(server.url(), name))
+    except BaseException:
+        _stop_all([server.stop for server in reversed(servers)])
+        raise
     return urls[0], urls[1], servers
 
 
@@ -114,18 +124,21 @@ def rehearse(
     tag = session_date.strftime("%Y%m%d")
     progress(f"starting Postgres under {home / 'pg'}")
     state_url, airflow_url, servers = fresh_databases(home, tag, separate=separate_state_server)
-    upgrade(state_url)
-    sim_dir = home / "sim" / tag
-    shutil.rmtree(sim_dir, ignore_errors=True)
-    sim = SimProcess(date=session_date.isoformat(), speed=speed, start=start, data_dir=sim_dir,
-                     key=DEMO_KEY, secret=DEMO_SECRET, extra_args=list(sim_args))
-    stack = AirflowStack(home / "airflow", airflow_url, state_url, sim.config(), paused=True,
-                         extra_env={"OPENBELL_DAG_END_DATE": session_date.isoformat()})
-    progress("migrating Airflow's metadata database and starting scheduler, dag-processor, triggerer, api-server")
-    stack.migrate()
-    stack.start()
-    day = Rehearsal(stack, sim, servers[0], state_url)
+    sim: SimProcess | None = None
+    stack: AirflowStack | None = None
+    day: Rehearsal | None = None
     try:
+        upgrade(state_url)
+        sim_dir = home / "sim" / tag
+        shutil.rmtree(sim_dir, ignore_errors=True)
+        sim = SimProcess(date=session_date.isoformat(), speed=speed, start=start, data_dir=sim_dir,
+                         key=DEMO_KEY, secret=DEMO_SECRET, extra_args=list(sim_args))
+        stack = AirflowStack(home / "airflow", airflow_url, state_url, sim.config(), paused=True,
+                             extra_env={"OPENBELL_DAG_END_DATE": session_date.isoformat()})
+        progress("migrating Airflow's metadata database and starting scheduler, dag-processor, triggerer, api-server")
+        stack.migrate()
+        stack.start()
+        day = Rehearsal(stack, sim, servers[0], state_url)
         stack.wait_ready()
         progress(f"Airflow is up at {stack.api_url} (user admin, password in {stack.home / 'passwords.json'})")
         sim.start()
@@ -145,12 +158,48 @@ def rehearse(
             _block()
         return result
     finally:
-        if "engine" in day.__dict__:
-            day.engine.dispose()
-        sim.stop()
-        stack.stop()
-        for server in servers:
-            server.stop()
+        stops: list[Callable[[], None]] = []
+        if day is not None and "engine" in day.__dict__:
+            stops.append(day.engine.dispose)
+        if stack is not None:  # first: the trading task stops while Postgres still takes its last writes
+            stops.append(functools.partial(stack.stop, grace=STACK_GRACE))
+        if sim is not None:
+            stops.append(sim.stop)
+        stops += [server.stop for server in servers]
+        _stop_all(stops)
+
+
+def _stop_all(stops: Sequence[Callable[[], None]]) -> None:
+    """Run every stop in order, each even if another failed, with Ctrl-C and SIGTERM held off meanwhile:
+    a second interrupt must not cut the cleanup short and leave processes behind."""
+    with _uninterrupted():
+        for stop in stops:
+            try:
+                stop()
+            except Exception as exc:
+                log.warning("stopping %s failed: %s", getattr(stop, "__qualname__", stop), exc)
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ignore SIGINT, SIGTERM and SIGHUP meanwhile (only the main thread can)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM and SIGHUP take Ctrl-C's way out: the same cleanup."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _wait_for_run(stack: AirflowStack, session_date: date, timeout: float) -> str:
@@ -215,7 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     session_date = args.date or latest_session()
     if calendar.session(session_date) is None:
         parser.error(f"{session_date} is not an NYSE session")
-    result = rehearse(session_date, speed=args.speed, sim_args=args.sim_option, keep_running=args.keep_running)
+    for sig in _STOP_SIGNALS[1:]:
+        signal.signal(sig, _interrupt)
+    try:
+        result = rehearse(session_date, speed=args.speed, sim_args=args.sim_option, keep_running=args.keep_running)
+    except KeyboardInterrupt:
+        print("\ninterrupted; every process the demo started is stopped", file=sys.stderr)
+        return 130
     print()
     if args.json:
         import json

@@ -4,6 +4,16 @@ Right before orders leave, the send gate (:meth:`Dispatcher.send_blocked`) holds
 is liquidating or the market time reaches the trading cut-off. An order whose outcome is unknown and
 that the broker still does not know after ``UNSENT_GRACE`` counts as never sent: the next decision that
 still wants it sends it again under its own id, otherwise it ends as ``not_sent``.
+
+A refused order is recorded with the broker's message, code and kind of refusal and never sent again in a
+loop: a symbol and side refused as not tradable or not fractionable gets no order for the rest of the
+session, a blocked account stops every new order, a wash trade is left to the next decision, and an order
+too large for the buying power is resized once (:meth:`Dispatcher.on_submitted`). Buys are scaled to the
+buying power left before they leave, and a halted symbol (:attr:`Dispatcher.halted`) gets no order.
+
+Last, the risk state (:attr:`Dispatcher.risk_state`) and the pre-trade limits (:mod:`openbell.session.limits`)
+are checked: HALTED holds every order, REDUCING every order that does not shrink a position, and an order
+over a limit is refused, recorded with the limit it broke, and never sent.
 """
 
 from __future__ import annotations
@@ -11,14 +21,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 from openbell.broker import book
-from openbell.broker.ids import client_order_id
+from openbell.broker.ids import client_order_id, is_resized, resized_order_id
 from openbell.broker.rows import order_row
 from openbell.clock import MarketClock
-from openbell.ports import SubmitResult
+from openbell.policy import OrderLimits, OrderPolicy
+from openbell.ports import Refusal, SubmitResult
+from openbell.session.limits import SendLimits, risk_state
 from openbell.session.phasewatch import PhaseWatch
 from openbell.session.portfolio import OrderIntent, Portfolio
 from openbell.session.recording import Recorder
@@ -31,6 +44,9 @@ log = logging.getLogger(__name__)
 FINAL = book.FINAL_STATUSES
 UNSENT_GRACE = 2.0  # wall seconds the broker may take to show an order before it counts as never sent
 SEND_MARGIN = timedelta(seconds=2)  # market time: no order leaves this close to the liquidation
+BP_CUSHION = 0.01  # share of the buying power left unused by buys scaled before sending (prices move)
+RESIZE_SHARE = 0.97  # share of the broker's buying power a resized order may take (3% short buffer)
+BARRING: tuple[Refusal, ...] = ("not_tradable", "not_fractionable")  # no second order this session
 
 Placed = list[tuple[str, OrderIntent]]  # (client_order_id, intent) of the orders a decision sent
 
@@ -39,8 +55,12 @@ class Dispatcher:
     """Sends a decision's orders through the :class:`OrderSender` and settles what comes back.
 
     ``liquidating`` (set once the session is liquidating or closed) and ``trade_until`` (the market
-    time no order may reach) gate every send. ``latencies`` and ``answered`` collect, in ms, the time
-    from the bar that completed a minute to its order handed to a worker's client, and to the answer.
+    time no order may reach) gate every send, as does ``trading_blocked`` (the broker's refusal of every
+    order, once seen), and :attr:`risk_state` (ACTIVE, REDUCING or HALTED). ``halted`` holds the symbols
+    whose trading is halted; the caller keeps it and ``risk_state`` up to date. ``limits`` are the
+    pre-trade limits, ``last_prices`` the last trade price per symbol the price collar compares with.
+    ``latencies`` and ``answered`` collect, in ms, the time from the bar that completed a minute to its
+    order handed to a worker's client, and to the answer.
     """
 
     sender: OrderSender  # attached when the session runs
@@ -59,6 +79,8 @@ class Dispatcher:
         clock: MarketClock,
         phase: PhaseWatch,
         trade_until: datetime,
+        limits: OrderLimits | None = None,
+        last_prices: Mapping[str, float] | None = None,
     ) -> None:
         self._threads = threads
         self._recorder = recorder
@@ -68,6 +90,9 @@ class Dispatcher:
         self.d = session_date
         self._universe = universe
         self._min_notional = min_notional
+        policy = OrderPolicy(min_notional=min_notional, limits=limits or OrderLimits())
+        self.limits = SendLimits(policy, recorder, report, last_prices)
+        self._risk_state = "ACTIVE"
         self._clock = clock
         self._phase = phase
         self.trade_until = trade_until
@@ -76,6 +101,27 @@ class Dispatcher:
         self.answered: list[float] = []  # the same bar -> the broker's answer to the order
         self._absent: dict[str, float] = {}  # client_order_id -> when the broker first answered 404
         self._resend: dict[tuple[str, str], str] = {}  # (symbol, side) -> an order found never sent
+        self.halted: set[str] = set()
+        self.trading_blocked: str | None = None
+        self._barred: dict[tuple[str, str], str] = {}  # (symbol, side) -> the refusal that bars it
+        self._resized: set[str] = set()  # orders refused for buying power and already resized
+        self._notes: list[str] = []  # what became of earlier orders, for the next decision's notes
+        self._bp_asked = False  # the broker was asked for the buying power
+        self._sends = 0  # hand-overs to the sender: a buying power read while one happened is stale
+
+    @property
+    def policy(self) -> OrderPolicy:
+        """The order rules and pre-trade limits in force (the limits' own)."""
+        return self.limits.policy
+
+    @property
+    def risk_state(self) -> str:
+        """ACTIVE, REDUCING (only orders shrinking a position leave) or HALTED (no order leaves)."""
+        return self._risk_state
+
+    @risk_state.setter
+    def risk_state(self, value: str) -> None:
+        self._risk_state = risk_state(value)
 
     # -- on the loop ------------------------------------------------------------------------------
 
@@ -85,18 +131,29 @@ class Dispatcher:
         """Send the orders that move the account to ``weights`` (when ``trade``); returns them with their
         ids and appends why any was deferred or held to ``notes``."""
         report, portfolio = self._report, self._portfolio
+        if self._notes:
+            notes.extend(self._notes)
+            self._notes.clear()
         intents: list[OrderIntent] = []
         deferred: list[str] = []
         if trade:
-            intents = portfolio.intents(weights, self._universe, self._min_notional, deferred)
+            intents = portfolio.intents(weights, self._universe, self._min_notional, deferred, policy=self.policy)
         if deferred:
             report.orders_deferred += len(deferred)
             notes.extend(f"{s}: order deferred, an opposite-side order is working" for s in deferred)
+        if intents and (self.halted or self._barred):
+            intents = self._allowed(intents, notes)
         held = self.send_blocked() if intents else None  # checked right before the orders leave
         if held is not None:
             report.orders_held += len(intents)
             notes.append(f"{len(intents)} order(s) held: {held}")
             intents = []
+        if intents and self._risk_state == "REDUCING":
+            intents = self._reducing(intents, notes)
+        if intents:
+            intents = self._fit(intents, notes)
+        if intents:
+            intents = self.limits.apply(intents, portfolio.prices, portfolio.expected, self.market_now(), notes, seq)
         orders: Placed = []
         jobs: list[tuple[OrderJob, tuple[int, OrderIntent, float | None]]] = []
         for intent in intents:
@@ -110,6 +167,7 @@ class Dispatcher:
             orders.append((coid, intent))
             jobs.append((OrderJob(coid, intent.symbol, intent.qty, intent.side), (seq, intent, ready)))
         if jobs:
+            self._sends += 1
             self.sender.submit_all(jobs)
         report.orders += len(intents)
         self._drop_unsent()
@@ -121,13 +179,57 @@ class Dispatcher:
         return mapping.market_at(time.time()) if mapping is not None else self._clock.now()
 
     def send_blocked(self) -> str | None:
-        """Why no order may leave now: the session is liquidating, or the market time is at the cut-off."""
+        """Why no order may leave now: the session is liquidating, the broker refuses the account every
+        order, or the market time is at the cut-off."""
         if self.liquidating or self._phase.winding_down:
             return "the session is liquidating"
+        if self.trading_blocked is not None:
+            return f"the broker blocks trading on the account ({self.trading_blocked})"
+        if self._risk_state == "HALTED":
+            return "the risk state is HALTED"
         now = self.market_now()
         if now >= self.trade_until - SEND_MARGIN:
             return f"market time {now.isoformat()} is at the trading cut-off {self.trade_until.isoformat()}"
         return None
+
+    def _allowed(self, intents: list[OrderIntent], notes: list[str]) -> list[OrderIntent]:
+        """The intents that may go: none in a halted symbol, none in a symbol and side the broker refused
+        as not tradable or not fractionable today."""
+        kept: list[OrderIntent] = []
+        for i in intents:
+            if i.symbol in self.halted:
+                self._report.orders_halted += 1
+                notes.append(f"{i.symbol}: no {i.side} sent, trading in it is halted")
+            elif (why := self._barred.get((i.symbol, i.side))) is not None:
+                self._report.orders_barred += 1
+                notes.append(f"{i.symbol}: no {i.side} sent, the broker refused it earlier today ({why})")
+            else:
+                kept.append(i)
+        return kept
+
+    def _reducing(self, intents: list[OrderIntent], notes: list[str]) -> list[OrderIntent]:
+        """The risk state is REDUCING: the orders that open or add to a position are held."""
+        kept, held = self.limits.reducing(intents, self._portfolio.expected)
+        if held:
+            self._report.orders_held += len(held)
+            what = ", ".join(f"{i.symbol} {i.side}" for i in held)
+            notes.append(f"{len(held)} order(s) held: the risk state is REDUCING, they open or add ({what})")
+        return kept
+
+    def _fit(self, intents: list[OrderIntent], notes: list[str]) -> list[OrderIntent]:
+        """Buys scaled to the buying power left (:meth:`OrderPolicy.fit`); unchanged while it is unknown
+        (the broker is asked once, off the loop)."""
+        budget = self._portfolio.buying_power()
+        if budget is None:
+            if not self._bp_asked and not self._portfolio.working:
+                self._bp_asked = self._threads.submit(self.read_buying_power, self._sends)
+            return intents
+        fitted, scaled = self.policy.fit(intents, self._portfolio.prices, budget * (1.0 - BP_CUSHION))
+        if not scaled:
+            return intents
+        self._report.orders_scaled += len(scaled)
+        notes.extend(scaled)
+        return list(fitted)
 
     def _drop_unsent(self) -> None:
         """Orders found never sent that this decision did not want again: final, as never sent."""
@@ -144,10 +246,11 @@ class Dispatcher:
             if result.order.status in FINAL:
                 self._portfolio.order_done(coid)
         else:
-            self._report.rejected += int(result.outcome == "rejected")
+            kind: Refusal | None = None
             if result.outcome == "rejected":
                 self._portfolio.order_done(coid)
                 self._working_since.pop(coid, None)
+                kind = self._refused(intent, result)
             row = book.OrderRow(
                 client_order_id=coid,
                 session_date=self.d,
@@ -164,8 +267,90 @@ class Dispatcher:
                 "outcome": result.outcome,
                 "reason": result.reason,
                 "http_status": result.http_status,
+                "code": result.code,
+                "refusal": kind,
             })
+            if kind == "buying_power":
+                self._recorder.order(row)
+                self._resize_once(seq, intent, result)
+                return
         self._recorder.order(row)
+
+    def _refused(self, intent: OrderIntent, result: SubmitResult) -> Refusal:
+        """Count a refusal by kind and act on it: bar the symbol and side, or stop every new order."""
+        report = self._report
+        kind: Refusal = result.refusal or "other"
+        report.rejected += 1
+        report.rejections_by_reason[kind] = report.rejections_by_reason.get(kind, 0) + 1
+        what = f"{intent.symbol}: {intent.side} of {intent.qty:g} refused by the broker ({kind}: {result.reason})"
+        if kind in BARRING:
+            self._barred[(intent.symbol, intent.side)] = f"{kind}: {result.reason}"
+            what += "; no such order again this session"
+        elif kind == "trading_blocked" and self.trading_blocked is None:
+            self.trading_blocked = report.trading_blocked = result.reason or kind
+            log.error("THE BROKER BLOCKS TRADING ON THE ACCOUNT (%s): no new order this session", result.reason)
+            self._recorder.event("trading_blocked", {"client_order_id": result.client_order_id,
+                                                     "reason": result.reason, "code": result.code})
+        elif kind == "wash_trade":
+            what += "; decided again on the next minute"
+        log.warning("%s (%s)", what, result.client_order_id)
+        self._notes.append(what)
+        return kind
+
+    def _resize_once(self, seq: int, intent: OrderIntent, result: SubmitResult) -> None:
+        """An order refused as too large for the buying power goes once more, smaller, under an id derived
+        from the first; a resized order refused again is not."""
+        coid = result.client_order_id
+        if is_resized(coid) or coid in self._resized:
+            self._notes.append(f"{intent.symbol}: the resized {intent.side} was refused too; not sent again")
+            return
+        self._resized.add(coid)
+        if result.buying_power is not None:
+            self._resize(seq, intent, coid, result.buying_power)
+        elif not self._threads.submit(self._read_for_resize, seq, intent, coid):
+            self._not_resized(intent, coid, "the session is closing")
+
+    def _resize(self, seq: int, intent: OrderIntent, coid: str, available: float | None) -> None:
+        """Send ``intent`` again, for what ``available`` (the broker's buying power) pays for."""
+        portfolio = self._portfolio
+        if available is None:
+            self._not_resized(intent, coid, "the broker's buying power is unknown")
+            return
+        if not portfolio.working:  # nothing in flight: the broker's figure is exact
+            portfolio.set_buying_power(available)
+        # the buys still working may not be in the broker's figure yet: they are taken off it
+        budget = (available - portfolio.pending_buys()) * RESIZE_SHARE
+        price = portfolio.prices.get(intent.symbol, 0.0)
+        qty = min(math.floor(budget / price), intent.qty - 1) if price > 0 else 0
+        held = self.send_blocked() or ("trading in it is halted" if intent.symbol in self.halted else None)
+        if held is None and (qty < 1 or qty * price < self._min_notional):
+            held = f"the buying power {available:.2f} buys less than the minimum order"
+        resized = replace(intent, qty=float(qty))
+        if held is None and self._risk_state == "REDUCING":
+            kept, _ = self.limits.reducing([resized], portfolio.expected)
+            held = None if kept == [resized] else "the risk state is REDUCING"
+        if held is None and not self.limits.apply([resized], portfolio.prices, portfolio.expected,
+                                                  self.market_now(), self._notes, seq):
+            held = "a pre-trade limit refused it"
+        if held is not None:
+            self._not_resized(intent, coid, held)
+            return
+        new = resized_order_id(coid)
+        portfolio.add_working(new, resized)
+        self._working_since[new] = seq
+        self._report.orders_resized += 1
+        self._report.orders += 1
+        self._notes.append(f"{intent.symbol}: {intent.side} resized from {intent.qty:g} to {qty:g} to fit the "
+                           f"broker's buying power ({available:.2f})")
+        self._recorder.event("order_resized", {"client_order_id": coid, "resized_client_order_id": new,
+                                               "qty": intent.qty, "resized_qty": float(qty),
+                                               "buying_power": available})
+        self._sends += 1
+        self.sender.submit_all([(OrderJob(new, intent.symbol, float(qty), intent.side), (seq, resized, None))])
+
+    def _not_resized(self, intent: OrderIntent, coid: str, why: str) -> None:
+        self._notes.append(f"{intent.symbol}: {intent.side} not resized: {why}")
+        self._recorder.event("order_not_resized", {"client_order_id": coid, "reason": why})
 
     def order_absent(self, coid: str, at: float) -> None:
         """The broker answered 404 for an order still counted as working. Once that has lasted
@@ -186,6 +371,38 @@ class Dispatcher:
         log.warning("%s: unknown to the broker %.1f s after an unknown outcome; counted as never sent", coid,
                     at - first)
         self._recorder.event("order_not_at_broker", {"client_order_id": coid, "absent_seconds": round(at - first, 3)})
+
+    # -- on a helper thread ------------------------------------------------------------------------
+
+    def read_buying_power(self, sends: int | None = None) -> None:
+        """Ask the broker for the account's buying power; applied to the portfolio on the loop. With
+        ``sends`` (the hand-overs counted when it was asked, with no order working) it is dropped if an
+        order left meanwhile; without, it is applied as read (before trading starts)."""
+        broker = self.sender.broker
+        try:
+            available = broker.account().buying_power
+        except Exception as exc:
+            log.warning("reading the buying power failed: %s", broker.describe(exc))
+            available = None
+        self._threads.loop.call_soon_threadsafe(self._take_buying_power, available, sends)
+
+    def _take_buying_power(self, available: float | None, sends: int | None) -> None:
+        """On the loop: the buying power read, unless orders left while it was read (asked again later)."""
+        stale = sends is not None and (sends != self._sends or bool(self._portfolio.working))
+        if available is None or stale:
+            self._bp_asked = False
+            return
+        self._portfolio.set_buying_power(available)
+
+    def _read_for_resize(self, seq: int, intent: OrderIntent, coid: str) -> None:
+        """A fresh account for the one resize of an order refused for buying power."""
+        broker = self.sender.broker
+        try:
+            available = broker.account().buying_power
+        except Exception as exc:
+            log.warning("reading the buying power to resize %s failed: %s", coid, broker.describe(exc))
+            available = None
+        self._threads.loop.call_soon_threadsafe(self._resize, seq, intent, coid, available)
 
     # -- on a sender's reader thread --------------------------------------------------------------
 

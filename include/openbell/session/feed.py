@@ -1,7 +1,10 @@
 """Bars into minutes: streamed and refilled bars checked, stored and kept for their minute's decision.
 
 The :class:`MinuteBook` holds the bars of minutes not decided yet; a bar for a minute already decided
-(late) is stored but not decided on. A minute the stream leaves incomplete is refilled by REST.
+(late) is stored but not decided on. A minute is decided once every symbol has its bar, once the stream
+has moved past it (a symbol without a bar had no trades: it carries its last price), or when a short
+wait after its end runs out. REST refills a minute only when the stream could not have delivered it:
+before the current connection's subscription, or with no bar of that minute or a later one by then.
 """
 
 from __future__ import annotations
@@ -53,16 +56,21 @@ class MinuteFeed:
         self._grace = grace
         self._wall_grace = wall_grace
         self.barcheck = BarCheck()
-        self.refilled: set[datetime] = set()  # minutes completed by a refill (no latency to measure)
+        self.refilled_until: datetime | None = None  # minutes before this were fetched by a refill
+        self.streamed_since: datetime | None = None  # market time the stream's subscription was acknowledged
 
     def start(self, minute: datetime) -> None:
         """Decide minutes from ``minute`` on."""
         self.book = MinuteBook(self._universe, minute)
 
+    def subscribed(self, at: datetime) -> None:
+        """The bar stream's subscription was acknowledged at market time ``at`` (after each (re)connect)."""
+        self.streamed_since = at
+
     def streamed(self, bar: Bar, trade_count: Any, vwap: Any) -> None:
-        """A bar from the stream; wakes the loop when it completes a minute."""
-        if self.take(bar, "stream", trade_count, vwap) and self.book.complete(bar.ts):
-            self.minute_ready.set()  # the next minute, or a later one that overtook it
+        """A bar from the stream; wakes the loop when the next minute can be decided."""
+        if self.take(bar, "stream", trade_count, vwap) and self.book.decidable(self.book.next_minute):
+            self.minute_ready.set()
 
     def corrected(self, bar: Bar, trade_count: Any, vwap: Any) -> None:
         """A bar the venue re-sent after late trades: stored in place of the first (an upsert), never decided
@@ -95,22 +103,34 @@ class MinuteFeed:
         return kept
 
     async def wait(self, t: datetime) -> None:
-        """Until ``t`` is complete, its deadline passed, or the stream completed a later minute
-        (``t``'s missing bars will not come; waiting would only delay the later one)."""
+        """Until ``t`` is decidable (complete, or the stream moved past it) or its deadline passed."""
         due = t + MINUTE + self._grace
         await self._clock.anow()  # refresh the sim mapping without blocking the loop
-        while not self.book.complete(t) and not self.book.overtaken(t):
+        while not self.book.decidable(t):
             remaining = self._clock.wall_deadline(due) + self._wall_grace - time.time()
             if remaining <= 0:
                 return
             self.minute_ready.clear()
-            if self.book.complete(t) or self.book.overtaken(t):
+            if self.book.decidable(t):
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.minute_ready.wait(), timeout=min(remaining, 1.0))
 
-    async def refill(self, t: datetime) -> bool:
-        """Fetch through REST every completed minute from ``t`` missing from the stream."""
+    def refill_reason(self, t: datetime) -> str | None:
+        """Why the stream could not have delivered ``t`` in full, if it could not: ``t``'s bars were sent
+        (at its end) before the current subscription, or no bar of ``t`` or later has come. A symbol merely
+        without trades in ``t`` is no reason: REST has no bar for it either."""
+        book = self.book
+        if book.complete(t) or (self.refilled_until is not None and t < self.refilled_until):
+            return None
+        if self.streamed_since is None or self.streamed_since > t + MINUTE:
+            return "before the stream's subscription"
+        if book.newest is None or book.newest < t:
+            return "the stream is behind"
+        return None
+
+    async def refill(self, t: datetime, why: str) -> bool:
+        """Fetch through REST every completed minute from ``t`` on (bars the stream sent are kept)."""
         now = await self._clock.anow()
         end = max(t + MINUTE, floor_minute(now))
         missing = sorted(self.book.missing(t))
@@ -121,14 +141,11 @@ class MinuteFeed:
         except Exception as exc:
             reason = self._data.describe(exc)
             log.warning("refill of %s failed: %s", t, reason)
-            self._recorder.event("refill_failed", {"minute": t, "error": reason})
+            self._recorder.event("refill_failed", {"minute": t, "why": why, "error": reason})
             return True
-        added = 0
-        for bar in frame_bars(frame):
-            if self.take(bar, "rest", None, None):
-                self.refilled.add(bar.ts)
-                added += 1
+        added = sum(self.take(bar, "rest", None, None) for bar in frame_bars(frame))
+        self.refilled_until = end
         self._report.refills += 1
         self._report.refilled_bars += added
-        self._recorder.event("refill", {"minute": t, "until": end, "missing": missing, "bars": added})
+        self._recorder.event("refill", {"minute": t, "until": end, "why": why, "missing": missing, "bars": added})
         return True

@@ -14,6 +14,7 @@ ports from the connection's settings, one part per job on them, and drives the m
 - :mod:`~openbell.session.prepare`: reconcile, warmup bars, the account (before the loop trades)
 - :mod:`~openbell.session.streams`: the bar and trade-update streams and their watchdog
 - :mod:`~openbell.session.feed`: bars checked, stored and assembled into minutes; REST refills
+- :mod:`~openbell.session.halts`: the symbols halted now (the data stream's statuses)
 - :mod:`~openbell.session.decide`: one minute's decision (strategy, risk limits)
 - :mod:`~openbell.session.dispatch`: orders out, the send gate, unknown outcomes and resends
 - :mod:`~openbell.session.trades`: trade updates applied and stored
@@ -45,12 +46,15 @@ from openbell.adapters.alpaca.streams import AlpacaStreams
 from openbell.broker.journal import event
 from openbell.calendar import Session
 from openbell.calendar import session as session_of
-from openbell.clock import MarketClock
+from openbell.clock import MarketClock, cached_now
+from openbell.policy import OrderLimits
 from openbell.session.decide import Decider
 from openbell.session.dispatch import UNSENT_GRACE, Dispatcher
 from openbell.session.feed import MinuteFeed
 from openbell.session.fence import Fencing, SessionLock, SessionLocked
+from openbell.session.halts import HaltWatch
 from openbell.session.housekeeping import Housekeeping, pause_gc
+from openbell.session.limits import orders_sent
 from openbell.session.minutes import MINUTE, MinuteBook, bars_frame, floor_minute
 from openbell.session.phasewatch import WINDING_DOWN, PhaseWatch
 from openbell.session.portfolio import Portfolio
@@ -60,6 +64,7 @@ from openbell.session.reload import ParamReload
 from openbell.session.report import SessionReport, percentile
 from openbell.session.sender import OrderSender
 from openbell.session.streams import Streams
+from openbell.session.supervision import supervised
 from openbell.session.sync import BrokerSync
 from openbell.session.threads import Threads
 from openbell.session.trades import TradeUpdates
@@ -93,6 +98,7 @@ class LiveSession:
         risk: RiskLimits | RiskGate | None = None,
         universe: Sequence[str] = DEFAULT_UNIVERSE,
         min_notional: float = 100.0,
+        limits: OrderLimits | None = None,
         warmup_sessions: int = 5,
         silence_minutes: float = 3.0,
         grace_seconds: float = 2.0,
@@ -129,6 +135,7 @@ class LiveSession:
         self.report = SessionReport(session_date=session.date.isoformat())
         self.portfolio = Portfolio()
         self._working_since: dict[str, int] = {}  # client_order_id -> the decision that sent it
+        self.lateness: list[float] = []  # market seconds from a streamed minute's end to its decision
 
         # the parts, each given what it needs
         report, portfolio, working = self.report, self.portfolio, self._working_since
@@ -144,15 +151,19 @@ class LiveSession:
                                grace=timedelta(seconds=grace_seconds), wall_grace=wall_grace)
         self.dispatch = Dispatcher(threads, recorder, portfolio, working, report, session_date=self.d,
                                    universe=self.universe, min_notional=float(min_notional), clock=clock,
-                                   phase=self.phase, trade_until=self.trade_until)
+                                   phase=self.phase, trade_until=self.trade_until, limits=limits,
+                                   last_prices=self.feed.barcheck.last)
         self.decider = Decider(portfolio, self.gate, self.reload, self.dispatch, self.fencing, recorder, report,
                                trade_until=self.trade_until)
+        self.halts = HaltWatch(self.universe, recorder, report)
+        self.dispatch.halted = self.halts.halted  # no order for a halted symbol until it resumes
         self.sync = BrokerSync(threads, recorder, portfolio, working, report, broker=self.broker,
                                session_date=self.d, on_absent=self.dispatch.order_absent)
         self.trades = TradeUpdates(threads, recorder, portfolio, working, report, session_date=self.d,
                                    read=feeds.read, lookup=self.sync.start_lookup)
         self.streams = Streams(feeds, session, self.universe, clock, recorder, report,
                                on_bar=self.feed.streamed, on_corrected=self.feed.corrected,
+                               on_status=self._on_status, on_subscribed=self.feed.subscribed,
                                on_trade_update=self.trades.on_update,
                                on_trade_reconnect=self.sync.start_recovery,
                                silence=timedelta(minutes=silence_minutes), trade_backoff=trade_stream_backoff)
@@ -192,6 +203,8 @@ class LiveSession:
         """Reconcile, choose parameters, warm the strategy up with no gap, load the account."""
         prep = self._prep
         self.seq, self.dispatch.liquidating = prep.reconcile()
+        with self.engine.connect() as conn:
+            self.dispatch.limits.sent_today = orders_sent(conn, self.d)  # earlier attempts count toward the day
         strategy = self.reload.load()
         now = self.clock.now()
         start_minute = max(self.session.open, floor_minute(now))
@@ -216,6 +229,7 @@ class LiveSession:
         try:
             self.phase.start()
             await asyncio.gather(asyncio.to_thread(self.prepare), asyncio.to_thread(sender.start))
+            await asyncio.to_thread(self.dispatch.read_buying_power)  # buys fit it from the first decision
             collecting = pause_gc()  # collections happen between minutes (housekeeping)
             self.report.first_seq = self.seq
             self.streams.last_seen = max(self.streams.last_seen, await self.clock.anow())
@@ -241,22 +255,25 @@ class LiveSession:
         return self.report
 
     async def _drive(self) -> None:
-        """Decide every minute in order until the close: streamed, else waited for, else refilled."""
-        feed, decider, fencing, close = self.feed, self.decider, self.fencing, self.session.close
+        """Decide every minute in order until the close: once complete or passed by the stream, else after a
+        short wait; refilled by REST only when the stream could not have delivered it."""
+        feed, decider, fencing, close, clock = self.feed, self.decider, self.fencing, self.session.close, self.clock
         book = feed.book
         while book.next_minute < close and fencing.out is None:
             t = book.next_minute
-            if not book.complete(t):
+            if not book.decidable(t):
                 await feed.wait(t)
-            refilled = False
-            if not book.complete(t):
-                refilled = await feed.refill(t)
-            ready = None if refilled or t in feed.refilled else book.completed_at(t)
-            feed.refilled.discard(t)
+            why = feed.refill_reason(t)
+            refilled = why is not None and await feed.refill(t, why)
+            fetched = refilled or (feed.refilled_until is not None and t < feed.refilled_until)
+            ready = None if fetched else book.ready_at(t)
             bars = book.take(t)
-            stale = book.complete(t + MINUTE)  # catching up: only the latest minute may trade
+            stale = book.decidable(t + MINUTE)  # catching up: only the latest minute may trade
+            if not stale and not fetched:
+                self.lateness.append((cached_now(clock) - (t + MINUTE)).total_seconds())
+            self.report.minutes_without_bars += len(bars) < len(self.universe)
             decider.decide(t, bars, ready, trade=not stale)
-            log.debug("minute %s decided (%s, %d bars)", t, "refill" if refilled else "stream", len(bars))
+            log.debug("minute %s decided (%s, %d bars)", t, "refill" if fetched else "stream", len(bars))
             self.housekeeping.tick(decider.seq, decider.today)
 
     def _finish(self) -> None:
@@ -268,6 +285,8 @@ class LiveSession:
         report.latency_p50_ms = percentile(dispatch.latencies, 0.50)
         report.latency_p99_ms = percentile(dispatch.latencies, 0.99)
         report.latency_samples = len(dispatch.latencies)
+        report.lateness_p50_s = percentile(self.lateness, 0.50)
+        report.lateness_p99_s = percentile(self.lateness, 0.99)
         report.answered_p50_ms = percentile(dispatch.answered, 0.50)
         report.answered_p99_ms = percentile(dispatch.answered, 0.99)
         report.reconnects = max(0, self.streams.connects - 1 - report.stream_restarts)
@@ -279,6 +298,9 @@ class LiveSession:
         writer.put(lambda conn: event(conn, self.d, "live_session_end", summary))
         writer.close(timeout=30.0)
         report.writer = asdict(writer.stats)
+
+    def _on_status(self, symbol: str, code: str, reason: str) -> None:
+        self.halts.on_status(symbol, code, reason, cached_now(self.clock))
 
     # -- the session phase ------------------------------------------------------------------------
 
@@ -319,4 +341,5 @@ def run_live_session(
                 f"session {session_date} is over (market time {now.isoformat()} >= close "
                 f"{s.close.isoformat()}); nothing to trade"
             )
-        return asyncio.run(LiveSession(config, engine, s, clock=clock, fence=fence, **options).run())
+        # a supervisor gone (or SIGTERM) stops trading and fails the attempt, releasing the lock
+        return asyncio.run(supervised(LiveSession(config, engine, s, clock=clock, fence=fence, **options).run()))

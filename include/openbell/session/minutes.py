@@ -49,15 +49,18 @@ class MinuteBook:
     """Bars waiting for their minute's decision.
 
     ``add`` refuses a bar for a minute already decided (late) or a symbol already held for that
-    minute (a duplicate); bars for later minutes wait (out of order is fine). ``complete_at`` keeps
-    the ``perf_counter`` instant the minute's last missing bar arrived.
+    minute (a duplicate); bars for later minutes wait (out of order is fine). A minute is *decidable*
+    once every symbol has its bar or a bar of a later minute has come (the venue sends a minute's bars
+    together, so the stream has moved past it: a symbol still without a bar had no trades).
+    ``ready_at`` keeps the ``perf_counter`` instant the minute became decidable.
     """
 
     def __init__(self, universe: Iterable[str], next_minute: datetime) -> None:
         self.universe = frozenset(universe)
         self.next_minute = next_minute
+        self.newest: datetime | None = None  # the latest minute any bar was received for
         self._bars: dict[datetime, dict[str, Bar]] = {}
-        self._complete_at: dict[datetime, float] = {}
+        self._ready_at: dict[datetime, float] = {}
         self.duplicates = 0
         self.late = 0
 
@@ -71,19 +74,30 @@ class MinuteBook:
             self.duplicates += 1
             return False
         minute[bar.symbol] = bar
-        if bar.ts not in self._complete_at and self.universe <= minute.keys():
-            self._complete_at[bar.ts] = time.perf_counter()
+        if self.newest is None or bar.ts > self.newest:
+            now = time.perf_counter()
+            m = self.next_minute if self.newest is None else max(self.newest, self.next_minute)
+            while m < bar.ts:  # every earlier minute is overtaken
+                self._ready_at.setdefault(m, now)
+                m += MINUTE
+            self.newest = bar.ts
+        if bar.ts not in self._ready_at and self.universe <= minute.keys():
+            self._ready_at[bar.ts] = time.perf_counter()
         return True
 
     def complete(self, minute: datetime) -> bool:
-        return minute in self._complete_at
+        """Every symbol of the universe has its bar for ``minute``."""
+        return self.universe <= self._bars.get(minute, {}).keys()
 
-    def overtaken(self, minute: datetime) -> bool:
-        """A later minute is complete: the stream has moved on, ``minute``'s missing bars won't come."""
-        return any(m > minute for m in self._complete_at)
+    def decidable(self, minute: datetime) -> bool:
+        """``minute`` is complete, or the stream has moved past it."""
+        return minute in self._ready_at
 
-    def completed_at(self, minute: datetime) -> float | None:
-        return self._complete_at.get(minute)
+    def ready_at(self, minute: datetime) -> float | None:
+        return self._ready_at.get(minute)
+
+    def has_bars(self, minute: datetime) -> bool:
+        return bool(self._bars.get(minute))
 
     def missing(self, minute: datetime) -> set[str]:
         return set(self.universe - self._bars.get(minute, {}).keys())
@@ -93,7 +107,7 @@ class MinuteBook:
         if minute != self.next_minute:
             raise ValueError(f"minutes are decided in order: expected {self.next_minute}, got {minute}")
         bars = self._bars.pop(minute, {})
-        self._complete_at.pop(minute, None)
+        self._ready_at.pop(minute, None)
         self.next_minute = minute + MINUTE
         return bars
 
@@ -101,5 +115,6 @@ class MinuteBook:
         """Forget everything before ``minute`` (after a warmup that already covered it)."""
         for m in [m for m in self._bars if m < minute]:
             self._bars.pop(m)
-            self._complete_at.pop(m, None)
+        for m in [m for m in self._ready_at if m < minute]:
+            self._ready_at.pop(m)
         self.next_minute = max(self.next_minute, minute)

@@ -37,6 +37,8 @@ class Portfolio:
     executions: set[str] = field(default_factory=set)
     filled: dict[str, float] = field(default_factory=dict)
     reported: dict[str, float] = field(default_factory=dict)
+    # the broker's buying power beyond the cash, less the buys working when it said so; None: not known
+    margin: float | None = None
 
     def equity(self) -> float:
         return self.cash + sum(q * self.prices.get(s, 0.0) for s, q in self.positions.items())
@@ -50,6 +52,23 @@ class Portfolio:
             w.signed_qty for w in self.working.values() if w.symbol == symbol
         )
 
+    def pending_buys(self) -> float:
+        """What the working buy orders will cost at the last prices."""
+        return sum(w.signed_qty * self.prices.get(w.symbol, 0.0) for w in self.working.values() if w.signed_qty > 0)
+
+    def set_buying_power(self, buying_power: float | None) -> None:
+        """The broker's buying power now (None: it did not say): kept relative to the cash and the buys
+        working, so fills, syncs and new orders move :meth:`buying_power` without asking the broker."""
+        if buying_power is not None:
+            self.margin = buying_power - self.cash + self.pending_buys()
+
+    def buying_power(self) -> float | None:
+        """The buying power left for new buys (the broker's last word moved by what happened since); None
+        until the broker has said it."""
+        if self.margin is None:
+            return None
+        return self.margin + self.cash - self.pending_buys()
+
     def working_against(self, symbol: str, side: str) -> bool:
         """True while an order on the other side of ``side`` is working in ``symbol``."""
         return any(w.symbol == symbol and w.side != side for w in self.working.values())
@@ -60,6 +79,8 @@ class Portfolio:
         universe: Iterable[str],
         min_notional: float,
         deferred: list[str] | None = None,
+        *,
+        policy: OrderPolicy | None = None,
     ) -> list[OrderIntent]:
         """Whole-share market orders moving each universe symbol to its target weight, sells first
         (:class:`openbell.policy.OrderPolicy`).
@@ -67,10 +88,13 @@ class Portfolio:
         Symbols outside the universe (e.g. adopted positions) are left for the liquidation. A symbol
         with a working order on the other side gets no order (the broker would refuse it as a
         potential wash trade): it is appended to ``deferred`` and decided again on the next minute.
+        ``policy`` (default: the rules with ``min_notional``) supplies the rules; its pre-trade limits are
+        applied by the send gate, after the buying power fit.
         """
         sides = working_sides((w.symbol, w.signed_qty) for w in self.working.values())
         held = {s: self.expected(s) for s in {*self.positions, *sides}}
-        out = OrderPolicy(min_notional=min_notional).decide(weights, self.equity(), self.prices, held, sides, universe)
+        rules = policy if policy is not None else OrderPolicy(min_notional=min_notional)
+        out = rules.decide(weights, self.equity(), self.prices, held, sides, universe)
         if deferred is not None:
             deferred.extend(out.deferred)
         return list(out.intents)

@@ -22,10 +22,21 @@ class SessionReport:
     stream_restarts: int = 0
     refills: int = 0
     refilled_bars: int = 0
+    minutes_without_bars: int = 0  # minutes decided with some symbol carrying its last price (no trades)
+    halts: list[dict[str, str]] = field(default_factory=list)  # halts and resumptions seen on the stream
+    lateness_p50_s: float | None = None  # market seconds from a minute's end to its decision
+    lateness_p99_s: float | None = None
     orders_deferred: int = 0
-    orders_held: int = 0  # wanted, but held at the trading cut-off or once the session was liquidating
+    orders_held: int = 0  # wanted, but held: the trading cut-off, the liquidation, the risk state
     orders_not_sent: int = 0  # unknown outcome, unknown to the broker after a grace: never sent
     orders_resent: int = 0  # such an order sent again under its own client_order_id
+    orders_halted: int = 0  # wanted in a symbol whose trading was halted: not sent
+    orders_barred: int = 0  # not sent: the broker refused the symbol and side as not tradable/fractionable
+    orders_scaled: int = 0  # buys scaled down (or dropped) before sending to fit the buying power
+    orders_resized: int = 0  # refused for buying power, sent once more, smaller, under a derived id
+    orders_refused_by_limit: dict[str, int] = field(default_factory=dict)  # refused by a pre-trade limit, by limit
+    rejections_by_reason: dict[str, int] = field(default_factory=dict)  # refusals by kind (ports.REFUSALS)
+    trading_blocked: str | None = None  # the broker's refusal that stopped every new order, if any
     bars_refused: int = 0
     late_bars_stored: int = 0
     bars_corrected: int = 0  # bars re-sent by the venue after late trades, stored in place of the first

@@ -10,6 +10,8 @@ can subtract its own readings from them.
 
 A worker that dies takes its jobs in flight with it: they come back ``unknown`` (the live loop
 polls the broker for them), and a job that no worker could take comes back ``rejected``, never sent.
+A worker whose live loop is gone (end of file on stdin, or its parent process died and it was
+reparented) finishes what it holds for at most ``PARENT_GRACE`` seconds, then exits.
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ from typing import IO, Any
 import openbell
 from openbell.ports import BrokerPort, SubmitResult
 from openbell.sched import short_slice
+from openbell.session.supervision import SupervisorWatch
 
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!I")
 # seconds; the stdin reader must hand a job on at once, not after Python's default of 5 ms
 WORKER_SWITCH_INTERVAL = 0.0001
+PARENT_GRACE = 3.0  # seconds a worker whose parent died may still finish its jobs in flight
+_PARENT_ENV = "OPENBELL_ORDER_WORKER_PARENT"
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,8 @@ class _Worker:
         self._next = 0
         self._lock = threading.Lock()
         root = str(Path(openbell.__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+               _PARENT_ENV: str(os.getpid())}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from openbell.session.sender import main; main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
@@ -293,4 +299,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="openbell order worker %(process)d: %(levelname)s %(message)s")
     stdout = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
+    parent = int(os.environ.get(_PARENT_ENV) or os.getppid())
+    watch = SupervisorWatch(lambda reason: None, signals=(), exit_after=PARENT_GRACE, parent=parent)
+    watch.start()
     _serve(sys.stdin.buffer, stdout)
+    watch.stop()

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from openbell.calendar import Session
-from openbell.clock import MarketClock
-from openbell.ports import OnBar, OnTrade, RunningStream, StreamPort
+from openbell.clock import MarketClock, cached_now
+from openbell.ports import OnBar, OnStatus, OnTrade, RunningStream, StreamPort
 from openbell.session.minutes import MINUTE
 from openbell.session.recording import Recorder
 from openbell.session.report import SessionReport
@@ -46,6 +46,8 @@ class Streams:
         *,
         on_bar: OnBar,
         on_corrected: OnBar,
+        on_status: OnStatus,
+        on_subscribed: Callable[[datetime], None],
         on_trade_update: OnTrade,
         on_trade_reconnect: Callable[[], None],
         silence: timedelta,
@@ -59,6 +61,8 @@ class Streams:
         self._report = report
         self._deliver = on_bar
         self._on_corrected = on_corrected
+        self._on_status = on_status
+        self._on_subscribed = on_subscribed
         self._on_trade_update = on_trade_update
         self._on_trade_reconnect = on_trade_reconnect
         self._silence = silence
@@ -103,10 +107,14 @@ class Streams:
     def _bar_connecting(self) -> None:
         self.connects += 1
 
+    def _bar_subscribed(self) -> None:
+        self._on_subscribed(cached_now(self._clock))
+        self._subscribed.set()
+
     def _start_bar_stream(self) -> None:
         self._bar_stream = self._feeds.bars(self._universe, self.on_bar, on_connect=self._bar_connecting,
-                                            on_subscribed=self._subscribed.set, backoff=BAR_BACKOFF,
-                                            on_corrected=self._on_corrected)
+                                            on_subscribed=self._bar_subscribed, backoff=BAR_BACKOFF,
+                                            on_corrected=self._on_corrected, on_status=self._on_status)
 
     def _trade_connected(self) -> None:
         self._trade_connects += 1

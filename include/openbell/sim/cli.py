@@ -22,7 +22,7 @@ from openbell.sim.halts import parse_halt
 from openbell.sim.playback import default_session_date, is_session, parse_hhmm
 from openbell.sim.ratelimit import DEFAULT_LIMIT
 from openbell.sim.server import serve
-from openbell.sim.simulator import SimConfig, Simulator
+from openbell.sim.simulator import DEFAULT_CORRECTIONS, SimConfig, Simulator
 from openbell.sim.splits import parse_split
 from openbell.sim.symbols import parse_symbol
 
@@ -195,20 +195,17 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--symbol", dest="symbols", type=_symbol, action="append", default=[], metavar="SYM",
                    help="add a synthetic symbol to the default universe (repeatable)")
     density = g.add_mutually_exclusive_group()
-    density.add_argument("--sparse", dest="sparse", action="store_true", default=False,
-                         help="IEX-like bars: on the IEX feed (stream /v2/iex, REST feed=iex) a symbol gets no bar "
-                              "in a minute without an IEX trade, stream and REST alike; the thinnest names (the "
-                              "inverse leveraged ETFs ERY, FAZ, SDS, TZA, SQQQ) miss 5-40%% of minutes by name, "
-                              "the rest less; SIP stays dense; deterministic per --seed. Not the default yet: "
-                              "openbell's trading core does not handle sparse minutes yet, and the default becomes "
-                              "--sparse once it does")
+    density.add_argument("--sparse", dest="sparse", action="store_true", default=True,
+                         help="IEX-like bars (the default): on the IEX feed (stream /v2/iex, REST feed=iex) a symbol "
+                              "gets no bar in a minute without an IEX trade, stream and REST alike; the thinnest "
+                              "names (the inverse leveraged ETFs ERY, FAZ, SDS, TZA, SQQQ) miss 5-40%% of minutes by "
+                              "name, the rest less; SIP stays dense; deterministic per --seed")
     density.add_argument("--dense", dest="sparse", action="store_false", default=argparse.SUPPRESS,
-                         help="a bar for every symbol in every minute on every feed (today's default, see --sparse)")
-    g.add_argument("--corrections", type=_number(0, 1), default=0.0, metavar="F",
+                         help="a bar for every symbol in every minute on every feed (a kinder market than Alpaca's)")
+    g.add_argument("--corrections", type=_number(0, 1), default=DEFAULT_CORRECTIONS, metavar="F",
                    help="re-send this share of bars on updatedBars ('T': 'u') 30 market seconds after the bar, "
                         "changed by a late trade; REST serves the corrected bar from then on; deterministic per "
-                        "--seed. Alpaca corrects a small share; 0 by default until openbell's trading core "
-                        "handles corrections")
+                        "--seed (Alpaca corrects a small share)")
     g.add_argument("--halt", dest="halts", type=_halt, action="append", default=[], metavar="SYM:HH:MM-HH:MM",
                    help="halt SYM on the played session from HH:MM to HH:MM ET, or to 'close' (repeatable): "
                         "statuses subscribers get 'T': 's' messages (sc H at the halt, T at the resumption; "
@@ -228,7 +225,7 @@ def parser() -> argparse.ArgumentParser:
                    help="hold a position at start (repeatable; negative QTY = short, fractions allowed; a symbol "
                         "outside the universe becomes a synthetic stock); only for a new account")
     g.add_argument("--rate-limit", type=_integer(1, 1_000_000), default=DEFAULT_LIMIT, metavar="N",
-                   help="Trading API requests per wall-clock minute per key, as Alpaca limits them: past N, 429 "
+                   help="Trading API requests per minute (market time) per key, as Alpaca limits them: past N, 429 "
                         "until the minute's window ends; every Trading API answer carries X-RateLimit-Limit, "
                         "X-RateLimit-Remaining and X-RateLimit-Reset; market data and /sim are not limited")
     g.add_argument("--trading-blocked", action="store_true",

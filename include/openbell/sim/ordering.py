@@ -132,8 +132,10 @@ class OrderDesk(Accounting):
                 raise forbidden("fractional orders are not allowed to short")
             if side == "sell":
                 value *= SHORT_BUFFER
-            if value > self.buying_power() + EPS:
-                raise forbidden("insufficient buying power")
+            available = self.buying_power()
+            if value > available + EPS:  # Alpaca's body says both figures
+                raise forbidden("insufficient buying power", buying_power=fmt(round(available, 2)),
+                                cost_basis=fmt(round(value, 2)))
         return self._accept(symbol, side, tif, qty, notional, cid, est_qty, value, reducing)
 
     def _accept(self, symbol: str, side: str, tif: str, qty: float | None, notional: float | None, cid: str,

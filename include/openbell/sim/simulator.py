@@ -47,6 +47,9 @@ def session_of(day: date) -> Session:
     return played_sessions()[i]
 
 
+DEFAULT_CORRECTIONS = 0.01  # the share of bars re-sent on updatedBars by default
+
+
 @dataclass
 class SimConfig:
     """Everything the simulator is started with (see ``openbell sim --help``)."""
@@ -68,8 +71,8 @@ class SimConfig:
     max_stream_connections: int = 1
     reset_clock: bool = False
     faults: Faults = field(default_factory=Faults)
-    sparse: bool = False
-    corrections: float = 0.0
+    sparse: bool = True  # IEX-like: no bar for a minute without trades
+    corrections: float = DEFAULT_CORRECTIONS
     halts: list[Halt] = field(default_factory=list)
     splits: list[Split] = field(default_factory=list)
     rate_limit: int = DEFAULT_LIMIT

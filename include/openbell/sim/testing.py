@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -126,8 +127,12 @@ class SimProcess:
     # -- helpers --------------------------------------------------------------------------------
 
     def config(self) -> AlpacaConfig:
-        """Settings for openbell's alpaca-py clients against this simulator."""
-        return AlpacaConfig.for_simulator(self.base_url, self.key, self.secret)
+        """Settings for openbell's alpaca-py clients against this simulator (its ``--rate-limit`` included)."""
+        config = AlpacaConfig.for_simulator(self.base_url, self.key, self.secret)
+        args = [a for arg in self.extra_args for a in arg.split("=", 1)]
+        if "--rate-limit" in args:
+            config = dataclasses.replace(config, rate_limit=int(args[args.index("--rate-limit") + 1]))
+        return config
 
     def clock(self) -> dict[str, Any]:
         """``GET /sim/clock``."""

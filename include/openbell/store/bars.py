@@ -12,8 +12,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
+from openbell.store.models import ADJUSTMENTS
+
 # A frame of 1-minute bars, everywhere in openbell: bar start (aware UTC), symbol, OHLCV, then the two
-# columns a feed may lack. REQUIRED is what every bar must have (the first seven, in this order).
+# columns a feed may lack. REQUIRED is what every bar must have (the first seven, in this order). A frame
+# names its prices' adjustment in ``attrs["adjustment"]`` (one of ADJUSTMENTS; "raw" when absent).
 BAR_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume", "trade_count", "vwap")
 REQUIRED = BAR_COLUMNS[:7]
 PRICES = ("open", "high", "low", "close")
@@ -54,6 +57,7 @@ class UpsertResult:
     rejected: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     written: int = 0
+    deleted: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -164,23 +168,39 @@ def _copy_buffer(valid: dict[str, np.ndarray], rows: np.ndarray, codes: np.ndarr
 
 
 _UPSERT = """
-INSERT INTO bars AS b (symbol, ts, open, high, low, close, volume, trade_count, vwap, source, ingested_at)
+INSERT INTO bars AS b (symbol, ts, open, high, low, close, volume, trade_count, vwap, source, ingested_at,
+                       adjustment)
 SELECT s.symbol, i.ts, i.open, i.high, i.low, i.close, i.volume,
-       NULLIF(i.trade_count, -1)::integer, NULLIF(i.vwap, 'NaN'::float8), %(source)s, now()
+       NULLIF(i.trade_count, -1)::integer, NULLIF(i.vwap, 'NaN'::float8), %(source)s, now(), %(adjustment)s
 FROM _bars_in i
 JOIN unnest(%(symbols)s::text[]) WITH ORDINALITY AS s(symbol, n) ON s.n = i.sym + 1
 ON CONFLICT (symbol, ts) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
     volume = EXCLUDED.volume, trade_count = EXCLUDED.trade_count, vwap = EXCLUDED.vwap,
-    source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at
-WHERE (b.open, b.high, b.low, b.close, b.volume, b.trade_count, b.vwap, b.source)
+    source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at, adjustment = EXCLUDED.adjustment
+WHERE (b.open, b.high, b.low, b.close, b.volume, b.trade_count, b.vwap, b.source, b.adjustment)
     IS DISTINCT FROM
     (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.trade_count,
-     EXCLUDED.vwap, EXCLUDED.source)
+     EXCLUDED.vwap, EXCLUDED.source, EXCLUDED.adjustment)
+"""
+
+# The stored bars of the frame's symbols in [start, end) that the frame does not hold.
+_REPLACE = """
+DELETE FROM bars b
+WHERE b.symbol = ANY(%(symbols)s::text[]) AND b.ts >= %(start)s AND b.ts < %(end)s
+  AND NOT EXISTS (SELECT 1 FROM _bars_in i
+                  WHERE i.ts = b.ts AND i.sym + 1 = array_position(%(symbols)s::text[], b.symbol))
 """
 
 
-def upsert_bars(engine: Engine, df: pd.DataFrame, source: str) -> UpsertResult:
+def upsert_bars(
+    engine: Engine,
+    df: pd.DataFrame,
+    source: str,
+    *,
+    adjustment: str | None = None,
+    replace: tuple[datetime, datetime] | None = None,
+) -> UpsertResult:
     """Validate, deduplicate and upsert bars on (symbol, timestamp); a rerun changes nothing.
 
     Columns: timestamp (aware, bar start), symbol, open, high, low, close, volume, and optionally
@@ -189,6 +209,11 @@ def upsert_bars(engine: Engine, df: pd.DataFrame, source: str) -> UpsertResult:
     rejected and counted by reason. Among valid rows with the same (symbol, timestamp) the last one wins.
     A frame-level problem (missing column, naive timestamps, empty source) raises ValueError and writes
     nothing. ``written`` counts rows inserted or changed.
+
+    ``adjustment`` (default: the frame's ``attrs["adjustment"]``, else "raw") is recorded with every row.
+    ``replace`` = (start, end) makes the stored bars of the frame's symbols in [start, end) exactly the
+    frame's valid rows: the others are deleted (``deleted``), in the same transaction; a symbol with no
+    valid row in the frame is left alone.
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"bars must be a pandas DataFrame, got {type(df).__name__}")
@@ -197,6 +222,11 @@ def upsert_bars(engine: Engine, df: pd.DataFrame, source: str) -> UpsertResult:
         raise ValueError(f"bars: missing column(s) {', '.join(missing)}; expected {', '.join(BAR_COLUMNS)}")
     if not source:
         raise ValueError("bars: source is empty")
+    adjustment = adjustment or str(df.attrs.get("adjustment", "raw"))
+    if adjustment not in ADJUSTMENTS:
+        raise ValueError(f"bars: adjustment must be one of {', '.join(ADJUSTMENTS)}, got {adjustment!r}")
+    if replace is not None and any(t.tzinfo is None for t in replace):
+        raise ValueError(f"bars: replace must be timezone-aware, got {replace!r}")
     received = len(df)
     if received == 0:
         return UpsertResult(received=0)
@@ -215,9 +245,14 @@ def upsert_bars(engine: Engine, df: pd.DataFrame, source: str) -> UpsertResult:
                 " close float8, volume float8, trade_count int8, vwap float8) ON COMMIT DROP"
             )
             cur.copy_expert("COPY _bars_in FROM STDIN WITH (FORMAT binary)", buf)
-            cur.execute(_UPSERT, {"source": source, "symbols": [str(s) for s in uniques]})
+            names = [str(s) for s in uniques]
+            cur.execute(_UPSERT, {"source": source, "symbols": names, "adjustment": adjustment})
             written = cur.rowcount
-    return UpsertResult(received, rejected, duplicates, int(written))
+            deleted = 0
+            if replace is not None:
+                cur.execute(_REPLACE, {"symbols": names, "start": replace[0], "end": replace[1]})
+                deleted = cur.rowcount
+    return UpsertResult(received, rejected, duplicates, int(written), int(deleted))
 
 
 def load_bars(engine: Engine, symbols: Iterable[str], start: datetime, end: datetime) -> pd.DataFrame:

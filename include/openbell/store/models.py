@@ -29,10 +29,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 STEP_STATUSES = ("running", "success", "failed", "skipped")
 PHASES = ("pre_open", "trading", "liquidating", "closed")
+# ACTIVE: trade normally; REDUCING: only orders that reduce a position; HALTED: flat and no more trading
+RISK_STATES = ("ACTIVE", "REDUCING", "HALTED")
 ORDER_ORIGINS = ("strategy", "adopted", "liquidation")
 POSITION_ORIGINS = ("strategy", "adopted")
 PARAM_SOURCES = ("default", "optimizer", "manual")
 SIDES = ("buy", "sell")
+ADJUSTMENTS = ("raw", "split")  # a bar's prices: as traded that day, or split-adjusted when downloaded
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -62,9 +65,10 @@ class Base(DeclarativeBase):
 
 
 class Bar(Base):
-    """One OHLCV bar; ``ts`` is the bar's start."""
+    """One OHLCV bar; ``ts`` is the bar's start; ``adjustment`` says which prices it holds (``ADJUSTMENTS``)."""
 
     __tablename__ = "bars"
+    __table_args__ = (CheckConstraint(_one_of("adjustment", ADJUSTMENTS), name="adjustment"),)
 
     symbol: Mapped[str] = mapped_column(primary_key=True)
     ts: Mapped[datetime] = mapped_column(primary_key=True)
@@ -77,6 +81,7 @@ class Bar(Base):
     vwap: Mapped[float | None]
     source: Mapped[str]
     ingested_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    adjustment: Mapped[str] = mapped_column(server_default="raw")
 
 
 class StepRun(Base):
@@ -101,16 +106,28 @@ class StepRun(Base):
 
 
 class TradingSession(Base):
-    """The phase of one trading session, read by tasks running alongside each other."""
+    """The phase and risk state of one trading session, read by tasks running alongside each other.
+
+    ``open_equity`` is the broker's account equity at the session's open, written once by the first
+    trading attempt.
+    """
 
     __tablename__ = "trading_sessions"
-    __table_args__ = (CheckConstraint(_one_of("phase", PHASES), name="phase"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("phase", PHASES), name="phase"),
+        CheckConstraint(_one_of("risk_state", RISK_STATES), name="risk_state"),
+    )
 
     session_date: Mapped[date] = mapped_column(primary_key=True)
     phase: Mapped[str]
     open_at: Mapped[datetime | None]
     close_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    risk_state: Mapped[str] = mapped_column(server_default="ACTIVE")
+    risk_reason: Mapped[str | None]
+    risk_by: Mapped[str | None]
+    risk_changed_at: Mapped[datetime | None]
+    open_equity: Mapped[Decimal | None]
 
 
 class Order(Base):

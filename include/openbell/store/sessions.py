@@ -1,13 +1,19 @@
-"""The phase of a trading session, shared between tasks that run at the same time."""
+"""The phase and risk state of a trading session, shared between tasks that run at the same time."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from openbell.store.models import PHASES, TradingSession
+from openbell.store.events import record_event
+from openbell.store.models import PHASES, RISK_STATES, TradingSession
+
+RISK_EVENT = "risk_state"
 
 
 def set_phase(
@@ -49,3 +55,93 @@ def get_session(engine: Engine, session_date: date) -> TradingSession | None:
 
     with Session(engine, expire_on_commit=False) as s:
         return s.get(TradingSession, session_date)
+
+
+# -- the risk state --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RiskRecord:
+    """A session's risk state (``RISK_STATES``), why, by whom and when it was set, and its open equity."""
+
+    state: str = "ACTIVE"
+    reason: str | None = None
+    by: str | None = None
+    changed_at: datetime | None = None
+    open_equity: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "reason": self.reason, "by": self.by,
+                "changed_at": self.changed_at.isoformat() if self.changed_at else None,
+                "open_equity": self.open_equity}
+
+
+_RISK_COLUMNS = (TradingSession.risk_state, TradingSession.risk_reason, TradingSession.risk_by,
+                 TradingSession.risk_changed_at, TradingSession.open_equity)
+
+
+def _record(row: Any) -> RiskRecord:
+    if row is None:
+        return RiskRecord()
+    state, reason, by, changed_at, equity = row
+    return RiskRecord(state, reason, by, changed_at, None if equity is None else float(equity))
+
+
+def _ensure_row(conn: Connection, session_date: date) -> None:
+    conn.execute(insert(TradingSession).values(session_date=session_date, phase="pre_open")
+                 .on_conflict_do_nothing(index_elements=[TradingSession.session_date]))
+
+
+def get_risk(engine_or_conn: Engine | Connection, session_date: date) -> RiskRecord:
+    """The session's risk state; ``ACTIVE`` with nothing else known for a session without a row."""
+    query = select(*_RISK_COLUMNS).where(TradingSession.session_date == session_date)
+    if isinstance(engine_or_conn, Engine):
+        with engine_or_conn.connect() as conn:
+            return _record(conn.execute(query).one_or_none())
+    return _record(engine_or_conn.execute(query).one_or_none())
+
+
+def set_risk(
+    engine: Engine, session_date: date, state: str, reason: str, by: str, *, at: datetime | None = None
+) -> RiskRecord:
+    """Set the session's risk state (creating its row, phase ``pre_open``) and journal a ``risk_state``
+    event ``{from, to, reason, by}`` in the same transaction; return the new record.
+
+    ``by`` is who decided (an Airflow user name, or ``openbell`` for the loss stop); ``at`` is the market
+    time of the change (default: now).
+    """
+    if state not in RISK_STATES:
+        raise ValueError(f"invalid risk state {state!r}; use one of {', '.join(RISK_STATES)}")
+    for name, value in (("reason", reason), ("by", by)):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"a risk state change needs a non-empty {name}")
+    if at is not None and at.tzinfo is None:
+        raise ValueError(f"at must be timezone-aware, got {at!r}")
+    where = TradingSession.session_date == session_date
+    with engine.begin() as conn:
+        _ensure_row(conn, session_date)
+        before = conn.execute(select(TradingSession.risk_state).where(where).with_for_update()).scalar_one()
+        row = conn.execute(
+            update(TradingSession).where(where)
+            .values(risk_state=state, risk_reason=reason.strip(), risk_by=by.strip(),
+                    risk_changed_at=at if at is not None else func.now(), updated_at=func.now())
+            .returning(*_RISK_COLUMNS)
+        ).one()
+        record = _record(row)
+        record_event(conn, session_date, RISK_EVENT,
+                     {"from": before, "to": state, "reason": record.reason, "by": record.by}, ts=at)
+    return record
+
+
+def record_open_equity(engine: Engine, session_date: date, equity: float) -> float:
+    """Store the broker's equity at the session's open unless one is stored already (the first write
+    wins); return the stored value."""
+    if not isinstance(equity, int | float | Decimal) or isinstance(equity, bool) or not float(equity) > 0:
+        raise ValueError(f"open equity must be a positive number, got {equity!r}")
+    where = TradingSession.session_date == session_date
+    with engine.begin() as conn:
+        _ensure_row(conn, session_date)
+        conn.execute(update(TradingSession).where(where, TradingSession.open_equity.is_(None))
+                     .values(open_equity=Decimal(str(equity)), updated_at=func.now()))
+        stored = conn.execute(select(TradingSession.open_equity).where(where)).scalar_one()
+    return float(stored)

@@ -29,6 +29,7 @@ from openbell.workflow.hooks import AlpacaHook, StateDbHook
 from openbell.workflow.operators import WaitForMarketTime
 
 if TYPE_CHECKING:
+    from openbell.broker.liquidate import LiquidationReport
     from openbell.ports import BrokerPort, MarketDataPort
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,9 @@ def reconcile(context: dict[str, Any]) -> dict[str, Any]:
     ctx = from_airflow(context)
     with recorded(ctx, "reconcile") as record:
         require_live(ctx)
-        record.summary.update(broker.reconcile(ctx.broker, ctx.engine, ctx.session.date).as_dict())
+        record.summary.update(
+            broker.reconcile(ctx.broker, ctx.engine, ctx.session.date, universe=ctx.params.universe).as_dict()
+        )
     return record.summary
 
 
@@ -211,6 +214,7 @@ def live_trading(context: dict[str, Any]) -> dict[str, Any]:
                 risk=RiskLimits(max_weight=p.max_weight, max_gross=p.max_gross,
                                 daily_loss_limit=p.daily_loss_limit),
                 universe=p.universe, min_notional=p.min_notional, warmup_sessions=p.warmup_sessions,
+                limits=p.order_limits(),
                 trade_until=ctx.session.close - timedelta(minutes=p.liquidate_minutes_before_close),
             )
         except SessionOver as exc:
@@ -245,7 +249,8 @@ def run_eod_liquidate(ctx: StepContext) -> dict[str, Any]:
     """:func:`eod_liquidate` for one step context.
 
     Started after the close (see :func:`liquidation_is_late`), it never skips while the broker holds
-    positions or open orders: it acts and reports itself late.
+    positions or open orders: it acts and reports itself late. A close order the broker holds (a halted
+    symbol) is waited for until the close; past it the step fails naming what is held and why.
     """
     from openbell import broker
 
@@ -255,19 +260,39 @@ def run_eod_liquidate(ctx: StepContext) -> dict[str, Any]:
             _liquidate_late(ctx, record.summary, now)
             return record.summary
         require_live(ctx)
-        first = broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close)
+        first = broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close,
+                                 market_data=ctx.market_data)
         record.summary["first_pass"] = first.as_dict()
+        record.summary["held"] = first.held
+        if not first.flat:  # the close came first: a second pass would only queue orders for the next open
+            _incomplete(ctx, record.summary, first)
         # Prove it: one market minute later (or at the close) the broker must still report flat; an
         # order that was in flight when the phase changed is closed by this second pass.
         ctx.clock.sleep_until(min(ctx.clock.now() + timedelta(minutes=1), ctx.session.close))
-        report = broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close)
+        report = broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close,
+                                  market_data=ctx.market_data)
         record.summary.update(report.as_dict())
+        record.summary["held"] = {**first.held, **report.held}
         if not report.flat:
-            raise RuntimeError(
-                f"account not flat at {report.finished_at}: positions {report.positions_left}, "
-                f"open orders {report.open_orders_left}"
-            )
+            _incomplete(ctx, record.summary, report)
     return record.summary
+
+
+def _incomplete(ctx: StepContext, summary: dict[str, Any], report: LiquidationReport) -> None:
+    """Record a liquidation that ended with positions or orders left (``liquidation_incomplete``) and fail."""
+    from openbell.broker.journal import event
+
+    held = report.still_held
+    summary.update(flat=False, positions_left=report.positions_left, open_orders_left=report.open_orders_left)
+    event(ctx.engine, ctx.session.date, "liquidation_incomplete",
+          {"market_time": report.finished_at, "positions": report.positions_left,
+           "open_orders": report.open_orders_left, "held": held})
+    because = "; ".join(f"{s} {h['qty']:g} held by the broker since {h['since']} ({h['reason']})"
+                        for s, h in sorted(held.items()))
+    raise RuntimeError(
+        f"account not flat at {report.finished_at}: positions {report.positions_left}, "
+        f"open orders {report.open_orders_left}" + (f"; {because}" if because else "")
+    )
 
 
 def _liquidate_late(ctx: StepContext, summary: dict[str, Any], now: datetime) -> None:

@@ -19,7 +19,7 @@ from alpaca.trading.models import Order
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
 from openbell.adapters.alpaca.config import AlpacaConfig
-from openbell.adapters.alpaca.convert import account_report, order_report, position_report
+from openbell.adapters.alpaca.convert import account_report, order_report, position_report, rejected_result
 from openbell.adapters.alpaca.retry import call, error_message, is_transient, retrying, status_of
 from openbell.adapters.alpaca.transport import order_client
 from openbell.ports import (
@@ -76,7 +76,8 @@ def submit(
     On a duplicate-id 422, a timeout or any transient failure, the broker is asked for the id
     before anything else is tried: an order that exists is returned as ``existing``. Because the
     broker refuses a reused id, a retry can never create a second order. Other refusals (403
-    buying power, 422 unknown symbol, ...) come back as ``rejected`` with the broker's reason;
+    buying power, 422 unknown symbol, ...) come back as ``rejected`` with the broker's reason, code and
+    kind of refusal (:func:`~openbell.adapters.alpaca.convert.rejected_result`);
     ``unknown`` means the broker could not be reached to decide (the caller reconciles later).
     Only a send the broker shows no order for is retried, under :func:`retry.retrying`.
     """
@@ -113,7 +114,7 @@ def _send(client: TradingClient, request: MarketOrderRequest, client_order_id: s
             raise CredentialsError(f"Alpaca refused the credentials: {reason}") from exc
         duplicate = status == 422 and "client_order_id" in reason.lower()
         if not duplicate and not is_transient(exc):
-            return SubmitResult(client_order_id, "rejected", reason=reason, http_status=status)
+            return rejected_result(client_order_id, str(exc), reason, status)
         try:
             existing = find_order(client, client_order_id)
         except Exception as lookup_exc:

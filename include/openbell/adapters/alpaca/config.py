@@ -2,6 +2,7 @@
 
 Every broker or data call goes through the clients built here, so a hung server cannot hang a task (each
 REST request has a timeout); transient failures are retried by :func:`openbell.adapters.alpaca.retry.call`.
+Trading API requests draw on the key's shared request budget (:mod:`~openbell.adapters.alpaca.budget`).
 Credentials come from the Airflow connection ``alpaca_default`` or from the environment, and never appear
 in ``repr`` or logs.
 """
@@ -19,9 +20,17 @@ from alpaca.data.live import StockDataStream
 from alpaca.trading.client import TradingClient
 from alpaca.trading.stream import TradingStream
 from requests.adapters import HTTPAdapter
-from urllib3.util import Retry
 
-from openbell.adapters.alpaca.retry import RETRY_STATUSES
+from openbell.adapters.alpaca.budget import (
+    DEFAULT_LIMIT,
+    DEFAULT_READ_SHARE,
+    ORDER,
+    READ,
+    MarketMinute,
+    RequestBudget,
+    state_path,
+)
+from openbell.adapters.alpaca.retry import RETRY_STATUSES, RateLimitRetry
 from openbell.ports import CredentialsError
 
 __all__ = ["CONN_ID", "LIVE_TRADING_URL", "PAPER_TRADING_URL", "AlpacaConfig", "CredentialsError"]
@@ -35,7 +44,11 @@ LIVE_TRADING_URL = "https://api.alpaca.markets"
 
 @dataclass(frozen=True)
 class AlpacaConfig:
-    """Where and how to reach Alpaca (or the simulator). Secrets are hidden from ``repr``."""
+    """Where and how to reach Alpaca (or the simulator). Secrets are hidden from ``repr``.
+
+    ``rate_limit`` is the Trading API's limit of requests per (market) minute for this key (0: no budget);
+    reads may use ``rate_read_share`` of it, orders the rest (:class:`~openbell.adapters.alpaca.budget.RequestBudget`).
+    """
 
     key_id: str = field(repr=False)
     secret_key: str = field(repr=False)
@@ -48,6 +61,8 @@ class AlpacaConfig:
     clock_url: str | None = None
     conn_id: str = CONN_ID
     timeout: float = 10.0
+    rate_limit: int = DEFAULT_LIMIT
+    rate_read_share: float = DEFAULT_READ_SHARE
 
     @property
     def simulated(self) -> bool:
@@ -79,15 +94,17 @@ class AlpacaConfig:
 
         Extra keys: ``paper`` (bool), ``feed`` (iex|sip), ``simulator_url`` (one URL for every
         endpoint of an openbell simulator), or ``trading_url``/``data_url``/``stream_url``/
-        ``trade_stream_url`` individually.
+        ``trade_stream_url`` individually; ``rate_limit`` (requests per minute, default 200).
         """
         if not key_id or not secret_key:
             raise CredentialsError(f"connection {conn_id!r} has no key id (login) or secret (password)")
         feed = str(extra.get("feed", "iex")).lower()
         if feed not in ("iex", "sip"):
             raise ValueError(f"connection {conn_id!r}: feed must be 'iex' or 'sip', not {feed!r}")
+        limits = {"rate_limit": _rate_limit(extra, conn_id)}
         if extra.get("simulator_url"):
-            return cls.for_simulator(str(extra["simulator_url"]), key_id, secret_key, feed=feed, conn_id=conn_id)
+            return cls.for_simulator(str(extra["simulator_url"]), key_id, secret_key, feed=feed, conn_id=conn_id,
+                                     **limits)
         return cls(
             key_id=key_id,
             secret_key=secret_key,
@@ -98,14 +115,18 @@ class AlpacaConfig:
             stream_url=extra.get("stream_url"),
             trade_stream_url=extra.get("trade_stream_url"),
             conn_id=conn_id,
+            **limits,
         )
 
     @classmethod
     def from_env(cls) -> AlpacaConfig:
-        """Settings from ``APCA_API_KEY_ID``/``APCA_API_SECRET_KEY`` and ``OPENBELL_SIM_URL``."""
+        """Settings from ``APCA_API_KEY_ID``/``APCA_API_SECRET_KEY``, ``OPENBELL_SIM_URL`` and
+        ``OPENBELL_RATE_LIMIT``."""
         extra: dict[str, Any] = {"feed": os.environ.get("OPENBELL_FEED", "iex")}
         if os.environ.get("OPENBELL_SIM_URL"):
             extra["simulator_url"] = os.environ["OPENBELL_SIM_URL"]
+        if os.environ.get("OPENBELL_RATE_LIMIT"):
+            extra["rate_limit"] = os.environ["OPENBELL_RATE_LIMIT"]
         return cls.from_extra(
             os.environ.get("APCA_API_KEY_ID", ""), os.environ.get("APCA_API_SECRET_KEY", ""), extra, "environment"
         )
@@ -121,22 +142,33 @@ class AlpacaConfig:
 
     def to_extra(self) -> dict[str, Any]:
         """The connection extra that reproduces these settings (no secrets)."""
+        limits = {} if self.rate_limit == DEFAULT_LIMIT else {"rate_limit": self.rate_limit}
         if self.clock_url and self.trading_url:
-            return {"simulator_url": self.trading_url, "feed": self.feed}
-        out: dict[str, Any] = {"paper": self.paper, "feed": self.feed}
+            return {"simulator_url": self.trading_url, "feed": self.feed, **limits}
+        out: dict[str, Any] = {"paper": self.paper, "feed": self.feed, **limits}
         for key in ("trading_url", "data_url", "stream_url", "trade_stream_url"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
         return out
 
+    def rate_budget(self) -> RequestBudget | None:
+        """This key's request budget on its Trading API, shared by every process that builds it (None when
+        ``rate_limit`` is 0)."""
+        if self.rate_limit <= 0:
+            return None
+        url = self.trading_url or (PAPER_TRADING_URL if self.paper else LIVE_TRADING_URL)
+        return RequestBudget(self.rate_limit, state_path(self.key_id, url), read_share=self.rate_read_share,
+                             window=MarketMinute(self.clock_url, timeout=min(self.timeout, 5.0)))
+
     # -- clients ---------------------------------------------------------------------------------
 
     def trading_client(self, raw_data: bool = False) -> TradingClient:
-        """A TradingClient with a request timeout and the SDK's own retries switched off."""
+        """A TradingClient with a request timeout, the SDK's own retries switched off and every request
+        drawn from :meth:`rate_budget`."""
         client = TradingClient(
             self.key_id, self.secret_key, paper=self.paper, raw_data=raw_data, url_override=self.trading_url
         )
-        return _harden(client, self.timeout)
+        return _harden(client, self.timeout, self.rate_budget())
 
     def data_client(self, raw_data: bool = False) -> StockHistoricalDataClient:
         """A StockHistoricalDataClient with a request timeout and the SDK's own retries switched off."""
@@ -159,9 +191,10 @@ class AlpacaConfig:
 
 
 # Every GET that fails transiently is retried where it failed: one failed page of a paginated bar
-# request costs that page, not the pages before it. Orders (POST) are never retried here: their
-# idempotent path (openbell.adapters.alpaca.broker.submit) asks the broker before sending again.
-GET_RETRY = Retry(
+# request costs that page, not the pages before it; a 429 is waited out as its headers say. Orders
+# (POST) are never retried here: their idempotent path (openbell.adapters.alpaca.broker.submit) asks
+# the broker before sending again.
+GET_RETRY = RateLimitRetry(
     total=6,
     status=6,
     read=3,
@@ -177,22 +210,27 @@ GET_RETRY = Retry(
 
 
 class _TimeoutSession(requests.Session):
-    """A requests session whose every request has a default timeout and whose GETs retry transient failures."""
+    """A requests session whose every request has a default timeout and whose GETs retry transient failures.
+    With a ``budget``, each request first takes a slot of it: GETs as reads, anything else as an order."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, budget: RequestBudget | None = None) -> None:
         super().__init__()
         self.default_timeout = timeout
-        adapter = HTTPAdapter(max_retries=GET_RETRY)
+        self.budget = budget
+        adapter = HTTPAdapter(max_retries=GET_RETRY.with_budget(budget))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", self.default_timeout)
+        if self.budget is not None:
+            verb = method.decode() if isinstance(method, bytes) else method
+            self.budget.acquire(READ if verb.upper() == "GET" else ORDER)
         return super().request(method, url, *args, **kwargs)
 
 
-def _harden(client: T, timeout: float) -> T:
-    client._session = _TimeoutSession(timeout)  # type: ignore[attr-defined]
+def _harden(client: T, timeout: float, budget: RequestBudget | None = None) -> T:
+    client._session = _TimeoutSession(timeout, budget)  # type: ignore[attr-defined]
     client._retry = 0  # type: ignore[attr-defined]  # retries are ours: see retry.call()
     return client
 
@@ -209,3 +247,15 @@ def _paper_flag(extra: dict[str, Any], conn_id: str) -> bool:
         f"connection {conn_id!r}: extra field 'paper' must be true or false, not {value!r}"
         " (nothing was sent to any account)"
     )
+
+
+def _rate_limit(extra: dict[str, Any], conn_id: str) -> int:
+    """The extra's ``rate_limit``: a whole number of requests per minute, 0 for no budget."""
+    value = extra.get("rate_limit", DEFAULT_LIMIT)
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        limit = -1
+    if limit < 0 or isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"connection {conn_id!r}: extra field 'rate_limit' must be a whole number >= 0, not {value!r}")
+    return limit

@@ -6,14 +6,34 @@ values (``filled``, ``buy``); a short position's quantity leaves negative whiche
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 from alpaca.trading.models import Order, Position, TradeAccount, TradeUpdate
 
-from openbell.ports import AccountReport, OrderReport, PositionReport, TradeNotice, TradeReport, UnreadableUpdate
+from openbell.ports import (
+    AccountReport,
+    OrderReport,
+    PositionReport,
+    Refusal,
+    SubmitResult,
+    TradeNotice,
+    TradeReport,
+    UnreadableUpdate,
+)
 
 FILL_EVENTS = ("fill", "partial_fill")
+
+# Alpaca's order refusals, told apart by their message (one code, 40310000, serves several of them)
+REFUSAL_WORDS: tuple[tuple[Refusal, tuple[str, ...]], ...] = (
+    ("trading_blocked", ("not authorized to trade", "not allowed to trade", "trading blocked",
+                         "trading is blocked", "account is blocked", "trading_blocked")),
+    ("wash_trade", ("wash trade",)),
+    ("buying_power", ("buying power",)),
+    ("not_fractionable", ("not fractionable",)),
+    ("not_tradable", ("not tradable", "not tradeable", "is not active", "asset not found")),
+)
 
 
 def optional_float(value: Any) -> float | None:
@@ -63,7 +83,42 @@ def account_report(account: TradeAccount) -> AccountReport:
         cash=float(account.cash),  # type: ignore[arg-type]
         equity=optional_float(getattr(account, "equity", None)),
         status=None if status is None else value_of(status),
+        buying_power=optional_float(getattr(account, "buying_power", None)),
     )
+
+
+def error_body(text: str) -> dict[str, Any]:
+    """An Alpaca error body (``{"code": ..., "message": ..., ...}``) from its text; {} when it is not one."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def refusal_of(message: str) -> Refusal:
+    """The kind of an order refusal, from the broker's message."""
+    text = message.lower()
+    if "asset" in text and "not found" in text:
+        return "not_tradable"
+    for kind, words in REFUSAL_WORDS:
+        if any(w in text for w in words):
+            return kind
+    return "other"
+
+
+def rejected_result(client_order_id: str, body_text: str, reason: str, status: int | None) -> SubmitResult:
+    """A refused order as a ``rejected`` :class:`SubmitResult`: the broker's message, status, code, the kind
+    of refusal, and the buying power a buying-power refusal reports."""
+    body = error_body(body_text)
+    code = body.get("code")
+    kind = refusal_of(reason)
+    try:
+        available = optional_float(body.get("buying_power")) if kind == "buying_power" else None
+    except (TypeError, ValueError):
+        available = None
+    return SubmitResult(client_order_id, "rejected", reason=reason, http_status=status,
+                        code=code if isinstance(code, int) else None, refusal=kind, buying_power=available)
 
 
 def trade_report(update: TradeUpdate) -> TradeReport:

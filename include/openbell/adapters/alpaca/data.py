@@ -1,4 +1,4 @@
-"""The market-data port on Alpaca's historical bars (raw, unadjusted, the connection's feed)."""
+"""The market-data port on Alpaca's historical bars (split-adjusted by default, the connection's feed)."""
 
 from __future__ import annotations
 
@@ -17,17 +17,26 @@ from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.adapters.alpaca.retry import call, error_message
 from openbell.ports import Window
 from openbell.store.bars import BAR_COLUMNS
+from openbell.store.models import ADJUSTMENTS
 
 
 class AlpacaMarketData:
-    """:class:`~openbell.ports.MarketDataPort` on Alpaca (or the simulator); one raw-data client per thread."""
+    """:class:`~openbell.ports.MarketDataPort` on Alpaca (or the simulator); one raw-data client per thread.
 
-    def __init__(self, config: AlpacaConfig) -> None:
+    Bars come ``adjustment``-adjusted ("split": every split made up to the request divides the prices of
+    the bars before it, so history runs on across a split; dividends are not adjusted), and each frame
+    names it in ``attrs["adjustment"]`` for the store to record.
+    """
+
+    def __init__(self, config: AlpacaConfig, adjustment: str = "split") -> None:
+        if adjustment not in ADJUSTMENTS:
+            raise ValueError(f"adjustment must be one of {', '.join(ADJUSTMENTS)}, got {adjustment!r}")
         self.config = config
+        self.adjustment = adjustment
         self._local = threading.local()
 
     def __repr__(self) -> str:
-        return f"AlpacaMarketData({self.config!r})"
+        return f"AlpacaMarketData({self.config!r}, adjustment={self.adjustment!r})"
 
     @property
     def client(self) -> StockHistoricalDataClient:
@@ -40,19 +49,23 @@ class AlpacaMarketData:
     def bars(self, symbols: Sequence[str], window: Window) -> pd.DataFrame:
         """All 1-minute bars of ``symbols`` whose start lies in ``window`` (the SDK pages for us)."""
         if window.end <= window.start or not symbols:
-            return pd.DataFrame(columns=list(BAR_COLUMNS))
+            return self._tagged(pd.DataFrame(columns=list(BAR_COLUMNS)))
         request = StockBarsRequest(
             symbol_or_symbols=list(symbols),
             timeframe=TimeFrame.Minute,
             start=window.start,
             end=window.end - timedelta(microseconds=1),
-            adjustment=Adjustment.RAW,
+            adjustment=Adjustment(self.adjustment),
             feed=DataFeed(self.config.feed),
         )
         raw: dict[str, list[dict[str, Any]]] = call(
             self.client.get_stock_bars, request, what="get_stock_bars", conn_id=self.config.conn_id
         )
-        return bars_frame(raw)
+        return self._tagged(bars_frame(raw))
+
+    def _tagged(self, frame: pd.DataFrame) -> pd.DataFrame:
+        frame.attrs["adjustment"] = self.adjustment
+        return frame
 
     def describe(self, exc: BaseException) -> str:
         return error_message(exc)

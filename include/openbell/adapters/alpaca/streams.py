@@ -15,7 +15,7 @@ from typing import Any
 
 from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.adapters.alpaca.convert import price, read_trade_update, trade_notice
-from openbell.ports import OnBar, OnTrade, TradeReport
+from openbell.ports import OnBar, OnStatus, OnTrade, TradeReport
 from openbell.strategy.base import Bar
 
 STOP_TIMEOUT = 2.0  # wall seconds a stopping stream may take to finish, then to close its socket
@@ -27,6 +27,16 @@ def bar_handler(on_bar: OnBar) -> Callable[[Any], Awaitable[None]]:
     async def handler(raw: Any) -> None:
         on_bar(Bar(raw.symbol, raw.timestamp, price(raw.open), price(raw.high), price(raw.low), price(raw.close),
                    price(raw.volume)), raw.trade_count, raw.vwap)
+
+    return handler
+
+
+def status_handler(on_status: OnStatus) -> Callable[[Any], Awaitable[None]]:
+    """The trading-status subscription's handler: each alpaca-py TradingStatus to
+    ``on_status(symbol, status_code, reason_code)``."""
+
+    async def handler(raw: Any) -> None:
+        on_status(str(raw.symbol), str(raw.status_code or ""), str(raw.reason_code or ""))
 
     return handler
 
@@ -64,7 +74,7 @@ class AlpacaStreams:
 
     def bars(self, symbols: Sequence[str], on_bar: OnBar, *, on_connect: Callable[[], None],
              on_subscribed: Callable[[], None], backoff: tuple[float, float],
-             on_corrected: OnBar | None = None) -> AlpacaStream:
+             on_corrected: OnBar | None = None, on_status: OnStatus | None = None) -> AlpacaStream:
         """Start a bar stream (on the running loop); ``on_connect`` runs before each connection attempt."""
         stream: Any = self.config.data_stream()
         start_ws: Callable[[], Awaitable[None]] = stream._start_ws
@@ -86,6 +96,8 @@ class AlpacaStreams:
         stream.subscribe_bars(bar_handler(on_bar), *symbols)
         if on_corrected is not None:  # Alpaca's updatedBars: a bar re-sent after late trades
             stream.subscribe_updated_bars(bar_handler(on_corrected), *symbols)
+        if on_status is not None:  # halts (LULD pauses included) and resumptions
+            stream.subscribe_trading_statuses(status_handler(on_status), *symbols)
         return AlpacaStream(stream)
 
     def trade_updates(self, on_update: OnTrade, *, on_connect: Callable[[], None],

@@ -7,15 +7,23 @@ one kept-open ``http.client`` connection: requests' per-call preparation (hooks,
 CA resolution, adapters) costs several times the CPU of the request itself, and an order waits for
 that CPU. The client still builds the request and parses the answer; anything unusual (a proxy in
 the environment, another origin, redirects to follow, extra options) goes through plain requests.
+
+Every request on it is an order's (a submit, its lookups): it takes an order slot of the key's request
+budget, and a 429 (which the broker answers before it looks at the order, so nothing was placed) is
+waited out as its headers say and sent once more, under the same ``client_order_id``; a second 429
+reaches the caller (:func:`openbell.adapters.alpaca.broker.submit` asks the broker before sending again).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import select
 import ssl
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -24,7 +32,14 @@ from alpaca.trading.client import TradingClient
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, get_environ_proxies
 
+from openbell.adapters.alpaca.budget import MAX_WAIT_SECONDS, ORDER, RequestBudget
 from openbell.adapters.alpaca.config import PAPER_TRADING_URL, AlpacaConfig
+from openbell.adapters.alpaca.retry import wait_after_429
+
+log = logging.getLogger(__name__)
+
+# After a 429 whose headers name no wait (no Retry-After, requests left in the window): this long, at most.
+RATE_LIMITED_BACKOFF = 0.5
 
 _PLAIN = {"headers", "params", "json", "allow_redirects", "timeout"}
 
@@ -34,11 +49,13 @@ class OrderSession(requests.Session):
 
     Failures surface as requests' own exceptions (``ConnectionError``, ``Timeout``), so callers
     retry them as before. A connection the server closed while idle is replaced before it is used.
+    With a ``budget``, every request takes an order slot first and a 429 is sent once more after its wait.
     """
 
-    def __init__(self, base_url: str, timeout: float) -> None:
+    def __init__(self, base_url: str, timeout: float, budget: RequestBudget | None = None) -> None:
         super().__init__()
         self.default_timeout = timeout
+        self.budget = budget
         parts = urlsplit(base_url)
         self._https = parts.scheme == "https"
         self._origin = f"{parts.scheme}://{parts.netloc}"
@@ -54,9 +71,11 @@ class OrderSession(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", self.default_timeout)
         plain = not args and not set(kwargs) - _PLAIN and kwargs.get("allow_redirects") is False
-        if not (plain and self._direct and str(url).startswith(self._origin + "/")):
-            return super().request(method, url, *args, **kwargs)
-        return self._send(str(method).upper(), str(url), kwargs)
+        verb = (method.decode() if isinstance(method, bytes) else method).upper()
+        target = url.decode() if isinstance(url, bytes) else url
+        if plain and self._direct and target.startswith(self._origin + "/"):
+            return self._limited(verb, target, lambda: self._send(verb, target, kwargs))
+        return self._limited(verb, target, lambda: super(OrderSession, self).request(method, url, *args, **kwargs))
 
     def close(self) -> None:
         self._drop()
@@ -79,6 +98,26 @@ class OrderSession(requests.Session):
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
         return conn
+
+    def _limited(self, method: str, url: str, send: Callable[[], requests.Response]) -> requests.Response:
+        """``send`` within the budget; a 429 waited out and sent once more."""
+        budget = self.budget
+        if budget is not None:
+            budget.acquire(ORDER)
+        response = send()
+        if response.status_code != 429:
+            return response
+        cap = MAX_WAIT_SECONDS if budget is None else budget.wait_cap()
+        wait = wait_after_429(response.headers, cap)
+        log.warning("%s %s: 429, sending once more in %.2fs", method, url.split("?")[0],
+                    wait or min(RATE_LIMITED_BACKOFF, cap))
+        if not wait or budget is None:  # a window ends for every process; other 429s only for this one
+            time.sleep(wait or min(RATE_LIMITED_BACKOFF, cap))
+        else:
+            budget.block(wait)
+        if budget is not None:
+            budget.acquire(ORDER)
+        return send()
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -123,9 +162,10 @@ class OrderSession(requests.Session):
 
 
 def order_client(config: AlpacaConfig) -> TradingClient:
-    """A TradingClient for orders, on one kept-open connection (:class:`OrderSession`)."""
+    """A TradingClient for orders, on one kept-open connection (:class:`OrderSession`) drawing on the key's
+    request budget."""
     client = config.trading_client()
     url = getattr(client, "_base_url", None)
     base = str(getattr(url, "value", url) or PAPER_TRADING_URL)
-    client._session = OrderSession(base, config.timeout)  # type: ignore[attr-defined]
+    client._session = OrderSession(base, config.timeout, config.rate_budget())  # type: ignore[attr-defined]
     return client

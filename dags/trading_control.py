@@ -1,0 +1,42 @@
+"""trading_control: an operator halts, flattens or resumes a session's trading from the Airflow UI.
+
+- **halt**: no new exposure (only orders that reduce a position); the 15:58 liquidation closes the rest.
+- **flatten**: close every position now and trade no more this session.
+- **resume**: trade normally again.
+
+Manual trigger only; who may trigger it is Airflow's permission on this DAG. The triggering user, the
+action and the reason are recorded in the step ledger and the journal, and alerted. This file only wires
+the task; the logic is ``openbell.workflow.control``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, task
+
+from openbell.alerts.callbacks import StepAlert
+from openbell.workflow import control
+
+STEP_ALERT = [StepAlert()]
+
+with DAG(
+    dag_id=control.DAG_ID,
+    description="Halt, flatten or resume a session's trading (manual trigger only).",
+    schedule=None,
+    start_date=pendulum.datetime(2020, 1, 1, tz="America/New_York"),
+    catchup=False,
+    is_paused_upon_creation=False,
+    max_active_runs=1,
+    params=control.control_params(),
+    default_args={"retries": 0, "on_failure_callback": STEP_ALERT},
+    tags=["openbell", "trading", "control"],
+    doc_md=__doc__,
+) as dag:
+
+    @task(execution_timeout=timedelta(minutes=15))
+    def trading_control(**context: object) -> dict:
+        return control.trading_control(context)
+
+    trading_control()

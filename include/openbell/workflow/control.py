@@ -1,0 +1,225 @@
+"""The ``trading_control`` DAG's step: an operator halts, flattens or resumes one session's trading.
+
+- ``halt``: risk state ``REDUCING`` (no new exposure; what is held is closed by the end-of-day
+  liquidation, or by a flatten).
+- ``flatten``: risk state ``HALTED``, then the account is liquidated at once with the end-of-day
+  liquidation's code (cancel open orders, close every position, prove the account flat a market minute
+  later). The session's phase is returned to what it was, so that a ``resume`` may trade again.
+- ``resume``: risk state ``ACTIVE``.
+
+A request is checked before anything changes: an unknown action, an empty reason, a date that is no NYSE
+session, or a session not in progress by the run's market clock is refused (:class:`ControlRefused`).
+Every accepted action is recorded in the step ledger (step ``trading_control``) with the Airflow user who
+triggered the run, journaled as a ``risk_state`` event, and alerted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from openbell import calendar
+from openbell.adapters.alpaca.config import AlpacaConfig
+from openbell.alerts.notify import Level, alert
+from openbell.calendar import ET, Session, et_date
+from openbell.clock import clock_for
+from openbell.params import RunParams
+from openbell.store.sessions import RiskRecord, get_risk, set_risk
+from openbell.workflow.steps import StepContext, recorded
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "trading_control"
+STEP = "trading_control"
+ALERT_KIND = "trading_control"
+ACTIONS = ("halt", "flatten", "resume")
+TARGET_STATE = {"halt": "REDUCING", "flatten": "HALTED", "resume": "ACTIVE"}
+# A flatten waits this long (market time, at most until the close) for the broker to report flat.
+FLATTEN_WINDOW = timedelta(minutes=5)
+UNKNOWN_USER = "unknown Airflow user"
+_REASON_LIMIT = 500
+
+
+class ControlRefused(ValueError):
+    """A control request refused before anything changed; the message says why."""
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    """One operator request: the action, why, who asked, for which session (None: today's by market time)."""
+
+    action: str
+    reason: str
+    by: str
+    session_date: date | None = None
+    run_id: str = ""
+    attempt: int = 1
+    dag_id: str = DAG_ID
+
+    @classmethod
+    def from_airflow(cls, context: dict[str, Any]) -> ControlRequest:
+        """The request of a ``trading_control`` run: its Params and ``dag_run.triggering_user_name``."""
+        dag_run = context["dag_run"]
+        params = dict(context.get("params") or {})
+        ti = context.get("ti")
+        return cls(
+            action=params.get("action") or "",
+            reason=params.get("reason") or "",
+            by=getattr(dag_run, "triggering_user_name", None) or UNKNOWN_USER,
+            session_date=parse_session_date(params.get("session_date")),
+            run_id=str(dag_run.run_id),
+            attempt=int(getattr(ti, "try_number", 1) or 1),
+            dag_id=str(getattr(dag_run, "dag_id", DAG_ID) or DAG_ID),
+        )
+
+
+def parse_session_date(value: Any) -> date | None:
+    """A session date Param (``YYYY-MM-DD``, a date, or empty for today's); refused when unreadable."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ControlRefused(f"session_date {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def control_params() -> dict[str, Any]:
+    """The DAG's Params: ``action`` and ``reason`` required, ``session_date`` optional."""
+    from airflow.sdk import Param
+
+    return {
+        "action": Param(
+            type="string", enum=list(ACTIONS), title="Action",
+            description="halt: no new exposure (only orders that reduce a position); flatten: close everything "
+                        "now and trade no more; resume: trade normally again.",
+        ),
+        "reason": Param(type="string", minLength=1, maxLength=_REASON_LIMIT, pattern=r"\S", title="Reason",
+                        description="Why: recorded in the ledger and the journal, and sent with the alert."),
+        "session_date": Param(None, type=["null", "string"], format="date", title="Session date",
+                              description="The NYSE session (YYYY-MM-DD); empty: today's session in New York "
+                                          "(the market clock's today)."),
+    }
+
+
+def check_request(request: ControlRequest) -> ControlRequest:
+    """The request with its reason and user trimmed; refuses an unknown action or an empty reason."""
+    if request.action not in ACTIONS:
+        raise ControlRefused(f"unknown action {request.action!r}; use one of {', '.join(ACTIONS)}")
+    reason = request.reason.strip() if isinstance(request.reason, str) else ""
+    if not reason:
+        raise ControlRefused(f"{request.action} refused: a reason is required")
+    if len(reason) > _REASON_LIMIT:
+        raise ControlRefused(f"{request.action} refused: the reason is longer than {_REASON_LIMIT} characters")
+    return replace(request, reason=reason, by=(request.by or "").strip() or UNKNOWN_USER)
+
+
+def target_session(request: ControlRequest, now: datetime) -> Session:
+    """The session the request acts on; refused unless it is an NYSE session in progress at market time
+    ``now`` (open <= now < close)."""
+    day = request.session_date or et_date(now)
+    try:
+        s = calendar.session(day)
+    except ValueError as exc:
+        raise ControlRefused(f"{request.action} refused: {exc}") from None
+    at = f"market time {now.astimezone(ET):%Y-%m-%d %H:%M} ET"
+    if s is None:
+        raise ControlRefused(f"{request.action} refused: {day} is not an NYSE session")
+    if now < s.open:
+        raise ControlRefused(f"{request.action} refused: session {s} has not started ({at})")
+    if now >= s.close:
+        raise ControlRefused(f"{request.action} refused: session {s} is over ({at})")
+    return s
+
+
+def trading_control(context: dict[str, Any]) -> dict[str, Any]:
+    """The Airflow task: the run's request against the ``alpaca_default`` and ``openbell_db`` connections."""
+    from openbell.workflow.hooks import AlpacaHook
+    from openbell.workflow.steps import state_url
+
+    return run_control(ControlRequest.from_airflow(context), AlpacaHook().get_conn, state_url())
+
+
+def run_control(request: ControlRequest, config_factory: Callable[[], AlpacaConfig], state_url: str) -> dict[str, Any]:
+    """Check ``request``, then act on its session; returns the ledger summary.
+
+    Raises :class:`ControlRefused` (nothing changed) for a bad request, and ``RuntimeError`` when a flatten
+    leaves the account not flat (the session stays HALTED; the failure is in the ledger and alerted).
+    """
+    request = check_request(request)
+    config = config_factory()
+    now = clock_for(config).now()
+    s = target_session(request, now)
+    ctx = StepContext(session=s, params=RunParams(), run_id=request.run_id, attempt=request.attempt,
+                      run_type="manual", config_factory=lambda: config, state_url=state_url)
+    before = get_risk(ctx.engine, s.date)
+    if request.action == "halt" and before.state == "HALTED":
+        raise ControlRefused(f"halt refused: session {s.date} is already HALTED ({before.reason!r} by {before.by}); "
+                             "halt would allow reducing orders again: flatten, or resume first")
+    with recorded(ctx, STEP) as record:
+        record.summary.update(action=request.action, reason=request.reason, by=request.by,
+                              market_time=now.isoformat(), risk_before=before.state)
+        if request.action == "flatten":
+            risk = _flatten(ctx, request, record.summary, before)
+        else:
+            risk = set_risk(ctx.engine, s.date, TARGET_STATE[request.action], request.reason, request.by, at=now)
+            _alert(ctx, request, before, risk, record.summary)
+        record.summary["risk"] = risk.as_dict()
+    log.info("trading_control %s of session %s by %s: %s -> %s", request.action, s.date, request.by,
+             before.state, risk.state)
+    return record.summary
+
+
+def _flatten(ctx: StepContext, request: ControlRequest, summary: dict[str, Any], before: RiskRecord) -> RiskRecord:
+    """HALTED first (the live loop sends nothing more), then liquidate and prove flat. The session's phase is
+    left alone: the live loop stays up, halted, and trades again on a resume."""
+    from openbell import broker
+    from openbell.workflow.steps import _incomplete
+
+    d = ctx.session.date
+    risk = set_risk(ctx.engine, d, "HALTED", request.reason, request.by, at=ctx.now())
+    first = broker.liquidate(ctx.broker, ctx.engine, d, ctx.clock, _deadline(ctx), market_data=ctx.market_data,
+                             mark_phase=False)
+    summary["first_pass"] = first.as_dict()
+    report = first
+    if first.flat:  # prove it a market minute later: an order in flight when the state changed is closed too
+        ctx.clock.sleep_until(min(ctx.clock.now() + timedelta(minutes=1), ctx.session.close))
+        report = broker.liquidate(ctx.broker, ctx.engine, d, ctx.clock, _deadline(ctx),
+                                  market_data=ctx.market_data, mark_phase=False)
+    summary["liquidation"] = report.as_dict()
+    summary["flat"] = report.flat
+    _alert(ctx, request, before, risk, summary)
+    if not report.flat:
+        _incomplete(ctx, summary, report)
+    return risk
+
+
+def _deadline(ctx: StepContext) -> datetime:
+    return min(ctx.now() + FLATTEN_WINDOW, ctx.session.close)
+
+
+def _alert(ctx: StepContext, request: ControlRequest, before: RiskRecord, after: RiskRecord,
+           summary: dict[str, Any]) -> None:
+    """Alert the control action (once per run); a failing channel is logged, never raised."""
+    d = ctx.session.date
+    lines = [f"{request.by} ran {request.action} on session {d}: risk state {before.state} -> {after.state}.",
+             f"Reason: {request.reason}", f"Market time: {summary['market_time']}"]
+    level = Level.INFO if request.action == "resume" else Level.WARNING
+    title = f"openbell {d}: {request.action} by {request.by}"
+    if request.action == "flatten":
+        report = summary.get("liquidation") or {}
+        if summary.get("flat"):
+            lines.append(f"The account is flat ({report.get('close_orders', 0)} close orders, "
+                         f"{report.get('orders_cancelled', 0)} orders cancelled).")
+        else:
+            level = Level.FAILURE
+            title += ": NOT flat"
+            lines.append(f"The account is NOT flat: positions {report.get('positions_left')}, "
+                         f"open orders {report.get('open_orders_left')}.")
+    lines.append(f"Run: {request.dag_id} {request.run_id}")
+    summary["alert"] = alert(ALERT_KIND, f"{request.dag_id}/{request.run_id}", title, "\n".join(lines),
+                             session_date=d, engine=ctx.engine, level=level).value
