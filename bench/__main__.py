@@ -6,7 +6,8 @@ import importlib
 import sys
 import traceback
 
-MODULES = ["sim_bench", "store_bench", "optimize_bench", "session_bench", "platform_bench", "fault_bench", "ui_bench"]
+MODULES = ["sim_bench", "store_bench", "optimize_bench", "session_bench", "health_bench", "platform_bench",
+           "morning_bench", "fault_bench", "ui_bench"]
 
 
 def main(argv: list[str]) -> int:

@@ -13,6 +13,7 @@ from airflow.sdk import DAG, TriggerRule, task
 from openbell.alerts.callbacks import EndOfDayAlert, StepAlert
 from openbell.params import check_run_params, dag_params
 from openbell.workflow import steps
+from openbell.workflow.operators import MarketTimeRetry
 from openbell.workflow.sensors import LiveTradingSensor
 from openbell.workflow.timetable import NYSESessionTimetable, schedule_end_date
 
@@ -57,8 +58,12 @@ with DAG(
     live_trading = LiveTradingSensor(
         task_id="live_trading",
         trigger_rule=TriggerRule.NONE_FAILED,
-        retries=5,
+        # an api-server outage fails every attempt until it is back: retries back off from 5 s to 60 s,
+        # about 7 wall minutes in all
+        retries=10,
         retry_delay=timedelta(seconds=5),
+        retry_exponential_backoff=2.0,
+        max_retry_delay=timedelta(seconds=60),
         execution_timeout=SESSION,
         timeout=SESSION.total_seconds(),
     )
@@ -68,11 +73,12 @@ with DAG(
         lead_seconds=LEAD, trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=WAIT,
     )
 
-    # Liquidation runs whatever happened upstream: the account is never left holding overnight.
+    # Liquidation runs whatever happened upstream: the account is never left holding overnight. Its retries
+    # are spaced in market time (a killed attempt, which no policy sees, is retried after one wall second).
     eod_liquidate = steps.MarketTimeStep(
         step="eod_liquidate", anchor="close", offset_param="liquidate_minutes_before_close", offset_scale=-1,
-        lead_seconds=LEAD, trigger_rule=TriggerRule.ALL_DONE, retries=3, retry_delay=timedelta(seconds=5),
-        execution_timeout=WAIT,
+        lead_seconds=LEAD, trigger_rule=TriggerRule.ALL_DONE, retries=3, retry_delay=timedelta(seconds=1),
+        retry_policy=MarketTimeRetry(market_seconds=5), execution_timeout=WAIT,
         on_success_callback=[EndOfDayAlert()], on_failure_callback=[*STEP_ALERT, EndOfDayAlert()],
     )
 

@@ -8,7 +8,8 @@ from openbell.ui import create_app
 
 
 class OpenbellUIPlugin(AirflowPlugin):
-    """The ``openbell_ui`` plugin (the page checks Airflow's login and read access to ``trading_day`` itself)."""
+    """The ``openbell_ui`` plugin: the page checks Airflow's login and read access to ``trading_day`` itself;
+    its controls trigger ``trading_control`` through Airflow's REST API, where Airflow's permissions decide."""
 
     name = "openbell_ui"
     fastapi_apps = [{"app": create_app(), "url_prefix": "/openbell", "name": "openbell Trading view"}]  # noqa: RUF012

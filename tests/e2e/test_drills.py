@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from openbell import calendar
+from openbell.runtime.airflow import PROCESSES
 from openbell.runtime.drills import DRILLS, DrillResult, run_in_scratch
+from openbell.runtime.platform_drills import TOKEN_LIFETIME
 from openbell.store.ledger import ABANDONED
 
 pytestmark = pytest.mark.e2e
@@ -34,6 +38,20 @@ def _killed_then_resumed(result: DrillResult, step: str) -> None:
     assert dead and dead[0]["status"] == "failed" and dead[0]["error"] == ABANDONED, attempts
     assert attempts[-1]["status"] == "success" and attempts[-1]["attempt"] > killed["attempt"], attempts
     assert killed["attempt"] in attempts[-1]["abandoned_attempts"]
+
+
+def _killed_twice_flat_before_the_close(result: DrillResult) -> None:
+    first, second = result.facts["killed"]
+    assert first["step"] == second["step"] == "eod_liquidate" and second["attempt"] > first["attempt"]
+    attempts = _attempts(result, "eod_liquidate")
+    for killed in (first, second):
+        dead = [a for a in attempts if a["attempt"] == killed["attempt"]]
+        assert dead and dead[0]["status"] == "failed" and dead[0]["error"] == ABANDONED, attempts
+    last = attempts[-1]
+    assert last["status"] == "success" and last["attempt"] > second["attempt"] and not last.get("late"), attempts
+    drill = DRILLS[result.drill]
+    close = calendar.session(drill.date).close  # type: ignore[union-attr]
+    assert datetime.fromisoformat(last["finished_at"]) < close, (last, close)
 
 
 def _trading_resumed(result: DrillResult) -> None:
@@ -99,7 +117,7 @@ def _within_limit(result: DrillResult) -> None:
 
 def _held_at_close(result: DrillResult) -> None:
     attempts = _attempts(result, "eod_liquidate")
-    assert any("TQQQ" in a["error"] and "halted" in a["error"] for a in attempts), attempts
+    assert any("AAPL" in a["error"] and "halted" in a["error"] for a in attempts), attempts
 
 
 def _foreign(result: DrillResult) -> None:
@@ -107,7 +125,94 @@ def _foreign(result: DrillResult) -> None:
     assert sorted(reconcile["adopted"]) == ["AAPL", "MSFT", "SQQQ", "TQQQ"], reconcile
 
 
+def _market(result: DrillResult, key: str) -> time:
+    return datetime.fromisoformat(result.facts[key]).time()
+
+
+def _replaced_after_kill(result: DrillResult) -> None:
+    """The attempt the fault killed is abandoned; a later one traded on from the decisions and minutes stored."""
+    attempts = _attempts(result, "live_trading")
+    first, last = attempts[0], attempts[-1]
+    assert first["status"] == "failed" and first["error"] == ABANDONED, attempts
+    assert last["status"] == "success" and last["attempt"] > first["attempt"], attempts
+    assert first["attempt"] in last["abandoned_attempts"] and last["first_seq"] > 0 and last["refilled_bars"] > 0
+    assert len(result.facts["trading_tries"]) >= 2, result.facts["trading_tries"]
+
+
+def _scheduler_restarted(result: DrillResult) -> None:
+    facts = result.facts
+    assert facts["trading_pid"] in facts["killed_pids"], facts  # the task process died with the scheduler
+    down = datetime.fromisoformat(facts["restarted_at"]) - datetime.fromisoformat(facts["killed_at"])
+    assert timedelta(minutes=2) <= down < timedelta(minutes=4), down
+    assert _market(result, "killed_at") >= time(11, 0)
+    _replaced_after_kill(result)
+
+
+def _triggerer_restarted(result: DrillResult) -> None:
+    facts = result.facts
+    assert facts["killed_pids"] and facts["deferred_while_down"], facts
+    assert time(14, 30) <= _market(result, "midday_optimize_at") < time(14, 33), facts
+    assert time(15, 58) <= _market(result, "eod_liquidate_at") < time(15, 59, 30), facts
+    assert len(_attempts(result, "midday_optimize")) == len(_attempts(result, "eod_liquidate")) == 1
+
+
+def _api_server_outage(result: DrillResult) -> None:
+    facts = result.facts
+    assert facts["killed_pids"] and facts["down_wall_seconds"] >= 180, facts
+    assert facts["trading_overlaps"] == [], facts["trading_attempts"]  # never two traders at once
+    assert facts["decisions_after_outage"] > 0, facts  # trading went on after the api-server came back
+    assert _attempts(result, "live_trading")[-1]["status"] == "success"
+
+
+def _stack_restarted(result: DrillResult) -> None:
+    facts = result.facts
+    assert set(facts["killed_pids"]) == set(PROCESSES) == set(facts["restarted"]), facts
+    assert facts["trading_pid"] in facts["killed_pids"]["scheduler"], facts
+    assert _market(result, "restarted_at") >= time(11, 20), facts
+    _replaced_after_kill(result)
+
+
+def short_tokens_held(result: DrillResult) -> None:
+    facts = result.facts
+    assert facts["api_server_token_lifetime"] == str(TOKEN_LIFETIME), facts
+    assert _market(result, "restarted_at") < time(9, 30), facts  # before the session's first task ran
+    [attempt] = facts["trading_tries"]  # one attempt held the whole session
+    ran = datetime.fromisoformat(attempt["end_date"]) - datetime.fromisoformat(attempt["start_date"])
+    assert ran.total_seconds() > 4 * TOKEN_LIFETIME, attempt
+    assert [a["status"] for a in _attempts(result, "live_trading")] == ["success"]
+
+
+PLATFORM_CHECKS: dict[str, Callable[[DrillResult], None]] = {  # Airflow's own processes failing
+    "scheduler_restart": _scheduler_restarted,
+    "triggerer_restart": _triggerer_restarted,
+    "api_server_outage": _api_server_outage,
+    "stack_restart": _stack_restarted,
+    "token_expiry": short_tokens_held,
+}
+
+
+def _loss_stop_held(result: DrillResult) -> None:
+    facts = result.facts
+    assert facts["stopped"]["by"] == "openbell" and "daily loss" in facts["stopped"]["reason"], facts["stopped"]
+    attempts = _attempts(result, "live_trading")
+    assert attempts[-1]["attempt"] == facts["retry_attempt"] and attempts[-1]["status"] == "success", attempts
+    assert attempts[-1]["risk_state"] == "HALTED" and attempts[-1]["orders"] == 0, attempts[-1]
+
+
+def _flattened_then_resumed(result: DrillResult) -> None:
+    facts = result.facts
+    assert [(c["action"], c["state"], c["triggered_by"]) for c in facts["controls"]] == [
+        ("flatten", "success", "admin"), ("resume", "success", "admin")], facts["controls"]
+    assert facts["held_before_flatten"] and facts["flat_after_flatten"] == {}, facts
+    assert facts["halted_by"] == "admin"
+    assert facts["orders_while_halted"] == 0 and facts["orders_after_resume"] > 0, facts
+    controls = result.facts["ledger"].get("trading_control", [])
+    assert [a["status"] for a in controls] == ["success", "success"], controls
+
+
 CHECKS: dict[str, Callable[[DrillResult], None]] = {
+    "loss_stop": _loss_stop_held,
+    "flatten_and_resume": _flattened_then_resumed,
     "halt_at_close": _held_at_close,
     "foreign_positions": _foreign,
     "rate_limited": _within_limit,
@@ -122,10 +227,14 @@ CHECKS: dict[str, Callable[[DrillResult], None]] = {
     "rest_errors": _rest_errors,
     "postgres_restart": _postgres,
     "kill_liquidation": lambda result: _killed_then_resumed(result, "eod_liquidate"),
+    "kill_liquidation_twice": _killed_twice_flat_before_the_close,
+    "kill_liquidation_twice_half_day": _killed_twice_flat_before_the_close,
 }
+CHECKS.update(PLATFORM_CHECKS)
 
 
-WHOLE_DAY = {"sparse_day"}  # run, with its checks, by test_trading_day.test_a_whole_day
+# run by test_trading_day.test_a_whole_day: the sparse_day drill, whose 30 s tokens make it token_expiry too
+WHOLE_DAY = {"sparse_day", "token_expiry"}
 
 
 def test_every_drill_has_a_check() -> None:

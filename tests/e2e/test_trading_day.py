@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from e2e.test_drills import short_tokens_held
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.calendar import ET
 from openbell.params import DEFAULT_UNIVERSE
@@ -71,6 +72,7 @@ def test_a_whole_day(tmp_path: Path) -> None:
     # default seed it does not, and the incumbent rightly stays).
     drill = run_in_scratch("sparse_day", tmp_path, progress=log.info)
     assert drill.violations == [], drill.facts
+    short_tokens_held(drill)  # one trading attempt outlived many 30 s execution tokens
     assert drill.day is not None
     report = drill.day.report
     steps = {s["step"]: s for s in report["steps"]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from datetime import date, datetime, timedelta
@@ -18,7 +20,14 @@ from openbell.broker import client_order_id, parse_client_order_id
 from openbell.calendar import previous_sessions, session
 from openbell.clock import clock_for
 from openbell.ports import Window
-from openbell.session import LiveSession, SessionLock, SessionLocked, SessionOver, run_live_session
+from openbell.session import (
+    LiveSession,
+    SessionLock,
+    SessionLocked,
+    SessionOver,
+    SessionReport,
+    run_live_session,
+)
 from openbell.sim.testing import SimProcess
 from openbell.store.bars import upsert_bars
 from openbell.store.params import add_params
@@ -280,3 +289,40 @@ def test_a_halted_symbol_gets_no_order_until_it_resumes(engine: Engine, tmp_path
     assert {"symbol_halted", "symbol_resumed"} <= set(kinds)
     halt_start, halt_end = s.close.replace(hour=20, minute=44), s.close.replace(hour=20, minute=50)
     assert not [t for t in sent if halt_start <= t + timedelta(minutes=1) <= halt_end]
+
+
+def test_the_loss_stop_halts_the_session_for_every_later_attempt(engine: Engine, tmp_path: Path) -> None:
+    """A loss limit the first minutes' slippage breaks: the stop closes the strategy's positions, stores
+    HALTED (by openbell) and a retry of the same session restores it and sends nothing."""
+    s = session(SESSION)
+    assert s is not None
+    universe = ["SSO", "TQQQ", "TNA"]
+    args = ["--dense", "--slippage-bps", "80"]
+    with SimProcess(date="2025-11-20", speed=60, start="15:30", data_dir=tmp_path / "sim", extra_args=args) as sim:
+        config = sim.config()
+        clock = clock_for(config)
+        data = AlpacaMarketData(config)
+        prior = previous_sessions(SESSION, 1)
+        upsert_bars(engine, data.bars(universe, Window(prior[0].open, clock.now())), source="rest")
+        risk = RiskLimits(max_weight=0.4, daily_loss_limit=0.001)
+        opts = {"params_override": BUSY, "universe": universe, "risk": risk, "warmup_sessions": 1}
+
+        async def first_attempt() -> SessionReport:  # ends (cancelled, as a killed task would) at 15:45
+            live = LiveSession(config, engine, s, clock=clock, **opts)
+            until = clock.wall_deadline(s.close - timedelta(minutes=15)) - time.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live.run(), timeout=until)
+            return live.report
+
+        first = asyncio.run(first_attempt())
+        held_after_first = {p.symbol: float(p.qty) for p in config.trading_client().get_all_positions()}
+        orders_before = _count(engine, "SELECT count(*) FROM orders")
+        second = run_live_session(config, engine, SESSION, clock=clock, **opts)
+    with engine.connect() as conn:
+        state = conn.execute(text("SELECT risk_state, risk_by, risk_reason, open_equity FROM trading_sessions")).one()
+    assert first.loss_stop and "daily loss" in first.loss_stop and first.risk_state == "HALTED"
+    assert (state[0], state[1]) == ("HALTED", "openbell") and "daily loss" in state[2]
+    assert float(state[3]) == pytest.approx(first.start_equity, rel=0.01)  # the broker's equity at the first start
+    assert held_after_first == {}  # the stop closed what the strategy held
+    assert second.risk_state == "HALTED" and second.orders == 0 and second.decisions > 0
+    assert _count(engine, "SELECT count(*) FROM orders") == orders_before

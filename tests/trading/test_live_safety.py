@@ -7,12 +7,8 @@ A real simulator (its market paused-like at 1x) and a real Postgres; the session
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,74 +17,21 @@ from alpaca.common.exceptions import APIError
 from alpaca.data.models import Bar as AlpacaBar
 from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
-from sqlalchemy import Engine, text
+from live_parts import SESSION, prepared, rows, run, until
+from live_parts import flushed as settled
+from sqlalchemy import Engine
 
-from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.adapters.alpaca.streams import bar_handler, trade_handler
 from openbell.broker import client_order_id
-from openbell.calendar import previous_sessions, session
+from openbell.calendar import session
 from openbell.clock import clock_for
-from openbell.ports import SubmitResult, Window
+from openbell.ports import SubmitResult
 from openbell.session import LiveSession
 from openbell.session.live import UNSENT_GRACE
 from openbell.session.portfolio import OrderIntent
-from openbell.session.sender import OrderSender
-from openbell.session.writer import Writer
 from openbell.sim.testing import SimProcess
-from openbell.store.bars import upsert_bars
 from openbell.store.sessions import set_phase
 from openbell.strategy import RiskLimits
-
-SESSION = date(2025, 11, 20)
-UNIVERSE = ["SSO", "TQQQ"]
-
-
-@asynccontextmanager
-async def prepared(sim: SimProcess, engine: Engine, **options: Any) -> AsyncIterator[LiveSession]:
-    """A LiveSession prepared and attached as ``run`` attaches it (writer, helper pool, order workers)."""
-    s = session(SESSION)
-    assert s is not None
-    config = sim.config()
-    clock = clock_for(config)
-    history = AlpacaMarketData(config).bars(UNIVERSE, Window(previous_sessions(SESSION, 1)[0].open, clock.now()))
-    upsert_bars(engine, history, source="rest")
-    live = LiveSession(config, engine, s, clock=clock, universe=UNIVERSE, warmup_sessions=1, **options)
-    sender = OrderSender(live.broker, live.dispatch.on_sent, workers=1, threads=2)
-    live.attach(asyncio.get_running_loop(), Writer(engine), ThreadPoolExecutor(2), sender)
-    live.phase.start()
-    await asyncio.gather(asyncio.to_thread(live.prepare), asyncio.to_thread(sender.start))
-    try:
-        yield live
-    finally:
-        live.threads.closing = True
-        sender.close()
-        live.phase.stop()
-        live.threads.pool.shutdown(wait=True)
-        live.recorder.flush()
-        live.recorder.writer.close(timeout=30.0)
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    give_up = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < give_up, f"never happened: {what}"
-        await asyncio.sleep(0.02)
-
-
-async def settled(live: LiveSession) -> None:
-    """Everything queued so far is in Postgres."""
-    await asyncio.sleep(0.05)
-    live.recorder.flush()
-    await asyncio.to_thread(live.recorder.writer.flush, 10.0)
-
-
-def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
-    with engine.connect() as conn:
-        return list(conn.execute(text(sql), params).all())
-
-
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(scenario())
 
 
 async def streamed(live: LiveSession, bar: AlpacaBar) -> None:

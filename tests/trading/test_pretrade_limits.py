@@ -9,71 +9,18 @@ prepares it, then each test places decisions through the dispatcher as the decid
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from dataclasses import replace
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
-from alpaca.trading.enums import QueryOrderStatus
-from alpaca.trading.models import Order
-from alpaca.trading.requests import GetOrdersRequest
-from sqlalchemy import Engine, text
+from live_parts import SESSION, broker_orders, flushed, prepared, rows, run, sim_run, until
+from sqlalchemy import Engine
 
-from openbell.adapters.alpaca.data import AlpacaMarketData
-from openbell.calendar import previous_sessions, session
-from openbell.clock import clock_for
 from openbell.policy import OrderLimits
-from openbell.ports import Window
 from openbell.session import LiveSession
 from openbell.session.limits import orders_sent
-from openbell.session.sender import OrderSender
-from openbell.session.writer import Writer
 from openbell.sim.testing import SimProcess
-from openbell.store.bars import upsert_bars
 from openbell.strategy import Bar
-
-SESSION = date(2025, 11, 20)
-UNIVERSE = ["SSO", "TQQQ"]
-
-
-@asynccontextmanager
-async def prepared(sim: SimProcess, engine: Engine, **limits: Any) -> AsyncIterator[LiveSession]:
-    """A LiveSession prepared and attached as ``run`` attaches it, its dispatcher under ``limits``."""
-    s = session(SESSION)
-    assert s is not None
-    config = sim.config()
-    clock = clock_for(config)
-    history = AlpacaMarketData(config).bars(UNIVERSE, Window(previous_sessions(SESSION, 1)[0].open, clock.now()))
-    upsert_bars(engine, history, source="rest")
-    live = LiveSession(config, engine, s, clock=clock, universe=UNIVERSE, warmup_sessions=1)
-    dispatch = live.dispatch
-    dispatch.limits.policy = replace(dispatch.policy, limits=OrderLimits(**limits))
-    dispatch.limits.last_prices = live.feed.barcheck.last  # the last trade prices: the feed's
-    sender = OrderSender(live.broker, dispatch.on_sent, workers=1, threads=2)
-    live.attach(asyncio.get_running_loop(), Writer(engine), ThreadPoolExecutor(2), sender)
-    live.phase.start()
-    await asyncio.gather(asyncio.to_thread(live.prepare), asyncio.to_thread(sender.start))
-    try:
-        yield live
-    finally:
-        live.threads.closing = True
-        sender.close()
-        live.phase.stop()
-        live.threads.pool.shutdown(wait=True)
-        live.recorder.flush()
-        live.recorder.writer.close(timeout=30.0)
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    give_up = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < give_up, f"never happened: {what}"
-        await asyncio.sleep(0.02)
 
 
 async def settled(live: LiveSession, sim: SimProcess) -> None:
@@ -83,22 +30,7 @@ async def settled(live: LiveSession, sim: SimProcess) -> None:
 
     await asyncio.sleep(0.3)
     await until(filled, "the orders sent are filled")
-    live.recorder.flush()
-    await asyncio.to_thread(live.recorder.writer.flush, 10.0)
-
-
-def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
-    with engine.connect() as conn:
-        return list(conn.execute(text(sql), params).all())
-
-
-def sim_run(tmp_path: Path, args: Sequence[str] = ()) -> SimProcess:
-    return SimProcess(date="2025-11-20", speed=1, start="11:00", data_dir=tmp_path / "sim", extra_args=list(args))
-
-
-def broker_orders(sim: SimProcess) -> list[Order]:
-    found = sim.config().trading_client().get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500))
-    return list(found)  # type: ignore[arg-type]
+    await flushed(live)
 
 
 def place(live: LiveSession, weights: dict[str, float]) -> tuple[list[str], list[str]]:
@@ -113,14 +45,10 @@ def refusals(engine: Engine) -> list[dict[str, Any]]:
     return [r[0] for r in rows(engine, "SELECT payload FROM events WHERE kind = 'order_refused' ORDER BY id")]
 
 
-def run(scenario: Callable[[], Any]) -> None:
-    asyncio.run(scenario())
-
-
 def test_an_order_over_the_notional_limit_is_refused_recorded_and_never_sent(engine: Engine, tmp_path: Path) -> None:
     async def scenario() -> None:
         with sim_run(tmp_path) as sim:
-            async with prepared(sim, engine, max_order_notional=10_000.0) as live:
+            async with prepared(sim, engine, limits=OrderLimits(max_order_notional=10_000.0)) as live:
                 sent, notes = place(live, {"SSO": 0.2, "TQQQ": 0.05})  # about 20k and 5k of 100k
                 await settled(live, sim)
                 orders = broker_orders(sim)
@@ -137,7 +65,7 @@ def test_an_order_over_the_notional_limit_is_refused_recorded_and_never_sent(eng
 def test_a_position_over_its_limit_is_not_built_and_a_reduction_still_goes(engine: Engine, tmp_path: Path) -> None:
     async def scenario() -> None:
         with sim_run(tmp_path, ["--seed-position=SSO:100"]) as sim:
-            async with prepared(sim, engine, max_position_notional=8_000.0) as live:
+            async with prepared(sim, engine, limits=OrderLimits(max_position_notional=8_000.0)) as live:
                 held = 100 * live.portfolio.prices["SSO"]
                 assert held > 8_000  # the seeded position is already over the limit
                 grow, _ = place(live, {"SSO": 0.3, "TQQQ": 0.1})  # SSO grows, TQQQ opens at about 10k
@@ -156,7 +84,7 @@ def test_a_position_over_its_limit_is_not_built_and_a_reduction_still_goes(engin
 def test_orders_over_the_rate_per_minute_are_refused(engine: Engine, tmp_path: Path) -> None:
     async def scenario() -> None:
         with sim_run(tmp_path, ["--seed-position=SSO:100"]) as sim:
-            async with prepared(sim, engine, max_orders_per_minute=1) as live:
+            async with prepared(sim, engine, limits=OrderLimits(max_orders_per_minute=1)) as live:
                 first, notes = place(live, {"SSO": 0.0, "TQQQ": 0.05})  # the sell goes first
                 await settled(live, sim)
                 second, _ = place(live, {"TQQQ": 0.05})  # within the same market minute
@@ -173,7 +101,7 @@ def test_orders_over_the_rate_per_minute_are_refused(engine: Engine, tmp_path: P
 def test_orders_over_the_days_count_are_refused_counting_earlier_attempts(engine: Engine, tmp_path: Path) -> None:
     async def scenario() -> None:
         with sim_run(tmp_path) as sim:
-            async with prepared(sim, engine, max_orders_per_day=3) as live:
+            async with prepared(sim, engine, limits=OrderLimits(max_orders_per_day=3)) as live:
                 first, _ = place(live, {"SSO": 0.05, "TQQQ": 0.05})
                 await settled(live, sim)
                 with engine.connect() as conn:
@@ -195,7 +123,7 @@ def test_an_order_sized_far_from_the_last_trade_is_refused_by_the_collar(engine:
 
     async def scenario() -> None:
         with sim_run(tmp_path) as sim:
-            async with prepared(sim, engine, price_collar=0.05) as live:
+            async with prepared(sim, engine, limits=OrderLimits(price_collar=0.05)) as live:
                 price = live.portfolio.prices["SSO"]
                 t = live.book.next_minute
                 later = Bar("SSO", t, price * 1.08, price * 1.08, price * 1.08, price * 1.08, 100.0)

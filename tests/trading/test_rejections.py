@@ -10,89 +10,23 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from datetime import date
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
-from alpaca.trading.models import Order
-from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
-from sqlalchemy import Engine, text
+from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.requests import MarketOrderRequest
+from live_parts import SESSION, broker_orders, prepared, rows, run, sim_run, until
+from live_parts import flushed as settled
+from sqlalchemy import Engine
 
 from openbell.adapters.alpaca.convert import rejected_result
-from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.broker import client_order_id, is_ours, parse_client_order_id
 from openbell.broker.ids import is_resized, resized_order_id
-from openbell.calendar import previous_sessions, session
-from openbell.clock import clock_for
 from openbell.policy import OrderIntent, OrderPolicy
-from openbell.ports import Window
 from openbell.session import LiveSession
-from openbell.session.sender import OrderJob, OrderSender
-from openbell.session.writer import Writer
-from openbell.sim.testing import SimProcess
-from openbell.store.bars import upsert_bars
-
-SESSION = date(2025, 11, 20)
-UNIVERSE = ["SSO", "TQQQ"]
-
-
-@asynccontextmanager
-async def prepared(sim: SimProcess, engine: Engine) -> AsyncIterator[LiveSession]:
-    """A LiveSession prepared and attached as ``run`` attaches it (writer, helper pool, order workers)."""
-    s = session(SESSION)
-    assert s is not None
-    config = sim.config()
-    clock = clock_for(config)
-    history = AlpacaMarketData(config).bars(UNIVERSE, Window(previous_sessions(SESSION, 1)[0].open, clock.now()))
-    upsert_bars(engine, history, source="rest")
-    live = LiveSession(config, engine, s, clock=clock, universe=UNIVERSE, warmup_sessions=1)
-    sender = OrderSender(live.broker, live.dispatch.on_sent, workers=1, threads=2)
-    live.attach(asyncio.get_running_loop(), Writer(engine), ThreadPoolExecutor(2), sender)
-    live.phase.start()
-    await asyncio.gather(asyncio.to_thread(live.prepare), asyncio.to_thread(sender.start))
-    try:
-        yield live
-    finally:
-        live.threads.closing = True
-        sender.close()
-        live.phase.stop()
-        live.threads.pool.shutdown(wait=True)
-        live.recorder.flush()
-        live.recorder.writer.close(timeout=30.0)
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    give_up = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < give_up, f"never happened: {what}"
-        await asyncio.sleep(0.02)
-
-
-async def settled(live: LiveSession) -> None:
-    """Everything queued so far is in Postgres."""
-    await asyncio.sleep(0.05)
-    live.recorder.flush()
-    await asyncio.to_thread(live.recorder.writer.flush, 10.0)
-
-
-def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
-    with engine.connect() as conn:
-        return list(conn.execute(text(sql), params).all())
-
-
-def sim_run(date_: str, tmp_path: Path, args: Sequence[str] = ()) -> SimProcess:
-    return SimProcess(date=date_, speed=1, start="11:00", data_dir=tmp_path / "sim", extra_args=list(args))
-
-
-def broker_orders(sim: SimProcess) -> list[Order]:
-    found = sim.config().trading_client().get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500))
-    return list(found)  # type: ignore[arg-type]
+from openbell.session.sender import OrderJob
 
 
 async def place(live: LiveSession, weights: dict[str, float], *, trade: bool = True) -> tuple[list[str], list[str]]:
@@ -111,10 +45,6 @@ async def answered(live: LiveSession, count: int) -> None:
 
 def rejection_events(engine: Engine) -> list[dict[str, Any]]:
     return [r[0] for r in rows(engine, "SELECT payload FROM events WHERE kind = 'order_rejected' ORDER BY id")]
-
-
-def run(scenario: Callable[[], Any]) -> None:
-    asyncio.run(scenario())
 
 
 # -- the adapter's reading of a refusal ---------------------------------------------------------------
@@ -171,7 +101,7 @@ def test_an_order_too_large_for_the_buying_power_is_resized_once(engine: Engine,
     buying power, and one smaller order goes under the derived id."""
 
     async def scenario() -> None:
-        with sim_run("2025-11-20", tmp_path, ["--cash=10000"]) as sim:
+        with sim_run(tmp_path, ["--cash=10000"]) as sim:
             async with prepared(sim, engine) as live:
                 price = live.portfolio.prices["SSO"]
                 coids, _ = await place(live, {"SSO": 2.5, "TQQQ": 0.0})  # 25k on a 20k buying power
@@ -202,7 +132,7 @@ def test_a_resized_order_refused_again_is_not_resized_twice(engine: Engine, tmp_
     is the end of it."""
 
     async def scenario() -> None:
-        with sim_run("2025-11-20", tmp_path, ["--cash=10000"]) as sim:
+        with sim_run(tmp_path, ["--cash=10000"]) as sim:
             async with prepared(sim, engine) as live:
                 client = sim.config().trading_client()
                 sender = live.dispatch.sender
@@ -231,7 +161,7 @@ def test_a_resized_order_refused_again_is_not_resized_twice(engine: Engine, tmp_
 
 def test_buys_are_scaled_to_the_buying_power_before_they_leave(engine: Engine, tmp_path: Path) -> None:
     async def scenario() -> None:
-        with sim_run("2025-11-20", tmp_path, ["--cash=10000"]) as sim:
+        with sim_run(tmp_path, ["--cash=10000"]) as sim:
             async with prepared(sim, engine) as live:
                 await asyncio.to_thread(live.dispatch.read_buying_power)
                 await until(lambda: live.portfolio.buying_power() is not None, "the buying power is known")
@@ -254,7 +184,7 @@ def test_a_wash_trade_refusal_is_recorded_and_not_resent(engine: Engine, tmp_pat
 
     async def scenario() -> None:
         args = ["--seed-position=SSO:100", "--halt=SSO:10:30-close"]
-        with sim_run("2025-11-20", tmp_path, args) as sim:
+        with sim_run(tmp_path, args) as sim:
             async with prepared(sim, engine) as live:
                 client = sim.config().trading_client()
                 client.submit_order(MarketOrderRequest(symbol="SSO", qty=10, side=OrderSide.SELL,
@@ -275,7 +205,7 @@ def test_a_wash_trade_refusal_is_recorded_and_not_resent(engine: Engine, tmp_pat
 
 def test_a_symbol_refused_as_not_tradable_gets_no_second_order(engine: Engine, tmp_path: Path) -> None:
     async def scenario() -> None:
-        with sim_run("2025-11-20", tmp_path, ["--not-tradable=TQQQ"]) as sim:
+        with sim_run(tmp_path, ["--not-tradable=TQQQ"]) as sim:
             async with prepared(sim, engine) as live:
                 first, _ = await place(live, {"TQQQ": 0.3})
                 await answered(live, 1)
@@ -297,7 +227,7 @@ def test_a_symbol_refused_as_not_fractionable_gets_no_second_order(engine: Engin
     """A fractional buy (sent as a decision's order would be) is refused; the symbol and side are barred."""
 
     async def scenario() -> None:
-        with sim_run("2025-11-20", tmp_path, ["--not-fractionable=TQQQ"]) as sim:
+        with sim_run(tmp_path, ["--not-fractionable=TQQQ"]) as sim:
             async with prepared(sim, engine) as live:
                 seq = live.seq
                 live.seq += 1
@@ -320,7 +250,7 @@ def test_a_symbol_refused_as_not_fractionable_gets_no_second_order(engine: Engin
 
 def test_a_blocked_account_stops_every_new_order(engine: Engine, tmp_path: Path) -> None:
     async def scenario() -> None:
-        with sim_run("2025-11-20", tmp_path, ["--trading-blocked"]) as sim:
+        with sim_run(tmp_path, ["--trading-blocked"]) as sim:
             async with prepared(sim, engine) as live:
                 first, _ = await place(live, {"SSO": 0.2, "TQQQ": 0.2})
                 await answered(live, 2)
@@ -340,7 +270,7 @@ def test_a_blocked_account_stops_every_new_order(engine: Engine, tmp_path: Path)
 
 def test_a_halted_symbol_gets_no_order_until_it_resumes(engine: Engine, tmp_path: Path) -> None:
     async def scenario() -> None:
-        with sim_run("2025-11-20", tmp_path) as sim:
+        with sim_run(tmp_path) as sim:
             async with prepared(sim, engine) as live:
                 live.dispatch.halted.add("SSO")
                 first, notes = await place(live, {"SSO": 0.2, "TQQQ": 0.2})

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ui_helpers import CHROMIUM, CHROMIUM_FLAGS
 
 from openbell.pg import reachable_tempdir
 from openbell.runtime.demo import Rehearsal, rehearse
@@ -17,9 +18,6 @@ from openbell.runtime.demo import Rehearsal, rehearse
 pytestmark = pytest.mark.e2e
 log = logging.getLogger(__name__)
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WATCH_SECONDS = 150
 # A parameter version that rebalances every minute, stored before trading starts, so that orders and
 # positions appear while the page is watched (the defaults may rightly sit out a quiet afternoon). The
@@ -52,7 +50,7 @@ def _watch(day: Rehearsal, profile: Path, shot: Path, seen: dict[str, Any]) -> N
     base = day.stack.api_url
     with sync_playwright() as pw:
         browser = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS,
             viewport={"width": 1440, "height": 1000},
         )
         try:

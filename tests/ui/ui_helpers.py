@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import uvicorn
@@ -18,10 +19,13 @@ from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 from openbell.runtime.airflow import free_port
 from openbell.ui.auth import COOKIE
 
-__all__ = ["COOKIE", "GOOD_TOKEN", "PerDagAuthManager", "airflow_token", "good_cookie", "no_broker", "recv_until",
-           "serving", "stand_in_login", "ws_connect"]
+__all__ = ["CHROMIUM", "CHROMIUM_FLAGS", "COOKIE", "GOOD_TOKEN", "PerDagAuthManager", "airflow_token",
+           "good_cookie", "no_broker", "recv_until", "serving", "stand_in_login", "ws_connect"]
 
 GOOD_TOKEN = "a-token-the-stand-in-accepts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 async def stand_in_login(token: str) -> Any | None:

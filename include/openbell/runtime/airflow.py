@@ -71,6 +71,7 @@ class AirflowStack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     paused: bool = False  # the DAG starts paused: nothing runs before :meth:`unpause`
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
+    sessions: set[int] = field(default_factory=set, init=False)  # every process session started, killed ones too
     _token: str | None = field(default=None, init=False, repr=False)
 
     def __repr__(self) -> str:
@@ -129,8 +130,6 @@ class AirflowStack:
             "AIRFLOW__API__BASE_URL": self.api_url,
             "AIRFLOW__API__SECRET_KEY": self._secret("api_secret_key"),
             "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt_secret"),
-            # Longer than a whole session, so the trading task's token never lapses mid-day.
-            "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "86400",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
@@ -164,15 +163,50 @@ class AirflowStack:
 
     def start(self) -> None:
         """Start the four processes (logs under ``home/logs``)."""
-        env = self.environment()
         for name in PROCESSES:
-            args = [_airflow_bin(), name]
-            if name == "api-server":
-                args += ["--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
-            logf = open(self.home / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-            self.procs[name] = subprocess.Popen(
-                args, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+            self.start_process(name)
+
+    def start_process(self, name: str) -> int:
+        """Start one of the four processes in a session of its own; returns its pid."""
+        if name not in PROCESSES:
+            raise ValueError(f"unknown Airflow process {name!r}; one of {', '.join(PROCESSES)}")
+        args = [_airflow_bin(), name]
+        if name == "api-server":
+            args += ["--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
+        with open(self.home / "logs" / f"{name}.log", "ab") as logf:
+            proc = subprocess.Popen(
+                args, env=self.environment(), stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
             )
+        self.procs[name] = proc
+        self.sessions.add(proc.pid)
+        return proc.pid
+
+    def kill(self, name: str) -> list[int]:
+        """SIGKILL one process and every process of its session, as a crash of its machine or container
+        would (the scheduler's session holds LocalExecutor's task processes); returns the pids killed."""
+        proc = self.procs.pop(name)
+        pids = sorted({proc.pid, *session_processes({proc.pid})})
+        _signal_group(proc, signal.SIGKILL)
+        signal_sessions({proc.pid}, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while session_processes({proc.pid}) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log.info("killed airflow %s: pids %s", name, pids)
+        return pids
+
+    def kill_all(self) -> dict[str, list[int]]:
+        """SIGKILL every process of the stack at once (a power cut); the pids killed, per process."""
+        return {name: self.kill(name) for name in list(self.procs)}
+
+    def restart(self, name: str, env: Mapping[str, str] | None = None) -> int:
+        """Start ``name`` again (killed first if it still runs), with ``env`` added to ``extra_env`` for it
+        and every process started after it; returns the new pid."""
+        if env:
+            self.extra_env = {**self.extra_env, **env}
+        if name in self.procs:
+            self.kill(name)
+        return self.start_process(name)
 
     def wait_ready(self, timeout: float = 180) -> None:
         """Wait until the api-server answers and the DAG is parsed without import errors."""
@@ -200,7 +234,7 @@ class AirflowStack:
         """Stop every process and everything they started: SIGTERM to each process's session (the task
         processes Airflow puts in groups of their own and their order workers included), SIGKILL to what
         is left after ``grace`` seconds."""
-        sessions = {proc.pid for proc in self.procs.values()}  # each was started as a session leader
+        sessions = {*self.sessions, *(proc.pid for proc in self.procs.values())}  # each a session leader
         for proc in self.procs.values():
             if proc.poll() is None:
                 _signal_group(proc, signal.SIGTERM)
@@ -213,6 +247,7 @@ class AirflowStack:
             signal_sessions(sessions, signal.SIGKILL)
             self._wait_gone(sessions, 5)
         self.procs.clear()
+        self.sessions.clear()
 
     def _wait_gone(self, sessions: set[int], timeout: float) -> bool:
         """Wait until the processes and every member of their sessions are gone."""

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import functools
 import logging
+import re
 import shutil
 import signal
 import sys
@@ -250,10 +251,37 @@ def _block() -> None:
         pass
 
 
+EARLIEST_START = "04:00"  # the simulator's day starts no earlier than Alpaca's pre-market
+
+
+def start_error(session_date: date, start: str) -> str | None:
+    """Why ``start`` (``HH:MM``, ET) cannot start a rehearsal of ``session_date``, or None: a malformed time,
+    one before :data:`EARLIEST_START`, or one at or after the session's close (13:00 on a half day)."""
+    from openbell.sim.playback import market_instant
+
+    s = calendar.session(session_date)
+    if s is None:
+        return f"{session_date} is not an NYSE session"
+    if not re.fullmatch(r"\d{2}:\d{2}", start):
+        return f"--start must be a time as HH:MM (ET), got {start!r}"
+    try:
+        at = market_instant(session_date, start)
+    except ValueError as exc:
+        return f"--start {start!r}: {exc}"
+    close = s.close.astimezone(calendar.ET)
+    if at >= close:
+        return f"--start {start} is at or after the close of {session_date} ({close:%H:%M} ET): nothing to trade"
+    if at < market_instant(session_date, EARLIEST_START):
+        return f"--start {start} is before {EARLIEST_START} ET, when the simulated day begins"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``openbell demo [--date D] [--speed S] [--sim-option ARG]... [--keep-running]``."""
+    """``openbell demo [--date D] [--start HH:MM] [--speed S] [--sim-option ARG]... [--keep-running]``."""
     parser = argparse.ArgumentParser(prog="openbell demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--date", type=date.fromisoformat, help="session to simulate (default: the latest completed)")
+    parser.add_argument("--start", default="09:25", metavar="HH:MM",
+                        help="market time (ET) the simulator starts at, before the close (default 09:25)")
     parser.add_argument("--speed", type=float, default=120.0, help="market seconds per wall second (default 120)")
     parser.add_argument("--sim-option", action="append", default=[], metavar="ARG",
                         help="pass an argument to the simulator, e.g. --sim-option=--seed-position=AAPL:10")
@@ -264,10 +292,15 @@ def main(argv: list[str] | None = None) -> int:
     session_date = args.date or latest_session()
     if calendar.session(session_date) is None:
         parser.error(f"{session_date} is not an NYSE session")
+    refused = start_error(session_date, args.start)
+    if refused:
+        print(f"openbell demo: {refused}", file=sys.stderr)
+        return 2
     for sig in _STOP_SIGNALS[1:]:
         signal.signal(sig, _interrupt)
     try:
-        result = rehearse(session_date, speed=args.speed, sim_args=args.sim_option, keep_running=args.keep_running)
+        result = rehearse(session_date, speed=args.speed, start=args.start, sim_args=args.sim_option,
+                          keep_running=args.keep_running)
     except KeyboardInterrupt:
         print("\ninterrupted; every process the demo started is stopped", file=sys.stderr)
         return 130

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -31,30 +29,23 @@ from openbell.broker import book
 from openbell.params import DEFAULT_UNIVERSE
 from openbell.pg import reachable_tempdir
 from openbell.ports import MarketDataPort, Window
+from openbell.runtime.control_drills import CONTROL_DRILLS
 from openbell.runtime.demo import DayResult, Rehearsal, rehearse
+from openbell.runtime.drill_kit import (
+    EVERY_STEP,
+    Drill,
+    kill_attempt,
+    market_at,
+    market_now,
+    phase,
+    running_attempt,
+    task_state,
+    wait_for,
+)
+from openbell.runtime.platform_drills import PLATFORM_DRILLS, short_tokens
 from openbell.store.ledger import steps_for
 
 log = logging.getLogger(__name__)
-
-DAY = date(2025, 11, 20)
-EVERY_STEP = ("wait_for_open", "download", "todays_bars", "reconcile", "live_trading", "midday_optimize",
-              "eod_liquidate")
-Inject = Callable[[Rehearsal, dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class Drill:
-    """One fault scenario: where the simulated day starts, how fast it runs, what goes wrong."""
-
-    name: str
-    about: str
-    start: str = "14:15"
-    speed: float = 120.0
-    sim_args: tuple[str, ...] = ()
-    inject: Inject | None = None
-    separate_state_server: bool = False
-    held: tuple[str, ...] = ()  # symbols a halt keeps open past the close: eod_liquidate must fail naming them
-
 
 @dataclass
 class DrillResult:
@@ -70,66 +61,15 @@ class DrillResult:
         return not self.violations
 
 
-# -- observing the day ----------------------------------------------------------------------------
-
-
-def market_now(day: Rehearsal) -> datetime:
-    return datetime.fromisoformat(day.sim.clock()["market_time"]).astimezone(calendar.ET)
-
-
-def wait_for(what: str, check: Callable[[], Any], *, timeout: float = 300.0, poll: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy; TimeoutError naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(poll)
-    raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f}s")
-
-
-def running_attempt(day: Rehearsal, step: str) -> dict[str, Any] | None:
-    """The ledger row of ``step``'s attempt that is running now, if any."""
-    rows = [r for r in steps_for(day.engine, DAY) if r["step"] == step and r["status"] == "running"]
-    return rows[-1] if rows else None
-
-
-def _phase(day: Rehearsal) -> str | None:
-    with day.engine.connect() as conn:
-        return conn.execute(text("SELECT phase FROM trading_sessions WHERE session_date = :d"), {"d": DAY}).scalar()
-
-
-def _market_at(day: Rehearsal, hhmm: str) -> bool:
-    h, m = (int(x) for x in hhmm.split(":"))
-    now = market_now(day)
-    return (now.hour, now.minute) >= (h, m)
-
-
-def kill_attempt(day: Rehearsal, step: str, facts: dict[str, Any]) -> dict[str, Any]:
-    """SIGKILL the process of ``step``'s running attempt (as a dying worker would) and note when."""
-    row = wait_for(f"a running {step} attempt", lambda: running_attempt(day, step))
-    pid = int(row["summary"]["process"]["pid"])
-    os.kill(pid, signal.SIGKILL)
-    facts.setdefault("killed", []).append(
-        {"step": step, "attempt": row["attempt"], "pid": pid, "market_time": market_now(day).isoformat()}
-    )
-    log.info("killed %s attempt %s (pid %s)", step, row["attempt"], pid)
-    return row
-
-
-def _task_state(day: Rehearsal, task_id: str) -> str:
-    return str(day.stack.task_instance(day.run_id, task_id).get("state") or "none")
-
-
 # -- the faults -----------------------------------------------------------------------------------
 
 
 def _kill_trading(day: Rehearsal, facts: dict[str, Any], *, clear: bool = False) -> None:
-    wait_for("live trading at 15:05", lambda: _market_at(day, "15:05") and running_attempt(day, "live_trading"))
+    wait_for("live trading at 15:05", lambda: market_at(day, "15:05") and running_attempt(day, "live_trading"))
     killed = kill_attempt(day, "live_trading", facts)
     if clear:
         state = wait_for("Airflow to see the attempt fail",
-                         lambda: (s := _task_state(day, "live_trading")) in ("up_for_retry", "failed") and s)
+                         lambda: (s := task_state(day, "live_trading")) in ("up_for_retry", "failed") and s)
         facts["state_before_clear"] = state
         facts["cleared"] = day.stack.clear_task(day.run_id, "live_trading")
     retry = wait_for("the next live_trading attempt", lambda: (r := running_attempt(day, "live_trading"))
@@ -138,21 +78,30 @@ def _kill_trading(day: Rehearsal, facts: dict[str, Any], *, clear: bool = False)
 
 
 def _kill_liquidation(day: Rehearsal, facts: dict[str, Any]) -> None:
-    wait_for("the liquidation to start", lambda: _phase(day) == "liquidating" and running_attempt(day, "eod_liquidate"),
+    wait_for("the liquidation to start", lambda: phase(day) == "liquidating" and running_attempt(day, "eod_liquidate"),
              timeout=600, poll=0.02)
+    kill_attempt(day, "eod_liquidate", facts)
+
+
+def _kill_liquidation_twice(day: Rehearsal, facts: dict[str, Any]) -> None:
+    """Kill the liquidation's first attempt once it set the phase, then its retry as soon as it runs."""
+    _kill_liquidation(day, facts)
+    first = facts["killed"][-1]["attempt"]
+    wait_for("the liquidation's retry", lambda: (r := running_attempt(day, "eod_liquidate"))
+             and r["attempt"] > first, timeout=300, poll=0.02)
     kill_attempt(day, "eod_liquidate", facts)
 
 
 def _refuse_one_reconnect(day: Rehearsal, facts: dict[str, Any]) -> None:
     # Three drops come from the command line; only the second one's reconnects are refused (406) for 30 s.
-    wait_for("14:50", lambda: _market_at(day, "14:50"), timeout=600, poll=0.25)
+    wait_for("14:50", lambda: market_at(day, "14:50"), timeout=600, poll=0.25)
     day.sim.set_faults(refuse_reconnect_seconds=30)
-    wait_for("15:10", lambda: _market_at(day, "15:10"), timeout=600, poll=0.25)
+    wait_for("15:10", lambda: market_at(day, "15:10"), timeout=600, poll=0.25)
     day.sim.set_faults(refuse_reconnect_seconds=0)
 
 
 def _restart_postgres(day: Rehearsal, facts: dict[str, Any]) -> None:
-    wait_for("live trading at 15:05", lambda: _market_at(day, "15:05") and running_attempt(day, "live_trading"),
+    wait_for("live trading at 15:05", lambda: market_at(day, "15:05") and running_attempt(day, "live_trading"),
              timeout=600, poll=0.25)
     facts["postgres_stopped_at"] = market_now(day).isoformat()
     day.server.stop()
@@ -163,12 +112,12 @@ def _restart_postgres(day: Rehearsal, facts: dict[str, Any]) -> None:
 
 DRILLS: dict[str, Drill] = {d.name: d for d in (
     Drill("sparse_day", "a whole session on the IEX-like default market (thin names miss minutes), with a "
-          "position outside the universe held overnight (market seed 7)",
-          start="09:25", sim_args=("--seed", "7", "--seed-position", "AAPL:7")),
+          "position outside the universe held overnight (market seed 7) and a 30 s execution-token lifetime",
+          start="09:10", sim_args=("--seed", "7", "--seed-position", "AAPL:7"), inject=short_tokens),
     Drill("corrections", "a fifth of the bars are re-sent corrected on updatedBars 30 market seconds later",
           sim_args=("--corrections", "0.2")),
-    Drill("halt_and_resume", "TQQQ is halted from 14:30 to 15:00 (no bars, orders held by the broker)",
-          start="14:10", sim_args=("--halt", "TQQQ:14:30-15:00", "--seed-position", "TQQQ:40")),
+    Drill("halt_and_resume", "TQQQ is halted from 15:10 to 15:40 (no bars, orders held by the broker)",
+          sim_args=("--halt", "TQQQ:15:10-15:40", "--seed-position", "TQQQ:40")),
     Drill("reverse_split", "SQQQ reverse-splits 1-for-10 at the open of 2025-11-17, inside the warmup and the "
           "optimizer's 20 sessions", sim_args=("--split", "SQQQ:0.1:2025-11-17")),
     Drill("rejections", "a short of 120 MSFT held from before the day leaves buying power below equity: buys "
@@ -176,9 +125,9 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
           sim_args=("--seed-position", "MSFT:-120")),
     Drill("rate_limited", "the broker allows 30 Trading API requests a minute (Alpaca: 200) and openbell's "
           "connection says so: orders, syncs and lookups share that budget", sim_args=("--rate-limit", "30")),
-    Drill("halt_at_close", "TQQQ is halted from 15:50 through the close with 40 shares held: the liquidation "
-          "cannot close it and must fail saying so", start="15:30",
-          sim_args=("--halt", "TQQQ:15:50-close", "--seed-position", "TQQQ:40"), held=("TQQQ",)),
+    Drill("halt_at_close", "AAPL (held from before the day, outside the universe) is halted from 15:50 through "
+          "the close: the liquidation cannot close it and must fail saying so",
+          sim_args=("--halt", "AAPL:15:50-close", "--seed-position", "AAPL:40"), held=("AAPL",)),
     Drill("foreign_positions", "held from before the day: a fraction and a short outside the universe (AAPL 3.25, "
           "MSFT -2.5), a fraction and a short in it (TQQQ 10.5, SQQQ -20)",
           sim_args=("--seed-position", "AAPL:3.25", "--seed-position", "MSFT:-2.5", "--seed-position", "TQQQ:10.5",
@@ -198,7 +147,14 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
           inject=_restart_postgres, separate_state_server=True),
     Drill("kill_liquidation", "eod_liquidate's process is SIGKILLed mid-way; Airflow reruns it",
           start="15:50", speed=10.0, inject=_kill_liquidation),
+    Drill("kill_liquidation_twice", "eod_liquidate's process is SIGKILLed, then its retry too; the third attempt "
+          "is flat before the close (TQQQ 40 held from before the day)", start="15:50", speed=4.0,
+          sim_args=("--seed-position", "TQQQ:40"), inject=_kill_liquidation_twice),
+    Drill("kill_liquidation_twice_half_day", "kill_liquidation_twice on the half day 2025-11-28 (close 13:00 ET)",
+          date=date(2025, 11, 28), start="12:50", speed=4.0, sim_args=("--seed-position", "TQQQ:40"),
+          inject=_kill_liquidation_twice),
 )}
+DRILLS.update({d.name: d for d in (*PLATFORM_DRILLS, *CONTROL_DRILLS)})
 
 
 # -- the checks -----------------------------------------------------------------------------------
@@ -237,14 +193,15 @@ def missing_minutes(engine: Engine, session_date: date, symbols: tuple[str, ...]
     return dict(sorted(missing.items()))
 
 
-def _ledger_facts(engine: Engine) -> dict[str, Any]:
+def _ledger_facts(engine: Engine, d: date) -> dict[str, Any]:
     """Per step, each attempt's status, error and the counts it recovered."""
     keep = ("reconnects", "stream_restarts", "refills", "refilled_bars", "first_seq", "decisions", "orders",
             "abandoned_attempts", "writer", "first_live_decision_at", "bars_corrected", "halts", "orders_halted",
             "minutes_without_bars", "rejections_by_reason", "rejected", "lateness_p50_s", "lateness_p99_s",
-            "orders_scaled", "orders_resized", "adjustment", "jumps", "adopted")
+            "orders_scaled", "orders_resized", "adjustment", "jumps", "adopted", "started_at", "finished_at",
+            "late", "risk_state", "loss_stop")
     out: dict[str, Any] = {}
-    for row in steps_for(engine, DAY):
+    for row in steps_for(engine, d):
         summary = row["summary"] or {}
         out.setdefault(row["step"], []).append(
             {"attempt": row["attempt"], "status": row["status"], "error": (row["error"] or "")[:300],
@@ -304,10 +261,10 @@ def run_drill(drill: Drill, home: Path, *, progress: Callable[[str], None] = log
 
     def on_finished(day: Rehearsal) -> None:  # the simulator and Postgres still answer here
         seen.update(_broker_view(day))
-        seen["holes"] = missing_minutes(day.engine, DAY, DEFAULT_UNIVERSE, AlpacaMarketData(day.sim.config()))
+        seen["holes"] = missing_minutes(day.engine, drill.date, DEFAULT_UNIVERSE, AlpacaMarketData(day.sim.config()))
         with day.engine.connect() as conn:
-            seen["book"] = {s: q for s, (q, _) in book.book_positions(conn, DAY).items() if q != 0}
-        facts["ledger"] = _ledger_facts(day.engine)
+            seen["book"] = {s: q for s, (q, _) in book.book_positions(conn, drill.date).items() if q != 0}
+        facts["ledger"] = _ledger_facts(day.engine, drill.date)
         facts["trading_tries"] = [
             {k: t.get(k) for k in ("try_number", "state", "start_date", "end_date")}
             for t in day.stack.task_tries(day.run_id, "live_trading")
@@ -315,7 +272,7 @@ def run_drill(drill: Drill, home: Path, *, progress: Callable[[str], None] = log
 
     started = time.monotonic()
     try:
-        day = rehearse(DAY, speed=drill.speed, start=drill.start, sim_args=drill.sim_args, home=home,
+        day = rehearse(drill.date, speed=drill.speed, start=drill.start, sim_args=drill.sim_args, home=home,
                        separate_state_server=drill.separate_state_server, progress=progress,
                        on_running=on_running, on_finished=on_finished)
     except Exception as exc:

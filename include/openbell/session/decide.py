@@ -7,6 +7,7 @@ This is the hot path: nothing here waits for Postgres or the broker. Orders leav
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from openbell.session.dispatch import Dispatcher
@@ -36,6 +37,7 @@ class Decider:
         report: SessionReport,
         *,
         trade_until: datetime,
+        on_stop: Callable[[str], None],
     ) -> None:
         self._portfolio = portfolio
         self._gate = gate
@@ -45,6 +47,8 @@ class Decider:
         self._recorder = recorder
         self._report = report
         self._trade_until = trade_until
+        self._on_stop = on_stop  # the loss stop tripped: called once, after that minute's orders are out
+        self.stop_reported = False
         self.seq = 0
         self.today: Minutes = []
 
@@ -74,6 +78,9 @@ class Decider:
         dispatch = self._dispatcher
         trade = trade and not dispatch.liquidating and t + MINUTE < self._trade_until  # the liquidation ends trading
         orders = dispatch.place(seq, weights, notes, ready, trade=trade)
+        if self._gate.stopped and not self.stop_reported:  # its closing orders are out: now halt
+            self.stop_reported = True
+            self._on_stop(self._gate.stop_reason or "stopped for the day")
         report.decisions += 1
         scores = getattr(strategy, "last_scores", None) or {}
         self._recorder.decision(t, seq, targets, weights, notes, orders, equity, params.version_id, scores,

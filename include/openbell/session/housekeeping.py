@@ -66,6 +66,7 @@ class Housekeeping:
         working_since: dict[str, int],
         sync_every: int,
         on_winding_down: Callable[[str], None],
+        on_round: Callable[[], None] | None = None,
     ) -> None:
         self._threads = threads
         self._report = report
@@ -79,6 +80,7 @@ class Housekeeping:
         self._working_since = working_since
         self._sync_every = sync_every
         self._on_winding_down = on_winding_down
+        self._on_round = on_round  # last in every round (the trading metrics); must not raise
         self._busy = False
         self._clock_read = -math.inf
 
@@ -116,6 +118,8 @@ class Housekeeping:
         except Exception as exc:  # a chore failing must not stop trading
             log.warning("housekeeping failed: %s", self._sync.describe(exc))
         finally:
+            if self._on_round is not None:
+                self._on_round()
             self._busy = False
 
     def _refresh_clock(self) -> None:

@@ -22,6 +22,9 @@ ports from the connection's settings, one part per job on them, and drives the m
 - :mod:`~openbell.session.reload`: the strategy in force and parameter hot reload
 - :mod:`~openbell.session.housekeeping`: the chores between minutes (GC, lock, clock, phase)
 - :mod:`~openbell.session.recording`: the queued Postgres writes
+- :mod:`~openbell.session.limits`: the pre-trade limits' counts and refusals
+- :mod:`~openbell.session.alerting`: the alerts due between minutes
+- :mod:`~openbell.session.supervision`: stops an attempt whose Airflow supervisor is gone
 """
 
 from __future__ import annotations
@@ -43,11 +46,14 @@ from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.adapters.alpaca.streams import AlpacaStreams
+from openbell.alerts.notify import Level, alert
 from openbell.broker.journal import event
 from openbell.calendar import Session
 from openbell.calendar import session as session_of
 from openbell.clock import MarketClock, cached_now
+from openbell.metrics import SessionMetrics
 from openbell.policy import OrderLimits
+from openbell.session.alerting import LoopAlerts
 from openbell.session.decide import Decider
 from openbell.session.dispatch import UNSENT_GRACE, Dispatcher
 from openbell.session.feed import MinuteFeed
@@ -69,6 +75,7 @@ from openbell.session.sync import BrokerSync
 from openbell.session.threads import Threads
 from openbell.session.trades import TradeUpdates
 from openbell.session.writer import Writer
+from openbell.store.sessions import RiskRecord, set_risk
 from openbell.strategy import RiskGate, RiskLimits
 from openbell.strategy.base import DEFAULT_UNIVERSE
 
@@ -141,7 +148,7 @@ class LiveSession:
         report, portfolio, working = self.report, self.portfolio, self._working_since
         self.threads = threads = Threads()
         self.recorder = recorder = Recorder(threads, self.d, self.universe)
-        self.phase = PhaseWatch(engine, session.date, self._on_phase)
+        self.phase = PhaseWatch(engine, session.date, self._on_phase, on_risk=self._on_risk)
         self.fencing = Fencing(fence, threads, report)  # re-verified every minute; trading pauses meanwhile
         self._prep = Preparation(self.broker, self.market_data, engine, session, self.universe, report,
                                  warmup_sessions=int(warmup_sessions))
@@ -154,11 +161,12 @@ class LiveSession:
                                    phase=self.phase, trade_until=self.trade_until, limits=limits,
                                    last_prices=self.feed.barcheck.last)
         self.decider = Decider(portfolio, self.gate, self.reload, self.dispatch, self.fencing, recorder, report,
-                               trade_until=self.trade_until)
+                               trade_until=self.trade_until, on_stop=self._on_loss_stop)
         self.halts = HaltWatch(self.universe, recorder, report)
         self.dispatch.halted = self.halts.halted  # no order for a halted symbol until it resumes
         self.sync = BrokerSync(threads, recorder, portfolio, working, report, broker=self.broker,
                                session_date=self.d, on_absent=self.dispatch.order_absent)
+        self.sync.on_equity = self._on_broker_equity
         self.trades = TradeUpdates(threads, recorder, portfolio, working, report, session_date=self.d,
                                    read=feeds.read, lookup=self.sync.start_lookup)
         self.streams = Streams(feeds, session, self.universe, clock, recorder, report,
@@ -167,11 +175,13 @@ class LiveSession:
                                on_trade_update=self.trades.on_update,
                                on_trade_reconnect=self.sync.start_recovery,
                                silence=timedelta(minutes=silence_minutes), trade_backoff=trade_stream_backoff)
+        self.metrics = SessionMetrics(self.d.isoformat())
+        self.alerts = LoopAlerts(self.d, engine)
         self.housekeeping = Housekeeping(threads, report, gate=self.gate, fencing=self.fencing, clock=clock,
                                          engine=engine, session_date=self.d,
                                          params=self.reload if params_override is None else None,
                                          sync=self.sync, working_since=working, sync_every=max(1, sync_every),
-                                         on_winding_down=self._enter_liquidation)
+                                         on_winding_down=self._enter_liquidation, on_round=self._between_minutes)
 
     # -- what the run attaches -------------------------------------------------------------------
 
@@ -215,6 +225,7 @@ class LiveSession:
         prep.load_account(self.portfolio, self._working_since, self.feed.barcheck, warm_bars)
         self.report.start_equity = round(self.portfolio.equity(), 2)
         prep.start_day(self.gate, self.portfolio)
+        self._restore_risk(prep.risk())
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -291,6 +302,7 @@ class LiveSession:
         report.answered_p99_ms = percentile(dispatch.answered, 0.99)
         report.reconnects = max(0, self.streams.connects - 1 - report.stream_restarts)
         report.risk_clips = self.gate.clip_counts()
+        self.metrics.session(report, latencies_ms=dispatch.latencies, lateness_s=self.lateness)
         self.recorder.flush()
         writer = self.recorder.writer
         writer.flush(timeout=10.0)  # recovered fills are counted as they are written
@@ -301,6 +313,71 @@ class LiveSession:
 
     def _on_status(self, symbol: str, code: str, reason: str) -> None:
         self.halts.on_status(symbol, code, reason, cached_now(self.clock))
+
+    def _between_minutes(self) -> None:
+        """Between minutes, on the helper pool: the trading metrics and the alerts due (never raises)."""
+        try:
+            equity: float | None = self.portfolio.equity()
+        except Exception:  # read off the loop; a concurrent update may interrupt it
+            equity = None
+        self.metrics.minute(self.report, equity=equity, latencies_ms=self.dispatch.latencies,
+                            lateness_s=self.lateness)
+        try:
+            self.alerts.check(self.report)
+        except Exception:
+            log.exception("alerting failed")
+
+    # -- the risk state ---------------------------------------------------------------------------
+
+    def _restore_risk(self, record: RiskRecord) -> None:
+        """An earlier attempt's loss stop or an operator's halt holds for this attempt too."""
+        self.dispatch.risk_state = record.state
+        self.report.risk_state = record.state
+        if record.state == "HALTED":
+            self.gate.halt(f"restored as HALTED: {record.reason} (by {record.by})")
+            self.decider.stop_reported = True  # stored already
+
+    def _on_risk(self, state: str) -> None:
+        """From the phase watch's thread: the stored risk state changed (an operator, or this loss stop)."""
+        if not self.threads.closing:
+            self.threads.loop.call_soon_threadsafe(self._apply_risk, state)
+
+    def _apply_risk(self, state: str) -> None:
+        if state == self.dispatch.risk_state:
+            return
+        log.warning("session %s risk state %s -> %s", self.d, self.dispatch.risk_state, state)
+        self.dispatch.risk_state = state
+        self.report.risk_state = state
+        self.report.risk_changes.append({"state": state, "market_time": cached_now(self.clock).isoformat()})
+        if state == "HALTED":
+            self.gate.halt("HALTED by the operator")
+            self.decider.stop_reported = True
+        elif state == "ACTIVE" and self.gate.stopped:
+            # a resume trades again: the loss limit counts from here
+            self.gate.start_day(max(self.portfolio.equity(), 1.0))
+            self.decider.stop_reported = False
+
+    def _on_broker_equity(self, equity: float) -> None:
+        """The broker's own equity after a sync: past the loss limit, the next decision stops the day."""
+        if not self.gate.stopped and self.gate.breached(equity):
+            start = self.gate.day_start_equity or 0.0
+            self.gate.halt(f"daily loss limit: the broker's equity {equity:.2f} vs {start:.2f} at the open")
+
+    def _on_loss_stop(self, reason: str) -> None:
+        """The loss stop tripped and its closing orders are out: HALTED, stored for every later attempt, alerted."""
+        log.error("session %s: %s", self.d, reason)
+        self.dispatch.risk_state = self.report.risk_state = "HALTED"
+        self.report.loss_stop = reason
+        at = cached_now(self.clock)
+        self.threads.pool.submit(self._store_halt, reason, at)
+
+    def _store_halt(self, reason: str, at: datetime) -> None:
+        try:
+            set_risk(self.engine, self.d, "HALTED", reason, "openbell", at=at)
+        except Exception:
+            log.exception("storing the loss stop failed; this attempt stays halted")
+        alert("loss_stop", self.d.isoformat(), f"openbell {self.d}: loss stop, trading HALTED", reason,
+              session_date=self.d, engine=self.engine, level=Level.FAILURE)
 
     # -- the session phase ------------------------------------------------------------------------
 

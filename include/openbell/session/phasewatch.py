@@ -1,8 +1,9 @@
-"""The session's phase as Postgres announces it, so an order can be held the moment liquidation starts.
+"""The session's phase and risk state as Postgres announces them, so an order can be held the moment
+liquidation starts or an operator halts trading.
 
 Every write to ``trading_sessions`` is announced on ``openbell_rows`` (migration 0002). A thread
-listens on its own connection and keeps :attr:`PhaseWatch.phase` current; the live loop reads that
-attribute right before orders leave, without a query on its hot path. After a lost connection the
+listens on its own connection and keeps :attr:`PhaseWatch.phase` and :attr:`PhaseWatch.risk` current;
+the live loop reads them right before orders leave, without a query on its hot path. After a lost connection the
 thread reconnects and reads the phase again, so a change made meanwhile is not missed.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from openbell.store.sessions import get_phase
+from openbell.store.sessions import get_phase, get_risk
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +28,18 @@ WINDING_DOWN = frozenset({"liquidating", "closed"})
 
 
 class PhaseWatch:
-    """Follows one session's phase; ``on_change(phase)`` is called from the watch's thread."""
+    """Follows one session's phase and risk state; ``on_change(phase)`` and ``on_risk(state)`` are called
+    from the watch's thread when they change."""
 
     def __init__(
         self, engine: Engine, session_date: date, on_change: Callable[[str | None], None] | None = None,
-        *, poll_seconds: float = 0.5, retry_seconds: float = 1.0,
+        *, on_risk: Callable[[str], None] | None = None, poll_seconds: float = 0.5, retry_seconds: float = 1.0,
     ) -> None:
         self.engine = engine
         self.session_date = session_date
         self.on_change = on_change
+        self.on_risk = on_risk
+        self.risk = "ACTIVE"
         self.poll_seconds = poll_seconds
         self.retry_seconds = retry_seconds
         self.phase: str | None = None
@@ -57,12 +61,19 @@ class PhaseWatch:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def _set(self, phase: str | None) -> None:
+    def _set(self, phase: str | None, risk: str) -> None:
+        if risk != self.risk:
+            self.risk = risk
+            if self.on_risk is not None:
+                self.on_risk(risk)
         if phase == self.phase:
             return
         self.phase = phase
         if self.on_change is not None:
             self.on_change(phase)
+
+    def _read(self) -> None:
+        self._set(get_phase(self.engine, self.session_date), get_risk(self.engine, self.session_date).state)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -81,7 +92,7 @@ class PhaseWatch:
             conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute(f"LISTEN {CHANNEL}")
-            self._set(get_phase(self.engine, self.session_date))  # after LISTEN: nothing falls between
+            self._read()  # after LISTEN: nothing falls between
             self.connected.set()
             day = self.session_date.isoformat()
             while not self._stop.is_set():
@@ -96,7 +107,10 @@ class PhaseWatch:
                     if msg.get("table") != "trading_sessions" or msg.get("session_date") != day:
                         continue
                     row = msg.get("row")
-                    self._set(row["phase"] if row else get_phase(self.engine, self.session_date))
+                    if row:
+                        self._set(row["phase"], row.get("risk_state") or "ACTIVE")
+                    else:
+                        self._read()
         finally:
             self.connected.clear()
             conn.close()

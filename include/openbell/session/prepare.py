@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from openbell.broker import book
 from openbell.broker.ids import parse_client_order_id
@@ -20,7 +20,7 @@ from openbell.session.phasewatch import WINDING_DOWN
 from openbell.session.portfolio import Portfolio
 from openbell.session.report import SessionReport
 from openbell.store.bars import load_bars, upsert_bars
-from openbell.store.sessions import get_phase, set_phase
+from openbell.store.sessions import RiskRecord, get_phase, get_risk, record_open_equity, set_phase
 from openbell.strategy import Bar, RiskGate
 
 
@@ -46,6 +46,7 @@ class Preparation:
         self._universe = universe
         self._report = report
         self._warmup_sessions = warmup_sessions
+        self.account_equity: float | None = None  # the broker's, when the account was loaded
 
     def reconcile(self) -> tuple[int, bool]:
         """Reconcile the book with the broker and open the session's phase; returns the next decision's
@@ -62,15 +63,17 @@ class Preparation:
         return seq, phase in WINDING_DOWN
 
     def history(self, until: datetime) -> list[Bar]:
-        """Stored bars of the last sessions and today before ``until``; today's holes fetched by REST."""
+        """Stored bars of the last sessions and today before ``until``; today's minutes stored for no symbol
+        (a crashed attempt's gap) fetched by REST from the first of them."""
         prior = previous_sessions(self.d, self._warmup_sessions)
         start = prior[0].open if prior else self._day.open
         frame = load_bars(self._engine, self._universe, start, until)
         expected = [m for m in self._day.minutes() if m < pd.Timestamp(until)]
         if expected:
             today = frame[frame["timestamp"] >= pd.Timestamp(self._day.open)]
-            have = set(zip(today["symbol"], today["timestamp"], strict=True))
-            holes = [m for m in expected for s in self._universe if (s, m) not in have]
+            # a minute with a bar of no symbol at all is missing data; a symbol alone without a bar had no trades
+            have = set(today["timestamp"])
+            holes = [m for m in expected if m not in have]
             if holes:
                 lo = min(holes).to_pydatetime()
                 fetched = self._data.bars(self._universe, Window(lo, until))
@@ -88,6 +91,7 @@ class Preparation:
         """The broker's cash, positions and open orders; last prices from the warmup (else the broker)."""
         account = self._broker.account()
         positions = self._broker.positions()
+        self.account_equity = account.equity
         portfolio.cash = account.cash
         for b in warm_bars:
             portfolio.prices[b.symbol] = b.close  # bars are in time order per symbol
@@ -104,12 +108,13 @@ class Preparation:
             working_since[o.client_order_id] = key.decision_seq if key else -2
 
     def start_day(self, gate: RiskGate, portfolio: Portfolio) -> None:
-        """The loss limit counts from the day's first recorded equity (the portfolio's when there is none)."""
+        """The loss limit counts from the broker's equity at the open: stored by the session's first attempt
+        (its account when it started), read back by every later one."""
         if gate.day_start_equity is not None:
             return
-        with self._engine.connect() as conn:
-            first = conn.execute(
-                text("SELECT equity FROM equity WHERE session_date = :d ORDER BY ts LIMIT 1"),
-                {"d": self.d},
-            ).scalar()
-        gate.start_day(float(first) if first else max(portfolio.equity(), 1.0))
+        equity = self.account_equity if self.account_equity and self.account_equity > 0 else portfolio.equity()
+        gate.start_day(record_open_equity(self._engine, self.d, max(equity, 1.0)))
+
+    def risk(self) -> RiskRecord:
+        """The session's risk state as stored (an earlier attempt's loss stop, an operator's halt)."""
+        return get_risk(self._engine, self.d)

@@ -50,6 +50,9 @@ class SessionReport:
     param_versions: list[int | None] = field(default_factory=list)
     params_refused: int = 0
     liquidating_seen: bool = False
+    risk_state: str = "ACTIVE"  # at the end of the attempt
+    risk_changes: list[dict[str, str]] = field(default_factory=list)  # operator halts, flattens, resumes seen
+    loss_stop: str | None = None  # why the daily loss stop tripped in this attempt
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     latency_samples: int = 0

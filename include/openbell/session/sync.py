@@ -54,6 +54,7 @@ class BrokerSync:
         self.describe = broker.describe
         self.d = session_date
         self._on_absent = on_absent
+        self.on_equity: Callable[[float], None] | None = None  # the broker's equity, on the loop, after each sync
         self._recovered: set[str] = set()  # execution ids of fills recovered (counted once)
 
     # -- on the loop ------------------------------------------------------------------------------
@@ -138,6 +139,8 @@ class BrokerSync:
         account = self._broker.account()
         positions = {p.symbol: p.qty for p in self._broker.positions()}
         self._threads.loop.call_soon_threadsafe(self.apply_sync, account.cash, positions)
+        if self.on_equity is not None and account.equity > 0:
+            self._threads.loop.call_soon_threadsafe(self.on_equity, account.equity)
 
     # -- on the writer's thread -------------------------------------------------------------------
 

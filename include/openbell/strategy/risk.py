@@ -81,6 +81,16 @@ class RiskGate:
         self.stop_reason = None
         self.clips.clear()
 
+    def halt(self, reason: str) -> None:
+        """Stop for the rest of the day (every target 0), for ``reason``: a restored or broker-measured stop."""
+        if not self.stopped:
+            self.stopped = True
+            self.stop_reason = reason
+
+    def breached(self, equity: float) -> bool:
+        """``equity`` (e.g. the broker's own figure) is past the daily loss limit since the day's start."""
+        return self.day_start_equity is not None and loss_breached(self.limits, equity, self.day_start_equity)
+
     def clip_counts(self) -> dict[str, dict[str, int]]:
         """Changes made today: reason -> symbol ("*" for the whole portfolio) -> count."""
         out: dict[str, dict[str, int]] = {}

@@ -1,7 +1,10 @@
-"""The Trading view's FastAPI app: the page, two REST routes and the WebSocket, all behind Airflow's login.
+"""The Trading view's FastAPI app: the page, three REST routes and the WebSocket, all behind Airflow's login.
 
-Mounted by the plugin under ``/openbell``. Nothing here can place or cancel an order. Blocking database
-work runs in threads: the api-server's event loop also serves Airflow's own APIs.
+Mounted by the plugin under ``/openbell``. Nothing here can place or cancel an order or change the risk
+state: the page's controls trigger the ``trading_control`` DAG through Airflow's own REST API
+(``POST /api/v2/dags/trading_control/dagRuns``, with the user's login), and ``/api/me`` only tells the
+page whether Airflow would let the user do so. Blocking database work runs in threads: the api-server's
+event loop also serves Airflow's own APIs.
 """
 
 from __future__ import annotations
@@ -22,7 +25,18 @@ from fastapi.responses import FileResponse, HTMLResponse
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from openbell.ui.auth import Authenticator, airflow_user, authenticate, request_token, same_origin, token_expiry
+from openbell.ui.auth import (
+    CONTROL_DAG_ID,
+    Authenticator,
+    ControlCheck,
+    airflow_may_control,
+    airflow_user,
+    authenticate,
+    request_token,
+    same_origin,
+    token_expiry,
+    user_name,
+)
 from openbell.ui.hub import TYPES, Client, Hub
 from openbell.ui.market import Market, poll_broker
 from openbell.ui.snapshot import build_snapshot, latest_session, session_of_run, sessions
@@ -37,6 +51,8 @@ LOGIN_PAGE = (
 )
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_POLICY = 1008
+CONTROL_ACTIONS = ("halt", "flatten", "resume")  # openbell.workflow.control.ACTIONS
+CONTROL_PATH = f"api/v2/dags/{CONTROL_DAG_ID}/dagRuns"  # Airflow's public REST API, from Airflow's root
 
 
 def _state_url() -> str:
@@ -63,10 +79,11 @@ class Runtime:
 class TradingApp:
     """Holds the app's settings and its lazily started runtime."""
 
-    def __init__(self, state_url: str | None, check: Authenticator, market: Market | None,
-                 heartbeat: float, max_queue: int, stall: float, broker_every: float) -> None:
+    def __init__(self, state_url: str | None, check: Authenticator, may_control: ControlCheck,
+                 market: Market | None, heartbeat: float, max_queue: int, stall: float, broker_every: float) -> None:
         self.state_url = state_url
         self.check = check
+        self.may_control = may_control
         self.market = market
         self.heartbeat = heartbeat
         self.max_queue = max_queue
@@ -145,14 +162,17 @@ def _parse_date(value: str | None) -> date | None:
 
 
 def create_app(state_url: str | None = None, *, check: Authenticator = airflow_user,
-               market: Market | None = None, heartbeat: float = 5.0, max_queue: int = 1000,
-               stall: float = 1.0, broker_every: float = 5.0) -> FastAPI:
+               may_control: ControlCheck = airflow_may_control, market: Market | None = None,
+               heartbeat: float = 5.0, max_queue: int = 1000, stall: float = 1.0,
+               broker_every: float = 5.0) -> FastAPI:
     """The Trading view app; ``state_url`` defaults to the ``openbell_db`` connection.
 
-    Each WebSocket client has ``max_queue`` messages of buffer; one whose socket has not taken a message
-    for ``stall`` seconds when that buffer overflows is dropped (see :mod:`openbell.ui.hub`).
+    ``check`` decides who sees the view, ``may_control`` who is shown the controls (both default to
+    Airflow's auth manager). Each WebSocket client has ``max_queue`` messages of buffer; one whose socket
+    has not taken a message for ``stall`` seconds when that buffer overflows is dropped (see
+    :mod:`openbell.ui.hub`).
     """
-    trading = TradingApp(state_url, check, market, heartbeat, max_queue, stall, broker_every)
+    trading = TradingApp(state_url, check, may_control, market, heartbeat, max_queue, stall, broker_every)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -194,6 +214,13 @@ def create_app(state_url: str | None = None, *, check: Authenticator = airflow_u
         rt = await trading.runtime()
         return {"sessions": await asyncio.to_thread(sessions, rt.engine),
                 "default": (await trading.default_session(rt)).isoformat()}
+
+    @app.get("/api/me")
+    async def me(who: Any = Depends(user)) -> dict[str, Any]:  # noqa: B008 - `user` is local to this app
+        allowed = await trading.may_control(who)
+        return {"user": user_name(who),
+                "control": {"allowed": allowed, "dag_id": CONTROL_DAG_ID, "path": CONTROL_PATH,
+                            "actions": list(CONTROL_ACTIONS)}}
 
     @app.get("/api/snapshot", dependencies=[Depends(user)])
     async def snapshot(date_: str | None = Query(None, alias="date"), run_id: str | None = None) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Who may see the Trading view: a user logged in to Airflow (its ``_token`` cookie or a bearer token) who
-may read the ``trading_day`` DAG; and from where its WebSocket may be opened.
+may read the ``trading_day`` DAG; who is shown its controls; and from where its WebSocket may be opened.
 
 Airflow does not authenticate a plugin's app by itself; every route and the WebSocket check the token
-through Airflow's auth manager and ask it whether the user may view the website and read the DAG.
+through Airflow's auth manager and ask it whether the user may view the website and read the DAG. The
+controls are shown to a user the auth manager lets create runs of ``trading_control``; they trigger that
+DAG through Airflow's own REST API, where the auth manager decides again.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from starlette.requests import HTTPConnection
 
 COOKIE = "_token"  # airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN
 DAG_ID = "trading_day"
+CONTROL_DAG_ID = "trading_control"  # openbell.workflow.control.DAG_ID
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # token -> user, or None when the token is not good enough (absent, invalid, expired, not allowed)
 Authenticator = Callable[[str], Awaitable[Any | None]]
+# user (as an Authenticator returned it) -> whether they may trigger the trading_control DAG
+ControlCheck = Callable[[Any], Awaitable[bool]]
 
 
 def request_token(conn: HTTPConnection) -> str | None:
@@ -46,6 +51,27 @@ async def airflow_user(token: str) -> Any | None:
     if not manager.is_authorized_dag(method="GET", details=DagDetails(id=DAG_ID), user=user):
         return None
     return user
+
+
+async def airflow_may_control(user: Any) -> bool:
+    """Whether Airflow's auth manager lets ``user`` create runs of ``trading_control`` (what
+    ``POST /api/v2/dags/trading_control/dagRuns`` requires)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    try:
+        return bool(get_auth_manager().is_authorized_dag(method="POST", access_entity=DagAccessEntity.RUN,
+                                                         details=DagDetails(id=CONTROL_DAG_ID), user=user))
+    except Exception:
+        return False
+
+
+def user_name(user: Any) -> str | None:
+    """The name Airflow shows for ``user`` (an auth manager's user, or a test's mapping)."""
+    if isinstance(user, dict):
+        return user.get("username")
+    get_name = getattr(user, "get_name", None)
+    return str(get_name()) if callable(get_name) else None
 
 
 async def authenticate(conn: HTTPConnection, check: Authenticator) -> Any | None:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from openbell.calendar import ET
 from openbell.params import DEFAULT_UNIVERSE
 from openbell.report import build_report
+from openbell.store.sessions import get_risk
 
 ROW_LIMIT = 300  # orders, fills and events sent in a snapshot (the newest ones)
 HEALTH_KINDS = ("stream_restart", "refill", "refill_failed", "live_session_end")
@@ -167,6 +168,7 @@ def build_snapshot(engine: Engine, session_date: date) -> dict[str, Any]:
         "session": d.isoformat(),
         "empty": empty,
         "phase": phase[0] if phase else None,
+        "risk": get_risk(engine, d).as_dict(),
         "steps": report["steps"],
         "positions": book,
         "broker": broker_view(report["steps"], book, corrections),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, RetryDecision, RetryPolicy
 
 from openbell import calendar
 from openbell.adapters.alpaca.config import CONN_ID
@@ -94,10 +94,65 @@ class WaitForMarketTime(BaseOperator):
             method_name="execute_complete",
         )
 
+    def prepare(self, context: Any) -> None:
+        """Called after the trigger fired and before the last stretch of the wait: work that must not
+        cost market time after the target (building clients, connections). Nothing by default."""
+
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
         if not event or "target" not in event:
             raise ValueError(f"unexpected trigger event {event!r}")
         target = parse_market_time(event["target"])
+        self.prepare(context)
         self._clock().sleep_until(target)
         self.log.info("market time %s reached", target.isoformat())
         return target.isoformat()
+
+
+def clock_speed(clock: MarketClock) -> float:
+    """Market seconds per wall second: 1 for the wall clock, the simulator's published speed otherwise."""
+    clock.now()  # a simulator clock reads its mapping
+    mapping = getattr(clock, "mapping", None)
+    return 1.0 if mapping is None else float(mapping.speed)
+
+
+class MarketTimeRetry(RetryPolicy):
+    """Space a failed attempt's retry by ``market_seconds`` of market time, not wall time.
+
+    Airflow counts ``retry_delay`` on the wall; against a simulator running at 120x, 5 wall seconds are
+    10 market minutes. This policy asks the run's market clock for its speed and returns the wall delay
+    that equals ``market_seconds`` (at least ``min_seconds``). A process killed outright never reaches a
+    policy: the task's ``retry_delay`` applies then, so keep that short too.
+    """
+
+    def __init__(self, market_seconds: float = 5.0, *, min_seconds: float = 0.0, conn_id: str = CONN_ID) -> None:
+        if not (math.isfinite(market_seconds) and market_seconds >= 0 and math.isfinite(min_seconds)
+                and min_seconds >= 0):
+            raise ValueError(f"market_seconds and min_seconds must be finite and >= 0, got "
+                             f"{market_seconds}, {min_seconds}")
+        self.market_seconds = float(market_seconds)
+        self.min_seconds = float(min_seconds)
+        self.conn_id = conn_id
+
+    def wall_delay(self, speed: float) -> timedelta:
+        """The wall delay equal to ``market_seconds`` at ``speed`` market seconds per wall second."""
+        if not (math.isfinite(speed) and speed > 0):
+            raise ValueError(f"the market clock's speed must be finite and > 0, got {speed}")
+        return timedelta(seconds=max(self.min_seconds, self.market_seconds / speed))
+
+    def evaluate(self, exception: BaseException, try_number: int, max_tries: int,
+                 context: Any = None) -> RetryDecision:
+        try:
+            speed = clock_speed(clock_for(AlpacaHook(alpaca_conn_id=self.conn_id).get_conn()))
+            delay = self.wall_delay(speed)
+        except Exception:  # no clock to ask: the task's own retry_delay
+            return RetryDecision.default()
+        return RetryDecision.retry(delay, reason=f"retry in {self.market_seconds:g} market seconds "
+                                                 f"({delay.total_seconds():.3f} wall seconds at {speed:g}x)")
+
+    def serialize(self) -> dict[str, Any]:
+        return {"market_seconds": self.market_seconds, "min_seconds": self.min_seconds, "conn_id": self.conn_id}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> MarketTimeRetry:
+        return cls(float(data["market_seconds"]), min_seconds=float(data.get("min_seconds", 0.0)),
+                   conn_id=str(data.get("conn_id", CONN_ID)))

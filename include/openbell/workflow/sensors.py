@@ -7,6 +7,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 
 from openbell.workflow import steps
+from openbell.workflow.deployment import check_execution_token
 
 
 class LiveTradingSensor(BaseSensorOperator):
@@ -24,5 +25,6 @@ class LiveTradingSensor(BaseSensorOperator):
         super().__init__(**kwargs)
 
     def poke(self, context: Any) -> bool:
+        check_execution_token()  # a deployment that cannot hold the session is refused before any order
         steps.live_trading(context)
         return True

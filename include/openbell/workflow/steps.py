@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The liquidation's proof pass starts at least this long before the close.
+PROOF_MARGIN = timedelta(seconds=15)
+
 
 class SkipStep(Exception):
     """Raised by a step that has nothing to do for this run; carries the reason."""
@@ -245,31 +248,61 @@ def eod_liquidate(context: dict[str, Any]) -> dict[str, Any]:
     return run_eod_liquidate(from_airflow(context))
 
 
+def prepare_liquidation(ctx: StepContext) -> None:
+    """Everything the liquidation needs that costs time, done before its market time: its modules,
+    SQLAlchemy's mapper configuration (the first ORM write of a process configures every mapped class,
+    Airflow's too, importing hundreds of modules: 0.7-2 wall seconds, 1.5-4 market minutes at 120x), the
+    state database (and its schema check), the clock's mapping, the broker and market-data clients and a
+    first broker request (its connection then stays open). A failure here is left to the step itself."""
+    from sqlalchemy.orm import configure_mappers
+
+    import openbell.broker  # noqa: F401 - the liquidation's modules, imported before its time
+
+    try:
+        configure_mappers()
+        ctx.engine  # noqa: B018 - the cached engine and its schema check
+        ctx.clock.now()
+        ctx.market_data  # noqa: B018
+        ctx.broker.positions()
+    except Exception as exc:
+        log.warning("preparing the liquidation failed (the step tries again at its time): %s", exc)
+
+
+def proof_time(now: datetime, close: datetime) -> datetime:
+    """When the liquidation's second pass starts: one market minute after the first ended, but
+    :data:`PROOF_MARGIN` before the close at the latest (never before ``now``), so that an order that was
+    in flight can still be closed."""
+    return max(now, min(now + timedelta(minutes=1), close - PROOF_MARGIN))
+
+
 def run_eod_liquidate(ctx: StepContext) -> dict[str, Any]:
     """:func:`eod_liquidate` for one step context.
 
     Started after the close (see :func:`liquidation_is_late`), it never skips while the broker holds
     positions or open orders: it acts and reports itself late. A close order the broker holds (a halted
-    symbol) is waited for until the close; past it the step fails naming what is held and why.
+    symbol) is waited for until the close; past it the step fails naming what is held and why. Every
+    deadline is the session's close (13:00 ET on a half day).
     """
     from openbell import broker
 
     with recorded(ctx, "eod_liquidate") as record:
         now = ctx.now()
+        record.summary["started_at"] = now.isoformat()
         if liquidation_is_late(ctx.session, now, is_backfill=ctx.is_backfill):
             _liquidate_late(ctx, record.summary, now)
             return record.summary
         require_live(ctx)
-        first = broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close,
+        close = ctx.session.close
+        first = broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, close,
                                  market_data=ctx.market_data)
         record.summary["first_pass"] = first.as_dict()
         record.summary["held"] = first.held
         if not first.flat:  # the close came first: a second pass would only queue orders for the next open
             _incomplete(ctx, record.summary, first)
-        # Prove it: one market minute later (or at the close) the broker must still report flat; an
-        # order that was in flight when the phase changed is closed by this second pass.
-        ctx.clock.sleep_until(min(ctx.clock.now() + timedelta(minutes=1), ctx.session.close))
-        report = broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close,
+        # Prove it: a market minute later (or shortly before the close) the broker must still report flat;
+        # an order that was in flight when the phase changed is closed by this second pass.
+        ctx.clock.sleep_until(proof_time(ctx.clock.now(), close))
+        report = broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, close,
                                   market_data=ctx.market_data)
         record.summary.update(report.as_dict())
         record.summary["held"] = {**first.held, **report.held}
@@ -324,6 +357,10 @@ def _liquidate_late(ctx: StepContext, summary: dict[str, Any], now: datetime) ->
                            f"positions remain {report.positions_left}; {queued}")
 
 
+# Timed steps whose context is built and warmed before their market time (see MarketTimeStep.prepare).
+PREPARED: dict[str, tuple[Callable[[StepContext], None], Callable[[StepContext], dict[str, Any]]]] = {
+    "eod_liquidate": (prepare_liquidation, run_eod_liquidate),
+}
 TIMED_STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "wait_for_open": wait_for_open,
     "midday_optimize": midday_optimize,
@@ -335,7 +372,9 @@ class MarketTimeStep(WaitForMarketTime):
     """A step that waits, deferred, for its market time and then runs ``steps.<step>`` in the same task.
 
     Waiting in the step's own task (rather than in an upstream sensor) means no second task start-up
-    lies between the market time and the action, which matters for the 15:58 liquidation.
+    lies between the market time and the action, which matters for the 15:58 liquidation. A step in
+    :data:`PREPARED` also builds and warms its context between the trigger and its market time, so the
+    connection lookups, the schema check and the broker's first connection cost no market time after it.
     """
 
     def __init__(self, *, step: str, **kwargs: Any) -> None:
@@ -344,8 +383,18 @@ class MarketTimeStep(WaitForMarketTime):
         kwargs.setdefault("task_id", step)
         super().__init__(**kwargs)
         self.step = step
+        self._prepared: StepContext | None = None
+
+    def prepare(self, context: Any) -> None:
+        if self.step in PREPARED:
+            ctx = from_airflow(context)
+            PREPARED[self.step][0](ctx)
+            self._prepared = ctx
 
     def _run_step(self, context: Any) -> dict[str, Any]:
+        if self._prepared is not None:
+            ctx, self._prepared = self._prepared, None
+            return PREPARED[self.step][1](ctx)
         return TIMED_STEPS[self.step](context)
 
     def execute(self, context: Any) -> dict[str, Any]:  # type: ignore[override]

@@ -32,6 +32,7 @@
   }
   function applyRow(m) {
     const d = state.data, r = m.row || {};
+    d.empty = false;
     switch (m.table) {
       case "orders": {
         const seen = d.orders.find((o) => o.client_order_id === r.client_order_id);
@@ -65,7 +66,11 @@
       }
       case "param_versions": upsert(d.params.versions, r, (v) => v.id); break;
       case "step_runs": applyStep(r); break;
-      case "trading_sessions": d.phase = r; break;
+      case "trading_sessions":
+        d.phase = r;
+        if (r.risk_state) d.risk = { state: r.risk_state, reason: r.risk_reason, by: r.risk_by,
+          changed_at: r.risk_changed_at, open_equity: r.open_equity };
+        break;
       case "events": applyEvent(r); break;
     }
   }
@@ -141,8 +146,18 @@
     state.session = d.session;
     const phase = d.phase ? d.phase.phase : d.empty ? "no data" : "—";
     $("phase").textContent = phase; $("phase").className = `badge ${phase}`;
-    renderSteps(d); renderPositions(d); renderSignals(d); renderOrders(d); renderFills(d);
+    renderRisk(d); renderSteps(d); renderPositions(d); renderSignals(d); renderOrders(d); renderFills(d);
     renderChart(d); renderSide(d); renderEvents(d);
+  }
+  function renderRisk(d) {
+    const r = d.risk || { state: "ACTIVE" };
+    $("risk").textContent = r.state; $("risk").className = `badge risk ${r.state}`;
+    $("risk").title = r.reason ? `risk state: ${r.reason}` : "risk state";
+    dl($("risk-detail"), [
+      ["state", r.state, r.state === "HALTED" ? "bad" : r.state === "REDUCING" ? "warn" : ""],
+      ["reason", r.reason || "–"], ["by", r.by || "–"],
+      ["since", r.changed_at ? `${et(r.changed_at)} ET` : "–"],
+    ]);
   }
   function renderSteps(d) {
     fill($("steps").tBodies[0], d.steps, (tr, s) => {
@@ -266,6 +281,42 @@
     if (state.dirty) { state.dirty = false; render(); } else if (state.data) renderSide(state.data);
   }
 
+  // -- the controls: a run of the trading_control DAG through Airflow's REST API, as this user ----------
+  async function loadControls() {
+    let me = null;
+    try { const r = await fetch("api/me", { credentials: "same-origin" }); if (r.ok) me = await r.json(); }
+    catch (e) { /* shown as "not allowed" */ }
+    state.control = me && me.control && me.control.allowed ? me.control : null;
+    $("controls").hidden = !state.control;
+    $("controls-note").textContent = state.control ? "" :
+      "Controls are shown to users Airflow allows to trigger trading_control.";
+  }
+  async function trigger(ev) {
+    ev.preventDefault();
+    const c = state.control, action = $("control-action").value, reason = $("control-reason").value.trim();
+    const out = $("control-result");
+    if (!c || !reason) { out.textContent = "a reason is required"; out.className = "note bad"; return; }
+    // The page lives one level below Airflow's root (the plugin's /openbell).
+    const url = new URL(`../${c.path}`, new URL(".", location.href));
+    const body = { logical_date: null, conf: { action, reason, session_date: state.session || null } };
+    $("control-submit").disabled = true;
+    out.textContent = `requesting ${action}…`; out.className = "note";
+    try {
+      const r = await fetch(url, { method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify(body) });
+      const answer = await r.json().catch(() => ({}));
+      if (r.ok) {
+        out.textContent = `${action} requested: run ${answer.dag_run_id} of ${c.dag_id} (${answer.state})`;
+        out.dataset.runId = answer.dag_run_id; $("control-reason").value = "";
+      } else {
+        const detail = typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail || "");
+        out.textContent = `Airflow refused (HTTP ${r.status}): ${detail}`; out.className = "note bad";
+      }
+    } catch (e) { out.textContent = `not sent: ${e}`; out.className = "note bad"; }
+    finally { $("control-submit").disabled = false; }
+  }
+  $("controls").addEventListener("submit", trigger);
+
   // -- session choice --------------------------------------------------------------------------------
   async function loadSessions() {
     try {
@@ -285,7 +336,7 @@
   state.session = query.get("date");
   state.runId = query.get("run_id"); // the per-run tab of the Airflow UI
   state.chosen = Boolean(state.session || state.runId);
-  connect(); loadSessions();
+  connect(); loadSessions(); loadControls();
   setInterval(tick, 250);
   window.openbell = state; // for tests and the curious
 })();

@@ -1,0 +1,96 @@
+"""Drills of the operator's controls: the loss stop that holds across a crash, and a flatten and resume
+through the ``trading_control`` DAG, triggered through Airflow's REST API as the admin user would."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import text
+
+from openbell.adapters.alpaca.broker import AlpacaBroker
+from openbell.runtime.airflow import ADMIN, TERMINAL
+from openbell.runtime.demo import Rehearsal
+from openbell.runtime.drill_kit import (
+    Drill,
+    kill_attempt,
+    market_at,
+    market_now,
+    running_attempt,
+    session_date,
+    wait_for,
+)
+from openbell.store.sessions import get_risk
+
+CONTROL_DAG = "trading_control"
+
+
+def risk_state(day: Rehearsal) -> str:
+    return get_risk(day.engine, session_date(day)).state
+
+
+def _strategy_orders_between(day: Rehearsal, start: datetime, end: datetime) -> int:
+    """Strategy orders whose decision's minute lies in ``[start, end)`` (market time)."""
+    with day.engine.connect() as conn:
+        return int(conn.execute(text(
+            "SELECT count(*) FROM orders o JOIN decisions d ON d.session_date = o.session_date"
+            " AND d.seq = o.decision_seq WHERE o.origin = 'strategy' AND o.session_date = :s"
+            " AND d.ts >= :a AND d.ts < :b"), {"s": session_date(day), "a": start, "b": end}).scalar_one())
+
+
+def _control(day: Rehearsal, action: str, reason: str, facts: dict[str, Any]) -> dict[str, Any]:
+    """Trigger ``trading_control`` as the admin user and wait for its run to end."""
+    run = day.stack.request("POST", f"/api/v2/dags/{CONTROL_DAG}/dagRuns",
+                            json={"logical_date": None, "conf": {"action": action, "reason": reason}})
+    run_id = str(run["dag_run_id"])
+    path = f"/api/v2/dags/{CONTROL_DAG}/dagRuns/{quote(run_id, safe='')}"
+    done = wait_for(f"the {action} run", lambda: (r := day.stack.get(path))["state"] in TERMINAL and r, timeout=300)
+    facts.setdefault("controls", []).append({"action": action, "run_id": run_id, "state": done["state"],
+                                             "triggered_by": done.get("triggering_user_name"),
+                                             "ended_at": market_now(day).isoformat()})
+    return dict(done)
+
+
+def _flatten_then_resume(day: Rehearsal, facts: dict[str, Any]) -> None:
+    wait_for("live trading at 14:45", lambda: market_at(day, "14:45") and running_attempt(day, "live_trading"),
+             timeout=600, poll=0.25)
+    broker = AlpacaBroker(day.sim.config())
+    facts["held_before_flatten"] = {p.symbol: p.qty for p in broker.positions()}
+    _control(day, "flatten", "drill: flatten at 14:45", facts)
+    halted = get_risk(day.engine, session_date(day))
+    facts["halted_at"] = halted.changed_at.isoformat() if halted.changed_at else None
+    facts["halted_by"] = halted.by
+    facts["flat_after_flatten"] = {p.symbol: p.qty for p in broker.positions()}
+    wait_for("15:15", lambda: market_at(day, "15:15"), timeout=600, poll=0.25)
+    _control(day, "resume", "drill: resume at 15:15", facts)
+    resumed = get_risk(day.engine, session_date(day))
+    facts["resumed_at"] = resumed.changed_at.isoformat() if resumed.changed_at else None
+    wait_for("15:45", lambda: market_at(day, "15:45"), timeout=600, poll=0.25)
+    if halted.changed_at and resumed.changed_at:
+        facts["orders_while_halted"] = _strategy_orders_between(day, halted.changed_at, resumed.changed_at)
+        facts["orders_after_resume"] = _strategy_orders_between(day, resumed.changed_at, market_now(day))
+
+
+def _kill_after_loss_stop(day: Rehearsal, facts: dict[str, Any]) -> None:
+    wait_for("the loss stop", lambda: risk_state(day) == "HALTED", timeout=600, poll=0.25)
+    stopped = get_risk(day.engine, session_date(day))
+    facts["stopped"] = {"by": stopped.by, "reason": stopped.reason,
+                        "at": stopped.changed_at.isoformat() if stopped.changed_at else None}
+    broker = AlpacaBroker(day.sim.config())
+    facts["held_after_stop"] = wait_for(
+        "the stop's closing orders to fill", lambda: not broker.positions() and {"flat": True}, timeout=120)
+    killed = kill_attempt(day, "live_trading", facts)
+    retry = wait_for("the next live_trading attempt", lambda: (r := running_attempt(day, "live_trading"))
+                     and r["id"] != killed["id"] and r, timeout=180)
+    facts["retry_attempt"] = retry["attempt"]
+
+
+CONTROL_DRILLS = (
+    Drill("loss_stop", "fills 8% worse than the market trip the daily loss stop soon after trading starts; "
+          "live_trading is SIGKILLed once HALTED and flat, and its retry stays HALTED and flat",
+          sim_args=("--slippage-bps", "800"), inject=_kill_after_loss_stop),
+    Drill("flatten_and_resume", f"the {ADMIN} user runs trading_control flatten at 14:45 (flat, HALTED, no order) "
+          "and resume at 15:15 (the strategy trades again); AAPL 10, outside the universe, is held until the flatten",
+          sim_args=("--seed-position", "AAPL:10"), inject=_flatten_then_resume),
+)

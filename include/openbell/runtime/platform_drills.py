@@ -1,0 +1,212 @@
+"""Drills for Airflow's own failures: its processes killed and restarted, its api-server down, short tokens.
+
+Each drill runs a simulated session through the real scheduler (like every drill in
+:mod:`openbell.runtime.drills`, which registers these) and ends with the same morning-after checks.
+The faults are process-level: :class:`~openbell.runtime.airflow.AirflowStack` kills a process together
+with every process of its session, as the crash of its machine or container would.
+
+A rehearsal runs the market 60-120 times faster than the wall, but Airflow's own timers count wall
+seconds. Where recovery waits on one of them (a dead task's heartbeat timeout, 300 s by default: ten
+market hours at 120x), the restarted scheduler gets it shortened in proportion; nothing else is changed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from sqlalchemy import text
+
+from openbell import calendar
+from openbell.runtime.demo import Rehearsal
+from openbell.runtime.drill_kit import Drill
+from openbell.runtime.drill_kit import attempts as _attempts
+from openbell.runtime.drill_kit import market_at as _at
+from openbell.runtime.drill_kit import market_now as _now
+from openbell.runtime.drill_kit import running_attempt as _running
+from openbell.runtime.drill_kit import session_date as _session_date
+from openbell.runtime.drill_kit import wait_for as _wait
+from openbell.store.ledger import ABANDONED
+
+DEFERRED = ("midday_optimize", "eod_liquidate")
+API_DOWN_SECONDS = 180.0
+TOKEN_LIFETIME = 30
+# Airflow's 300 s timers for dead tasks compressed like the day: the heartbeat timeout (tasks the new
+# scheduler queued) and the orphan check (tasks the dead scheduler queued, reset once its job is 30 s stale),
+# so a dead trading task is retried within about a minute of wall time instead of ten market hours.
+COMPRESSED_TIMERS = {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
+                     "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15"}
+
+
+# -- observing the day ----------------------------------------------------------------------------
+
+
+def _clock(day: Rehearsal) -> tuple[datetime, datetime, float]:
+    c = day.sim.clock()
+    return (datetime.fromisoformat(c["market_time"]).astimezone(calendar.ET), datetime.fromisoformat(c["wall_time"]),
+            float(c["speed"]))
+
+
+
+
+def market_of(day: Rehearsal, wall: datetime) -> datetime:
+    """The market time at the wall time ``wall`` (aware), from the simulator's published mapping."""
+    market, at, speed = _clock(day)
+    return market + (wall - at) * speed
+
+
+
+
+
+
+def _wait_market(day: Rehearsal, when: datetime) -> None:
+    _wait(f"market time {when:%H:%M}", lambda: _now(day) >= when, timeout=600)
+
+
+
+
+
+
+
+
+def _trading_from(day: Rehearsal, hhmm: str) -> dict[str, Any]:
+    row = _wait(f"live trading at {hhmm}", lambda: _at(day, hhmm) and _running(day, "live_trading"), timeout=600)
+    return dict(row)
+
+
+def _next_trader(day: Rehearsal, killed: dict[str, Any], facts: dict[str, Any], timeout: float = 240) -> None:
+    """Wait for the next live_trading attempt after ``killed``; note when it started, in market time."""
+    row = _wait("the next live_trading attempt",
+                lambda: (r := _running(day, "live_trading")) and r["id"] != killed["id"] and r, timeout=timeout)
+    facts["resumed_at"] = market_of(day, row["started"]).isoformat()
+    facts["resumed_attempt"] = row["attempt"]
+
+
+def _api_up(day: Rehearsal) -> bool:
+    try:
+        return requests.get(f"{day.stack.api_url}/api/v2/monitor/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+
+def trading_overlaps(attempts: list[dict[str, Any]]) -> list[str]:
+    """Pairs of live_trading attempts that ran at once while both alive: one that was killed is counted
+    as running until its successor marked it abandoned, so only live overlaps are named."""
+    rows = sorted(attempts, key=lambda r: r["started"])
+    bad = []
+    for a, b in itertools.combinations(rows, 2):
+        ended = a["ended"] or datetime.max.replace(tzinfo=b["started"].tzinfo)
+        if ended > b["started"] and a["error"] != ABANDONED:
+            bad.append(f"attempt {a['attempt']} ({a['status']}) still ran when attempt {b['attempt']} started")
+    return bad
+
+
+def _record_trading(day: Rehearsal, facts: dict[str, Any]) -> None:
+    """After trading ended: each live_trading attempt's span in market time, and any overlap."""
+    _wait("live trading to end", lambda: _at(day, "15:58") and not _running(day, "live_trading"), timeout=900)
+    rows = _attempts(day, "live_trading")
+    facts["trading_attempts"] = [
+        {"attempt": r["attempt"], "status": r["status"], "started": market_of(day, r["started"]).isoformat(),
+         "ended": r["ended"] and market_of(day, r["ended"]).isoformat(), "abandoned": r["error"] == ABANDONED}
+        for r in rows
+    ]
+    facts["trading_overlaps"] = trading_overlaps(rows)
+
+
+# -- the faults -----------------------------------------------------------------------------------
+
+
+def _scheduler_restart(day: Rehearsal, facts: dict[str, Any]) -> None:
+    row = _trading_from(day, "11:00")
+    facts["trading_pid"] = int(row["summary"]["process"]["pid"])
+    facts["killed_at"] = _now(day).isoformat()
+    facts["killed_pids"] = day.stack.kill("scheduler")
+    _wait_market(day, datetime.fromisoformat(facts["killed_at"]) + timedelta(minutes=2))
+    facts["restarted_at"] = _now(day).isoformat()
+    day.stack.restart("scheduler", env=COMPRESSED_TIMERS)
+    _next_trader(day, row, facts)
+
+
+def _deferred(day: Rehearsal) -> bool:
+    return all(day.stack.task_instance(day.run_id, t).get("state") == "deferred" for t in DEFERRED)
+
+
+def _triggerer_restart(day: Rehearsal, facts: dict[str, Any]) -> None:
+    _wait("midday_optimize and eod_liquidate deferred", lambda: _at(day, "11:30") and _deferred(day), timeout=600)
+    facts["killed_at"] = _now(day).isoformat()
+    facts["killed_pids"] = day.stack.kill("triggerer")
+    _wait_market(day, datetime.fromisoformat(facts["killed_at"]) + timedelta(minutes=20))
+    facts["deferred_while_down"] = _deferred(day)
+    facts["restarted_at"] = _now(day).isoformat()
+    day.stack.restart("triggerer")
+    for step in DEFERRED:
+        row = _wait(f"{step} to act", lambda s=step: _attempts(day, s), timeout=900)[0]
+        facts[f"{step}_at"] = market_of(day, row["started"]).isoformat()
+
+
+def _api_server_outage(day: Rehearsal, facts: dict[str, Any]) -> None:
+    row = _trading_from(day, "10:50")
+    facts["trading_pid"] = int(row["summary"]["process"]["pid"])
+    facts["down_at"] = _now(day).isoformat()
+    facts["killed_pids"] = day.stack.kill("api-server")
+    down = time.monotonic()
+    time.sleep(API_DOWN_SECONDS)
+    day.stack.restart("api-server")
+    _wait("the api-server", lambda: _api_up(day), timeout=120)
+    facts["down_wall_seconds"] = round(time.monotonic() - down, 1)
+    facts["up_at"] = _now(day).isoformat()
+    _record_trading(day, facts)
+    with day.engine.connect() as conn:
+        facts["decisions_after_outage"] = int(conn.execute(
+            text("SELECT count(*) FROM decisions WHERE session_date = :d AND ts > :t"),
+            {"d": _session_date(day), "t": datetime.fromisoformat(facts["up_at"])},
+        ).scalar() or 0)
+
+
+def _stack_restart(day: Rehearsal, facts: dict[str, Any]) -> None:
+    row = _trading_from(day, "11:00")
+    facts["trading_pid"] = int(row["summary"]["process"]["pid"])
+    facts["killed_at"] = _now(day).isoformat()
+    facts["killed_pids"] = day.stack.kill_all()
+    _wait_market(day, datetime.fromisoformat(facts["killed_at"]).replace(hour=11, minute=20, second=0))
+    facts["restarted_at"] = _now(day).isoformat()
+    day.stack.extra_env = {**day.stack.extra_env, **COMPRESSED_TIMERS}
+    day.stack.start()
+    day.stack.wait_ready()
+    facts["restarted"] = sorted(day.stack.procs)
+    _next_trader(day, row, facts)
+
+
+def short_tokens(day: Rehearsal, facts: dict[str, Any]) -> None:
+    """Restart the api-server with a 30 s execution-token lifetime (before the open)."""
+    # Only the api-server issues and renews execution tokens: its lifetime setting is the one that counts.
+    facts["restarted_at"] = _now(day).isoformat()
+    pid = day.stack.restart("api-server", env={"AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": str(TOKEN_LIFETIME)})
+    _wait("the api-server", lambda: _api_up(day), timeout=120)
+    facts["api_server_pid"] = pid
+    # what Airflow itself reads in the environment the api-server was started with
+    got = day.stack.airflow("config", "get-value", "execution_api", "jwt_expiration_time", check=False)
+    facts["api_server_token_lifetime"] = got.stdout.strip().splitlines()[-1] if got.stdout.strip() else None
+
+
+PLATFORM_DRILLS = (
+    Drill(name="scheduler_restart", start="10:45", inject=_scheduler_restart,
+          about="the scheduler and the task processes under it (LocalExecutor) are SIGKILLed at 11:00 and "
+                "the scheduler started again 2 market minutes later"),
+    Drill(name="triggerer_restart", start="11:15", inject=_triggerer_restart,
+          about="the triggerer is SIGKILLed while midday_optimize and eod_liquidate are deferred and started "
+                "again 20 market minutes later; both still act at their market times"),
+    Drill(name="api_server_outage", start="10:40", speed=60.0, inject=_api_server_outage,
+          about=f"the api-server is down for {API_DOWN_SECONDS / 60:g} wall minutes while live_trading runs; "
+                "trading continues or resumes, never two traders at once"),
+    Drill(name="stack_restart", start="10:45", inject=_stack_restart,
+          about="every Airflow process is SIGKILLed at 11:00 (a power cut) and the stack started again at "
+                "11:20: reconcile, refill, resume, flat at the close"),
+    Drill(name="token_expiry", start="09:10", inject=short_tokens,
+          about=f"the whole day with a {TOKEN_LIFETIME} s execution-token lifetime: one trading attempt "
+                "outlives many tokens"),
+)

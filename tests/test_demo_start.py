@@ -1,0 +1,64 @@
+"""``openbell demo --start HH:MM``: a start outside the session is refused with one line, before anything
+is started."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from openbell.runtime import demo
+from openbell.runtime.demo import start_error
+
+FULL, HALF = date(2025, 11, 20), date(2025, 11, 28)
+
+
+@pytest.mark.parametrize(("day", "start"), [(FULL, "09:25"), (FULL, "04:00"), (FULL, "15:59"), (HALF, "12:50")])
+def test_a_start_inside_the_day_is_taken(day: date, start: str) -> None:
+    assert start_error(day, start) is None
+
+
+@pytest.mark.parametrize(
+    ("day", "start", "reason"),
+    [
+        (FULL, "16:00", "at or after the close of 2025-11-20 (16:00 ET)"),
+        (FULL, "23:10", "at or after the close"),
+        (HALF, "13:00", "at or after the close of 2025-11-28 (13:00 ET)"),
+        (FULL, "03:59", "before 04:00 ET"),
+        (FULL, "9:30", "HH:MM"),
+        (FULL, "09:30:15", "HH:MM"),
+        (FULL, "25:00", "expected a time"),
+        (FULL, "noon", "HH:MM"),
+    ],
+)
+def test_a_start_outside_the_session_is_refused(day: date, start: str, reason: str) -> None:
+    message = start_error(day, start)
+    assert message is not None and reason in message and "\n" not in message
+
+
+def test_the_cli_refuses_before_starting_anything(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("nothing may start")
+
+    monkeypatch.setattr(demo, "rehearse", never)
+    assert demo.main(["--date", "2025-11-28", "--start", "13:30"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("openbell demo: --start 13:30 is at or after the close")
+
+
+def test_the_cli_passes_the_start_to_the_rehearsal(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+
+    class _Stop(Exception):
+        pass
+
+    def rehearse(session_date: date, **kw: object) -> None:
+        seen.update(kw, date=session_date)
+        raise _Stop
+
+    monkeypatch.setattr(demo, "rehearse", rehearse)
+    monkeypatch.setattr(demo.signal, "signal", lambda *_: None)
+    with pytest.raises(_Stop):
+        demo.main(["--date", "2025-11-20", "--start", "15:40", "--speed", "30"])
+    assert (seen["date"], seen["start"], seen["speed"]) == (FULL, "15:40", 30.0)

@@ -1,0 +1,94 @@
+"""Driving the live loop's parts against a real simulator and Postgres, as ``LiveSession.run`` drives them:
+a session prepared and attached (writer, helper pool, order workers), then what a stream or the decider
+would hand in. Shared by the money-safety, rejection and pre-trade-limit tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.models import Order
+from alpaca.trading.requests import GetOrdersRequest
+from sqlalchemy import Engine, text
+
+from openbell.adapters.alpaca.data import AlpacaMarketData
+from openbell.calendar import previous_sessions, session
+from openbell.clock import clock_for
+from openbell.ports import Window
+from openbell.session import LiveSession
+from openbell.session.sender import OrderSender
+from openbell.session.writer import Writer
+from openbell.sim.testing import SimProcess
+from openbell.store.bars import upsert_bars
+
+SESSION = date(2025, 11, 20)
+UNIVERSE = ["SSO", "TQQQ"]
+
+
+@asynccontextmanager
+async def prepared(sim: SimProcess, engine: Engine, *, setup: Callable[[LiveSession], None] | None = None,
+                   **options: Any) -> AsyncIterator[LiveSession]:
+    """A LiveSession (``options`` are its own) prepared and attached as ``run`` attaches it; ``setup`` sees
+    it before it is attached."""
+    s = session(SESSION)
+    assert s is not None
+    config = sim.config()
+    clock = clock_for(config)
+    history = AlpacaMarketData(config).bars(UNIVERSE, Window(previous_sessions(SESSION, 1)[0].open, clock.now()))
+    upsert_bars(engine, history, source="rest")
+    live = LiveSession(config, engine, s, clock=clock, universe=UNIVERSE, warmup_sessions=1, **options)
+    if setup is not None:
+        setup(live)
+    sender = OrderSender(live.broker, live.dispatch.on_sent, workers=1, threads=2)
+    live.attach(asyncio.get_running_loop(), Writer(engine), ThreadPoolExecutor(2), sender)
+    live.phase.start()
+    await asyncio.gather(asyncio.to_thread(live.prepare), asyncio.to_thread(sender.start))
+    try:
+        yield live
+    finally:
+        live.threads.closing = True
+        sender.close()
+        live.phase.stop()
+        live.threads.pool.shutdown(wait=True)
+        live.recorder.flush()
+        live.recorder.writer.close(timeout=30.0)
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    give_up = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < give_up, f"never happened: {what}"
+        await asyncio.sleep(0.02)
+
+
+async def flushed(live: LiveSession) -> None:
+    """Everything queued so far is in Postgres."""
+    await asyncio.sleep(0.05)
+    live.recorder.flush()
+    await asyncio.to_thread(live.recorder.writer.flush, 10.0)
+
+
+def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(text(sql), params).all())
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(scenario())
+
+
+def sim_run(tmp_path: Path, args: Sequence[str] = (), *, date_: str = "2025-11-20") -> SimProcess:
+    """A simulator at 1x from 11:00 (the market barely moves while a test places its decisions)."""
+    return SimProcess(date=date_, speed=1, start="11:00", data_dir=tmp_path / "sim", extra_args=list(args))
+
+
+def broker_orders(sim: SimProcess) -> list[Order]:
+    found = sim.config().trading_client().get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500))
+    return list(found)  # type: ignore[arg-type]

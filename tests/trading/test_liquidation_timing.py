@@ -1,0 +1,120 @@
+"""The liquidation keeps to the close: its context is ready before its market time, its proof pass leaves
+time to close an order that was in flight, and its retries are spaced in market time."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine
+
+from openbell.calendar import session
+from openbell.clock import clock_for
+from openbell.params import RunParams
+from openbell.sim.testing import SimProcess
+from openbell.store.ledger import steps_for
+from openbell.workflow import operators, steps
+from openbell.workflow.operators import MarketTimeRetry, clock_speed
+from openbell.workflow.steps import MarketTimeStep, StepContext, prepare_liquidation, proof_time
+
+ET = ZoneInfo("America/New_York")
+HALF_DAY = date(2025, 11, 28)  # the Friday after Thanksgiving: the close is 13:00 ET
+
+
+def _at(hhmm: str, day: date = HALF_DAY) -> datetime:
+    h, m, *s = map(int, hhmm.split(":"))
+    return datetime(day.year, day.month, day.day, h, m, s[0] if s else 0, tzinfo=ET)
+
+
+@pytest.mark.parametrize(
+    ("now", "proof"),
+    [
+        ("12:58:00", "12:59:00"),  # a minute after the first pass
+        ("12:58:50", "12:59:45"),  # but PROOF_MARGIN before the close at the latest
+        ("12:59:50", "12:59:50"),  # and never before now
+    ],
+)
+def test_the_proof_pass_leaves_time_before_the_close(now: str, proof: str) -> None:
+    close = _at("13:00")
+    assert proof_time(_at(now), close) == _at(proof)
+
+
+def test_a_retry_is_spaced_in_market_time() -> None:
+    policy = MarketTimeRetry(market_seconds=5)
+    assert policy.wall_delay(1.0) == timedelta(seconds=5)
+    assert policy.wall_delay(120.0) == timedelta(seconds=5 / 120)
+    assert MarketTimeRetry(5, min_seconds=1).wall_delay(600.0) == timedelta(seconds=1)
+    with pytest.raises(ValueError, match="speed"):
+        policy.wall_delay(0.0)
+    with pytest.raises(ValueError):
+        MarketTimeRetry(market_seconds=-1)
+    again = MarketTimeRetry.deserialize(MarketTimeRetry(7, min_seconds=0.5, conn_id="x").serialize())
+    assert (again.market_seconds, again.min_seconds, again.conn_id) == (7.0, 0.5, "x")
+
+
+class _Clock:
+    def __init__(self, speed: float, calls: list[str] | None = None) -> None:
+        self.mapping = type("M", (), {"speed": speed})()
+        self.calls = calls if calls is not None else []
+
+    def now(self) -> datetime:
+        return _at("12:57")
+
+    def sleep_until(self, t: datetime, lead_seconds: float = 0.0) -> None:
+        self.calls.append(f"sleep until {t.astimezone(ET):%H:%M}")
+
+
+def test_the_retry_policy_asks_the_market_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(operators, "AlpacaHook", lambda **_: type("H", (), {"get_conn": lambda self: None})())
+    monkeypatch.setattr(operators, "clock_for", lambda _config: _Clock(120.0))
+    decision = MarketTimeRetry(market_seconds=6).evaluate(RuntimeError("boom"), 1, 4)
+    assert decision.retry_delay == timedelta(seconds=0.05) and "120x" in (decision.reason or "")
+
+    def unreachable(_config: Any) -> Any:
+        raise OSError("no connection")
+
+    monkeypatch.setattr(operators, "clock_for", unreachable)
+    assert MarketTimeRetry().evaluate(RuntimeError("boom"), 1, 4).retry_delay is None  # the task's own delay
+    assert clock_speed(_Clock(3.0)) == 3.0
+
+
+def test_the_liquidation_is_prepared_before_its_market_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    ctx = object()
+    monkeypatch.setattr(steps, "from_airflow", lambda context: ctx)
+    monkeypatch.setitem(steps.PREPARED, "eod_liquidate", (
+        lambda c: calls.append(f"prepare {c is ctx}"),
+        lambda c: calls.append(f"liquidate {c is ctx}") or {"ok": True},
+    ))
+    op = MarketTimeStep(step="eod_liquidate", anchor="close", offset_minutes=-2)
+    monkeypatch.setattr(op, "_clock", lambda: _Clock(1.0, calls))
+    assert op.execute_complete({}, {"target": _at("12:58").isoformat()}) == {"ok": True}
+    assert calls == ["prepare True", "sleep until 12:58", "liquidate True"]
+
+
+def test_a_half_day_liquidation_is_flat_before_1300(engine: Engine, tmp_path: Path) -> None:
+    s = session(HALF_DAY)
+    assert s is not None and s.close == _at("13:00")
+    with SimProcess(date=HALF_DAY.isoformat(), speed=30, start="12:57", data_dir=tmp_path / "sim",
+                    extra_args=["--seed-position", "TQQQ:40", "--seed-position", "SQQQ:-25"]) as sim:
+        ctx = StepContext(session=s, params=RunParams(), run_id="scheduled__2025-11-28", attempt=1,
+                          run_type="scheduled", config_factory=sim.config,
+                          state_url=engine.url.render_as_string(hide_password=False))
+        started = time.perf_counter()
+        prepare_liquidation(ctx)
+        prepared_in = time.perf_counter() - started
+        clock_for(sim.config()).sleep_until(_at("12:58"))
+        summary = steps.run_eod_liquidate(ctx)
+        assert sim.config().trading_client().get_all_positions() == []
+    assert prepared_in < 60  # wall seconds; spent before 12:58, not after it
+    assert summary["flat"] is True and "late" not in summary
+    started_at = datetime.fromisoformat(summary["started_at"]).astimezone(ET)
+    finished = datetime.fromisoformat(summary["finished_at"]).astimezone(ET)
+    assert _at("12:58") <= started_at < _at("12:58:20"), started_at
+    assert finished < _at("13:00"), finished
+    [row] = steps_for(engine, HALF_DAY)
+    assert (row["step"], row["status"]) == ("eod_liquidate", "success")
