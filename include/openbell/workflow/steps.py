@@ -398,6 +398,10 @@ class MarketTimeStep(WaitForMarketTime):
         return TIMED_STEPS[self.step](context)
 
     def execute(self, context: Any) -> dict[str, Any]:  # type: ignore[override]
+        if self.step == "wait_for_open":  # a malformed openbell_notify connection is refused before the day starts
+            from openbell.alerts.notify import check_channel
+
+            self.log.info(check_channel())
         super().execute(context)  # defers, or returns at once when the time is past
         return self._run_step(context)
 
