@@ -72,8 +72,16 @@ def _wait_market(day: Rehearsal, when: datetime) -> None:
 
 
 
+def _decisions(day: Rehearsal) -> int:
+    with day.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM decisions WHERE session_date = :d"),
+                                {"d": _session_date(day)}).scalar_one())
+
+
 def _trading_from(day: Rehearsal, hhmm: str) -> dict[str, Any]:
-    row = _wait(f"live trading at {hhmm}", lambda: _at(day, hhmm) and _running(day, "live_trading"), timeout=600)
+    """The running live_trading attempt once it is ``hhmm`` and the attempt has decided minutes."""
+    row = _wait(f"live trading at {hhmm}", lambda: _at(day, hhmm) and _decisions(day) > 0
+                and _running(day, "live_trading"), timeout=600)
     return dict(row)
 
 
