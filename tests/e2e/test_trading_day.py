@@ -82,7 +82,10 @@ def test_a_whole_day(tmp_path: Path) -> None:
     assert report["fills"]
     # Thin names missed minutes; REST was never asked for a minute only because it had no trades.
     assert report["market"]["minutes_without_bars"]
-    assert sum(a.get("refills") or 0 for a in drill.facts["ledger"]["live_trading"]) <= 1
+    # REST calls: the warmup's gap since todays_bars and the catch-up before the stream's subscription (a
+    # stream late at the deadline may add one); refilling every minute with a symbol missing would be hundreds
+    assert sum(a.get("refills") or 0 for a in drill.facts["ledger"]["live_trading"]) <= 5
+    assert sum(a.get("minutes_without_bars") or 0 for a in drill.facts["ledger"]["live_trading"]) > 100
 
     # The position seeded before the day was adopted and closed.
     assert "AAPL" in steps["reconcile"]["summary"]["adopted"]
