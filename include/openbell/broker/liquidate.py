@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from psycopg2.errors import TransactionRollbackError
 from sqlalchemy import Engine, text
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
 from openbell.broker import book
 from openbell.broker.journal import event
@@ -252,15 +254,27 @@ def liquidate(
             log.warning("could not refresh %s: %s", order.client_order_id, broker.describe(exc))
     report.close_orders = len({o.broker_order_id for o in placed})
     report.finished_at = clock.now().isoformat()
+    _record(engine, session_date, refreshed, report)
+    log.info("liquidation %s: %s", session_date, report.as_dict())
+    return report
+
+
+@retry(retry=retry_if_exception(lambda exc: isinstance(getattr(exc, "orig", None), TransactionRollbackError)),
+       stop=stop_after_attempt(5), wait=wait_random(0.05, 0.5), reraise=True)
+def _record(engine: Engine, session_date: date, refreshed: list[OrderReport], report: LiquidationReport) -> None:
+    """Store the close orders' fills, zero the book when flat, journal the liquidation: one transaction,
+    run again whole when Postgres picks it as a deadlock's victim (the live loop's writer may be moving
+    the same positions)."""
+    recovered = 0
     with engine.begin() as conn:
         # the close orders' fills, if no trade stream recorded them (the live loop gone, or late):
         # once each whatever the order of arrival (see openbell.broker.updates); the book is set below
         for order in refreshed:
-            report.fills_recovered += recover_fills(conn, session_date, order, move_book=False) is not None
+            recovered += recover_fills(conn, session_date, order, move_book=False) is not None
         if report.flat:
-            for symbol, (qty, origin) in book.book_positions(conn, session_date).items():
+            for symbol, (qty, origin) in sorted(book.book_positions(conn, session_date).items()):
                 if qty != 0:
                     book.set_position(conn, session_date, symbol, 0.0, None, origin)
-        event(conn, session_date, "liquidation", report.as_dict())
-    log.info("liquidation %s: %s", session_date, report.as_dict())
-    return report
+        event(conn, session_date, "liquidation", {**report.as_dict(),
+                                                  "fills_recovered": report.fills_recovered + recovered})
+    report.fills_recovered += recovered
