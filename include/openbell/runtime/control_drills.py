@@ -31,12 +31,14 @@ def risk_state(day: Rehearsal) -> str:
 
 
 def _strategy_orders_between(day: Rehearsal, start: datetime, end: datetime) -> int:
-    """Strategy orders whose decision's minute lies in ``[start, end)`` (market time)."""
+    """Strategy orders decided between ``start`` and ``end`` (market time): a minute is decided once it
+    has ended, so its end is compared (a minute that ends after a resume is decided after it)."""
     with day.engine.connect() as conn:
         return int(conn.execute(text(
             "SELECT count(*) FROM orders o JOIN decisions d ON d.session_date = o.session_date"
             " AND d.seq = o.decision_seq WHERE o.origin = 'strategy' AND o.session_date = :s"
-            " AND d.ts >= :a AND d.ts < :b"), {"s": session_date(day), "a": start, "b": end}).scalar_one())
+            " AND d.ts + interval '1 minute' > :a AND d.ts + interval '1 minute' <= :b"),
+            {"s": session_date(day), "a": start, "b": end}).scalar_one())
 
 
 def _control(day: Rehearsal, action: str, reason: str, facts: dict[str, Any]) -> dict[str, Any]:
