@@ -5,17 +5,17 @@ shares, so a fraction stays), one outside the universe is left alone, and the li
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from live_parts import SESSION, at_et, the_session
 from sqlalchemy import Engine, text
 
 from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.broker import liquidate, reconcile
-from openbell.calendar import Session, previous_sessions, session
+from openbell.calendar import previous_sessions
 from openbell.clock import clock_for
 from openbell.params import RunParams
 from openbell.ports import Window
@@ -27,8 +27,6 @@ from openbell.store.params import add_params
 from openbell.strategy import DEFAULT_UNIVERSE, RiskLimits
 from openbell.workflow.steps import StepContext, run_eod_liquidate
 
-SESSION = date(2025, 11, 20)  # a full NYSE session (Thursday)
-ET = ZoneInfo("America/New_York")
 UNIVERSE = list(DEFAULT_UNIVERSE)
 # TQQQ and SQQQ are in the universe (a fraction, a short); AAPL and MSFT are not (a fraction, a fractional short)
 SEEDS = {"TQQQ": 10.5, "SQQQ": -20.0, "AAPL": 3.25, "MSFT": -2.5}
@@ -36,15 +34,6 @@ BUSY = {"lookback": 5, "vol_window": 10, "top_k": 3, "threshold": 0.0, "rebalanc
         "weighting": "score"}
 
 
-def _session() -> Session:
-    s = session(SESSION)
-    assert s is not None
-    return s
-
-
-def _et(hhmm: str) -> datetime:
-    h, m = map(int, hhmm.split(":"))
-    return datetime(SESSION.year, SESSION.month, SESSION.day, h, m, tzinfo=ET)
 
 
 def _seeds() -> list[str]:
@@ -58,7 +47,7 @@ def _rows(engine: Engine, query: str, **params: Any) -> list[Any]:
 
 def test_reconcile_adopts_shorts_fractions_and_foreign_symbols_and_the_liquidation_closes_them(
         engine: Engine, tmp_path: Path) -> None:
-    s = _session()
+    s = the_session()
     with SimProcess(date="2025-11-20", speed=60, start="15:56", data_dir=tmp_path / "sim", extra_args=_seeds()) as sim:
         broker = AlpacaBroker(sim.config())
         report = reconcile(broker, engine, SESSION, universe=UNIVERSE)
@@ -90,7 +79,7 @@ def test_reconcile_adopts_shorts_fractions_and_foreign_symbols_and_the_liquidati
 
 def test_the_strategy_trades_adopted_universe_positions_and_leaves_foreign_ones_to_the_liquidation(
         engine: Engine, tmp_path: Path) -> None:
-    s = _session()
+    s = the_session()
     with SimProcess(date="2025-11-20", speed=120, start="15:40", data_dir=tmp_path / "sim", extra_args=_seeds()) as sim:
         config = sim.config()
         clock = clock_for(config)
@@ -107,7 +96,7 @@ def test_the_strategy_trades_adopted_universe_positions_and_leaves_foreign_ones_
         def eod() -> None:
             import airflow.exceptions  # noqa: F401 - imported before the wait, not at 15:58
 
-            clock.sleep_until(_et("15:58"))
+            clock.sleep_until(at_et("15:58"))
             outcome["before"] = {p.symbol: p.qty for p in AlpacaBroker(config).positions()}
             outcome["summary"] = run_eod_liquidate(ctx)
 
@@ -115,7 +104,7 @@ def test_the_strategy_trades_adopted_universe_positions_and_leaves_foreign_ones_
         liquidation.start()
         run_live_session(config, engine, SESSION, clock=clock, strategy_name="momentum_rotation",
                          risk=RiskLimits(max_weight=0.4, max_gross=1.0, daily_loss_limit=None), universe=UNIVERSE,
-                         min_notional=100.0, warmup_sessions=2, trade_until=_et("15:58"))
+                         min_notional=100.0, warmup_sessions=2, trade_until=at_et("15:58"))
         liquidation.join(timeout=60)
         assert AlpacaBroker(config).positions() == []
     assert outcome["summary"]["flat"] is True

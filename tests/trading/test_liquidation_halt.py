@@ -5,18 +5,17 @@ close comes first."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
+from live_parts import SESSION, at_et, the_session
 from sqlalchemy import Engine, text
 
 from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.broker import reconcile
-from openbell.calendar import Session, session
 from openbell.clock import clock_for
 from openbell.params import RunParams
 from openbell.sim.testing import SimProcess
@@ -24,24 +23,13 @@ from openbell.store.events import record_event
 from openbell.store.ledger import steps_for
 from openbell.workflow.steps import StepContext, run_eod_liquidate
 
-SESSION = date(2025, 11, 20)  # a full NYSE session (Thursday)
-ET = ZoneInfo("America/New_York")
 SEEDS = ["--seed-position", "TQQQ:10", "--seed-position", "SQQQ:-5"]
 
 
-def _session() -> Session:
-    s = session(SESSION)
-    assert s is not None
-    return s
-
-
-def _et(hhmm: str) -> datetime:
-    h, m = map(int, hhmm.split(":"))
-    return datetime(SESSION.year, SESSION.month, SESSION.day, h, m, tzinfo=ET)
 
 
 def _context(sim: SimProcess, engine: Engine) -> StepContext:
-    return StepContext(session=_session(), params=RunParams(), run_id="scheduled__2025-11-20", attempt=1,
+    return StepContext(session=the_session(), params=RunParams(), run_id="scheduled__2025-11-20", attempt=1,
                        run_type="scheduled", config_factory=sim.config,
                        state_url=engine.url.render_as_string(hide_password=False))
 
@@ -54,7 +42,7 @@ def _events(engine: Engine, kind: str) -> list[dict]:  # type: ignore[type-arg]
 
 def _at(sim: SimProcess, hhmm: str) -> None:
     """Wait for market time ``hhmm`` (a step's first start imports Airflow: seconds of wall time)."""
-    clock_for(sim.config()).sleep_until(_et(hhmm))
+    clock_for(sim.config()).sleep_until(at_et(hhmm))
 
 
 def test_a_halted_symbol_is_reported_held_and_closed_when_trading_resumes(engine: Engine, tmp_path: Path) -> None:
@@ -70,8 +58,8 @@ def test_a_halted_symbol_is_reported_held_and_closed_when_trading_resumes(engine
     held = summary["held"]["TQQQ"]
     assert held["qty"] == 10.0 and held["halted"] is True
     assert held["reason"] == "halted: no trade since 15:49 ET"
-    assert _et("15:53") <= datetime.fromisoformat(held["since"]) < _et("15:57")
-    assert _et("15:57") <= datetime.fromisoformat(held["resumed_at"]) < _et("15:58")
+    assert at_et("15:53") <= datetime.fromisoformat(held["since"]) < at_et("15:57")
+    assert at_et("15:57") <= datetime.fromisoformat(held["resumed_at"]) < at_et("15:58")
     assert set(summary["held"]) == {"TQQQ"}  # SQQQ trades: its close filled at once
     [row] = steps_for(engine, SESSION)
     assert (row["step"], row["status"]) == ("eod_liquidate", "success")
@@ -92,7 +80,7 @@ def test_a_halt_to_the_close_fails_the_liquidation_naming_the_held_position(engi
         # what the live loop records from the data stream's statuses channel
         record_event(engine, SESSION, "symbol_halted", {"symbol": "TQQQ", "change": "halted", "code": "H",
                                                         "reason": "Halt News Pending",
-                                                        "market_time": _et("15:50").isoformat()})
+                                                        "market_time": at_et("15:50").isoformat()})
         _at(sim, "15:58")
         with pytest.raises(RuntimeError) as info:
             run_eod_liquidate(_context(sim, engine))
@@ -111,5 +99,5 @@ def test_a_halt_to_the_close_fails_the_liquidation_naming_the_held_position(engi
     [incomplete] = _events(engine, "liquidation_incomplete")
     assert incomplete["positions"] == {"TQQQ": 10.0}
     assert set(incomplete["held"]) == {"TQQQ"} and incomplete["held"]["TQQQ"]["halted"] is True
-    assert datetime.fromisoformat(incomplete["market_time"]) >= _et("16:00")
+    assert datetime.fromisoformat(incomplete["market_time"]) >= at_et("16:00")
     assert _events(engine, "liquidation_resumed") == []
