@@ -154,6 +154,27 @@ def test_the_retry_policy_waits_at_least_as_long_as_a_429_asks() -> None:
     assert wait(SimpleNamespace(attempt_number=1, outcome=plain)) < 0.06  # type: ignore[arg-type]
 
 
+def test_retries_back_off_in_market_time_and_a_429_waits_as_long_as_it_asks(tmp_path: Path) -> None:
+    rehearsal = budget(tmp_path / "b", FakeTime(), window=0.5)  # one market minute at 120x
+    assert rehearsal.pace() == pytest.approx(1 / 120)
+    assert budget(tmp_path / "c", FakeTime(), window=None).pace() == 1.0  # unknown: as live
+    assert RequestBudget(200, tmp_path / "d").pace() == 1.0  # live
+    wait = rate_limited_backoff(1.0, 8.0, pace=rehearsal.pace)
+    timeout = SimpleNamespace(exception=lambda: requests.Timeout("slow"))
+    assert 0.5 / 120 <= wait(SimpleNamespace(attempt_number=1, outcome=timeout)) < 1 / 120  # type: ignore[arg-type]
+    limited = SimpleNamespace(exception=lambda: api_error_429({"Retry-After": "2"}))
+    assert wait(SimpleNamespace(attempt_number=1, outcome=limited)) == 2.0  # type: ignore[arg-type]
+    urllib3_policy = RateLimitRetry(total=5, backoff_factor=1.0).with_budget(rehearsal)
+    for _ in range(3):
+        urllib3_policy = urllib3_policy.increment(method="GET", url="/v2/positions",
+                                                  error=requests.ConnectionError("reset"))
+    unpaced = RateLimitRetry(total=5, backoff_factor=1.0)
+    for _ in range(3):
+        unpaced = unpaced.increment(method="GET", url="/v2/positions", error=requests.ConnectionError("reset"))
+    assert unpaced.get_backoff_time() == 4.0
+    assert urllib3_policy.get_backoff_time() == pytest.approx(4.0 / 120)
+
+
 def test_the_get_retry_keeps_its_budget_and_blocks_it_on_a_429(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeTime()

@@ -12,9 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine
 
+from openbell.broker.liquidate import liquidate
 from openbell.calendar import session
 from openbell.clock import clock_for
 from openbell.params import RunParams
+from openbell.ports import PositionReport
 from openbell.sim.testing import SimProcess
 from openbell.store.ledger import steps_for
 from openbell.workflow import operators, steps
@@ -118,3 +120,92 @@ def test_a_half_day_liquidation_is_flat_before_1300(engine: Engine, tmp_path: Pa
     assert finished < _at("13:00"), finished
     [row] = steps_for(engine, HALF_DAY)
     assert (row["step"], row["status"]) == ("eod_liquidate", "success")
+
+
+def test_a_liquidation_under_rest_errors_is_flat_before_the_close(engine: Engine, tmp_path: Path) -> None:
+    """30% of REST calls answered 429 or 500 at 120x: retries back off in market time (a rehearsal's
+    broker recovers speed times faster too), so the two market minutes before the close still suffice."""
+    s = session(HALF_DAY)
+    assert s is not None
+    with SimProcess(date=HALF_DAY.isoformat(), speed=120, start="12:45", data_dir=tmp_path / "sim",
+                    extra_args=["--seed-position", "TQQQ:40", "--seed-position", "SQQQ:-25",
+                                "--seed-position", "SPY:10"]) as sim:
+        ctx = StepContext(session=s, params=RunParams(), run_id="scheduled__2025-11-28", attempt=1,
+                          run_type="scheduled", config_factory=sim.config,
+                          state_url=engine.url.render_as_string(hide_password=False))
+        prepare_liquidation(ctx)
+        sim.set_faults(rest_error_rate=0.3)
+        clock_for(sim.config()).sleep_until(_at("12:58"))
+        summary = steps.run_eod_liquidate(ctx)
+        counters = sim.faults()["counters"]
+        sim.set_faults(rest_error_rate=0.0)
+        assert sim.config().trading_client().get_all_positions() == []
+    assert counters["rest_429"] + counters["rest_500"] > 0
+    assert summary["flat"] is True
+    assert datetime.fromisoformat(summary["finished_at"]).astimezone(ET) < _at("13:00")
+
+
+class _Unreachable:
+    """A broker whose listings fail (past their retries) for the first ``failures`` calls, then answer;
+    its one position closes when asked."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures, self.qty, self.closes = failures, {"TQQQ": 10.0}, 0
+
+    def _flaky(self) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("broker unreachable")
+
+    def cancel_all(self) -> int:
+        self._flaky()
+        return 0
+
+    def close_all(self) -> tuple[list[Any], list[dict[str, Any]]]:
+        self._flaky()
+        self.qty.clear()
+        return [], []
+
+    def close_position(self, symbol: str) -> None:
+        self.closes += 1
+        self.qty.pop(symbol, None)
+
+    def orders(self, scope: str) -> list[Any]:
+        self._flaky()
+        return []
+
+    def positions(self) -> list[PositionReport]:
+        self._flaky()
+        return [PositionReport(s, q) for s, q in self.qty.items()]
+
+    def describe(self, exc: BaseException) -> str:
+        return str(exc)
+
+
+class _TickingClock:
+    """Market time that moves 5 s each time it is read."""
+
+    def __init__(self, start: datetime) -> None:
+        self.t = start
+
+    def now(self) -> datetime:
+        self.t += timedelta(seconds=5)
+        return self.t
+
+    def sleep_until(self, t: datetime, lead_seconds: float = 0.0) -> None:
+        self.t = max(self.t, t)
+
+
+def test_a_broker_out_of_reach_for_a_while_is_asked_again_until_the_close(engine: Engine) -> None:
+    broker = _Unreachable(failures=4)  # cancel_all, then three listings
+    report = liquidate(broker, engine, HALF_DAY, _TickingClock(_at("12:58")), _at("13:00"),  # type: ignore[arg-type]
+                       mark_phase=False)
+    assert report.flat and report.unreachable == 4 and broker.closes == 1
+
+
+def test_a_broker_out_of_reach_until_the_close_leaves_the_liquidation_not_flat(engine: Engine) -> None:
+    broker = _Unreachable(failures=10_000)
+    report = liquidate(broker, engine, HALF_DAY, _TickingClock(_at("12:58")), _at("13:00"),  # type: ignore[arg-type]
+                       mark_phase=False)
+    assert not report.flat and report.unreachable > 2
+    assert datetime.fromisoformat(report.finished_at) >= _at("13:00")

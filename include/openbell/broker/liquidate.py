@@ -43,6 +43,7 @@ LOOKBACK = timedelta(minutes=30)
 class LiquidationReport:
     """The liquidation's outcome; ``flat`` is the broker's word, not openbell's belief.
 
+    ``unreachable``: broker calls that failed past their retries (the liquidation asked again).
     ``held``: per symbol whose close order the broker held, ``qty``, ``client_order_id``, ``since``
     (market time), ``reason`` (e.g. ``halted: no trade since 15:49 ET``), ``halted`` (True, False or
     None when unknown) and ``resumed_at`` (when the position was closed after all, else None).
@@ -57,6 +58,7 @@ class LiquidationReport:
     open_orders_left: int = 0
     fills_recovered: int = 0
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unreachable: int = 0
     finished_at: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -198,23 +200,36 @@ def liquidate(
     the broker reports no positions and no open orders, or the deadline passes. A close order the
     broker holds (a halted symbol) is reported in ``held`` with its reason (:func:`why_held`, from
     ``market_data`` when given) and a ``liquidation_held`` event, and waited for: it fills when
-    trading resumes (a ``liquidation_resumed`` event). The close orders' fills are stored from the
-    broker's final word on them.
+    trading resumes (a ``liquidation_resumed`` event). A broker that does not answer is asked again until
+    the deadline. The close orders' fills are stored from the broker's final word on them.
     """
     report = LiquidationReport()
     if mark_phase:
         _set_phase(engine, session_date, "liquidating")
-    report.orders_cancelled = broker.cancel_all()
-    placed, report.refusals = broker.close_all()
+    placed: list[OrderReport] = []
+    try:
+        report.orders_cancelled = broker.cancel_all()
+        placed, report.refusals = broker.close_all()
+    except Exception as exc:  # each symbol is closed on its own below
+        log.warning("liquidation: cancelling and closing everything failed: %s", broker.describe(exc))
+        report.unreachable += 1
     _record_close_orders(engine, session_date, placed)
     if report.refusals:
         event(engine, session_date, "liquidation_refused", {"refusals": report.refusals})
     watch = _Watch(broker, market_data, engine, session_date, report)
 
     while True:
-        # open orders before positions: a position without an open order then really has no close working
-        open_orders = broker.orders("open")
-        positions = broker.positions()
+        now = clock.now()
+        try:  # open orders before positions: a position without an open order then really has no close working
+            open_orders = broker.orders("open")
+            positions = broker.positions()
+        except Exception as exc:  # the broker out of reach past the retries: ask again until the deadline
+            log.warning("liquidation: the broker did not answer (%s)", broker.describe(exc))
+            report.unreachable += 1
+            if now >= deadline:
+                break
+            time.sleep(POLL_SECONDS)
+            continue
         now = clock.now()
         report.positions_left = {p.symbol: p.qty for p in positions}
         report.open_orders_left = len(open_orders)

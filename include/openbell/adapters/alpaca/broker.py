@@ -18,6 +18,7 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.models import Order
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
+from openbell.adapters.alpaca.budget import pace_of
 from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.adapters.alpaca.convert import account_report, order_report, position_report, rejected_result
 from openbell.adapters.alpaca.retry import call, error_message, is_transient, retrying, status_of
@@ -34,7 +35,7 @@ from openbell.ports import (
 
 log = logging.getLogger(__name__)
 
-# Backoff of order lookups and resends: 0.05 s doubling up to 2 s, jittered (see retry.retrying).
+# Backoff of order lookups and resends: 0.05 market s doubling up to 2, jittered (see retry.retrying).
 LOOKUP_BASE_DELAY = 0.05
 LOOKUP_MAX_DELAY = 2.0
 ORDER_PAGE = 500
@@ -51,7 +52,8 @@ def find_order(client: TradingClient, client_order_id: str, attempts: int = 4) -
                 return None
             raise
 
-    return retrying(attempts=attempts, base_delay=LOOKUP_BASE_DELAY, max_delay=LOOKUP_MAX_DELAY)(lookup)
+    return retrying(attempts=attempts, base_delay=LOOKUP_BASE_DELAY, max_delay=LOOKUP_MAX_DELAY,
+                    pace=lambda: pace_of(client))(lookup)
 
 
 class _NotPlaced(Exception):
@@ -91,7 +93,7 @@ def submit(
         client_order_id=client_order_id,
     )
     policy = retrying(attempts=attempts, base_delay=LOOKUP_BASE_DELAY, max_delay=LOOKUP_MAX_DELAY,
-                      retry_on=lambda exc: isinstance(exc, _NotPlaced))
+                      retry_on=lambda exc: isinstance(exc, _NotPlaced), pace=lambda: pace_of(client))
     try:
         for attempt in policy:
             with attempt:
@@ -170,7 +172,8 @@ class AlpacaBroker:
         return client
 
     def _call(self, fn: Any, *args: Any, what: str, **kwargs: Any) -> Any:
-        return call(fn, *args, attempts=self.attempts, what=what, **kwargs)
+        client = self.client
+        return call(fn, *args, attempts=self.attempts, what=what, pace=lambda: pace_of(client), **kwargs)
 
     # -- orders --------------------------------------------------------------------------------
 

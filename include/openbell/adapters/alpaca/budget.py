@@ -11,7 +11,8 @@ from the key and the Trading API URL.
 Reads (sync, listings, lookups) stop at ``read_share`` of the limit; orders (submits and their
 lookups on the order connection, cancels, closes) may use the rest, up to :data:`ORDER_SHARE`, so
 background GETs never starve an order. A window is one market minute: 60 s live, ``60 / speed`` wall
-seconds against the simulator (:class:`MarketMinute`).
+seconds against the simulator (:class:`MarketMinute`). Retries back off in market time too
+(:meth:`RequestBudget.pace`): a rehearsal's broker recovers ``speed`` times faster, as its market runs.
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ MAX_WAIT_SECONDS = 60.0
 PAD_SHARE = 0.02
 PAD_SECONDS = 0.01
 CLOCK_REFRESH_SECONDS = 60.0
+
+
+def pace_of(client: object) -> float:
+    """:meth:`RequestBudget.pace` of an alpaca-py client's budget (see ``config._harden``), else 1."""
+    budget = getattr(getattr(client, "_session", None), "budget", None)
+    return budget.pace() if isinstance(budget, RequestBudget) else 1.0
 
 
 def state_path(key_id: str, trading_url: str) -> Path:
@@ -100,6 +107,13 @@ class RequestBudget:
 
     def __repr__(self) -> str:
         return f"RequestBudget(limit={self.limit}, read_share={self.read_share}, path={str(self.path)!r})"
+
+    def pace(self) -> float:
+        """Wall seconds per market second: 1 live, ``1 / speed`` against the simulator, 1 while unknown."""
+        window = self._window()
+        if window is None or not math.isfinite(window) or window <= 0:
+            return 1.0
+        return min(window / MINUTE_SECONDS, 1.0)
 
     def ceiling(self, priority: Priority) -> int:
         """How many requests of ``priority`` may be in one window."""

@@ -46,12 +46,20 @@ def is_transient(exc: BaseException) -> bool:
     return status_of(exc) in RETRY_STATUSES
 
 
-def jittered_backoff(base_delay: float, max_delay: float) -> Callable[[RetryCallState], float]:
-    """The wait after the n-th failed attempt: ``min(max_delay, base_delay * 2 ** (n - 1))`` times a random
-    factor in [0.5, 1), so clients that failed together do not retry together."""
+def live_pace() -> float:
+    """Wall seconds per market second of a live market: 1."""
+    return 1.0
+
+
+def jittered_backoff(base_delay: float, max_delay: float,
+                     pace: Callable[[], float] = live_pace) -> Callable[[RetryCallState], float]:
+    """The wait after the n-th failed attempt: ``min(max_delay, base_delay * 2 ** (n - 1))`` market seconds
+    times a random factor in [0.5, 1), so clients that failed together do not retry together; ``pace``
+    turns market seconds into wall seconds (1 live, ``1 / speed`` in a rehearsal)."""
 
     def wait(state: RetryCallState) -> float:
-        return min(max_delay, base_delay * 2 ** (state.attempt_number - 1)) * (0.5 + random.random() / 2)
+        backoff = min(max_delay, base_delay * 2 ** (state.attempt_number - 1)) * (0.5 + random.random() / 2)
+        return backoff * pace()
 
     return wait
 
@@ -92,10 +100,11 @@ def _date(value: str | None) -> float | None:
         return None
 
 
-def rate_limited_backoff(base_delay: float, max_delay: float) -> Callable[[RetryCallState], float]:
+def rate_limited_backoff(base_delay: float, max_delay: float,
+                         pace: Callable[[], float] = live_pace) -> Callable[[RetryCallState], float]:
     """:func:`jittered_backoff`, but after a 429 (an APIError, or a failure raised from one) at least as
-    long as its headers ask (:func:`wait_after_429`)."""
-    backoff = jittered_backoff(base_delay, max_delay)
+    long as its headers ask (:func:`wait_after_429`, wall seconds)."""
+    backoff = jittered_backoff(base_delay, max_delay, pace)
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -125,6 +134,11 @@ class RateLimitRetry(Retry):
         again.budget = budget
         return again
 
+    def get_backoff_time(self) -> float:
+        """urllib3's backoff, in market seconds (see :meth:`RequestBudget.pace`)."""
+        backoff = super().get_backoff_time()
+        return backoff if self.budget is None else backoff * self.budget.pace()
+
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         budget = self.budget
         cap = MAX_WAIT_SECONDS if budget is None else budget.wait_cap()
@@ -146,10 +160,12 @@ def retrying(
     max_delay: float,
     retry_on: Callable[[BaseException], bool] = is_transient,
     before_sleep: Callable[[RetryCallState], None] | None = None,
+    pace: Callable[[], float] = live_pace,
 ) -> Retrying:
     """openbell's one retry policy for broker calls (as Freqtrade's ``retrier``, with tenacity).
 
-    At most ``attempts`` attempts, :func:`rate_limited_backoff` between them, and only failures ``retry_on``
+    At most ``attempts`` attempts, :func:`rate_limited_backoff` (in market seconds, see ``pace``) between
+    them, and only failures ``retry_on``
     accepts are retried (by default :func:`is_transient`: 429, 5xx, timeouts, connection errors). Any
     other failure, or the last one, is raised as it is. Used by :func:`call` and by
     :mod:`openbell.adapters.alpaca.broker` (order lookup and the idempotent submit).
@@ -158,7 +174,7 @@ def retrying(
         raise ValueError(f"attempts must be >= 1, not {attempts}")
     return Retrying(
         stop=stop_after_attempt(attempts),
-        wait=rate_limited_backoff(base_delay, max_delay),
+        wait=rate_limited_backoff(base_delay, max_delay, pace),
         retry=retry_if_exception(retry_on),
         before_sleep=before_sleep,
         reraise=True,
@@ -173,6 +189,7 @@ def call(
     max_delay: float = 8.0,
     what: str = "",
     conn_id: str = "",
+    pace: Callable[[], float] = live_pace,
     **kwargs: Any,
 ) -> T:
     """Call ``fn`` retrying transient failures with jittered exponential backoff (:func:`retrying`).
@@ -197,7 +214,8 @@ def call(
                     error_message(exc) if exc is not None else "?", state.attempt_number, attempts - 1,
                     state.upcoming_sleep)
 
-    policy = retrying(attempts=attempts, base_delay=base_delay, max_delay=max_delay, before_sleep=log_retry)
+    policy = retrying(attempts=attempts, base_delay=base_delay, max_delay=max_delay, before_sleep=log_retry,
+                      pace=pace)
     return policy(attempt)
 
 
