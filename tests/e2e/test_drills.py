@@ -16,7 +16,7 @@ import pytest
 from openbell import calendar
 from openbell.runtime.airflow import PROCESSES
 from openbell.runtime.drills import DRILLS, DrillResult, run_in_scratch
-from openbell.runtime.platform_drills import TOKEN_LIFETIME
+from openbell.runtime.platform_drills import SUITE_PLATFORM_DRILLS, TOKEN_LIFETIME
 from openbell.store.ledger import ABANDONED
 
 pytestmark = pytest.mark.e2e
@@ -129,6 +129,11 @@ def _market(result: DrillResult, key: str) -> time:
     return datetime.fromisoformat(result.facts[key]).time()
 
 
+def _planned(result: DrillResult, key: str) -> time:
+    """A market time the drill planned its fault for (``at``, ``restart_at``)."""
+    return datetime.strptime(result.facts["planned"][key], "%H:%M").time()
+
+
 def _replaced_after_kill(result: DrillResult) -> None:
     """The attempt the fault killed is abandoned; a later one traded on from the decisions and minutes stored."""
     attempts = _attempts(result, "live_trading")
@@ -144,13 +149,14 @@ def _scheduler_restarted(result: DrillResult) -> None:
     assert facts["trading_pid"] in facts["killed_pids"], facts  # the task process died with the scheduler
     down = datetime.fromisoformat(facts["restarted_at"]) - datetime.fromisoformat(facts["killed_at"])
     assert timedelta(minutes=2) <= down < timedelta(minutes=4), down
-    assert _market(result, "killed_at") >= time(11, 0)
+    assert _market(result, "killed_at") >= _planned(result, "at")
     _replaced_after_kill(result)
 
 
 def _triggerer_restarted(result: DrillResult) -> None:
     facts = result.facts
     assert facts["killed_pids"] and facts["deferred_while_down"], facts
+    assert _market(result, "killed_at") >= _planned(result, "at")
     assert time(14, 30) <= _market(result, "midday_optimize_at") < time(14, 33), facts
     assert time(15, 58) <= _market(result, "eod_liquidate_at") < time(15, 59, 30), facts
     assert len(_attempts(result, "midday_optimize")) == len(_attempts(result, "eod_liquidate")) == 1
@@ -158,7 +164,7 @@ def _triggerer_restarted(result: DrillResult) -> None:
 
 def _api_server_outage(result: DrillResult) -> None:
     facts = result.facts
-    assert facts["killed_pids"] and facts["down_wall_seconds"] >= 180, facts
+    assert facts["killed_pids"] and facts["down_wall_seconds"] >= facts["planned"]["down_seconds"], facts
     assert facts["trading_overlaps"] == [], facts["trading_attempts"]  # never two traders at once
     assert facts["decisions_after_outage"] > 0, facts  # trading went on after the api-server came back
     assert _attempts(result, "live_trading")[-1]["status"] == "success"
@@ -168,7 +174,7 @@ def _stack_restarted(result: DrillResult) -> None:
     facts = result.facts
     assert set(facts["killed_pids"]) == set(PROCESSES) == set(facts["restarted"]), facts
     assert facts["trading_pid"] in facts["killed_pids"]["scheduler"], facts
-    assert _market(result, "restarted_at") >= time(11, 20), facts
+    assert _market(result, "restarted_at") >= _planned(result, "restart_at"), facts
     _replaced_after_kill(result)
 
 
@@ -241,16 +247,25 @@ def test_every_drill_has_a_check() -> None:
     assert set(CHECKS) | WHOLE_DAY == set(DRILLS)
 
 
-# Airflow's own failures and the liquidation killed twice take 3-7 wall minutes each (Airflow's timers run on
-# the wall clock): they run in `make bench` (fault_bench) and `openbell drill`, which keeps `make test` under
-# 45 minutes on 2 cores.
-BENCH_ONLY = {"scheduler_restart", "triggerer_restart", "api_server_outage", "stack_restart",
-              "kill_liquidation_twice", "kill_liquidation_twice_half_day"}
+# In `make bench` (fault_bench) and `openbell drill` only, which keeps `make test` under 45 minutes on 2 cores:
+# the liquidation killed twice (about 3 wall minutes a day at 4-10x, giving Airflow's wall-clock retries room
+# before the close), the api-server outage (3 wall minutes down) and kill_trading_retry (the trading task
+# SIGKILLed and retried, which scheduler_restart and stack_restart below do too). Airflow's other failures run
+# here in their afternoon versions (SUITE_PLATFORM_DRILLS); `openbell drill` runs them at 11:00.
+BENCH_ONLY = {"kill_liquidation_twice", "kill_liquidation_twice_half_day", "api_server_outage", "kill_trading_retry"}
 
 
-@pytest.mark.parametrize("name", [n for n in DRILLS if n not in WHOLE_DAY | BENCH_ONLY])
+@pytest.mark.parametrize("name", [n for n in DRILLS if n not in WHOLE_DAY | BENCH_ONLY | set(SUITE_PLATFORM_DRILLS)])
 def test_drill(name: str, tmp_path: Path) -> None:
     result = run_in_scratch(name, tmp_path, progress=log.info)
+    log.info("drill %s facts: %s", name, result.facts)
+    assert result.violations == []
+    CHECKS[name](result)
+
+
+@pytest.mark.parametrize("name", sorted(SUITE_PLATFORM_DRILLS))
+def test_platform_drill(name: str, tmp_path: Path) -> None:
+    result = run_in_scratch(SUITE_PLATFORM_DRILLS[name], tmp_path, progress=log.info)
     log.info("drill %s facts: %s", name, result.facts)
     assert result.violations == []
     CHECKS[name](result)

@@ -283,11 +283,11 @@ def run_drill(drill: Drill, home: Path, *, progress: Callable[[str], None] = log
     return DrillResult(drill.name, check_day(day, seen, drill.held), facts, day)
 
 
-def run_in_scratch(name: str, parent: Path, **kw: Any) -> DrillResult:
-    """Run the drill ``name`` in a fresh scratch home under ``parent``, removed afterwards."""
+def run_in_scratch(drill: str | Drill, parent: Path, **kw: Any) -> DrillResult:
+    """Run ``drill`` (or the drill of that name) in a fresh scratch home under ``parent``, removed afterwards."""
     home = reachable_tempdir(parent, "openbell-drill-")
     try:
-        return run_drill(DRILLS[name], home, **kw)
+        return run_drill(DRILLS[drill] if isinstance(drill, str) else drill, home, **kw)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
