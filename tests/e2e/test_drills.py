@@ -249,10 +249,12 @@ def test_every_drill_has_a_check() -> None:
 
 # In `make bench` (fault_bench) and `openbell drill` only, which keeps `make test` under 45 minutes on 2 cores:
 # the liquidation killed twice (about 3 wall minutes a day at 4-10x, giving Airflow's wall-clock retries room
-# before the close), the api-server outage (3 wall minutes down) and kill_trading_retry (the trading task
-# SIGKILLed and retried, which scheduler_restart and stack_restart below do too). Airflow's other failures run
-# here in their afternoon versions (SUITE_PLATFORM_DRILLS); `openbell drill` runs them at 11:00.
-BENCH_ONLY = {"kill_liquidation_twice", "kill_liquidation_twice_half_day", "api_server_outage", "kill_trading_retry"}
+# before the close), the api-server outage (3 wall minutes down), the triggerer restart (see
+# SUITE_PLATFORM_DRILLS) and kill_trading_retry (the trading task SIGKILLed and retried, which scheduler_restart
+# and stack_restart below do too). Those two run here in their afternoon versions; `openbell drill` runs
+# them at 11:00.
+BENCH_ONLY = {"kill_liquidation_twice", "kill_liquidation_twice_half_day", "api_server_outage",
+              "triggerer_restart", "kill_trading_retry"}
 
 
 @pytest.mark.parametrize("name", [n for n in DRILLS if n not in WHOLE_DAY | BENCH_ONLY | set(SUITE_PLATFORM_DRILLS)])
