@@ -15,6 +15,7 @@ import pytest
 
 from openbell import calendar
 from openbell.runtime.airflow import PROCESSES
+from openbell.runtime.drill_kit import Drill
 from openbell.runtime.drills import DRILLS, DrillResult, run_in_scratch
 from openbell.runtime.platform_drills import SUITE_PLATFORM_DRILLS, TOKEN_LIFETIME
 from openbell.store.ledger import ABANDONED
@@ -251,23 +252,17 @@ def test_every_drill_has_a_check() -> None:
 # the liquidation killed twice (about 3 wall minutes a day at 4-10x, giving Airflow's wall-clock retries room
 # before the close), the api-server outage (3 wall minutes down), the triggerer restart (see
 # SUITE_PLATFORM_DRILLS) and kill_trading_retry (the trading task SIGKILLed and retried, which scheduler_restart
-# and stack_restart below do too). Those two run here in their afternoon versions; `openbell drill` runs
-# them at 11:00.
+# and stack_restart do too). scheduler_restart and stack_restart run here in their afternoon versions
+# (SUITE_PLATFORM_DRILLS); `openbell drill` runs them at 11:00.
 BENCH_ONLY = {"kill_liquidation_twice", "kill_liquidation_twice_half_day", "api_server_outage",
               "triggerer_restart", "kill_trading_retry"}
+SUITE = [d for n, d in DRILLS.items() if n not in WHOLE_DAY | BENCH_ONLY | set(SUITE_PLATFORM_DRILLS)]
+SUITE += SUITE_PLATFORM_DRILLS.values()
 
 
-@pytest.mark.parametrize("name", [n for n in DRILLS if n not in WHOLE_DAY | BENCH_ONLY | set(SUITE_PLATFORM_DRILLS)])
-def test_drill(name: str, tmp_path: Path) -> None:
-    result = run_in_scratch(name, tmp_path, progress=log.info)
-    log.info("drill %s facts: %s", name, result.facts)
+@pytest.mark.parametrize("drill", SUITE, ids=[d.name for d in SUITE])
+def test_drill(drill: Drill, tmp_path: Path) -> None:
+    result = run_in_scratch(drill, tmp_path, progress=log.info)
+    log.info("drill %s facts: %s", drill.name, result.facts)
     assert result.violations == []
-    CHECKS[name](result)
-
-
-@pytest.mark.parametrize("name", sorted(SUITE_PLATFORM_DRILLS))
-def test_platform_drill(name: str, tmp_path: Path) -> None:
-    result = run_in_scratch(SUITE_PLATFORM_DRILLS[name], tmp_path, progress=log.info)
-    log.info("drill %s facts: %s", name, result.facts)
-    assert result.violations == []
-    CHECKS[name](result)
+    CHECKS[drill.name](result)

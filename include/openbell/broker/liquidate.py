@@ -219,14 +219,13 @@ def liquidate(
     watch = _Watch(broker, market_data, engine, session_date, report)
 
     while True:
-        now = clock.now()
         try:  # open orders before positions: a position without an open order then really has no close working
             open_orders = broker.orders("open")
             positions = broker.positions()
         except Exception as exc:  # the broker out of reach past the retries: ask again until the deadline
             log.warning("liquidation: the broker did not answer (%s)", broker.describe(exc))
             report.unreachable += 1
-            if now >= deadline:
+            if clock.now() >= deadline:
                 break
             time.sleep(POLL_SECONDS)
             continue
