@@ -22,6 +22,10 @@ WAIT = timedelta(hours=16)  # a run is created at 09:00 ET; the latest wait ends
 LEAD = 30.0  # wall seconds a market-time trigger fires early; the task waits out the rest itself
 # Alerts go to the Airflow connection openbell_notify (Apprise); without it, none are sent.
 STEP_ALERT = [StepAlert()]
+# An api-server outage fails every attempt that starts until it is back: retries back off from 5 s to 60 s,
+# about 7 wall minutes in all, so a step outlasts a few minutes of outage. The liquidation has its own.
+OUTLAST_OUTAGE = {"retries": 10, "retry_delay": timedelta(seconds=5), "retry_exponential_backoff": 2.0,
+                  "max_retry_delay": timedelta(seconds=60)}
 
 with DAG(
     dag_id="trading_day",
@@ -32,8 +36,7 @@ with DAG(
     catchup=False,
     max_active_runs=3,
     params=dag_params(),
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=10),
-                  "on_failure_callback": STEP_ALERT, "on_retry_callback": STEP_ALERT},
+    default_args={**OUTLAST_OUTAGE, "on_failure_callback": STEP_ALERT, "on_retry_callback": STEP_ALERT},
     tags=["openbell", "trading"],
     doc_md=__doc__,
 ) as dag:
@@ -58,12 +61,6 @@ with DAG(
     live_trading = LiveTradingSensor(
         task_id="live_trading",
         trigger_rule=TriggerRule.NONE_FAILED,
-        # an api-server outage fails every attempt until it is back: retries back off from 5 s to 60 s,
-        # about 7 wall minutes in all
-        retries=10,
-        retry_delay=timedelta(seconds=5),
-        retry_exponential_backoff=2.0,
-        max_retry_delay=timedelta(seconds=60),
         execution_timeout=SESSION,
         timeout=SESSION.total_seconds(),
     )

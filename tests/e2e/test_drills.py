@@ -250,12 +250,10 @@ def test_every_drill_has_a_check() -> None:
 
 # In `make bench` (fault_bench) and `openbell drill` only, which keeps `make test` under 45 minutes on 2 cores:
 # the liquidation killed twice (about 3 wall minutes a day at 4-10x, giving Airflow's wall-clock retries room
-# before the close), the api-server outage (3 wall minutes down), the triggerer restart (see
-# SUITE_PLATFORM_DRILLS) and kill_trading_retry (the trading task SIGKILLed and retried, which scheduler_restart
-# and stack_restart do too). scheduler_restart and stack_restart run here in their afternoon versions
-# (SUITE_PLATFORM_DRILLS); `openbell drill` runs them at 11:00.
-BENCH_ONLY = {"kill_liquidation_twice", "kill_liquidation_twice_half_day", "api_server_outage",
-              "triggerer_restart", "kill_trading_retry"}
+# before the close) and kill_trading_retry (the trading task SIGKILLed and retried, which scheduler_restart
+# and stack_restart do too). The platform drills run here in their afternoon versions (SUITE_PLATFORM_DRILLS);
+# `openbell drill` runs them in the morning, the api-server down for 3 wall minutes.
+BENCH_ONLY = {"kill_liquidation_twice", "kill_liquidation_twice_half_day", "kill_trading_retry"}
 SUITE = [d for n, d in DRILLS.items() if n not in WHOLE_DAY | BENCH_ONLY | set(SUITE_PLATFORM_DRILLS)]
 SUITE += SUITE_PLATFORM_DRILLS.values()
 

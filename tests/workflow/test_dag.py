@@ -142,3 +142,29 @@ def test_params_refuse_nan_wrong_types_and_unknown_strategies_at_trigger_time(tm
     assert [c for c in info["accepted"] if c[2] != "accepted"] == []
     # what JSON schema cannot see (the chosen strategy's own rules) is checked before the run waits for the open
     assert info["hook"] == "check_run_params"
+
+
+def test_every_step_but_the_liquidation_retries_through_an_api_server_outage(tmp_path: Path) -> None:
+    """While the api-server is down, every attempt that starts fails; a step whose retries are spent before
+    it is back fails the day. The liquidation retries in market time before the close instead."""
+    line = _dagbag(
+        tmp_path,
+        """
+        dag = bag.dags["trading_day"]
+        print(json.dumps({t.task_id: [t.retries, t.retry_delay.total_seconds(), float(t.retry_exponential_backoff),
+                                      t.max_retry_delay and t.max_retry_delay.total_seconds()] for t in dag.tasks}))
+        """,
+    )
+    import json
+
+    from openbell.runtime.platform_drills import API_DOWN_SECONDS
+
+    def retrying_for(retries: int, delay: float, backoff: float, cap: float | None) -> float:
+        """The least wall time an outage must last to spend every retry (Airflow only adds jitter)."""
+        waits = [delay * (backoff ** n if backoff else 1) for n in range(retries)]
+        return sum(min(w, cap) if cap else w for w in waits)
+
+    tasks = json.loads(line)
+    lasting = {t: retrying_for(*v) for t, v in tasks.items() if t != "eod_liquidate"}
+    assert {t: s for t, s in lasting.items() if s < API_DOWN_SECONDS} == {}, tasks
+    assert set(tasks) >= {"wait_for_open", "download", "todays_bars", "reconcile", "live_trading", "midday_optimize"}
