@@ -70,12 +70,13 @@ with DAG(
         lead_seconds=LEAD, trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=WAIT,
     )
 
-    # Liquidation runs whatever happened upstream: the account is never left holding overnight. Its retries
-    # are spaced in market time (a killed attempt, which no policy sees, is retried after one wall second).
+    # Liquidation runs whatever happened upstream: the account is never left holding overnight. It retries
+    # every 5 market seconds until the close, not after it (an attempt killed, or unable to start while the
+    # api-server is down, is retried after one wall second): 20 retries cover the two minutes at 1x.
     eod_liquidate = steps.MarketTimeStep(
         step="eod_liquidate", anchor="close", offset_param="liquidate_minutes_before_close", offset_scale=-1,
-        lead_seconds=LEAD, trigger_rule=TriggerRule.ALL_DONE, retries=3, retry_delay=timedelta(seconds=1),
-        retry_policy=MarketTimeRetry(market_seconds=5), execution_timeout=WAIT,
+        lead_seconds=LEAD, trigger_rule=TriggerRule.ALL_DONE, retries=20, retry_delay=timedelta(seconds=1),
+        retry_policy=MarketTimeRetry(market_seconds=5, until_close=True), execution_timeout=WAIT,
         on_success_callback=[EndOfDayAlert()], on_failure_callback=[*STEP_ALERT, EndOfDayAlert()],
     )
 

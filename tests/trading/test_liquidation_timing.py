@@ -4,12 +4,14 @@ time to close an order that was in flight, and its retries are spaced in market 
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from airflow.sdk import RetryDecision
+from airflow.sdk.definitions.retry_policy import RetryAction
 from sqlalchemy import Engine
 
 from openbell.broker.liquidate import liquidate
@@ -82,6 +84,24 @@ def test_the_retry_policy_asks_the_market_clock(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(operators, "clock_for", unreachable)
     assert MarketTimeRetry().evaluate(RuntimeError("boom"), 1, 4).retry_delay is None  # the task's own delay
     assert clock_speed(_Clock(3.0)) == 3.0
+
+
+def test_the_liquidation_retries_until_the_close_and_not_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(operators, "AlpacaHook", lambda **_: type("H", (), {"get_conn": lambda self: None})())
+    run = type("Run", (), {"logical_date": datetime(2025, 11, 28, 14, tzinfo=UTC), "run_after": None})()
+    policy = MarketTimeRetry(market_seconds=5, until_close=True)
+
+    def at(hhmm: str) -> RetryDecision:
+        clock = _Clock(1.0)
+        clock.now = lambda: _at(hhmm)  # type: ignore[method-assign]
+        monkeypatch.setattr(operators, "clock_for", lambda _config: clock)
+        return policy.evaluate(RuntimeError("boom"), 2, 21, {"dag_run": run})
+
+    assert at("12:59:58").action == RetryAction.RETRY and at("12:59:58").retry_delay == timedelta(seconds=5)
+    late = at("13:00")  # the half day's close
+    assert late.action == RetryAction.FAIL and "13:00 ET" in (late.reason or "")
+    assert MarketTimeRetry(5).evaluate(RuntimeError("boom"), 2, 21, {"dag_run": run}).action == RetryAction.RETRY
+    assert MarketTimeRetry.deserialize(policy.serialize()).until_close
 
 
 def test_the_liquidation_is_prepared_before_its_market_time(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -120,17 +120,21 @@ class MarketTimeRetry(RetryPolicy):
 
     Airflow counts ``retry_delay`` on the wall; against a simulator running at 120x, 5 wall seconds are
     10 market minutes. This policy asks the run's market clock for its speed and returns the wall delay
-    that equals ``market_seconds`` (at least ``min_seconds``). A process killed outright never reaches a
-    policy: the task's ``retry_delay`` applies then, so keep that short too.
+    that equals ``market_seconds`` (at least ``min_seconds``). With ``until_close`` there is no retry once the
+    run's session has closed: the failure stands, and is alerted, instead of acting after the bell. A process
+    killed outright, or one that could not start, never reaches a policy: the task's ``retry_delay`` applies
+    then, so keep that short too.
     """
 
-    def __init__(self, market_seconds: float = 5.0, *, min_seconds: float = 0.0, conn_id: str = CONN_ID) -> None:
+    def __init__(self, market_seconds: float = 5.0, *, min_seconds: float = 0.0, until_close: bool = False,
+                 conn_id: str = CONN_ID) -> None:
         if not (math.isfinite(market_seconds) and market_seconds >= 0 and math.isfinite(min_seconds)
                 and min_seconds >= 0):
             raise ValueError(f"market_seconds and min_seconds must be finite and >= 0, got "
                              f"{market_seconds}, {min_seconds}")
         self.market_seconds = float(market_seconds)
         self.min_seconds = float(min_seconds)
+        self.until_close = bool(until_close)
         self.conn_id = conn_id
 
     def wall_delay(self, speed: float) -> timedelta:
@@ -142,17 +146,24 @@ class MarketTimeRetry(RetryPolicy):
     def evaluate(self, exception: BaseException, try_number: int, max_tries: int,
                  context: Any = None) -> RetryDecision:
         try:
-            speed = clock_speed(clock_for(AlpacaHook(alpaca_conn_id=self.conn_id).get_conn()))
+            clock = clock_for(AlpacaHook(alpaca_conn_id=self.conn_id).get_conn())
+            speed = clock_speed(clock)
             delay = self.wall_delay(speed)
+            if self.until_close and context is not None:
+                dag_run = context["dag_run"]
+                close = calendar.session_for_run(dag_run.logical_date, dag_run.run_after).close
+                if clock.now() >= close:
+                    return RetryDecision.fail(f"no retry after the close ({close.astimezone(calendar.ET):%H:%M} ET)")
         except Exception:  # no clock to ask: the task's own retry_delay
             return RetryDecision.default()
         return RetryDecision.retry(delay, reason=f"retry in {self.market_seconds:g} market seconds "
                                                  f"({delay.total_seconds():.3f} wall seconds at {speed:g}x)")
 
     def serialize(self) -> dict[str, Any]:
-        return {"market_seconds": self.market_seconds, "min_seconds": self.min_seconds, "conn_id": self.conn_id}
+        return {"market_seconds": self.market_seconds, "min_seconds": self.min_seconds,
+                "until_close": self.until_close, "conn_id": self.conn_id}
 
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> MarketTimeRetry:
         return cls(float(data["market_seconds"]), min_seconds=float(data.get("min_seconds", 0.0)),
-                   conn_id=str(data.get("conn_id", CONN_ID)))
+                   until_close=bool(data.get("until_close", False)), conn_id=str(data.get("conn_id", CONN_ID)))
