@@ -135,12 +135,25 @@ class BrokerSync:
             self._threads.loop.call_soon_threadsafe(self._order_polled, order)
 
     def sync_account(self) -> None:
-        """Read the broker's cash and positions; applied on the loop."""
+        """Read the broker's cash and positions; applied on the loop.
+
+        The cash is read between two reads of the positions, and a snapshot whose positions moved meanwhile
+        is not applied: the cash from before a fill with the positions from after it (an order this attempt
+        does not track, such as the liquidation's) would misstate the equity, and could trip the loss stop.
+        """
+        before = self._positions()
         account = self._broker.account()
-        positions = {p.symbol: p.qty for p in self._broker.positions()}
-        self._threads.loop.call_soon_threadsafe(self.apply_sync, account.cash, positions)
+        positions = self._positions()
+        if positions == before:
+            self._threads.loop.call_soon_threadsafe(self.apply_sync, account.cash, positions)
+        else:
+            log.info("positions moved while the account was read (%s, then %s): this sync is skipped", before,
+                     positions)
         if self.on_equity is not None and account.equity > 0:
             self._threads.loop.call_soon_threadsafe(self.on_equity, account.equity)
+
+    def _positions(self) -> dict[str, float]:
+        return {p.symbol: p.qty for p in self._broker.positions()}
 
     # -- on the writer's thread -------------------------------------------------------------------
 
