@@ -12,7 +12,7 @@ import bisect
 import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -157,6 +157,11 @@ def session_for_run(logical_date: datetime | None, run_after: datetime) -> Sessi
     """
     ref = logical_date if logical_date is not None else run_after
     return session_on_or_after(et_date(ref))
+
+
+def run_session(dag_run: Any) -> Session:
+    """The session of an Airflow DAG run (anything with ``logical_date`` and ``run_after``)."""
+    return session_for_run(dag_run.logical_date, dag_run.run_after)
 
 
 def at_offset(s: Session, anchor: Anchor, minutes: float) -> datetime:

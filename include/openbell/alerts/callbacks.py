@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from openbell.alerts.notify import Level, Outcome, alert
 from openbell.alerts.summary import not_flat_text, summary_text
-from openbell.calendar import session_for_run
+from openbell.calendar import run_session
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ def state_engine() -> Iterator[Engine | None]:
 
 def session_date_of(context: Any) -> date:
     """The session date of the context's DAG run."""
-    dag_run = context["dag_run"]
-    return session_for_run(dag_run.logical_date, dag_run.run_after).date
+    return run_session(context["dag_run"]).date
 
 
 def step_key(context: Any) -> str:

@@ -72,8 +72,7 @@ class WaitForMarketTime(BaseOperator):
 
     def target_for(self, context: Any) -> datetime:
         """The target market time of the run in ``context``."""
-        dag_run = context["dag_run"]
-        session = calendar.session_for_run(dag_run.logical_date, dag_run.run_after)
+        session = calendar.run_session(context["dag_run"])
         offset = self.offset_minutes
         if self.offset_param:
             offset = float(context["params"][self.offset_param]) * self.offset_scale
@@ -150,8 +149,7 @@ class MarketTimeRetry(RetryPolicy):
             speed = clock_speed(clock)
             delay = self.wall_delay(speed)
             if self.until_close and context is not None:
-                dag_run = context["dag_run"]
-                close = calendar.session_for_run(dag_run.logical_date, dag_run.run_after).close
+                close = calendar.run_session(context["dag_run"]).close
                 if clock.now() >= close:
                     return RetryDecision.fail(f"no retry after the close ({close.astimezone(calendar.ET):%H:%M} ET)")
         except Exception:  # no clock to ask: the task's own retry_delay

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from openbell.adapters.alpaca.config import AlpacaConfig
-from openbell.calendar import Session, et_date, session_for_run
+from openbell.calendar import Session, et_date, run_session
 from openbell.clock import MarketClock, clock_for
 from openbell.params import RunParams
 from openbell.store import ledger
@@ -113,7 +113,7 @@ def from_airflow(context: dict[str, Any]) -> StepContext:
     dag_run = context["dag_run"]
     ti = context["ti"]
     return StepContext(
-        session=session_for_run(dag_run.logical_date, dag_run.run_after),
+        session=run_session(dag_run),
         params=RunParams.from_mapping(dict(context.get("params") or {})),
         run_id=dag_run.run_id,
         attempt=int(getattr(ti, "try_number", 1) or 1),
