@@ -31,6 +31,8 @@ STEP_STATUSES = ("running", "success", "failed", "skipped")
 PHASES = ("pre_open", "trading", "liquidating", "closed")
 # ACTIVE: trade normally; REDUCING: only orders that reduce a position; HALTED: flat and no more trading
 RISK_STATES = ("ACTIVE", "REDUCING", "HALTED")
+# who set the risk state: the daily loss stop, or an operator through trading_control
+RISK_CAUSES = ("loss_stop", "operator")
 ORDER_ORIGINS = ("strategy", "adopted", "liquidation")
 POSITION_ORIGINS = ("strategy", "adopted")
 PARAM_SOURCES = ("default", "optimizer", "manual")
@@ -109,13 +111,16 @@ class TradingSession(Base):
     """The phase and risk state of one trading session, read by tasks running alongside each other.
 
     ``open_equity`` is the broker's account equity at the session's open, written once by the first
-    trading attempt.
+    trading attempt. ``risk_cause`` says who set the risk state (``RISK_CAUSES``; null: never set);
+    ``extra_loss`` is the extra loss budget (dollars) resumes after a loss stop granted today, cumulative.
     """
 
     __tablename__ = "trading_sessions"
     __table_args__ = (
         CheckConstraint(_one_of("phase", PHASES), name="phase"),
         CheckConstraint(_one_of("risk_state", RISK_STATES), name="risk_state"),
+        CheckConstraint(_one_of("risk_cause", RISK_CAUSES), name="risk_cause"),
+        CheckConstraint("extra_loss >= 0", name="extra_loss"),
     )
 
     session_date: Mapped[date] = mapped_column(primary_key=True)
@@ -128,6 +133,8 @@ class TradingSession(Base):
     risk_by: Mapped[str | None]
     risk_changed_at: Mapped[datetime | None]
     open_equity: Mapped[Decimal | None]
+    risk_cause: Mapped[str | None]
+    extra_loss: Mapped[Decimal] = mapped_column(server_default="0")
 
 
 class Order(Base):

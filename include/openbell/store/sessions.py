@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -11,7 +12,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from openbell.store.events import record_event
-from openbell.store.models import PHASES, RISK_STATES, TradingSession
+from openbell.store.models import PHASES, RISK_CAUSES, RISK_STATES, TradingSession
 
 RISK_EVENT = "risk_state"
 
@@ -62,29 +63,41 @@ def get_session(engine: Engine, session_date: date) -> TradingSession | None:
 
 @dataclass(frozen=True)
 class RiskRecord:
-    """A session's risk state (``RISK_STATES``), why, by whom and when it was set, and its open equity."""
+    """A session's risk state (``RISK_STATES``), why, by whom and when it was set, and its open equity;
+    ``cause`` says who set it (``loss_stop``: the daily loss stop, ``operator``: ``trading_control``, None:
+    never set) and ``extra_loss`` is the extra loss budget (dollars) resumes after a loss stop granted today,
+    cumulative."""
 
     state: str = "ACTIVE"
     reason: str | None = None
     by: str | None = None
     changed_at: datetime | None = None
     open_equity: float | None = None
+    cause: str | None = None
+    extra_loss: float = 0.0
+
+    @property
+    def loss_stopped(self) -> bool:
+        """The daily loss stop set the state and no resume has lifted it."""
+        return self.cause == "loss_stop" and self.state != "ACTIVE"
 
     def as_dict(self) -> dict[str, Any]:
         return {"state": self.state, "reason": self.reason, "by": self.by,
                 "changed_at": self.changed_at.isoformat() if self.changed_at else None,
-                "open_equity": self.open_equity}
+                "open_equity": self.open_equity, "cause": self.cause, "extra_loss": self.extra_loss}
 
 
 _RISK_COLUMNS = (TradingSession.risk_state, TradingSession.risk_reason, TradingSession.risk_by,
-                 TradingSession.risk_changed_at, TradingSession.open_equity)
+                 TradingSession.risk_changed_at, TradingSession.open_equity, TradingSession.risk_cause,
+                 TradingSession.extra_loss)
 
 
 def _record(row: Any) -> RiskRecord:
     if row is None:
         return RiskRecord()
-    state, reason, by, changed_at, equity = row
-    return RiskRecord(state, reason, by, changed_at, None if equity is None else float(equity))
+    state, reason, by, changed_at, equity, cause, extra = row
+    return RiskRecord(state, reason, by, changed_at, None if equity is None else float(equity), cause,
+                      float(extra or 0))
 
 
 def _ensure_row(conn: Connection, session_date: date) -> None:
@@ -102,13 +115,17 @@ def get_risk(engine_or_conn: Engine | Connection, session_date: date) -> RiskRec
 
 
 def set_risk(
-    engine: Engine, session_date: date, state: str, reason: str, by: str, *, at: datetime | None = None
+    engine: Engine, session_date: date, state: str, reason: str, by: str, *, at: datetime | None = None,
+    cause: str | None = None, extra_loss: float | None = None,
 ) -> RiskRecord:
     """Set the session's risk state (creating its row, phase ``pre_open``) and journal a ``risk_state``
-    event ``{from, to, reason, by}`` in the same transaction; return the new record.
+    event ``{from, to, reason, by}`` (with ``cause`` and ``extra_loss`` when given) in the same transaction;
+    return the new record.
 
     ``by`` is who decided (an Airflow user name, or ``openbell`` for the loss stop); ``at`` is the market
-    time of the change (default: now).
+    time of the change (default: now); ``cause`` is ``loss_stop`` or ``operator`` (None: not known, stored
+    as such); ``extra_loss``, when given, is the day's new cumulative extra loss budget in dollars (when not,
+    the stored one is kept).
     """
     if state not in RISK_STATES:
         raise ValueError(f"invalid risk state {state!r}; use one of {', '.join(RISK_STATES)}")
@@ -117,19 +134,30 @@ def set_risk(
             raise ValueError(f"a risk state change needs a non-empty {name}")
     if at is not None and at.tzinfo is None:
         raise ValueError(f"at must be timezone-aware, got {at!r}")
+    if cause is not None and cause not in RISK_CAUSES:
+        raise ValueError(f"invalid risk cause {cause!r}; use one of {', '.join(RISK_CAUSES)} or None")
+    if extra_loss is not None and not (
+        isinstance(extra_loss, int | float | Decimal) and not isinstance(extra_loss, bool)
+        and math.isfinite(extra_loss) and extra_loss >= 0
+    ):
+        raise ValueError(f"extra_loss must be a finite number >= 0 (dollars), got {extra_loss!r}")
     where = TradingSession.session_date == session_date
+    changes: dict[str, Any] = {"risk_state": state, "risk_reason": reason.strip(), "risk_by": by.strip(),
+                               "risk_cause": cause, "risk_changed_at": at if at is not None else func.now(),
+                               "updated_at": func.now()}
+    if extra_loss is not None:
+        changes["extra_loss"] = Decimal(str(extra_loss))
     with engine.begin() as conn:
         _ensure_row(conn, session_date)
         before = conn.execute(select(TradingSession.risk_state).where(where).with_for_update()).scalar_one()
-        row = conn.execute(
-            update(TradingSession).where(where)
-            .values(risk_state=state, risk_reason=reason.strip(), risk_by=by.strip(),
-                    risk_changed_at=at if at is not None else func.now(), updated_at=func.now())
-            .returning(*_RISK_COLUMNS)
-        ).one()
+        row = conn.execute(update(TradingSession).where(where).values(**changes).returning(*_RISK_COLUMNS)).one()
         record = _record(row)
-        record_event(conn, session_date, RISK_EVENT,
-                     {"from": before, "to": state, "reason": record.reason, "by": record.by}, ts=at)
+        payload: dict[str, Any] = {"from": before, "to": state, "reason": record.reason, "by": record.by}
+        if cause is not None:
+            payload["cause"] = cause
+        if extra_loss is not None:
+            payload["extra_loss"] = record.extra_loss
+        record_event(conn, session_date, RISK_EVENT, payload, ts=at)
     return record
 
 
