@@ -97,8 +97,9 @@ def _corrected(result: DrillResult) -> None:
 
 
 def _halted(result: DrillResult) -> None:
-    halts = [(h["symbol"], h["change"]) for a in _attempts(result, "live_trading") for h in a.get("halts") or []]
-    assert ("TQQQ", "halted") in halts and ("TQQQ", "resumed") in halts, halts
+    halts = [(h["symbol"], h["change"], h["code"]) for a in _attempts(result, "live_trading")
+             for h in a.get("halts") or []]
+    assert ("SSO", "halted", "2") in halts and ("SSO", "resumed", "3") in halts, halts  # Tape B's codes
 
 
 def _split(result: DrillResult) -> None:

@@ -17,7 +17,7 @@ from alpaca.data.enums import DataFeed
 from alpaca.data.requests import StockBarsRequest, StockLatestBarRequest
 from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderStatus
+from alpaca.trading.enums import AssetExchange, OrderStatus
 from alpaca.trading.models import TradeAccount
 from sim_helpers import market_clock, order, raw, run_until, wait_status, within_rate_limit
 
@@ -42,16 +42,20 @@ def _minutes(sim: SimProcess, symbol: str, start: datetime, end: datetime, feed:
 
 
 def test_a_halt_is_announced_has_no_bars_and_holds_orders_until_the_resumption() -> None:
-    args = ["--halt", "ERY:09:33-09:36", "--halt", "ERX:09:34-09:54", "--sparse"]
+    args = ["--halt", "ERY:09:33-09:36", "--halt", "ERX:09:34-09:54", "--halt", "TQQQ:09:33-09:35",
+            "--halt", "SQQQ:09:34-09:54", "--halt", "UVXY:09:33-09:35", "--sparse"]
     with SimProcess(speed=120, start="09:31", extra_args=args) as sim:
         tc = sim.config().trading_client()
+        listed = {s: tc.get_asset(s).exchange for s in ("ERY", "ERX", "TQQQ", "SQQQ", "UVXY")}
+        assert listed == {"ERY": AssetExchange.ARCA, "ERX": AssetExchange.ARCA, "TQQQ": AssetExchange.NASDAQ,
+                          "SQQQ": AssetExchange.NASDAQ, "UVXY": AssetExchange.BATS}
         statuses: list[object] = []
         bars: list[object] = []
         held: list[object] = []
 
         async def on_status(s: object) -> None:
             statuses.append(s)
-            if s.symbol == "ERY" and s.status_code == "H":  # type: ignore[attr-defined]
+            if s.symbol == "ERY" and s.status_code == "2":  # type: ignore[attr-defined]
                 held.append(await asyncio.to_thread(tc.submit_order, order("ERY", qty=3, cid="during-halt")))
                 await asyncio.sleep(0.25)  # half a market minute: still halted
                 held.append(await asyncio.to_thread(tc.get_order_by_id, held[0].id))  # type: ignore[attr-defined]
@@ -60,16 +64,22 @@ def test_a_halt_is_announced_has_no_bars_and_holds_orders_until_the_resumption()
             bars.append(b)
 
         stream = sim.config().data_stream()
-        stream.subscribe_trading_statuses(on_status, "ERY", "ERX")
+        stream.subscribe_trading_statuses(on_status, "ERY", "ERX", "TQQQ", "SQQQ", "UVXY")
         stream.subscribe_bars(on_bar, "ERY", "ERX", "SPY")
         assert asyncio.run(run_until(stream, lambda: any(b.symbol == "SPY" and b.timestamp >= _at("09:37")  # type: ignore[attr-defined]
                                                          for b in bars), timeout=20))
-        got = [(s.symbol, s.status_code, s.status_message, s.reason_code, s.reason_message, s.tape, s.timestamp)  # type: ignore[attr-defined]
-               for s in statuses]
-        assert got == [
-            ("ERY", "H", "Trading Halt", "LUDP", "Volatility Trading Pause", "B", _at("09:33")),
-            ("ERX", "H", "Trading Halt", "T1", "Halt News Pending", "B", _at("09:34")),
-            ("ERY", "T", "Trading Resumption", "LUDP", "Volatility Trading Pause", "B", _at("09:36")),
+        got = sorted((s.timestamp, s.symbol, s.status_code, s.status_message, s.reason_code, s.reason_message,  # type: ignore[attr-defined]
+                      s.tape) for s in statuses)  # type: ignore[attr-defined]
+        luld = "Limit Up-Limit Down (LULD) Trading Pause"
+        assert got == [  # Tape A/B (NYSE Arca, Cboe) halts are 2 and 3, Tape C (Nasdaq) ones P or H, and T
+            (_at("09:33"), "ERY", "2", "Trading Halt", "M", luld, "B"),
+            (_at("09:33"), "TQQQ", "P", "Volatility Trading Pause", "LUDP", "Volatility Trading Pause", "C"),
+            (_at("09:33"), "UVXY", "2", "Trading Halt", "M", luld, "B"),
+            (_at("09:34"), "ERX", "2", "Trading Halt", "P", "News Pending", "B"),
+            (_at("09:34"), "SQQQ", "H", "Trading Halt", "T1", "Halt News Pending", "C"),
+            (_at("09:35"), "TQQQ", "T", "Trading Resumption", "LUDP", "Volatility Trading Pause", "C"),
+            (_at("09:35"), "UVXY", "3", "Resume", "M", luld, "B"),
+            (_at("09:36"), "ERY", "3", "Resume", "M", luld, "B"),
         ]
         halted = {_at("09:33"), _at("09:34"), _at("09:35")}
         assert not {b.timestamp for b in bars if b.symbol == "ERY"} & halted  # type: ignore[attr-defined]

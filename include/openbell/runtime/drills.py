@@ -116,8 +116,9 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
           start="09:10", sim_args=("--seed", "7", "--seed-position", "AAPL:7"), inject=short_tokens),
     Drill("corrections", "a fifth of the bars are re-sent corrected on updatedBars 30 market seconds later",
           sim_args=("--corrections", "0.2")),
-    Drill("halt_and_resume", "TQQQ is halted from 15:10 to 15:40 (no bars, orders held by the broker)",
-          sim_args=("--halt", "TQQQ:15:10-15:40", "--seed-position", "TQQQ:40")),
+    Drill("halt_and_resume", "SSO (NYSE Arca: Tape B, so status 2 at the halt and 3 at the resumption) is "
+          "halted from 15:10 to 15:40 (no bars, orders held by the broker)",
+          sim_args=("--halt", "SSO:15:10-15:40", "--seed-position", "SSO:40")),
     Drill("reverse_split", "SQQQ reverse-splits 1-for-10 at the open of 2025-11-17, inside the warmup and the "
           "optimizer's 20 sessions", sim_args=("--split", "SQQQ:0.1:2025-11-17")),
     Drill("rejections", "a short of 120 MSFT held from before the day leaves buying power below equity: buys "

@@ -208,8 +208,10 @@ def parser() -> argparse.ArgumentParser:
                         "--seed (Alpaca corrects a small share)")
     g.add_argument("--halt", dest="halts", type=_halt, action="append", default=[], metavar="SYM:HH:MM-HH:MM",
                    help="halt SYM on the played session from HH:MM to HH:MM ET, or to 'close' (repeatable): "
-                        "statuses subscribers get 'T': 's' messages (sc H at the halt, T at the resumption; "
-                        "rc LUDP for a pause of up to 15 minutes, T1 beyond), no bar exists while halted (stream "
+                        "statuses subscribers get 'T': 's' messages with the codes of SYM's tape, as Alpaca "
+                        "sends them (NYSE Arca, Cboe, NYSE listed: sc 2 at the halt, 3 at the resumption, rc M "
+                        "for a LULD pause of up to 15 minutes, P beyond; Nasdaq listed: sc P and rc LUDP for a "
+                        "pause, H and T1 beyond, T at the resumption), no bar exists while halted (stream "
                         "and REST), orders are held until the resumption and day orders expire at the close; a "
                         "halt to the close resumes at the next session's open")
     g.add_argument("--split", dest="splits", type=_split, action="append", default=[], metavar="SYM:RATIO:DATE",

@@ -4,6 +4,16 @@ While halted a symbol has no trades, so no bars on any feed, stream or REST; ord
 and held, and fill at the reopening (Alpaca routes them to the exchange, which queues them). Subscribers
 of the ``statuses`` channel get a ``"T": "s"`` message when the halt starts and when trading resumes;
 a halt to the close resumes at the next session's open.
+
+The message carries the codes of the symbol's tape, which its listing exchange decides, as Alpaca's do:
+
+- Tape A and B (NYSE; NYSE Arca, Cboe, NYSE American: most ETFs): ``sc`` ``2`` "Trading Halt", then ``3``
+  "Resume"; reason ``M`` (LULD trading pause) or ``P`` (news pending);
+- Tape C (Nasdaq: QQQ, TQQQ, SQQQ, AAPL, MSFT): ``sc`` ``P`` "Volatility Trading Pause" (reason ``LUDP``)
+  or ``H`` "Trading Halt" (reason ``T1``, news pending), then ``T`` "Trading Resumption".
+
+A halt of up to 15 minutes is a LULD volatility pause, a longer one a news halt. The resumption repeats
+the halt's reason.
 """
 
 from __future__ import annotations
@@ -20,10 +30,15 @@ from openbell.sim.playback import market_instant, parse_hhmm, to_utc_ns
 from openbell.sim.symbols import parse_symbol
 
 # Short halts are LULD volatility pauses; longer ones are news halts.
-PAUSE = ("LUDP", "Volatility Trading Pause")
-NEWS = ("T1", "Halt News Pending")
 PAUSE_MINUTES = 15
 TAPES = {"NYSE": "A", "NASDAQ": "C"}  # everything else (ARCA, BATS, AMEX) is on tape B
+# Per tape (CTA: A and B, UTP: C): (sc, sm) of a halt, of a pause and of the resumption, and the (rc, rm) of
+# a pause and of a news halt, as Alpaca documents them.
+CTA = {"halt": ("2", "Trading Halt"), "pause": ("2", "Trading Halt"), "resume": ("3", "Resume"),
+       "pause_reason": ("M", "Limit Up-Limit Down (LULD) Trading Pause"), "news_reason": ("P", "News Pending")}
+UTP = {"halt": ("H", "Trading Halt"), "pause": ("P", "Volatility Trading Pause"),
+       "resume": ("T", "Trading Resumption"), "pause_reason": ("LUDP", "Volatility Trading Pause"),
+       "news_reason": ("T1", "Halt News Pending")}
 
 
 @dataclass(frozen=True)
@@ -67,8 +82,9 @@ class Window:
     end: datetime
 
     @property
-    def reason(self) -> tuple[str, str]:
-        return PAUSE if self.end - self.start <= timedelta(minutes=PAUSE_MINUTES) else NEWS
+    def pause(self) -> bool:
+        """A LULD volatility pause (short), not a news halt."""
+        return self.end - self.start <= timedelta(minutes=PAUSE_MINUTES)
 
 
 class HaltBook:
@@ -116,15 +132,19 @@ class HaltBook:
 
 
 def status_message(window: Window, halted: bool, at: datetime, exchange: str) -> dict[str, Any]:
-    """A ``statuses`` message (msgpack-ready: ``t`` is a Timestamp)."""
-    code, text = window.reason
+    """A ``statuses`` message (msgpack-ready: ``t`` is a Timestamp) with the codes of the tape of
+    ``exchange``, the symbol's listing exchange."""
+    tape = TAPES.get(exchange, "B")
+    codes = UTP if tape == "C" else CTA
+    status, text = codes["resume"] if not halted else codes["pause" if window.pause else "halt"]
+    reason, why = codes["pause_reason" if window.pause else "news_reason"]
     return {
         "T": "s",
         "S": window.halt.symbol,
-        "sc": "H" if halted else "T",
-        "sm": "Trading Halt" if halted else "Trading Resumption",
-        "rc": code,
-        "rm": text,
+        "sc": status,
+        "sm": text,
+        "rc": reason,
+        "rm": why,
         "t": msgpack.Timestamp.from_unix_nano(to_utc_ns(at)),
-        "z": TAPES.get(exchange, "B"),
+        "z": tape,
     }

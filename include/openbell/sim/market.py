@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from openbell.sim.playback import played_sessions, session_minutes, session_number, sessions_between, to_utc_ns
+from openbell.sim.symbols import LISTINGS
 
 NS_PER_MIN = 60_000_000_000
 
@@ -63,7 +64,7 @@ class SymbolSpec:
 
 
 def _etf(sym: str, factor: str, lev: float, price: float, vol: float, name: str) -> SymbolSpec:
-    return SymbolSpec(sym, factor, lev, price, vol, 0.0015 * abs(lev), "ARCA", name)
+    return SymbolSpec(sym, factor, lev, price, vol, 0.0015 * abs(lev), LISTINGS.get(sym, "ARCA"), name)
 
 
 UNIVERSE: dict[str, SymbolSpec] = {
