@@ -11,7 +11,8 @@ import textwrap
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import text
@@ -68,15 +69,91 @@ def test_test_connection_names_the_paper_account_and_its_status(sim: SimProcess,
     ok, message = AlpacaHook().test_connection()
     assert ok, message
     assert "paper account" in message and "status ACTIVE" in message and sim.base_url in message
+    assert "a local simulator" in message
     assert SECRET not in message and KEY not in message
 
 
 def test_a_live_flagged_connection_is_reported_as_live(sim: SimProcess, monkeypatch: pytest.MonkeyPatch) -> None:
-    """paper=false names the live account (the simulator stands in for Alpaca's trading URL here)."""
+    """paper=false names the live account (the simulator stands in for Alpaca's trading URL here), and the
+    endpoint says it is a local one, not Alpaca's live host."""
     _alpaca_conn(monkeypatch, {"paper": False, "trading_url": sim.base_url})
     ok, message = AlpacaHook().test_connection()
     assert ok, message
     assert "live account" in message and "status ACTIVE" in message and "simulator" not in message
+    assert f"at {sim.base_url} (a local endpoint, not Alpaca's)" in message
+
+
+class FakeTrading:
+    """Stands in for alpaca-py's TradingClient: no request leaves this machine."""
+
+    sent: ClassVar[list[str]] = []
+
+    def __init__(self, config: AlpacaConfig) -> None:
+        self.config = config
+
+    def get_account(self) -> Any:
+        FakeTrading.sent.append("get_account")
+        return SimpleNamespace(account_number="PA123", status=SimpleNamespace(value="ACTIVE"))
+
+
+@pytest.fixture
+def fake_trading(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    FakeTrading.sent = []
+    monkeypatch.setattr(AlpacaConfig, "trading_client", lambda self, raw_data=False: FakeTrading(self))
+    return FakeTrading.sent
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({}, "paper account PA123 at https://paper-api.alpaca.markets (Alpaca's paper endpoint)"),
+        ({"paper": "true", "trading_url": "HTTPS://Paper-API.alpaca.markets/"},
+         "paper account PA123 at HTTPS://Paper-API.alpaca.markets/ (Alpaca's paper endpoint)"),
+        ({"paper": False}, "live account PA123 at https://api.alpaca.markets (Alpaca's live endpoint: real money)"),
+        ({"paper": "false", "trading_url": "https://api.alpaca.markets:443/"},
+         "live account PA123 at https://api.alpaca.markets:443/ (Alpaca's live endpoint: real money)"),
+        ({"paper": True, "trading_url": "https://broker.example.net/alpaca"},
+         "paper account PA123 at https://broker.example.net/alpaca (not an Alpaca host: its account is whatever"),
+        ({"simulator_url": "http://simulator:5055"},
+         "paper account PA123 of the openbell simulator at http://simulator:5055 (a simulator on another host)"),
+    ],
+)
+def test_test_connection_says_which_endpoint_it_reached(monkeypatch: pytest.MonkeyPatch, fake_trading: list[str],
+                                                         extra: dict[str, Any], says: str) -> None:
+    _alpaca_conn(monkeypatch, extra)
+    ok, message = AlpacaHook().test_connection()
+    assert ok, message
+    assert says in message and message.endswith(": status ACTIVE"), message
+    assert fake_trading == ["get_account"] and SECRET not in message and KEY not in message
+
+
+def test_the_url_shown_by_test_connection_carries_no_credentials(monkeypatch: pytest.MonkeyPatch,
+                                                                  fake_trading: list[str]) -> None:
+    _alpaca_conn(monkeypatch, {"trading_url": f"https://{KEY}:{SECRET}@paper-api.alpaca.markets/?token=tok-987654"})
+    ok, message = AlpacaHook().test_connection()
+    assert ok and "at https://***@paper-api.alpaca.markets/ (Alpaca's paper endpoint)" in message, message
+    assert SECRET not in message and KEY not in message and "tok-987654" not in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"paper": True, "trading_url": "https://API.alpaca.markets/"},
+         "'paper' is true but trading_url 'https://API.alpaca.markets/' is Alpaca's live host api.alpaca.markets"),
+        ({"trading_url": "api.alpaca.markets"}, "'paper' is true but trading_url 'api.alpaca.markets'"),
+        ({"paper": "false", "trading_url": "https://paper-api.alpaca.markets"},
+         "'paper' is false but trading_url 'https://paper-api.alpaca.markets' is Alpaca's paper host"),
+    ],
+)
+def test_a_paper_flag_that_disagrees_with_the_trading_url_fails_the_test_unsent(
+    monkeypatch: pytest.MonkeyPatch, fake_trading: list[str], extra: dict[str, Any], says: str
+) -> None:
+    _alpaca_conn(monkeypatch, extra)
+    ok, message = AlpacaHook().test_connection()
+    assert ok is False and says in message and "'alpaca_default'" in message, message
+    assert fake_trading == [] and SECRET not in message and KEY not in message
+    with pytest.raises(ValueError, match="nothing was sent"):
+        AlpacaHook().get_conn()
 
 
 @pytest.mark.parametrize(("login", "password"), [(KEY, "wrong-" + SECRET), ("wrong-" + KEY, SECRET)])

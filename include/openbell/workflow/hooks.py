@@ -51,8 +51,10 @@ class AlpacaHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Ask the broker for the account: ``(True, which account and its status)`` or ``(False, why)``.
 
-        Only ``GET /v2/account`` is sent (the client retries it on transient failures); the key id and the
-        secret are blanked from the message.
+        Only ``GET /v2/account`` is sent (the client retries it on transient failures); nothing is sent when the
+        ``paper`` flag disagrees with the trading URL. The message names the endpoint reached (the Trading
+        API's URL, without credentials) and whether it is Alpaca's paper or live host, a simulator or another
+        host; the key id and the secret are blanked from it.
         """
         secrets: list[str] = []
         try:
@@ -67,9 +69,9 @@ class AlpacaHook(BaseHook):
             return False, _without(error_message(exc), secrets)
         status = getattr(account.status, "value", account.status)
         if config.simulated:
-            where = f"paper account {account.account_number} of the openbell simulator at {config.trading_url}"
+            where = f"paper account {account.account_number} of the openbell simulator {config.endpoint()}"
         else:
-            where = f"{'paper' if config.paper else 'live'} account {account.account_number}"
+            where = f"{'paper' if config.paper else 'live'} account {account.account_number} {config.endpoint()}"
         return True, _without(f"Connected to the Alpaca {where}: status {status}", secrets)
 
     @classmethod

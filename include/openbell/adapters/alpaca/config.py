@@ -4,14 +4,17 @@ Every broker or data call goes through the clients built here, so a hung server 
 REST request has a timeout); transient failures are retried by :func:`openbell.adapters.alpaca.retry.call`.
 Trading API requests draw on the key's shared request budget (:mod:`~openbell.adapters.alpaca.budget`).
 Credentials come from the Airflow connection ``alpaca_default`` or from the environment, and never appear
-in ``repr`` or logs.
+in ``repr`` or logs. The ``paper`` flag and the account URLs must agree (:meth:`AlpacaConfig.__post_init__`):
+paper with Alpaca's live host, or live with its paper host, is refused before anything is sent.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from alpaca.data.enums import DataFeed
@@ -33,13 +36,21 @@ from openbell.adapters.alpaca.budget import (
 from openbell.adapters.alpaca.retry import RETRY_STATUSES, RateLimitRetry
 from openbell.ports import CredentialsError
 
-__all__ = ["CONN_ID", "LIVE_TRADING_URL", "PAPER_TRADING_URL", "AlpacaConfig", "CredentialsError"]
+__all__ = ["CONN_ID", "LIVE_TRADING_URL", "PAPER_TRADING_URL", "AlpacaConfig", "CredentialsError", "endpoint_kind",
+           "shown_url"]
 
 T = TypeVar("T")
 
 CONN_ID = "alpaca_default"
-PAPER_TRADING_URL = "https://paper-api.alpaca.markets"
-LIVE_TRADING_URL = "https://api.alpaca.markets"
+PAPER_HOST = "paper-api.alpaca.markets"
+LIVE_HOST = "api.alpaca.markets"
+PAPER_TRADING_URL = f"https://{PAPER_HOST}"
+LIVE_TRADING_URL = f"https://{LIVE_HOST}"
+
+Endpoint = Literal["live", "paper", "local", "other"]
+# The URLs that choose an account: the Trading API and its trade-updates stream. Market data (data_url,
+# stream_url) is served by one host to paper and live keys alike, so those never say which account trades.
+ACCOUNT_URL_FIELDS = ("trading_url", "trade_stream_url")
 
 
 @dataclass(frozen=True)
@@ -64,10 +75,52 @@ class AlpacaConfig:
     rate_limit: int = DEFAULT_LIMIT
     rate_read_share: float = DEFAULT_READ_SHARE
 
+    def __post_init__(self) -> None:
+        """Refuse a ``paper`` flag that disagrees with an account URL: paper on Alpaca's live host would trade
+        real money under a connection that says paper, live on its paper host would not trade what it says.
+        Every way of building the settings passes here (``dataclasses.replace`` too, as ``--live`` does)."""
+        for name in ACCOUNT_URL_FIELDS:
+            url = getattr(self, name)
+            kind = endpoint_kind(url) if url is not None else None
+            if kind == ("live" if self.paper else "paper"):
+                field_name = "simulator_url" if self.simulated and name == "trading_url" else name
+                flag = "a simulator (paper)" if self.simulated else f"'paper' is {str(self.paper).lower()}"
+                if self.simulated:
+                    fix = "simulator_url is an openbell simulator's address, never Alpaca's"
+                elif self.paper:
+                    fix = f'set "paper": false to trade the live account, or use {PAPER_TRADING_URL}'
+                else:
+                    fix = f'set "paper": true to trade the paper account, or use {LIVE_TRADING_URL}'
+                raise ValueError(
+                    f"connection {self.conn_id!r}: {flag} but {field_name} {shown_url(url)!r} is Alpaca's"
+                    f" {kind} host {LIVE_HOST if kind == 'live' else PAPER_HOST}: {fix}"
+                    " (nothing was sent to any account)"
+                )
+
     @property
     def simulated(self) -> bool:
         """True when the market clock is published by the simulator."""
         return self.clock_url is not None
+
+    @property
+    def trading_base_url(self) -> str:
+        """The Trading API these settings reach: ``trading_url``, else Alpaca's paper or live URL."""
+        return self.trading_url or (PAPER_TRADING_URL if self.paper else LIVE_TRADING_URL)
+
+    def endpoint(self) -> str:
+        """Which account endpoint these settings reach, for a person: the Trading API's URL (never
+        credentials) and whether it is Alpaca's paper or live host, a simulator or some other host."""
+        url = shown_url(self.trading_base_url)
+        kind = endpoint_kind(self.trading_base_url)
+        if self.simulated:
+            return f"at {url} ({'a local simulator' if kind == 'local' else 'a simulator on another host'})"
+        label = {
+            "live": "Alpaca's live endpoint: real money",
+            "paper": "Alpaca's paper endpoint",
+            "local": "a local endpoint, not Alpaca's",
+            "other": "not an Alpaca host: its account is whatever that host serves",
+        }[kind]
+        return f"at {url} ({label})"
 
     @classmethod
     def for_simulator(cls, base_url: str, key_id: str, secret_key: str, **kw: Any) -> AlpacaConfig:
@@ -156,7 +209,7 @@ class AlpacaConfig:
         ``rate_limit`` is 0)."""
         if self.rate_limit <= 0:
             return None
-        url = self.trading_url or (PAPER_TRADING_URL if self.paper else LIVE_TRADING_URL)
+        url = self.trading_base_url
         return RequestBudget(self.rate_limit, state_path(self.key_id, url), read_share=self.rate_read_share,
                              window=MarketMinute(self.clock_url, timeout=min(self.timeout, 5.0)))
 
@@ -233,6 +286,56 @@ def _harden(client: T, timeout: float, budget: RequestBudget | None = None) -> T
     client._session = _TimeoutSession(timeout, budget)  # type: ignore[attr-defined]
     client._retry = 0  # type: ignore[attr-defined]  # retries are ours: see retry.call()
     return client
+
+
+def _host(url: str) -> str | None:
+    """The host of ``url`` as a resolver sees it: lowercased, IDNA-encoded (``api\u3002alpaca.markets`` is
+    ``api.alpaca.markets``) and without a trailing dot; a URL without a scheme is read as ``host[:port][/path]``.
+    None when there is no host or the URL does not parse."""
+    text = url.strip()
+    try:
+        host = urlsplit(text if "://" in text else "//" + text).hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket: the client cannot reach it either
+        return None
+    if host and not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            return None
+    return host.rstrip(".") if host else None
+
+
+def endpoint_kind(url: str) -> Endpoint:
+    """``live`` or ``paper`` for Alpaca's trading hosts (any scheme, port, path or case), ``local`` for this
+    machine (localhost, a loopback address), else ``other``."""
+    host = _host(url)
+    if host == LIVE_HOST:
+        return "live"
+    if host == PAPER_HOST:
+        return "paper"
+    if host is None:
+        return "other"
+    if host == "localhost" or host.endswith(".localhost"):
+        return "local"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "other"
+    mapped = getattr(address, "ipv4_mapped", None)
+    return "local" if address.is_loopback or (mapped is not None and mapped.is_loopback) else "other"
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may appear in a message: no user or password (``***@``), no query, no fragment."""
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    rest = rest.split("#", 1)[0].split("?", 1)[0]
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return f"{scheme}{sep}{netloc}{slash}{path}"
 
 
 def _paper_flag(extra: dict[str, Any], conn_id: str) -> bool:
