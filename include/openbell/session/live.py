@@ -376,7 +376,11 @@ class LiveSession:
             set_risk(self.engine, self.d, "HALTED", reason, "openbell", at=at)
         except Exception:
             log.exception("storing the loss stop failed; this attempt stays halted")
-        alert("loss_stop", self.d.isoformat(), f"openbell {self.d}: loss stop, trading HALTED", reason,
+        from openbell.session.alerting import et_minute
+
+        # one alert per loss stop: keyed by the market minute it tripped at, so one after a resume alerts too
+        alert("loss_stop", at.isoformat(timespec="minutes"),
+              f"openbell {self.d}: loss stop at {et_minute(at)}, trading HALTED", reason,
               session_date=self.d, engine=self.engine, level=Level.FAILURE)
 
     # -- the session phase ------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 liquidation starts or an operator halts trading.
 
 Every write to ``trading_sessions`` is announced on ``openbell_rows`` (migration 0002). A thread
-listens on its own connection and keeps :attr:`PhaseWatch.phase` and :attr:`PhaseWatch.risk` current;
-the live loop reads them right before orders leave, without a query on its hot path. After a lost connection the
-thread reconnects and reads the phase again, so a change made meanwhile is not missed.
+listens on its own connection and keeps :attr:`PhaseWatch.phase` and :attr:`PhaseWatch.risk` current (with
+who set the risk state, :attr:`PhaseWatch.risk_cause`, and the extra loss budget resumes granted today,
+:attr:`PhaseWatch.extra_loss`); the live loop reads them right before orders leave, without a query on its
+hot path. After a lost connection the thread reconnects and reads the phase again, so a change made
+meanwhile is not missed.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ WINDING_DOWN = frozenset({"liquidating", "closed"})
 
 class PhaseWatch:
     """Follows one session's phase and risk state; ``on_change(phase)`` and ``on_risk(state)`` are called
-    from the watch's thread when they change."""
+    from the watch's thread when they change (``on_risk`` also when the extra loss budget changes; the
+    attributes are current when it is called)."""
 
     def __init__(
         self, engine: Engine, session_date: date, on_change: Callable[[str | None], None] | None = None,
@@ -40,6 +43,8 @@ class PhaseWatch:
         self.on_change = on_change
         self.on_risk = on_risk
         self.risk = "ACTIVE"
+        self.risk_cause: str | None = None  # "loss_stop", "operator", or None: never set
+        self.extra_loss = 0.0  # dollars of extra loss budget granted by resumes today, cumulative
         self.poll_seconds = poll_seconds
         self.retry_seconds = retry_seconds
         self.phase: str | None = None
@@ -61,9 +66,10 @@ class PhaseWatch:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def _set(self, phase: str | None, risk: str) -> None:
-        if risk != self.risk:
-            self.risk = risk
+    def _set(self, phase: str | None, risk: str, cause: str | None = None, extra_loss: float = 0.0) -> None:
+        self.risk_cause = cause
+        if risk != self.risk or extra_loss != self.extra_loss:
+            self.risk, self.extra_loss = risk, extra_loss
             if self.on_risk is not None:
                 self.on_risk(risk)
         if phase == self.phase:
@@ -73,7 +79,8 @@ class PhaseWatch:
             self.on_change(phase)
 
     def _read(self) -> None:
-        self._set(get_phase(self.engine, self.session_date), get_risk(self.engine, self.session_date).state)
+        risk = get_risk(self.engine, self.session_date)
+        self._set(get_phase(self.engine, self.session_date), risk.state, risk.cause, risk.extra_loss)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -108,7 +115,8 @@ class PhaseWatch:
                         continue
                     row = msg.get("row")
                     if row:
-                        self._set(row["phase"], row.get("risk_state") or "ACTIVE")
+                        self._set(row["phase"], row.get("risk_state") or "ACTIVE", row.get("risk_cause"),
+                                  float(row.get("extra_loss") or 0))
                     else:
                         self._read()
         finally:

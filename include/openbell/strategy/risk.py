@@ -2,7 +2,8 @@
 
 Invalid weights (NaN, inf, non-numeric, negative when shorts are not allowed, unknown symbols) become 0
 or are dropped, each with a note; per-symbol and gross limits clip; once the equity has lost more
-than ``daily_loss_limit`` since the day's start, every target is 0 for the rest of the day (latched).
+than ``daily_loss_limit`` since the day's start (plus the extra loss budget in dollars an operator granted
+with a resume, :meth:`RiskGate.resume`), every target is 0 until such a resume (latched).
 Each kind of change is logged at WARNING once per (symbol, reason) and day, and counted after that.
 """
 
@@ -58,28 +59,41 @@ def clip_weights(w: np.ndarray, limits: RiskLimits) -> np.ndarray:
 
 
 class RiskGate:
-    """Stateful gate for one trading day; restore ``day_start_equity``/``stopped`` after a restart."""
+    """Stateful gate for one trading day; restore ``day_start_equity``/``stopped``/``extra_loss`` after a
+    restart. ``extra_loss`` (dollars) is the extra loss budget resumes after a loss stop granted today."""
 
     def __init__(self, limits: RiskLimits, universe: Iterable[str] | None = None,
-                 day_start_equity: float | None = None, stopped: bool = False) -> None:
+                 day_start_equity: float | None = None, stopped: bool = False, extra_loss: float = 0.0) -> None:
         self.limits = limits
         self.universe = None if universe is None else frozenset(universe)
         self.day_start_equity: float | None = None
+        extra_loss = _check_extra_loss(extra_loss)
         self.clips: Counter[tuple[str, str]] = Counter()  # (symbol or "*", reason) -> changes today
         # a caller on a latency-critical path sets this and calls flush_logs() when it has time
         self.defer_logs = False
         self._unlogged: list[str] = []
         if day_start_equity is not None:
             self.start_day(day_start_equity)
+        self.extra_loss = extra_loss
         self.stopped = bool(stopped)
         self.stop_reason: str | None = "restored as stopped for the day" if stopped else None
 
     def start_day(self, equity: float) -> None:
-        """Begin a new day at ``equity``; clears the loss latch and the counts of changes."""
+        """Begin a new day at ``equity``; clears the loss latch, the extra loss budget and the counts of
+        changes."""
         self.day_start_equity = _check_equity(equity)
+        self.extra_loss = 0.0
         self.stopped = False
         self.stop_reason = None
         self.clips.clear()
+
+    def resume(self, extra_loss: float) -> None:
+        """Trade again after a stop, with ``extra_loss`` (dollars: the day's cumulative extra loss budget)
+        on top of the daily loss limit. The day's start is not moved: the limit still counts from the open,
+        so a resume without a budget stops again at the next decision if the loss is still past it."""
+        self.extra_loss = _check_extra_loss(extra_loss)
+        self.stopped = False
+        self.stop_reason = None
 
     def halt(self, reason: str) -> None:
         """Stop for the rest of the day (every target 0), for ``reason``: a restored or broker-measured stop."""
@@ -88,8 +102,10 @@ class RiskGate:
             self.stop_reason = reason
 
     def breached(self, equity: float) -> bool:
-        """``equity`` (e.g. the broker's own figure) is past the daily loss limit since the day's start."""
-        return self.day_start_equity is not None and loss_breached(self.limits, equity, self.day_start_equity)
+        """``equity`` (e.g. the broker's own figure) is past the daily loss limit (plus the extra loss
+        budget) since the day's start."""
+        return self.day_start_equity is not None and loss_breached(self.limits, equity, self.day_start_equity,
+                                                                   self.extra_loss)
 
     def clip_counts(self) -> dict[str, dict[str, int]]:
         """Changes made today: reason -> symbol ("*" for the whole portfolio) -> count."""
@@ -154,10 +170,11 @@ class RiskGate:
 
         loss = self.limits.daily_loss_limit
         drawdown = 1.0 - equity / self.day_start_equity
-        if not self.stopped and loss_breached(self.limits, equity, self.day_start_equity):
+        if not self.stopped and loss_breached(self.limits, equity, self.day_start_equity, self.extra_loss):
+            extra = f" plus {self.extra_loss:.2f} extra loss granted" if self.extra_loss else ""
             self.stopped = True
             self.stop_reason = (
-                f"daily loss {drawdown:.2%} exceeds limit {loss:.2%} "
+                f"daily loss {drawdown:.2%} exceeds limit {loss:.2%}{extra} "
                 f"(equity {equity:.2f} vs day start {self.day_start_equity:.2f}): stopped for the day"
             )
             self._note(notes, "*", "daily_loss_limit", self.stop_reason)
@@ -168,10 +185,17 @@ class RiskGate:
         return {s: float(w) for s, w in zip(symbols, clipped, strict=True)}, notes
 
 
-def loss_breached(limits: RiskLimits, equity: float, day_start_equity: float) -> bool:
-    """True when ``equity`` has lost more than the daily loss limit since the day started at ``day_start_equity``."""
+def loss_breached(limits: RiskLimits, equity: float, day_start_equity: float, extra_loss: float = 0.0) -> bool:
+    """True when ``equity`` has lost more than the daily loss limit since the day started at ``day_start_equity``,
+    plus ``extra_loss`` dollars (granted by resumes): ``start - equity > start * limit + extra_loss``."""
     loss = limits.daily_loss_limit
-    return loss is not None and 1.0 - equity / day_start_equity > loss
+    return loss is not None and 1.0 - equity / day_start_equity > loss + extra_loss / day_start_equity
+
+
+def _check_extra_loss(extra_loss: float) -> float:
+    if not _number(extra_loss) or extra_loss < 0:
+        raise ValueError(f"extra_loss must be a finite number >= 0 (dollars), got {extra_loss!r}")
+    return float(extra_loss)
 
 
 def _check_equity(equity: float) -> float:
