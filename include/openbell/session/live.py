@@ -330,10 +330,17 @@ class LiveSession:
     # -- the risk state ---------------------------------------------------------------------------
 
     def _restore_risk(self, record: RiskRecord) -> None:
-        """An earlier attempt's loss stop or an operator's halt holds for this attempt too."""
+        """An earlier attempt's loss stop or an operator's halt holds for this attempt too, and so does the
+        extra loss budget resumes granted today (the loss limit still counts from the stored open equity).
+        A session the loss stop set REDUCING or HALTED keeps every target 0 (REDUCING: still closing)."""
         self.dispatch.risk_state = record.state
         self.report.risk_state = record.state
-        if record.state == "HALTED":
+        self.gate.extra_loss = record.extra_loss
+        if record.loss_stopped:
+            self.gate.halt(f"restored as {record.state} by the loss stop: {record.reason}")
+            self.decider.stop_reported = True  # stored already
+            self.dispatch.flattening = record.state == "REDUCING"  # its closes go on until flat, then HALTED
+        elif record.state == "HALTED":
             self.gate.halt(f"restored as HALTED: {record.reason} (by {record.by})")
             self.decider.stop_reported = True  # stored already
 
@@ -343,25 +350,33 @@ class LiveSession:
             self.threads.loop.call_soon_threadsafe(self._apply_risk, state)
 
     def _apply_risk(self, state: str) -> None:
+        """On the loop: the stored risk state (and the extra loss budget stored with it) in force."""
+        extra, cause = self.phase.extra_loss, self.phase.risk_cause
+        self.gate.extra_loss = extra  # the day's cumulative budget, as stored (checked there)
         if state == self.dispatch.risk_state:
             return
-        log.warning("session %s risk state %s -> %s", self.d, self.dispatch.risk_state, state)
+        log.warning("session %s risk state %s -> %s (%s)", self.d, self.dispatch.risk_state, state, cause)
         self.dispatch.risk_state = state
         self.report.risk_state = state
-        self.report.risk_changes.append({"state": state, "market_time": cached_now(self.clock).isoformat()})
+        change = {"state": state, "market_time": cached_now(self.clock).isoformat()}
+        self.report.risk_changes.append({**change, "cause": cause} if cause else change)
         if state == "HALTED":
-            self.gate.halt("HALTED by the operator")
+            self.gate.halt("HALTED by the loss stop" if cause == "loss_stop" else "HALTED by the operator")
             self.decider.stop_reported = True
-        elif state == "ACTIVE" and self.gate.stopped:
-            # a resume trades again: the loss limit counts from here
-            self.gate.start_day(max(self.portfolio.equity(), 1.0))
-            self.decider.stop_reported = False
+        elif state == "ACTIVE":
+            # a resume trades again; the loss limit still counts from the open, plus the extra budget granted
+            self.dispatch.flattening = False
+            if self.gate.stopped:
+                self.gate.resume(extra)
+                self.decider.stop_reported = False
 
     def _on_broker_equity(self, equity: float) -> None:
-        """The broker's own equity after a sync: past the loss limit, the next decision stops the day."""
+        """The broker's own equity after a sync: past the loss limit (plus the extra loss budget resumes
+        granted), the next decision stops the day."""
         if not self.gate.stopped and self.gate.breached(equity):
             start = self.gate.day_start_equity or 0.0
-            self.gate.halt(f"daily loss limit: the broker's equity {equity:.2f} vs {start:.2f} at the open")
+            extra = f" plus {self.gate.extra_loss:.2f} extra loss granted" if self.gate.extra_loss else ""
+            self.gate.halt(f"daily loss limit{extra}: the broker's equity {equity:.2f} vs {start:.2f} at the open")
 
     def _on_loss_stop(self, reason: str) -> None:
         """The loss stop tripped and its closing orders are out: HALTED, stored for every later attempt, alerted."""
