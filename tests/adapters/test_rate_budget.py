@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pickle
+import stat
 import subprocess
 import sys
 import textwrap
@@ -23,9 +24,19 @@ import requests
 from alpaca.common.exceptions import APIError
 from alpaca.trading.requests import GetOrdersRequest
 
+from openbell.adapters.alpaca import budget as ob_budget
 from openbell.adapters.alpaca import retry as ob_retry
 from openbell.adapters.alpaca.broker import AlpacaBroker
-from openbell.adapters.alpaca.budget import ORDER, READ, MarketMinute, RequestBudget, state_path
+from openbell.adapters.alpaca.budget import (
+    ORDER,
+    READ,
+    MarketMinute,
+    RequestBudget,
+    UnsafeBudgetState,
+    check_private,
+    open_state,
+    state_path,
+)
 from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.adapters.alpaca.retry import RateLimitRetry, rate_limited_backoff, wait_after_429
 from openbell.adapters.alpaca.transport import OrderSession, order_client
@@ -117,6 +128,146 @@ def test_a_damaged_file_starts_the_budget_afresh(tmp_path: Path) -> None:
 def test_the_window_is_one_market_minute() -> None:
     assert MarketMinute(None)() == 60.0
     assert MarketMinute("http://127.0.0.1:9/sim/clock", timeout=0.2)() is None  # no clock yet: nothing held back
+
+
+# -- where the budget file lives, and who may plant what there --------------------------------------------
+
+
+@pytest.fixture
+def private(tmp_path: Path) -> Path:
+    """A directory of this user that no one else may write (pytest's tmp_path may be 0700 or not)."""
+    d = tmp_path / "private"
+    d.mkdir(mode=0o700)
+    d.chmod(0o700)
+    return d
+
+
+def test_the_budget_lives_in_a_private_directory_of_this_user_never_in_a_shared_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = tmp_path / "run-user"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("OPENBELL_HOME", str(tmp_path / "home"))
+    path = state_path("key-id", "http://127.0.0.1:9")
+    assert path.parent == runtime / "openbell-ratelimit"
+    assert path == state_path("key-id", "http://127.0.0.1:9") != state_path("key-id", "http://127.0.0.1:8")
+    assert "key-id" not in str(path)  # the key id is hashed
+    for unusable in ("", "relative/run", str(tmp_path / "missing")):  # no runtime directory: openbell's home
+        monkeypatch.setenv("XDG_RUNTIME_DIR", unusable)
+        assert state_path("key-id", "http://127.0.0.1:9").parent == (tmp_path / "home" / "ratelimit")
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    path = state_path("key-id", "http://127.0.0.1:9")
+    assert path.parent == tmp_path / "home" / "ratelimit"
+    assert RequestBudget(10, path).try_acquire(READ) == 0.0
+    mode = path.parent.stat().st_mode
+    assert stat.S_IMODE(mode) == 0o700 and path.parent.stat().st_uid == os.getuid()
+    assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+
+
+def test_a_planted_symlink_at_the_files_path_is_refused_and_its_target_untouched(
+    private: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious bytes of another file")
+    (private / "b").symlink_to(victim)
+    with pytest.raises(UnsafeBudgetState, match="symbolic link"):
+        open_state(private / "b")
+    clock = FakeTime()
+    planted = budget(private / "b", clock, limit=1)
+    with caplog.at_level(logging.WARNING, logger="openbell.adapters.alpaca.budget"):
+        assert [planted.try_acquire(READ) for _ in range(3)] == [0.0] * 3  # refused: nothing held back
+        planted.block(5.0)
+    assert victim.read_bytes() == b"precious bytes of another file"
+    assert (private / "b").is_symlink()
+    (refusal,) = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert refusal.levelno == logging.ERROR and "symbolic link" in refusal.getMessage()
+
+
+def test_a_symlinked_directory_is_refused_and_nothing_is_created_where_it_points(private: Path,
+                                                                                tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (private / "dir").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UnsafeBudgetState, match="symbolic link"):
+        open_state(private / "dir" / "b")
+    assert budget(private / "dir" / "b", FakeTime(), limit=1).try_acquire(READ) == 0.0
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o777, 0o730, 0o703, 0o1777], ids=oct)
+def test_a_directory_others_may_write_is_refused(private: Path, mode: int) -> None:
+    shared = private / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    with pytest.raises(UnsafeBudgetState, match=rf"writable by group or others \(mode {oct(mode)[2:]}\).*chmod 700"):
+        open_state(shared / "b")
+    assert budget(shared / "b", FakeTime(), limit=1).try_acquire(READ) == 0.0
+    assert list(shared.iterdir()) == []  # no file was created in it
+
+
+def test_a_directory_readable_but_not_writable_by_others_is_accepted(private: Path) -> None:
+    readable = private / "readable"
+    readable.mkdir()
+    readable.chmod(0o755)
+    with open_state(readable / "b") as state:
+        state.write(b"x")
+    assert (readable / "b").read_bytes() == b"x"
+
+
+def test_a_directory_of_another_user_is_refused(private: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    me = os.getuid()
+    mine = SimpleNamespace(st_mode=stat.S_IFDIR | 0o700, st_uid=me)
+    check_private(mine, private, uid=me)  # type: ignore[arg-type]
+    theirs = SimpleNamespace(st_mode=stat.S_IFDIR | 0o700, st_uid=me + 1)
+    with pytest.raises(UnsafeBudgetState, match=rf"owned by uid {me + 1}, not this user \(uid {me}\)"):
+        check_private(theirs, private, uid=me)  # type: ignore[arg-type]
+    with pytest.raises(UnsafeBudgetState, match="not a directory"):
+        check_private(SimpleNamespace(st_mode=stat.S_IFREG | 0o600, st_uid=me), private, uid=me)  # type: ignore[arg-type]
+    monkeypatch.setattr(ob_budget.os, "getuid", lambda: me + 1)  # the real directory, seen by another user
+    with pytest.raises(UnsafeBudgetState, match=rf"owned by uid {me}, not this user \(uid {me + 1}\)"):
+        open_state(private / "b")
+    assert not (private / "b").exists()
+
+
+def test_a_budget_file_that_is_not_a_private_regular_file_is_refused(private: Path) -> None:
+    os.mkfifo(private / "fifo")
+    private.joinpath("fifo").chmod(0o600)
+    (private / "loose").write_bytes(b"")
+    (private / "loose").chmod(0o666)
+    for name, says in (("loose", "writable by group or others"), ("fifo", "not a regular file")):
+        with pytest.raises(UnsafeBudgetState, match=says):
+            open_state(private / name)
+
+
+def test_the_file_is_not_inherited_by_child_processes(private: Path) -> None:
+    import fcntl
+
+    with open_state(private / "b") as state:
+        assert fcntl.fcntl(state.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        assert not os.get_inheritable(state.fileno())
+
+
+TAKE_CHILD = textwrap.dedent("""
+    import sys
+    from openbell.adapters.alpaca.budget import READ, RequestBudget, state_path
+    budget = RequestBudget(10, state_path("key-id", "http://127.0.0.1:9"))
+    print([budget.try_acquire(READ) for _ in range(int(sys.argv[1]))])
+""")
+
+
+def test_processes_of_one_user_share_the_budget_of_a_key_through_its_private_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("OPENBELL_HOME", str(tmp_path / "home"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    got = subprocess.run([sys.executable, "-c", TAKE_CHILD, "5"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert got.returncode == 0 and got.stdout.strip() == str([0.0] * 5), got.stderr
+    mine = RequestBudget(10, state_path("key-id", "http://127.0.0.1:9"))
+    assert [mine.try_acquire(READ) for _ in range(3)] == [0.0] * 3  # 8 reads of 10: the child's 5 count
+    assert mine.try_acquire(READ) > 0
 
 
 # -- what a 429 says --------------------------------------------------------------------------------------

@@ -8,6 +8,12 @@ with ``flock`` for the few microseconds of each update. The trading task's main 
 workers (which rebuild the broker from its settings) open the same file, because its path is derived
 from the key and the Trading API URL.
 
+The file lives in a directory only this user may write (:func:`budget_dir`: ``$XDG_RUNTIME_DIR``, else
+openbell's home, never a shared one such as ``/tmp``), created 0700. :func:`open_state` refuses a directory
+that is a symbolic link, owned by another user or writable by group or others, and a file that is a
+symbolic link (``O_NOFOLLOW``: never followed) or not this user's private regular file. A refused or
+unusable file is logged and holds nothing back; requests then meet the broker's 429s, which are waited out.
+
 Reads (sync, listings, lookups) stop at ``read_share`` of the limit; orders (submits and their
 lookups on the order connection, cancels, closes) may use the rest, up to :data:`ORDER_SHARE`, so
 background GETs never starve an order. A window is one market minute: 60 s live, ``60 / speed`` wall
@@ -17,20 +23,22 @@ seconds against the simulator (:class:`MarketMinute`). Retries back off in marke
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import logging
 import math
 import os
-import tempfile
+import stat
 import time
 from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, Protocol
 
 from openbell.clock import ClockUnavailable, SimClock
+from openbell.paths import home_dir
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +64,87 @@ def pace_of(client: object) -> float:
     return budget.pace() if isinstance(budget, RequestBudget) else 1.0
 
 
+def budget_dir() -> Path:
+    """The directory of the budget files: ``$XDG_RUNTIME_DIR/openbell-ratelimit`` when ``XDG_RUNTIME_DIR`` names
+    an existing absolute directory (per user, on a local tmpfs, shared by every openbell of this user), else
+    ``ratelimit`` in openbell's home (:func:`openbell.paths.home_dir`)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and os.path.isabs(runtime) and os.path.isdir(runtime):
+        return Path(runtime) / "openbell-ratelimit"
+    return home_dir() / "ratelimit"
+
+
 def state_path(key_id: str, trading_url: str) -> Path:
-    """The budget file of one key on one Trading API (the same in every process of this user)."""
+    """The budget file of one key on one Trading API (the same in every process of this user); the key id
+    is hashed into its name."""
     digest = hashlib.sha256(f"{key_id}\0{trading_url}".encode()).hexdigest()[:24]
-    return Path(tempfile.gettempdir()) / f"openbell-ratelimit-{os.getuid()}" / digest
+    return budget_dir() / digest
+
+
+class UnsafeBudgetState(OSError):
+    """The budget's directory or file could be written, or swapped, by someone else: refused, never used."""
+
+
+class _Stat(Protocol):
+    st_mode: int
+    st_uid: int
+
+
+def check_private(st: _Stat, path: Path, *, uid: int | None = None, kind: str = "directory") -> None:
+    """Refuse ``path`` (``st`` its ``stat``) unless it is a ``kind`` (directory or regular file) owned by
+    ``uid`` (this process's user by default) that neither its group nor others may write."""
+    uid = os.getuid() if uid is None else uid
+    if not (stat.S_ISDIR(st.st_mode) if kind == "directory" else stat.S_ISREG(st.st_mode)):
+        raise UnsafeBudgetState(
+            f"request budget {kind} {path} is not a {'directory' if kind == 'directory' else 'regular file'}: refused"
+        )
+    if st.st_uid != uid:
+        raise UnsafeBudgetState(
+            f"request budget {kind} {path} is owned by uid {st.st_uid}, not this user (uid {uid}): refused"
+            f" (another user may have created it; remove it or set XDG_RUNTIME_DIR or OPENBELL_HOME elsewhere)"
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeBudgetState(
+            f"request budget {kind} {path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o}):"
+            f" refused; chmod {'700' if kind == 'directory' else '600'} {path}"
+        )
+
+
+def open_state(path: Path) -> IO[bytes]:
+    """``path`` opened for reading and writing (created 0600 in a directory created 0700), after checking
+    that only this user can write or swap it; :class:`UnsafeBudgetState` otherwise. Neither the directory
+    nor the file is followed if it is a symbolic link, and the file is checked through the descriptor
+    that was opened, so nothing can be swapped in between."""
+    directory = path.parent
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        _refuse_a_link(exc, "directory", directory)
+        raise
+    try:
+        check_private(os.fstat(dir_fd), directory)
+        try:
+            fd = os.open(path.name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600,
+                         dir_fd=dir_fd)
+        except OSError as exc:
+            _refuse_a_link(exc, "file", path)
+            raise
+    finally:
+        os.close(dir_fd)
+    try:
+        check_private(os.fstat(fd), path, kind="file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "r+b")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _refuse_a_link(exc: OSError, kind: str, path: Path) -> None:
+    """Say an ``O_NOFOLLOW`` refusal plainly (ELOOP; ENOTDIR for a linked directory); other errors pass."""
+    if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and path.is_symlink()):
+        raise UnsafeBudgetState(f"request budget {kind} {path} is a symbolic link: refused, not followed") from exc
 
 
 class MarketMinute:
@@ -184,8 +269,11 @@ class RequestBudget:
 
     def _open(self) -> IO[bytes] | None:
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return open(self.path, "a+b")
+            return open_state(self.path)
+        except UnsafeBudgetState as exc:
+            self._broken = True
+            log.error("request budget file unusable: %s; requests are not held back", exc)
+            return None
         except OSError as exc:
             self._broken = True
             log.warning("request budget file %s unusable (%s): requests are not held back", self.path, exc)
