@@ -13,12 +13,22 @@ messages. Two additions the model's own schema does not carry are made here:
   of ``strategy``; that, and Python-only distinctions such as ``30.0`` for an integer, :class:`RunParams`
   checks through the strategy itself, and the DAG's first task runs :func:`check_run_params` before it
   waits for the open.
+
+The deployment's risk ceilings (:class:`RiskCeilings`: ``daily_loss_limit``, ``max_gross``,
+``max_order_notional``, ``max_position_notional``, ``price_collar``) bound what a run may ask for: a run may
+tighten a limit, never loosen it. They are the Airflow Variable ``openbell_risk_ceilings``, a JSON object
+(Airflow reads it from the environment variable ``AIRFLOW_VAR_OPENBELL_RISK_CEILINGS`` first, then from its
+database), each key left out keeping today's default; a null ceiling means none. Whoever may trigger
+``trading_day`` cannot raise them: that takes the deployment's environment or Airflow's Variable permission.
+:func:`check_run_params` refuses a run over a ceiling before the day starts, naming the field and the ceiling.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
+from dataclasses import dataclass, fields
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
@@ -101,9 +111,14 @@ class RunParams(BaseModel):
             raise _refusal(exc) from None
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> RunParams:
-        """Settings from a run's params, ignoring keys this version does not know."""
-        return cls(**{k: v for k, v in values.items() if k in cls.model_fields})
+    def from_mapping(cls, values: dict[str, Any], *, ceilings: RiskCeilings | None = None) -> RunParams:
+        """Settings from a run's params, ignoring keys this version does not know; with ``ceilings``, refused
+        when they loosen one of them (after every other check)."""
+        params = cls(**{k: v for k, v in values.items() if k in cls.model_fields})
+        refusal = ceilings.refusal(params) if ceilings is not None else None
+        if refusal:
+            raise InvalidRunParams(refusal)
+        return params
 
     @model_validator(mode="before")
     @classmethod
@@ -223,8 +238,84 @@ def _check(name: str, value: Any) -> None:
 
 
 def check_run_params(context: Any) -> None:
-    """Refuse the run's params (:class:`InvalidRunParams`); the first task's ``pre_execute`` hook."""
-    RunParams.from_mapping(dict(context.get("params") or {}))
+    """Refuse the run's params (:class:`InvalidRunParams`), also when they loosen one of the deployment's
+    risk ceilings (:func:`deployment_ceilings`; :class:`InvalidCeilings` when those cannot be read); the first
+    task's ``pre_execute`` hook."""
+    RunParams.from_mapping(dict(context.get("params") or {}), ceilings=deployment_ceilings())
+
+
+# -- the deployment's risk ceilings -----------------------------------------------------------------------
+
+CEILINGS_VARIABLE = "openbell_risk_ceilings"
+CEILINGS_ENV = "AIRFLOW_VAR_" + CEILINGS_VARIABLE.upper()
+CEILING_FIELDS = ("daily_loss_limit", "max_gross", "max_order_notional", "max_position_notional", "price_collar")
+
+
+class InvalidCeilings(ValueError):
+    """The deployment's ceilings setting cannot be used; the message names the Variable and the key."""
+
+
+def _default(name: str) -> Any:
+    return RunParams.model_fields[name].default
+
+
+@dataclass(frozen=True)
+class RiskCeilings:
+    """The loosest value a run may ask for of each risk limit (None: no ceiling); today's defaults unless the
+    deployment sets them. For every one of them a larger value is looser, and null (no limit) loosest."""
+
+    daily_loss_limit: float = _default("daily_loss_limit")
+    max_gross: float = _default("max_gross")
+    max_order_notional: float | None = _default("max_order_notional")
+    max_position_notional: float | None = _default("max_position_notional")
+    price_collar: float | None = _default("price_collar")
+
+    @classmethod
+    def parse(cls, value: Any) -> RiskCeilings:
+        """The ceilings of a setting: JSON text or a mapping (None or empty text: the defaults); each value is
+        checked against its run parameter's schema, so a ceiling is a value a run could ask for."""
+        where = f"Airflow Variable {CEILINGS_VARIABLE} ({CEILINGS_ENV})"
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return cls()
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise InvalidCeilings(f"{where}: the setting is not JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise InvalidCeilings(f"{where}: the setting must be a JSON object of ceilings, e.g. "
+                                  f'{{"daily_loss_limit": 0.02}}; got {type(value).__name__}')
+        for key in value:
+            if key not in CEILING_FIELDS:
+                raise InvalidCeilings(f"{where}: unknown key {key!r}; the ceilings are {', '.join(CEILING_FIELDS)}")
+        for key, ceiling in value.items():
+            try:
+                _check(key, ceiling)
+            except InvalidRunParams as exc:
+                raise InvalidCeilings(f"{where}: {str(exc).removeprefix('run parameter ')}") from None
+        return cls(**{k: None if v is None else float(v) for k, v in value.items()})
+
+    def refusal(self, params: RunParams) -> str | None:
+        """Why ``params`` loosen a ceiling (the first field in :data:`CEILING_FIELDS` order), or None."""
+        for f in fields(self):
+            ceiling, asked = getattr(self, f.name), getattr(params, f.name)
+            if ceiling is None:
+                continue
+            where = f"the deployment's ceiling {ceiling:g} (Airflow Variable {CEILINGS_VARIABLE})"
+            if asked is None:
+                return f"run parameter {f.name!r}: null (no limit) is looser than {where}"
+            if asked > ceiling:
+                return f"run parameter {f.name!r}: {asked:g} is more than {where}"
+        return None
+
+
+def deployment_ceilings() -> RiskCeilings:
+    """The deployment's ceilings: the Airflow Variable :data:`CEILINGS_VARIABLE` (Airflow looks in the
+    environment, :data:`CEILINGS_ENV`, before its database), the defaults when it is not set;
+    :class:`InvalidCeilings` when it is set but unusable."""
+    from airflow.sdk import Variable
+
+    return RiskCeilings.parse(Variable.get(CEILINGS_VARIABLE, default=None))
 
 
 def param_schemas() -> dict[str, dict[str, Any]]:
