@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
+from sqlalchemy import Engine, text
+
+from openbell.alerts.summary import summary_text
+from openbell.broker import book
+from openbell.broker.journal import event
 from openbell.report import build_report, render
 from openbell.store.db import make_engine
 from openbell.store.ledger import ABANDONED, step
+from openbell.store.params import add_params
+from openbell.store.sessions import set_risk
 
 DAY = date(2025, 11, 20)
 
@@ -34,3 +41,55 @@ def test_a_session_with_no_data_reports_empty(state_url: str) -> None:
     report = build_report(make_engine(state_url), DAY)
     assert report["steps"] == [] and report["orders"] == [] and report["fills"] == []
     assert "openbell report for session 2025-11-20" in render(report)
+
+
+def _session_in_utc(engine: Engine) -> None:
+    """A day whose market times are stored in UTC, as the live loop stores them: defaults until v1 comes,
+    two orders (one filled), a halt and its resumption, the loss stop and an operator's resume, steps
+    stamped with their market time."""
+    at = lambda hhmm: datetime.fromisoformat(f"2025-11-20T{hhmm}:00+00:00")  # noqa: E731
+    version = add_params(engine, "momentum", {"lookback": 20}, source="optimizer", session_date=DAY)
+    with engine.begin() as conn:
+        for seq, (ts, vid) in enumerate([("14:31", None), ("14:32", None), ("19:33", version.id),
+                                         ("19:34", version.id), ("19:35", version.id)], 1):
+            conn.execute(text("INSERT INTO decisions (session_date, seq, ts, targets, param_version_id)"
+                              " VALUES (:d, :seq, :ts, '{}', :vid)"), {"d": DAY, "seq": seq, "ts": at(ts), "vid": vid})
+        book.upsert_order(conn, book.OrderRow(client_order_id="ob-1-AAPL-buy", session_date=DAY, symbol="AAPL",
+                                              side="buy", qty=10, status="filled", decision_seq=1))
+        book.upsert_order(conn, book.OrderRow(client_order_id="ob-4-SSO-sell", session_date=DAY, symbol="SSO",
+                                              side="sell", qty=5, status="rejected", decision_seq=4))
+        book.insert_fill(conn, execution_id="x1", client_order_id="ob-1-AAPL-buy", session_date=DAY, symbol="AAPL",
+                         side="buy", qty=10, price=100.0, ts=datetime.fromisoformat("2025-11-20T14:32:07+00:00"))
+    for change, hhmm in (("halted", "17:00"), ("resumed", "17:05")):
+        event(engine, DAY, f"symbol_{change}", {"symbol": "SSO", "change": change, "code": "H",
+                                                "reason": "", "market_time": at(hhmm).isoformat()})
+    set_risk(engine, DAY, "REDUCING", "daily loss limit: equity 97000.00 vs 100000.00 at the open", "openbell",
+             at=at("19:36"), cause="loss_stop")
+    set_risk(engine, DAY, "ACTIVE", "looked at it", "alice", at=at("20:01"), cause="operator")
+    with step(engine, DAY, "wait_for_open") as record:
+        record.summary["market_time"] = at("14:30").isoformat()
+
+
+def test_every_time_is_new_york_time_and_marked(state_url: str) -> None:
+    engine = make_engine(state_url)
+    _session_in_utc(engine)
+    text_ = render(build_report(engine, DAY))
+    assert "v1 from 14:33 ET (3 decisions)" in text_
+    assert "SSO halted 12:00 ET" in text_ and "SSO resumed 12:05 ET" in text_
+    assert "14:36 ET  ACTIVE -> REDUCING by openbell (loss stop): daily loss limit" in text_
+    assert "15:01 ET  REDUCING -> ACTIVE by alice: looked at it" in text_
+    assert "09:32 ET  ob-1-AAPL-buy" in text_  # its fill
+    assert "14:34 ET  ob-4-SSO-sell" in text_  # the minute that decided it
+    assert "wait_for_open" in text_ and "at 09:30 ET" in text_
+    for utc in ("19:33", "17:00", "17:05", "19:36", "20:01", "14:32 "):
+        assert utc not in text_, utc
+
+
+def test_decisions_on_the_strategys_defaults_are_listed_as_defaults(state_url: str) -> None:
+    engine = make_engine(state_url)
+    _session_in_utc(engine)
+    report = build_report(engine, DAY)
+    assert "parameter versions used: defaults from 09:31 ET (2 decisions), v1 from 14:33 ET (3 decisions)" \
+        in render(report)
+    _, body = summary_text(report)
+    assert "Parameter version: defaults, v1" in body

@@ -93,6 +93,15 @@ def test_a_day_without_a_rehearsal_is_read_from_openbell(home: Home) -> None:
     assert "openbell report for session 2025-11-20" in out.stdout and "reconcile" in out.stdout
 
 
+def test_the_text_report_prints_new_york_times_marked_et(home: Home) -> None:
+    _record(home.database("openbell"), date(2025, 11, 20), "wait_for_open")  # market time 14:30 UTC
+    out = report(home, "--date", "2025-11-20")
+    assert out.returncode == 0, out.stderr
+    assert "all times in New York time, ET" in out.stdout
+    [line] = [x for x in out.stdout.splitlines() if "wait_for_open" in x]
+    assert line.endswith("at 09:30 ET") and "14:30" not in out.stdout, out.stdout
+
+
 def test_an_unmigrated_rehearsal_database_gets_one_line_saying_what_to_do(home: Home) -> None:
     home.database("openbell_20251201", migrated=False)
     line = _one_line_error(report(home, "--date", "2025-12-01", "--json"),

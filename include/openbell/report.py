@@ -1,4 +1,6 @@
-"""One session's report from Postgres: steps, orders, fills, P&L, parameter versions, flatness."""
+"""One session's report from Postgres: steps, orders, fills, P&L, parameter versions, risk state changes,
+flatness. The text prints every time as New York time (the market's), marked ``ET``; the JSON keeps each
+time as stored, with its UTC offset."""
 
 from __future__ import annotations
 
@@ -23,6 +25,19 @@ from openbell.store.ledger import steps_for
 def _rows(engine: Engine, sql: str, session_date: date, **params: Any) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(text(sql), {"d": session_date, **params})]
+
+
+def et_time(value: datetime | str | None, *, seconds: bool = False) -> str:
+    """A stored time (aware, or ISO text with its offset) as New York time, marked: ``14:33 ET``; ``--:-- ET``
+    when there is none or it does not parse."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            value = None
+    if value is None or value.tzinfo is None:
+        return "--:-- ET"
+    return f"{value.astimezone(calendar.ET):%H:%M:%S ET}" if seconds else f"{value.astimezone(calendar.ET):%H:%M ET}"
 
 
 def _duration(started: datetime | None, ended: datetime | None) -> float | None:
@@ -103,10 +118,14 @@ def market_facts(engine: Engine, session_date: date) -> dict[str, Any]:
 def build_report(engine: Engine, session_date: date) -> dict[str, Any]:
     """The session's report as JSON-able data."""
     steps = step_table(engine, session_date)
+    # an order's market time: its first fill, else the minute that decided it (created_at is wall time)
     orders = _rows(
         engine,
-        "SELECT client_order_id, symbol, side, qty, status, filled_qty, filled_avg_price, origin, reason,"
-        " reject_reason, created_at FROM orders WHERE session_date = :d ORDER BY created_at, client_order_id",
+        "SELECT o.client_order_id, o.symbol, o.side, o.qty, o.status, o.filled_qty, o.filled_avg_price, o.origin,"
+        " o.reason, o.reject_reason, o.created_at, COALESCE((SELECT min(f.ts) FROM fills f"
+        " WHERE f.client_order_id = o.client_order_id), d.ts) AS market_time FROM orders o"
+        " LEFT JOIN decisions d ON d.session_date = o.session_date AND d.seq = o.decision_seq"
+        " WHERE o.session_date = :d ORDER BY o.created_at, o.client_order_id",
         session_date,
     )
     fills = _rows(
@@ -129,6 +148,8 @@ def build_report(engine: Engine, session_date: date) -> dict[str, Any]:
         " FROM decisions WHERE session_date = :d GROUP BY param_version_id ORDER BY min(ts)",
         session_date,
     )
+    risk = _rows(engine, "SELECT ts, payload FROM events WHERE session_date = :d AND kind = 'risk_state'"
+                 " ORDER BY ts, id", session_date)
     cash_flow = sum(float(f["qty"]) * float(f["price"]) * (1 if f["side"] == "sell" else -1) for f in fills)
     pnl: dict[str, Any] = {"fills_cash_flow": round(cash_flow, 2)}
     if equity:
@@ -144,20 +165,23 @@ def build_report(engine: Engine, session_date: date) -> dict[str, Any]:
         "pnl": pnl,
         "param_versions": params,
         "param_versions_used": used,
+        "risk_changes": [{"market_time": r["ts"], **(r["payload"] or {})} for r in risk],
         "flat_at_close": flat,
         "market": market_facts(engine, session_date),
     }
 
 
 def render(report: dict[str, Any]) -> str:
-    """The report as text for a terminal."""
-    lines = [f"openbell report for session {report['session']}", "", "steps:"]
+    """The report as text for a terminal; every time is New York time, marked ``ET``."""
+    lines = [f"openbell report for session {report['session']} (all times in New York time, ET)", "", "steps:"]
     for s in report["steps"]:
         dur = f"{s['duration_s']:.1f}s" if s["duration_s"] is not None else "-"
         err = f"  error: {s['error'].splitlines()[-1]}" if s.get("error") else ""
-        reason = (s["summary"] or {}).get("reason")
+        summary = s["summary"] or {}
+        reason = summary.get("reason")
         note = f"  ({reason})" if reason else ""
-        lines.append(f"  {s['step']:<16} {s['status']:<9} attempts={s['attempts']:<2} {dur:>8}{note}{err}")
+        at = f"  at {et_time(summary['market_time'])}" if summary.get("market_time") else ""
+        lines.append(f"  {s['step']:<16} {s['status']:<9} attempts={s['attempts']:<2} {dur:>8}{at}{note}{err}")
         for h in s["history"] if s["attempts"] > 1 else []:
             why = f"  {h['error'].splitlines()[-1]}" if h.get("error") else ""
             got = ", ".join(f"{k}={v}" for k, v in h["recovered"].items())
@@ -165,8 +189,8 @@ def render(report: dict[str, Any]) -> str:
     filled = sum(1 for o in report["orders"] if o["status"] == "filled")
     lines += ["", f"orders: {len(report['orders'])} ({filled} filled), fills: {len(report['fills'])}"]
     for o in report["orders"][:12]:
-        lines.append(f"  {o['client_order_id']:<28} {o['side']:<4} {float(o['qty']):>10.2f} {o['symbol']:<5}"
-                     f" {o['status']}")
+        lines.append(f"  {et_time(o.get('market_time'))}  {o['client_order_id']:<28} {o['side']:<4}"
+                     f" {float(o['qty']):>10.2f} {o['symbol']:<5} {o['status']}")
     if len(report["orders"]) > 12:
         lines.append(f"  ... {len(report['orders']) - 12} more")
     pnl = report["pnl"]
@@ -174,9 +198,16 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"\nP&L: {pnl['change']:+.2f} (equity {pnl['equity_start']:.2f} -> {pnl['equity_end']:.2f})")
     lines.append(f"cash flow from fills: {pnl['fills_cash_flow']:+.2f}")
     lines.append("parameter versions used: " + (", ".join(
-        f"v{u['id']} from {u['first_used']:%H:%M} ({u['decisions']} decisions)" for u in report["param_versions_used"]
-        if u["id"] is not None) or "none"))
+        f"{'defaults' if u['id'] is None else 'v' + str(u['id'])} from {et_time(u['first_used'])}"
+        f" ({u['decisions']} decisions)" for u in report["param_versions_used"]) or "none"))
     lines.append(f"flat at close: {'yes' if report['flat_at_close'] else 'NO'}")
+    changes = report.get("risk_changes") or []
+    lines.append("risk state changes:" + ("" if changes else " none"))
+    for r in changes:
+        cause = " (loss stop)" if r.get("cause") == "loss_stop" else ""
+        extra = f", extra loss budget {float(r['extra_loss']):.2f}" if r.get("extra_loss") else ""
+        lines.append(f"  {et_time(r['market_time'])}  {r.get('from')} -> {r.get('to')} by {r.get('by')}{cause}:"
+                     f" {r.get('reason')}{extra}")
     market = report.get("market") or {}
     if market:
         lines.append(f"\nmarket: REST refill calls {market['refill_calls']}, bars corrected {market['bars_corrected']}")
@@ -184,7 +215,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"minutes without a bar (no trades): {thin or 'none'}")
         why = ", ".join(f"{k} {v}" for k, v in market["rejections_by_reason"].items())
         lines.append(f"rejections by reason: {why or 'none'}")
-        lines.append("halts: " + (", ".join(f"{h.get('symbol')} {h.get('change')} {str(h.get('market_time'))[11:16]}"
+        lines.append("halts: " + (", ".join(f"{h.get('symbol')} {h.get('change')} {et_time(h.get('market_time'))}"
                                              for h in market["halts"]) or "none"))
     return "\n".join(lines)
 

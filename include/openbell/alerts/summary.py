@@ -13,7 +13,8 @@ def _last_line(error: str | None) -> str:
 
 
 def figures(report: dict[str, Any]) -> dict[str, Any]:
-    """The summary's figures: P&L, orders, fills, rejections, attempts per step, flatness, parameters."""
+    """The summary's figures: P&L, orders, fills, rejections, attempts per step, flatness, parameters (the
+    stored versions used, and all used in the order of first use, ``defaults`` for the strategy's defaults)."""
     orders = report["orders"]
     pnl = report["pnl"]
     return {
@@ -28,6 +29,7 @@ def figures(report: dict[str, Any]) -> dict[str, Any]:
         "steps": {s["step"]: {"status": s["status"], "attempts": s["attempts"]} for s in report["steps"]},
         "flat_at_close": bool(report["flat_at_close"]),
         "param_versions": [u["id"] for u in report["param_versions_used"] if u["id"] is not None],
+        "params_used": ["defaults" if u["id"] is None else f"v{u['id']}" for u in report["param_versions_used"]],
     }
 
 
@@ -47,7 +49,7 @@ def summary_text(report: dict[str, Any]) -> tuple[str, str]:
         f"Cash flow from fills: {f['fills_cash_flow']:+.2f}",
         f"Orders: {f['orders']} ({f['filled']} filled), fills: {f['fills']}, rejections: {f['rejections']}",
         f"Flat at the close: {flat}",
-        "Parameter version: " + (", ".join(f"v{v}" for v in f["param_versions"]) or "none used"),
+        "Parameter version: " + (", ".join(f["params_used"]) or "none used"),
         "Steps (status, attempts):",
     ]
     for s in report["steps"]:
