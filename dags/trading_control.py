@@ -2,7 +2,9 @@
 
 - **halt**: no new exposure (only orders that reduce a position); the 15:58 liquidation closes the rest.
 - **flatten**: close every position now and trade no more this session.
-- **resume**: trade normally again.
+- **resume**: trade normally again (the daily loss limit still counts from the open). After the daily loss
+  stop only with ``extra_loss_budget``: the dollars of further loss accepted today, cumulative over the day's
+  resumes and at most the deployment's daily loss ceiling times the open equity.
 
 Manual trigger only; who may trigger it is Airflow's permission on this DAG. The triggering user, the
 action and the reason are recorded in the step ledger and the journal, and alerted. This file only wires

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 from openbell.sim.testing import SimProcess
 from openbell.store.db import make_engine
 from openbell.store.ledger import steps_for
-from openbell.store.sessions import get_phase, get_risk, set_phase, set_risk
+from openbell.store.sessions import get_phase, get_risk, record_open_equity, set_phase, set_risk
 from openbell.workflow.control import (
     UNKNOWN_USER,
     ControlRefused,
@@ -83,7 +83,7 @@ def test_halt_stops_new_exposure_and_leaves_the_positions(sim: SimProcess, state
     assert (row["step"], row["status"], row["run_id"]) == ("trading_control", "success", "manual__halt_1")
     assert row["summary"]["risk"]["state"] == "REDUCING" and row["summary"]["reason"] == "unusual volatility"
     assert _risk_events(engine) == [{"from": "ACTIVE", "to": "REDUCING", "reason": "unusual volatility",
-                                     "by": "alice"}]
+                                     "by": "alice", "cause": "operator"}]
 
 
 def test_flatten_ends_flat_and_halted_and_resume_trades_again(sim: SimProcess, state_url: str,
@@ -221,14 +221,21 @@ def test_the_airflow_task_records_the_triggering_user_and_alerts(airflow_conns: 
 
 
 def test_the_loss_stop_is_a_from_state_a_resume_records(sim: SimProcess, state_url: str, engine: Engine) -> None:
-    set_risk(engine, SESSION, "HALTED", "daily loss limit", "openbell")
-    summary = _run(sim, state_url, "resume", "limit reviewed")
-    assert summary["risk_before"] == "HALTED" and get_risk(engine, SESSION).state == "ACTIVE"
+    record_open_equity(engine, SESSION, 100_000.0)
+    set_risk(engine, SESSION, "HALTED", "daily loss limit", "openbell", cause="loss_stop")
+    with pytest.raises(ControlRefused, match="stopped by the loss stop"):  # a plain resume grants no fresh limit
+        _run(sim, state_url, "resume", "limit reviewed")
+    request = ControlRequest(action="resume", reason="limit reviewed", by="alice", run_id="manual__resume_2",
+                             extra_loss_budget=500)
+    summary = run_control(request, sim.config, state_url)
+    assert (summary["risk_before"], summary["risk_cause_before"]) == ("HALTED", "loss_stop")
+    risk = get_risk(engine, SESSION)
+    assert (risk.state, risk.cause, risk.extra_loss) == ("ACTIVE", "operator", 500.0)
 
 
 def test_the_params_schema() -> None:
     params = control_params()
-    assert set(params) == {"action", "reason", "session_date"}
+    assert set(params) == {"action", "reason", "session_date", "extra_loss_budget"}
     assert params["action"].schema["enum"] == ["halt", "flatten", "resume"]
 
 
@@ -258,6 +265,12 @@ def test_the_dag_loads_manual_only_with_its_params(tmp_path: Path) -> None:
             "empty_reason": {{"action": "halt", "reason": ""}},
             "blank_reason": {{"action": "halt", "reason": "   "}},
             "bad_date": {{"action": "halt", "reason": "why", "session_date": "2025-13-01"}},
+            "budget": {{"action": "resume", "reason": "why", "extra_loss_budget": 1500.5}},
+            "no_budget": {{"action": "resume", "reason": "why", "extra_loss_budget": None}},
+            "zero_budget": {{"action": "resume", "reason": "why", "extra_loss_budget": 0}},
+            "negative_budget": {{"action": "resume", "reason": "why", "extra_loss_budget": -5}},
+            "nan_budget": {{"action": "resume", "reason": "why", "extra_loss_budget": float("nan")}},
+            "text_budget": {{"action": "resume", "reason": "why", "extra_loss_budget": "500"}},
         }}
         print(json.dumps({{
             "errors": {{k: str(v) for k, v in bag.import_errors.items()}},
@@ -284,4 +297,6 @@ def test_the_dag_loads_manual_only_with_its_params(tmp_path: Path) -> None:
     assert info["params"]["session_date"]["type"] == ["null", "string"]
     assert info["outcomes"] == {"ok": "accepted", "ok_date": "accepted", "no_action": "refused",
                                 "no_reason": "refused", "bad_action": "refused", "empty_reason": "refused",
-                                "blank_reason": "refused", "bad_date": "refused"}
+                                "blank_reason": "refused", "bad_date": "refused", "budget": "accepted",
+                                "no_budget": "accepted", "zero_budget": "refused", "negative_budget": "refused",
+                                "nan_budget": "refused", "text_budget": "refused"}
