@@ -76,6 +76,13 @@ def cached_now(clock: MarketClock) -> datetime:
     return mapping.market_at(time.time()) if mapping is not None else clock.now()
 
 
+def cached_wall_at(clock: MarketClock, t: datetime) -> float:
+    """The ``time.time()`` value at which market time ``t`` is reached, from a simulator clock's last mapping
+    (no I/O, for the event loop); ``clock.wall_deadline(t)`` without one."""
+    mapping = getattr(clock, "mapping", None)
+    return mapping.wall_at(t) if mapping is not None else clock.wall_deadline(t)
+
+
 class WallClock:
     """Live market time: the wall clock."""
 

@@ -12,8 +12,9 @@ it: its notional, the position it would leave, the orders sent in the last minut
 price collar. A market order has no limit price; its reference price is the price it was sized at (the
 decided minute's close), and the collar compares it with the last trade price seen (the close of the
 newest bar accepted from the stream or a refill, which may belong to a later minute). An order sized on a
-price the market has left behind is refused rather than sent. In the risk state REDUCING only orders that
-shrink a position leave (:func:`reducing_only`).
+price the market has left behind is refused rather than sent. An order that only shrinks a position is
+exempt from every limit (it adds no risk, and a loss stop must end flat). In the risk state REDUCING only
+orders that shrink a position leave (:func:`reducing_only`).
 """
 
 from __future__ import annotations
@@ -117,7 +118,10 @@ class OrderLimits:
     ) -> Refused | None:
         """The first limit ``intent`` breaks, sized at ``price`` with the last trade at ``last`` (None:
         unknown, no collar), ``holding`` the position it changes (with working orders) and ``minute`` and
-        ``day`` the orders already sent in the last minute and the day."""
+        ``day`` the orders already sent in the last minute and the day. An order that only reduces the
+        position (:func:`reduces_only`) breaks none: a loss stop or a halt must be able to end flat."""
+        if reduces_only(intent, holding):
+            return None
         collar = self.price_collar
         if collar is not None and last is not None and last > 0 and abs(price / last - 1.0) > collar:
             return Refused(intent, "price_collar", abs(price / last - 1.0), collar)
@@ -133,6 +137,13 @@ class OrderLimits:
         if self.max_orders_per_minute is not None and minute >= self.max_orders_per_minute:
             return Refused(intent, "max_orders_per_minute", minute + 1, self.max_orders_per_minute)
         return None
+
+
+def reduces_only(intent: OrderIntent, holding: float) -> bool:
+    """``intent`` shrinks the position ``holding`` (with its working orders) without carrying it through zero."""
+    if holding > 0:
+        return intent.side == "sell" and intent.qty <= holding
+    return holding < 0 and intent.side == "buy" and intent.qty <= -holding
 
 
 def reducing_only(

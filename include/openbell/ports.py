@@ -8,6 +8,7 @@ NautilusTrader's execution-client reports. A report never carries a venue's own 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,16 +19,35 @@ if TYPE_CHECKING:
 
     from openbell.strategy.base import Bar
 
-Outcome = Literal["submitted", "existing", "rejected", "unknown"]
+# not_sent: the order never reached the broker (its deadline passed first, or the broker refused the key)
+Outcome = Literal["submitted", "existing", "rejected", "unknown", "not_sent"]
 # why the broker refused an order, venue-neutral (the adapter reads its venue's codes and messages)
-Refusal = Literal["buying_power", "wash_trade", "not_tradable", "not_fractionable", "trading_blocked", "other"]
+Refusal = Literal["buying_power", "wash_trade", "not_tradable", "not_fractionable", "trading_blocked", "credentials",
+                  "other"]
 REFUSALS: tuple[Refusal, ...] = ("buying_power", "wash_trade", "not_tradable", "not_fractionable",
-                                 "trading_blocked", "other")
+                                 "trading_blocked", "credentials", "other")
 OrderScope = Literal["open", "all"]
 
 
 class CredentialsError(RuntimeError):
     """The broker refused the configured credentials."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """Market time ``at``, reached at wall time ``due`` (``time.time()``; see :func:`openbell.clock.deadline`).
+    Plain values: an order job carries it to its worker process."""
+
+    at: datetime
+    due: float
+
+    def remaining(self) -> float:
+        """Wall seconds left before ``at`` (<= 0: passed)."""
+        return self.due - time.time()
+
+
+class DeadlinePassed(RuntimeError):
+    """An order's deadline (market time) came before it could be sent: it was not sent."""
 
 
 class BrokerRefusal(Exception):
@@ -153,7 +173,8 @@ class OrderChannel(Protocol):
     def connect(self) -> None:
         """Open the connection the orders will use (raises when the broker cannot be reached)."""
 
-    def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str) -> SubmitResult:
+    def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str,
+                      deadline: Deadline | None = None) -> SubmitResult:
         """:meth:`BrokerPort.submit_market` on this connection."""
         ...
 
@@ -162,9 +183,12 @@ class BrokerPort(Protocol):
     """Commands to the broker and its reports. Idempotent reads retry transient failures; refused
     credentials raise :class:`CredentialsError`. Picklable: order workers rebuild it in their process."""
 
-    def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str) -> SubmitResult:
+    def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str,
+                      deadline: Deadline | None = None) -> SubmitResult:
         """A DAY market order for ``qty`` shares under a deterministic id; never two orders for one id
-        (an unclear outcome asks the broker for the id before anything is sent again)."""
+        (an unclear outcome asks the broker for the id before anything is sent again). With a ``deadline``
+        no request to send it starts, nor waits for the request budget, past that market time: the
+        outcome is then ``not_sent`` (``unknown`` if an earlier send of it may have reached the broker)."""
         ...
 
     def find_order(self, client_order_id: str) -> OrderReport | None:

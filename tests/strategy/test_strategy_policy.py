@@ -239,3 +239,22 @@ def test_bad_limits_are_refused(kwargs, says):
     with pytest.raises(ValueError, match=says):
         OrderLimits(**kwargs)
     assert OrderLimits(max_order_notional=10_000.0, max_position_notional=1_000.0).active  # order > position: fine
+
+
+def test_an_order_that_only_reduces_a_position_is_exempt_from_the_notional_collar_and_rate_limits():
+    """A 1,200-share close at $100 is refused by no notional, collar or rate limit: a loss stop must end flat."""
+    close = OrderIntent("SSO", "sell", 1_200.0, 0.0)
+    tight = {"max_order_notional": 50_000.0, "price_collar": 0.01, "max_orders_per_day": 3,
+             "max_orders_per_minute": 1}
+    assert _limited([close], holdings={"SSO": 1_200.0}, last={"SSO": 90.0}, minute=1, day=3, **tight) == (
+        (close,), ())
+    cover = OrderIntent("TQQQ", "buy", 20.0, 0.0)
+    assert _limited([cover], holdings={"TQQQ": -20.0}, minute=1, day=3, **tight) == ((cover,), ())
+    # what opens, adds or carries a position through zero is still limited
+    flip = OrderIntent("SSO", "sell", 1_300.0, -0.1)
+    assert _limited([flip], holdings={"SSO": 1_200.0}, **tight)[1][0].limit == "max_order_notional"
+    assert _limited([BUY_SSO], holdings={"SSO": 10.0}, minute=1, max_orders_per_minute=1)[1][0].limit == (
+        "max_orders_per_minute")
+    # an exempt close still counts toward the rates: the order after it is refused
+    passed, refused = _limited([close, BUY_SSO], holdings={"SSO": 1_200.0}, max_orders_per_minute=1)
+    assert passed == (close,) and refused[0].limit == "max_orders_per_minute"

@@ -19,7 +19,7 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 from live_parts import SESSION, prepared, rows, run, until
 from live_parts import flushed as settled
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from openbell.adapters.alpaca.streams import bar_handler, trade_handler
 from openbell.broker import client_order_id
@@ -148,6 +148,30 @@ def test_one_bad_streamed_print_moves_no_price_and_trips_no_loss_stop(engine: En
         assert "jumps -50.0%" in refused[1][0]["reason"]
         stored = rows(engine, "SELECT close FROM bars WHERE symbol = 'TQQQ' AND ts = :t", t=t)
         assert all(abs(float(c) - price) / price < 0.2 for (c,) in stored)  # no bad print stored
+
+    run(scenario)
+
+
+def test_a_bad_stored_print_seeds_no_price_on_a_restart(engine: Engine, tmp_path: Path) -> None:
+    """An attempt that starts mid-day seeds its prices from stored bars (refills, corrections, late bars): a
+    stored -50% print, the newest TQQQ bar, passes the streamed bars' checks first and sets no price."""
+    def bad_print(live: LiveSession) -> None:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE bars SET open = close / 2, high = close / 2, low = close / 2, close = close / 2"
+                             " WHERE symbol = 'TQQQ' AND ts = (SELECT max(ts) FROM bars WHERE symbol = 'TQQQ')"))
+
+    async def scenario() -> None:
+        args = ["--seed-position=TQQQ:200"]
+        with SimProcess(date="2025-11-20", speed=1, start="11:00", data_dir=tmp_path / "sim", extra_args=args) as sim:
+            async with prepared(sim, engine, setup=bad_print, risk=RiskLimits(daily_loss_limit=0.05)) as live:
+                [(newest,)] = rows(engine, "SELECT close FROM bars WHERE symbol = 'TQQQ' ORDER BY ts DESC LIMIT 1")
+                [(before,)] = rows(engine, "SELECT close FROM bars WHERE symbol = 'TQQQ' ORDER BY ts DESC"
+                                           " OFFSET 1 LIMIT 1")
+                assert live.portfolio.prices["TQQQ"] == float(before) != float(newest)
+                assert live.report.bars_refused == 1
+                t = live.book.next_minute
+                live.decider.decide(t, {}, None, trade=False)
+                assert not live.gate.stopped
 
     run(scenario)
 

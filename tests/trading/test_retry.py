@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,6 +20,7 @@ from openbell.adapters.alpaca import retry as ob_retry
 from openbell.adapters.alpaca.broker import find_order, submit
 from openbell.adapters.alpaca.convert import order_report
 from openbell.adapters.alpaca.retry import CredentialsError, call, jittered_backoff, retrying
+from openbell.ports import Deadline
 
 
 def api_error(status: int, message: str = "boom") -> APIError:
@@ -180,11 +183,32 @@ def test_submit_reports_refusals_without_retrying() -> None:
         "rejected", 403, "insufficient buying power", 1, 0)
 
 
-def test_submit_raises_refused_credentials_at_once() -> None:
-    broker = FakeBroker([api_error(401, "unauthorized.")], [])
-    with pytest.raises(CredentialsError):
-        _submit(broker)
-    assert broker.sent == 1
+@pytest.mark.parametrize(("status", "message"), [(401, "unauthorized."), (403, "forbidden.")])
+def test_refused_credentials_on_submit_are_not_sent_at_once_and_never_looked_up(status: int, message: str) -> None:
+    """A refused key is no unknown outcome: the broker made no order, and its lookups would fail as well."""
+    broker = FakeBroker([api_error(status, message)], [])
+    result = _submit(broker)
+    assert (result.outcome, result.refusal, result.http_status, broker.sent, broker.looked) == (
+        "not_sent", "credentials", status, 1, 0)
+    assert message in (result.reason or "")
+
+
+def test_submit_past_its_deadline_sends_nothing(no_sleep: list[float]) -> None:
+    broker = FakeBroker([], [])
+    past = Deadline(datetime(2025, 11, 20, 20, 58, tzinfo=UTC), time.time() - 0.001)
+    result = submit(broker, client_order_id="ob-1", symbol="SSO", qty=1, side="buy", deadline=past)  # type: ignore[arg-type]
+    assert (result.outcome, broker.sent, broker.looked) == ("not_sent", 0, 0)
+    assert "cut-off 2025-11-20T20:58:00+00:00" in (result.reason or "")
+
+
+def test_submit_whose_retry_meets_its_deadline_is_unknown_not_resent(no_sleep: list[float]) -> None:
+    """The first send failed and the broker shows no order yet; by the retry the deadline has passed: it is not
+    sent again, and its outcome stays unknown (the first request may yet reach the broker)."""
+    broker = FakeBroker([api_error(500, "e0")], [api_error(404)])
+    left = iter([1.0, -0.5])  # wall seconds left at each attempt
+    deadline = SimpleNamespace(at=datetime(2025, 11, 20, 20, 58, tzinfo=UTC), remaining=lambda: next(left))
+    result = submit(broker, client_order_id="ob-1", symbol="SSO", qty=1, side="buy", deadline=deadline)  # type: ignore[arg-type]
+    assert (result.outcome, broker.sent, broker.looked) == ("unknown", 1, 1)
 
 
 def test_submit_gives_up_unknown_after_its_attempts(no_sleep: list[float], caplog: pytest.LogCaptureFixture) -> None:

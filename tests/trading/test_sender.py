@@ -6,7 +6,7 @@ import os
 import signal
 import threading
 import time
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -15,11 +15,15 @@ from alpaca.trading.requests import GetOrdersRequest
 
 from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.broker import client_order_id
+from openbell.calendar import ET
+from openbell.clock import cached_wall_at, clock_for
+from openbell.ports import Deadline
 from openbell.sched import SHORT_SLICE_NS, short_slice, thread_slice
 from openbell.session.sender import OrderJob, OrderSender, Sent
 from openbell.sim.testing import SimProcess
 
 SESSION = date(2025, 11, 20)
+CUT_OFF = datetime(2025, 11, 20, 9, 58, tzinfo=ET)  # the simulator's market starts at 10:00
 
 
 class Outcomes:
@@ -55,6 +59,8 @@ def _pids(sender: OrderSender) -> list[int]:
 def test_orders_go_out_through_worker_processes_and_come_back_with_the_brokers_answer(tmp_path: Path) -> None:
     with SimProcess(date="2025-11-20", speed=1, start="10:00", data_dir=tmp_path / "sim") as sim:
         config = sim.config()
+        clock = clock_for(config)
+        clock.refresh()  # the simulator's market time, as the live loop reads it
         outcomes = Outcomes()
         sender = OrderSender(AlpacaBroker(config), outcomes, workers=2, threads=2)
         sender.start()
@@ -64,15 +70,18 @@ def test_orders_go_out_through_worker_processes_and_come_back_with_the_brokers_a
             for pid in pids:  # the credentials travel the pipe, never the command line
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
                 assert config.secret_key.encode() not in cmdline and config.key_id.encode() not in cmdline
+            past = Deadline(CUT_OFF, cached_wall_at(clock, CUT_OFF))
             jobs = [
                 OrderJob(client_order_id(SESSION, 1, "TQQQ"), "TQQQ", 3, "buy"),
                 OrderJob(client_order_id(SESSION, 1, "SSO"), "SSO", 2, "buy"),
                 OrderJob(client_order_id(SESSION, 1, "NOPE"), "NOPE", 1, "buy"),  # unknown symbol
                 OrderJob(client_order_id(SESSION, 1, "TQQQ"), "TQQQ", 3, "buy"),  # the same id again
+                # handed over with its cut-off already passed (a queue behind a 429, say): never POSTed
+                OrderJob(client_order_id(SESSION, 1, "TNA"), "TNA", 4, "buy", past),
             ]
             sender.submit_all([(job, i) for i, job in enumerate(jobs)])  # one decision's orders, together
-            by_tag = {s.tag: s for s in outcomes.wait(4)}
-            assert [w._next for w in sender._workers] == [2, 2]  # spread over both workers
+            by_tag = {s.tag: s for s in outcomes.wait(5)}
+            assert sorted(w._next for w in sender._workers) == [2, 3]  # spread over both workers
         finally:
             sender.close()
 
@@ -82,6 +91,7 @@ def test_orders_go_out_through_worker_processes_and_come_back_with_the_brokers_a
         assert by_tag[0].result.order.qty == 3  # type: ignore[union-attr]
         assert by_tag[1].result.outcome == "submitted"
         assert by_tag[2].result.outcome == "rejected" and "NOPE" in (by_tag[2].result.reason or "")
+        assert by_tag[4].result.outcome == "not_sent" and "cut-off" in (by_tag[4].result.reason or "")
         for s in by_tag.values():
             assert s.sent_at <= s.answered_at
         orders = config.trading_client().get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL))

@@ -106,3 +106,38 @@ def test_an_answer_too_late_is_a_timeout_and_no_server_is_a_connection_error(ser
     nobody = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(requests.ConnectionError):
         OrderSession(nobody, timeout=1.0).request("GET", f"{nobody}/v2/clock", headers={}, allow_redirects=False)
+
+
+class _FullBudget:
+    """A request budget whose window is full for ``wait`` more wall seconds (another process used it)."""
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+        self.taken = 0
+
+    def try_acquire(self, priority: str) -> float:
+        return self.wait
+
+    def acquire(self, priority: str) -> float:  # what a request without a deadline does: wait it out
+        self.taken += 1
+        return 0.0
+
+
+def test_an_order_never_waits_in_the_request_budget_past_its_deadline() -> None:
+    """A 429 elsewhere holds the budget for 30 s; the order's cut-off is 1 s away: it is refused at once,
+    not POSTed 29 s after the cut-off."""
+    from datetime import UTC, datetime
+
+    from openbell.ports import Deadline, DeadlinePassed
+
+    session = OrderSession("http://127.0.0.1:9", timeout=1.0, budget=_FullBudget(30.0))  # type: ignore[arg-type]
+    session.deadline = Deadline(datetime(2025, 11, 20, 20, 58, tzinfo=UTC), time.time() + 1.0)
+    posted: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(DeadlinePassed, match="cut-off 2025-11-20T20:58:00"):
+        session._limited("POST", "http://127.0.0.1:9/v2/orders", lambda: posted.append("POST"))  # type: ignore[func-returns-value,arg-type,return-value]
+    assert posted == [] and time.monotonic() - started < 1.0
+    session.deadline = Deadline(datetime(2025, 11, 20, 20, 58, tzinfo=UTC), time.time() - 0.1)
+    with pytest.raises(DeadlinePassed):  # past it: not even a budget slot is asked for
+        session._limited("POST", "http://127.0.0.1:9/v2/orders", lambda: posted.append("POST"))  # type: ignore[func-returns-value,arg-type,return-value]
+    assert posted == []

@@ -47,7 +47,7 @@ class Decider:
         self._recorder = recorder
         self._report = report
         self._trade_until = trade_until
-        self._on_stop = on_stop  # the loss stop tripped: called once, after that minute's orders are out
+        self._on_stop = on_stop  # the loss stop tripped: called once, before that minute's orders leave
         self.stop_reported = False
         self.seq = 0
         self.today: Minutes = []
@@ -68,7 +68,9 @@ class Decider:
             weights, notes = self._gate.apply(targets, equity)
         except Exception as exc:  # a strategy or risk failure skips this minute's trading, loudly
             log.exception("decision at %s failed", t)
-            targets, weights, notes, trade = {}, {}, [f"decision failed: {exc}"], False
+            # a loss stop's closes still go: they need no target
+            targets, weights, notes = {}, {}, [f"decision failed: {exc}"]
+            trade = trade and self._dispatcher.flattening
         seq = self.seq
         self.seq += 1
         self.today.append((t, bars))
@@ -77,10 +79,10 @@ class Decider:
         trade = trade and self._fencing.ok and self._fencing.out is None
         dispatch = self._dispatcher
         trade = trade and not dispatch.liquidating and t + MINUTE < self._trade_until  # the liquidation ends trading
-        orders = dispatch.place(seq, weights, notes, ready, trade=trade)
-        if self._gate.stopped and not self.stop_reported:  # its closing orders are out: now halt
+        if self._gate.stopped and not self.stop_reported:  # the loss stop: REDUCING, closing all, until flat
             self.stop_reported = True
             self._on_stop(self._gate.stop_reason or "stopped for the day")
+        orders = dispatch.place(seq, weights, notes, ready, trade=trade)
         report.decisions += 1
         scores = getattr(strategy, "last_scores", None) or {}
         self._recorder.decision(t, seq, targets, weights, notes, orders, equity, params.version_id, scores,

@@ -28,9 +28,9 @@ from datetime import date, datetime, timedelta
 from openbell.broker import book
 from openbell.broker.ids import client_order_id, is_resized, resized_order_id
 from openbell.broker.rows import order_row
-from openbell.clock import MarketClock
+from openbell.clock import MarketClock, cached_wall_at
 from openbell.policy import OrderLimits, OrderPolicy
-from openbell.ports import Refusal, SubmitResult
+from openbell.ports import Deadline, Refusal, SubmitResult
 from openbell.session.limits import SendLimits, risk_state
 from openbell.session.phasewatch import PhaseWatch
 from openbell.session.portfolio import OrderIntent, Portfolio
@@ -103,6 +103,9 @@ class Dispatcher:
         self._resend: dict[tuple[str, str], str] = {}  # (symbol, side) -> an order found never sent
         self.halted: set[str] = set()
         self.trading_blocked: str | None = None
+        self.credentials_refused: str | None = None  # the broker refused the key: the attempt must fail
+        # the loss stop tripped: each decision closes every universe position until the broker shows none
+        self.flattening = False
         self._barred: dict[tuple[str, str], str] = {}  # (symbol, side) -> the refusal that bars it
         self._resized: set[str] = set()  # orders refused for buying power and already resized
         self._notes: list[str] = []  # what became of earlier orders, for the next decision's notes
@@ -137,7 +140,8 @@ class Dispatcher:
         intents: list[OrderIntent] = []
         deferred: list[str] = []
         if trade:
-            intents = portfolio.intents(weights, self._universe, self._min_notional, deferred, policy=self.policy)
+            intents = (self._closes(deferred) if self.flattening else
+                       portfolio.intents(weights, self._universe, self._min_notional, deferred, policy=self.policy))
         if deferred:
             report.orders_deferred += len(deferred)
             notes.extend(f"{s}: order deferred, an opposite-side order is working" for s in deferred)
@@ -165,7 +169,7 @@ class Dispatcher:
             portfolio.add_working(coid, intent)
             self._working_since[coid] = seq
             orders.append((coid, intent))
-            jobs.append((OrderJob(coid, intent.symbol, intent.qty, intent.side), (seq, intent, ready)))
+            jobs.append((self._job(coid, intent), (seq, intent, ready)))
         if jobs:
             self._sends += 1
             self.sender.submit_all(jobs)
@@ -173,10 +177,28 @@ class Dispatcher:
         self._drop_unsent()
         return orders
 
+    def _job(self, coid: str, intent: OrderIntent) -> OrderJob:
+        """The worker's job for ``intent``: sent no later than the trading cut-off, else not at all."""
+        cut_off = Deadline(self.trade_until, cached_wall_at(self._clock, self.trade_until))
+        return OrderJob(coid, intent.symbol, intent.qty, intent.side, cut_off)
+
     def market_now(self) -> datetime:
         """Market time from the clock's last mapping (no I/O on the loop); the clock itself without one."""
         mapping = getattr(self._clock, "mapping", None)
         return mapping.market_at(time.time()) if mapping is not None else self._clock.now()
+
+    def _closes(self, deferred: list[str]) -> list[OrderIntent]:
+        """Orders closing every universe position in full (with what its working orders will add), whatever
+        their size; a symbol with an order working on the other side is deferred to the next decision."""
+        portfolio = self._portfolio
+        holdings = {s: q for s in self._universe if abs(q := portfolio.expected(s)) > 1e-9}
+        intents: list[OrderIntent] = []
+        for i in self.policy.close_all(holdings):
+            if portfolio.working_against(i.symbol, i.side):
+                deferred.append(i.symbol)
+            else:
+                intents.append(i)
+        return intents
 
     def send_blocked(self) -> str | None:
         """Why no order may leave now: the session is liquidating, the broker refuses the account every
@@ -185,6 +207,8 @@ class Dispatcher:
             return "the session is liquidating"
         if self.trading_blocked is not None:
             return f"the broker blocks trading on the account ({self.trading_blocked})"
+        if self.credentials_refused is not None:
+            return f"the broker refused the credentials ({self.credentials_refused})"
         if self._risk_state == "HALTED":
             return "the risk state is HALTED"
         now = self.market_now()
@@ -241,6 +265,9 @@ class Dispatcher:
     def on_submitted(self, seq: int, intent: OrderIntent, result: SubmitResult) -> None:
         """The broker's answer to one order (or why there is none): recorded, a final order ends."""
         coid = result.client_order_id
+        if result.outcome == "not_sent":
+            self._not_sent(seq, intent, result)
+            return
         if result.order is not None:
             row = order_row(result.order, self.d, "strategy", f"target weight {intent.target_weight:.4f}")
             if result.order.status in FINAL:
@@ -275,6 +302,30 @@ class Dispatcher:
                 self._resize_once(seq, intent, result)
                 return
         self._recorder.order(row)
+
+    def _not_sent(self, seq: int, intent: OrderIntent, result: SubmitResult) -> None:
+        """An order that never reached the broker: its deadline (the trading cut-off) passed in the worker, or
+        the broker refused the credentials (no order can go: the attempt fails, see :mod:`openbell.session.live`)."""
+        coid = result.client_order_id
+        self._portfolio.order_done(coid)
+        self._working_since.pop(coid, None)
+        report = self._report
+        report.orders_not_sent += 1
+        if result.refusal == "credentials":
+            if self.credentials_refused is None:
+                self.credentials_refused = report.credentials_refused = result.reason or "credentials refused"
+                log.error("THE BROKER REFUSED THE CREDENTIALS on %s (%s): no new order; this attempt fails",
+                          coid, result.reason)
+        else:
+            report.orders_past_deadline += 1
+            log.warning("%s: not sent, %s", coid, result.reason)
+        self._notes.append(f"{intent.symbol}: {intent.side} of {intent.qty:g} not sent ({result.reason})")
+        self._recorder.order(book.OrderRow(
+            client_order_id=coid, session_date=self.d, symbol=intent.symbol, side=intent.side, qty=intent.qty,
+            status="not_sent", decision_seq=seq, reason=f"target weight {intent.target_weight:.4f}",
+            reject_reason=result.reason))
+        self._recorder.event("order_not_sent", {"client_order_id": coid, "reason": result.reason,
+                                                "http_status": result.http_status, "refusal": result.refusal})
 
     def _refused(self, intent: OrderIntent, result: SubmitResult) -> Refusal:
         """Count a refusal by kind and act on it: bar the symbol and side, or stop every new order."""
@@ -346,7 +397,7 @@ class Dispatcher:
                                                "qty": intent.qty, "resized_qty": float(qty),
                                                "buying_power": available})
         self._sends += 1
-        self.sender.submit_all([(OrderJob(new, intent.symbol, float(qty), intent.side), (seq, resized, None))])
+        self.sender.submit_all([(self._job(new, resized), (seq, resized, None))])
 
     def _not_resized(self, intent: OrderIntent, coid: str, why: str) -> None:
         self._notes.append(f"{intent.symbol}: {intent.side} not resized: {why}")

@@ -53,6 +53,7 @@ from openbell.calendar import session as session_of
 from openbell.clock import MarketClock, cached_now
 from openbell.metrics import SessionMetrics
 from openbell.policy import OrderLimits
+from openbell.ports import CredentialsError
 from openbell.session.alerting import LoopAlerts
 from openbell.session.decide import Decider
 from openbell.session.dispatch import UNSENT_GRACE, Dispatcher
@@ -167,6 +168,7 @@ class LiveSession:
         self.sync = BrokerSync(threads, recorder, portfolio, working, report, broker=self.broker,
                                session_date=self.d, on_absent=self.dispatch.order_absent)
         self.sync.on_equity = self._on_broker_equity
+        self.sync.on_synced = self._on_synced
         self.trades = TradeUpdates(threads, recorder, portfolio, working, report, session_date=self.d,
                                    read=feeds.read, lookup=self.sync.start_lookup)
         self.streams = Streams(feeds, session, self.universe, clock, recorder, report,
@@ -286,6 +288,16 @@ class LiveSession:
             decider.decide(t, bars, ready, trade=not stale)
             log.debug("minute %s decided (%s, %d bars)", t, "refill" if fetched else "stream", len(bars))
             self.housekeeping.tick(decider.seq, decider.today)
+            if self.dispatch.credentials_refused is not None:
+                await asyncio.to_thread(self._credentials_refused, self.dispatch.credentials_refused)
+
+    def _credentials_refused(self, why: str) -> None:
+        """The broker refused the key on an order: alerted as such, and the attempt fails loudly."""
+        alert("credentials_refused", self.d.isoformat(), f"openbell {self.d}: Alpaca refused the credentials",
+              f"An order was refused before the broker made it ({why}); no order can be sent with this key. "
+              "Fix the Alpaca connection, then clear live_trading.", session_date=self.d, engine=self.engine,
+              level=Level.FAILURE)
+        raise CredentialsError(f"the broker refused the credentials on an order: {why}")
 
     def _finish(self) -> None:
         report, dispatch = self.report, self.dispatch
@@ -379,18 +391,38 @@ class LiveSession:
             self.gate.halt(f"daily loss limit{extra}: the broker's equity {equity:.2f} vs {start:.2f} at the open")
 
     def _on_loss_stop(self, reason: str) -> None:
-        """The loss stop tripped and its closing orders are out: HALTED, stored for every later attempt, alerted."""
-        log.error("session %s: %s", self.d, reason)
-        self.dispatch.risk_state = self.report.risk_state = "HALTED"
+        """The loss stop tripped: REDUCING with every universe position closed, minute after minute, until
+        the broker reports them closed (:meth:`_on_synced`), then HALTED; stored for every later attempt,
+        alerted."""
+        log.error("session %s: %s; closing every position before halting", self.d, reason)
+        self.dispatch.risk_state = self.report.risk_state = "REDUCING"
+        self.dispatch.flattening = True
         self.report.loss_stop = reason
         at = cached_now(self.clock)
+        self.report.risk_changes.append({"state": "REDUCING", "market_time": at.isoformat(), "cause": "loss_stop"})
         self.threads.pool.submit(self._store_halt, reason, at)
 
-    def _store_halt(self, reason: str, at: datetime) -> None:
+    def _on_synced(self, positions: dict[str, float]) -> None:
+        """On the loop, after a broker sync applied whole (no order working): a loss stop whose closes the
+        broker now shows done halts the session."""
+        if not self.dispatch.flattening or any(abs(positions.get(s, 0.0)) > 1e-9 for s in self.universe):
+            return
+        self.dispatch.flattening = False
+        self.dispatch.risk_state = self.report.risk_state = "HALTED"
+        at = cached_now(self.clock)
+        self.report.risk_changes.append({"state": "HALTED", "market_time": at.isoformat(), "cause": "loss_stop"})
+        reason = f"{self.report.loss_stop or 'loss stop'}; the broker reports every position closed"
+        log.error("session %s: loss stop flat at %s: HALTED", self.d, at.isoformat())
+        self.threads.pool.submit(self._store_risk, "HALTED", reason, at)
+
+    def _store_risk(self, state: str, reason: str, at: datetime) -> None:
         try:
-            set_risk(self.engine, self.d, "HALTED", reason, "openbell", at=at)
+            set_risk(self.engine, self.d, state, reason, "openbell", at=at, cause="loss_stop")
         except Exception:
-            log.exception("storing the loss stop failed; this attempt stays halted")
+            log.exception("storing the risk state %s failed; this attempt keeps it", state)
+
+    def _store_halt(self, reason: str, at: datetime) -> None:
+        self._store_risk("REDUCING", reason, at)
         from openbell.session.alerting import et_minute
 
         # one alert per loss stop: keyed by the market minute it tripped at, so one after a resume alerts too

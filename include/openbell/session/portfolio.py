@@ -39,6 +39,8 @@ class Portfolio:
     reported: dict[str, float] = field(default_factory=dict)
     # the broker's buying power beyond the cash, less the buys working when it said so; None: not known
     margin: float | None = None
+    # fills applied and orders added so far: a broker snapshot read across a change is stale
+    changes: int = 0
 
     def equity(self) -> float:
         return self.cash + sum(q * self.prices.get(s, 0.0) for s, q in self.positions.items())
@@ -102,6 +104,7 @@ class Portfolio:
     def add_working(self, client_order_id: str, intent: OrderIntent) -> None:
         signed = intent.qty if intent.side == "buy" else -intent.qty
         self.working[client_order_id] = Working(intent.symbol, signed)
+        self.changes += 1
         self.filled.setdefault(client_order_id, 0.0)
 
     def adopt_working(self, client_order_id: str, symbol: str, side: str, qty: float, filled: float) -> None:
@@ -123,6 +126,7 @@ class Portfolio:
             applied = min(qty, top - done)
         if applied <= EPS:
             return 0.0
+        self.changes += 1
         self.filled[client_order_id] = done + applied
         return applied
 
@@ -171,6 +175,7 @@ class Portfolio:
         if gap <= EPS:
             return 0.0
         self.filled[client_order_id] = cum_filled
+        self.changes += 1
         signed = gap if side == "buy" else -gap
         self.cash -= signed * avg_price
         self.positions[symbol] = self.positions.get(symbol, 0.0) + signed

@@ -88,14 +88,21 @@ class Preparation:
     def load_account(
         self, portfolio: Portfolio, working_since: dict[str, int], barcheck: BarCheck, warm_bars: list[Bar]
     ) -> None:
-        """The broker's cash, positions and open orders; last prices from the warmup (else the broker)."""
+        """The broker's cash, positions and open orders; last prices from the warmup (else the broker).
+
+        The warmup's bars (stored refills, corrections, late bars) pass the streamed bars' checks in time
+        order before they may set a price: a bad stored print must not trip the loss stop on a restart."""
         account = self._broker.account()
         positions = self._broker.positions()
         self.account_equity = account.equity
         portfolio.cash = account.cash
-        for b in warm_bars:
-            portfolio.prices[b.symbol] = b.close  # bars are in time order per symbol
-        barcheck.last.update(portfolio.prices)
+        refused = 0
+        for b in warm_bars:  # in time order
+            if barcheck.refusal(b) is None:
+                portfolio.prices[b.symbol] = b.close
+            else:
+                refused += 1
+        self._report.bars_refused += refused
         for p in positions:
             portfolio.positions[p.symbol] = p.qty
             if p.current_price is not None and p.symbol not in portfolio.prices:

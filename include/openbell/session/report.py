@@ -37,6 +37,9 @@ class SessionReport:
     orders_refused_by_limit: dict[str, int] = field(default_factory=dict)  # refused by a pre-trade limit, by limit
     rejections_by_reason: dict[str, int] = field(default_factory=dict)  # refusals by kind (ports.REFUSALS)
     trading_blocked: str | None = None  # the broker's refusal that stopped every new order, if any
+    credentials_refused: str | None = None  # the broker refused the key on an order: the attempt failed
+    orders_past_deadline: int = 0  # handed to a worker, not sent: the trading cut-off came first
+    syncs_dropped: int = 0  # broker snapshots read across a fill or an order: not applied
     bars_refused: int = 0
     late_bars_stored: int = 0
     bars_corrected: int = 0  # bars re-sent by the venue after late trades, stored in place of the first

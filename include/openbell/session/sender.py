@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import openbell
-from openbell.ports import BrokerPort, SubmitResult
+from openbell.ports import BrokerPort, Deadline, SubmitResult
 from openbell.sched import short_slice
 from openbell.session.supervision import SupervisorWatch
 
@@ -49,12 +49,14 @@ _PARENT_ENV = "OPENBELL_ORDER_WORKER_PARENT"
 
 @dataclass(frozen=True)
 class OrderJob:
-    """One market order to send under its deterministic id."""
+    """One market order to send under its deterministic id, not after ``deadline`` (market time: the
+    trading cut-off; the worker checks it before each request and never waits for the budget past it)."""
 
     client_order_id: str
     symbol: str
     qty: float
     side: str
+    deadline: Deadline | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,8 @@ class OrderSender:
             self.on_sent(Sent(job, tag, result))
 
     def close(self, timeout: float = 30.0) -> None:
-        """Let the workers finish what they hold, then stop them."""
+        """Let the workers finish what they hold (a job past its deadline comes back ``not_sent``), then stop
+        them."""
         for w in self._workers:
             w.stop(timeout)
 
@@ -269,7 +272,8 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             number, job = item
             sent_at = time.perf_counter()
             try:
-                result = channel.submit_market(job.client_order_id, job.symbol, job.qty, job.side)
+                result = channel.submit_market(job.client_order_id, job.symbol, job.qty, job.side,
+                                               deadline=job.deadline)
             except Exception as exc:
                 result = SubmitResult(job.client_order_id, "unknown", reason=broker.describe(exc))
             reply(("sent", number, result, sent_at, time.perf_counter()))

@@ -55,6 +55,8 @@ class BrokerSync:
         self.d = session_date
         self._on_absent = on_absent
         self.on_equity: Callable[[float], None] | None = None  # the broker's equity, on the loop, after each sync
+        # the broker's positions, on the loop, after a sync applied whole (no order working)
+        self.on_synced: Callable[[dict[str, float]], None] | None = None
         self._recovered: set[str] = set()  # execution ids of fills recovered (counted once)
 
     # -- on the loop ------------------------------------------------------------------------------
@@ -70,13 +72,35 @@ class BrokerSync:
         """After the trade stream reconnected: look for the fills it missed."""
         self._threads.submit(self.recover_orders)
 
-    def apply_sync(self, cash: float, positions: dict[str, float]) -> None:
-        """The broker's cash and positions replace the portfolio's, unless orders are in flight."""
-        if self._portfolio.working:  # orders in flight: the snapshot may predate their fills
+    def apply_sync(self, cash: float, positions: dict[str, float], changes: int | None = None) -> None:
+        """The broker's cash and positions replace the portfolio's.
+
+        A snapshot whose reads began before a fill was applied or an order was sent (``changes``, the
+        portfolio's count of those when the reads began, is behind) is dropped: it would roll them back.
+        While orders are working only the symbols without one are corrected, and the cash is kept (the
+        snapshot may predate their fills)."""
+        portfolio = self._portfolio
+        if changes is not None and changes != portfolio.changes:
+            log.info("a fill or an order came after this sync's reads began: the snapshot is dropped")
+            self._report.syncs_dropped += 1
             return
-        self._portfolio.cash = cash
-        self._portfolio.positions = positions
+        busy = {w.symbol for w in portfolio.working.values()}
+        if busy:
+            for symbol in set(portfolio.positions) | set(positions):
+                if symbol not in busy:
+                    qty = positions.get(symbol, 0.0)
+                    if qty:
+                        portfolio.positions[symbol] = qty
+                    else:
+                        portfolio.positions.pop(symbol, None)
+            corrected = {s: q for s, q in positions.items() if s not in busy}
+            self._recorder.write(lambda conn: self._correct_book(conn, corrected, skip=busy))
+            return
+        portfolio.cash = cash
+        portfolio.positions = positions
         self._recorder.write(lambda conn: self._correct_book(conn, positions))
+        if self.on_synced is not None:
+            self.on_synced(positions)
 
     def _order_polled(self, order: OrderReport) -> None:
         """The broker's view of one order: final states end it, missed fills are recovered once."""
@@ -141,11 +165,12 @@ class BrokerSync:
         is not applied: the cash from before a fill with the positions from after it (an order this attempt
         does not track, such as the liquidation's) would misstate the equity, and could trip the loss stop.
         """
+        changes = self._portfolio.changes  # read before the reads: a fill or order after it drops the snapshot
         before = self._positions()
         account = self._broker.account()
         positions = self._positions()
         if positions == before:
-            self._threads.loop.call_soon_threadsafe(self.apply_sync, account.cash, positions)
+            self._threads.loop.call_soon_threadsafe(self.apply_sync, account.cash, positions, changes)
         else:
             log.info("positions moved while the account was read (%s, then %s): this sync is skipped", before,
                      positions)
@@ -157,10 +182,12 @@ class BrokerSync:
 
     # -- on the writer's thread -------------------------------------------------------------------
 
-    def _correct_book(self, conn: Connection, positions: dict[str, float]) -> None:
-        """The broker wins: fills the trade stream never delivered still end up in the position book."""
+    def _correct_book(self, conn: Connection, positions: dict[str, float], skip: frozenset[str] | set[str] = frozenset()
+                      ) -> None:
+        """The broker wins: fills the trade stream never delivered still end up in the position book (but for
+        the ``skip`` symbols, whose orders are working)."""
         held = book.book_positions(conn, self.d)
-        for symbol in sorted(set(held) | set(positions)):
+        for symbol in sorted((set(held) | set(positions)) - set(skip)):
             qty, origin = held.get(symbol, (0.0, "adopted"))
             broker_qty = positions.get(symbol, 0.0)
             if abs(qty - broker_qty) > 1e-9:

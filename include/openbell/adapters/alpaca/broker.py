@@ -21,12 +21,13 @@ from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 from openbell.adapters.alpaca.budget import pace_of
 from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.adapters.alpaca.convert import account_report, order_report, position_report, rejected_result
-from openbell.adapters.alpaca.retry import call, error_message, is_transient, retrying, status_of
-from openbell.adapters.alpaca.transport import order_client
+from openbell.adapters.alpaca.retry import call, error_message, is_auth_error, is_transient, retrying, status_of
+from openbell.adapters.alpaca.transport import OrderSession, order_client
 from openbell.ports import (
     AccountReport,
     BrokerRefusal,
-    CredentialsError,
+    Deadline,
+    DeadlinePassed,
     OrderReport,
     OrderScope,
     PositionReport,
@@ -72,6 +73,7 @@ def submit(
     qty: float,
     side: OrderSide | str,
     attempts: int = 4,
+    deadline: Deadline | None = None,
 ) -> SubmitResult:
     """Send a DAY market order for ``qty`` shares under a deterministic id.
 
@@ -81,7 +83,9 @@ def submit(
     buying power, 422 unknown symbol, ...) come back as ``rejected`` with the broker's reason, code and
     kind of refusal (:func:`~openbell.adapters.alpaca.convert.rejected_result`);
     ``unknown`` means the broker could not be reached to decide (the caller reconciles later).
-    Only a send the broker shows no order for is retried, under :func:`retry.retrying`.
+    Only a send the broker shows no order for is retried, under :func:`retry.retrying`. Past ``deadline``
+    (market time) no send starts nor waits for the request budget: ``not_sent`` on the first attempt,
+    ``unknown`` after an earlier one (its request may yet have reached the broker).
     """
     if qty <= 0:
         raise ValueError(f"qty must be > 0, not {qty}")
@@ -94,12 +98,24 @@ def submit(
     )
     policy = retrying(attempts=attempts, base_delay=LOOKUP_BASE_DELAY, max_delay=LOOKUP_MAX_DELAY,
                       retry_on=lambda exc: isinstance(exc, _NotPlaced), pace=lambda: pace_of(client))
+    session = getattr(client, "_session", None)
+    if isinstance(session, OrderSession):
+        session.deadline = deadline  # the budget is never waited for past it
+    number = 0
     try:
         for attempt in policy:
             with attempt:
-                return _send(client, request, client_order_id, attempt.retry_state.attempt_number, attempts)
+                number = attempt.retry_state.attempt_number
+                if deadline is not None and deadline.remaining() <= 0:
+                    raise DeadlinePassed(f"the trading cut-off {deadline.at.isoformat()} passed before it was sent")
+                return _send(client, request, client_order_id, number, attempts)
     except _NotPlaced as exc:  # every attempt failed transiently and the broker never showed the order
         return SubmitResult(client_order_id, "unknown", reason=exc.reason)
+    except DeadlinePassed as exc:
+        return SubmitResult(client_order_id, "not_sent" if number <= 1 else "unknown", reason=str(exc))
+    finally:
+        if isinstance(session, OrderSession):
+            session.deadline = None
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
@@ -109,11 +125,14 @@ def _send(client: TradingClient, request: MarketOrderRequest, client_order_id: s
     try:
         order = client.submit_order(request)
         return SubmitResult(client_order_id, "submitted", order_report(order))  # type: ignore[arg-type]
+    except DeadlinePassed:
+        raise
     except Exception as exc:
         status = status_of(exc)
         reason = error_message(exc)
-        if status == 401:
-            raise CredentialsError(f"Alpaca refused the credentials: {reason}") from exc
+        if status in (401, 403) and is_auth_error(exc):  # refused before any order was made: never sent
+            return SubmitResult(client_order_id, "not_sent", reason=f"Alpaca refused the credentials: {reason}",
+                                http_status=status, refusal="credentials")
         duplicate = status == 422 and "client_order_id" in reason.lower()
         if not duplicate and not is_transient(exc):
             return rejected_result(client_order_id, str(exc), reason, status)
@@ -140,9 +159,11 @@ class AlpacaOrderChannel:
         """Open the keep-alive connection the orders will use."""
         self._client.get_clock()
 
-    def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str) -> SubmitResult:
+    def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str,
+                      deadline: Deadline | None = None) -> SubmitResult:
         """:func:`submit` on this connection."""
-        return submit(self._client, client_order_id=client_order_id, symbol=symbol, qty=qty, side=side)
+        return submit(self._client, client_order_id=client_order_id, symbol=symbol, qty=qty, side=side,
+                      deadline=deadline)
 
 
 class AlpacaBroker:
@@ -177,8 +198,10 @@ class AlpacaBroker:
 
     # -- orders --------------------------------------------------------------------------------
 
-    def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str) -> SubmitResult:
-        return submit(self.client, client_order_id=client_order_id, symbol=symbol, qty=qty, side=side)
+    def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str,
+                      deadline: Deadline | None = None) -> SubmitResult:
+        return submit(self.client, client_order_id=client_order_id, symbol=symbol, qty=qty, side=side,
+                      deadline=deadline)
 
     def find_order(self, client_order_id: str) -> OrderReport | None:
         order = find_order(self.client, client_order_id)

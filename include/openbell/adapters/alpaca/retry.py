@@ -203,7 +203,7 @@ def call(
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            if status_of(exc) in (401, 403) and _is_auth_error(exc):
+            if status_of(exc) in (401, 403) and is_auth_error(exc):
                 source = f" of connection {conn_id!r}" if conn_id else ""
                 raise CredentialsError(f"Alpaca refused the credentials{source}: {error_message(exc)}") from exc
             raise
@@ -229,7 +229,8 @@ def error_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _is_auth_error(exc: BaseException) -> bool:
+def is_auth_error(exc: BaseException) -> bool:
+    """A 401, or a 403 whose message says the key was refused (not an order refusal)."""
     if status_of(exc) == 401:
         return True
     text = error_message(exc).lower()

@@ -35,6 +35,7 @@ from requests.utils import get_encoding_from_headers, get_environ_proxies
 from openbell.adapters.alpaca.budget import MAX_WAIT_SECONDS, ORDER, RequestBudget
 from openbell.adapters.alpaca.config import PAPER_TRADING_URL, AlpacaConfig
 from openbell.adapters.alpaca.retry import wait_after_429
+from openbell.ports import Deadline, DeadlinePassed
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class OrderSession(requests.Session):
             bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
             self._context = ssl.create_default_context(cafile=bundle or requests.certs.where())
         self._conn: http.client.HTTPConnection | None = None
+        self.deadline: Deadline | None = None  # an order's: no POST starts, nor waits for the budget, past it
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", self.default_timeout)
@@ -102,8 +104,8 @@ class OrderSession(requests.Session):
     def _limited(self, method: str, url: str, send: Callable[[], requests.Response]) -> requests.Response:
         """``send`` within the budget; a 429 waited out and sent once more."""
         budget = self.budget
-        if budget is not None:
-            budget.acquire(ORDER)
+        deadline = self.deadline if method == "POST" else None
+        self._take(budget, deadline)
         response = send()
         if response.status_code != 429:
             return response
@@ -112,12 +114,26 @@ class OrderSession(requests.Session):
         log.warning("%s %s: 429, sending once more in %.2fs", method, url.split("?")[0],
                     wait or min(RATE_LIMITED_BACKOFF, cap))
         if not wait or budget is None:  # a window ends for every process; other 429s only for this one
+            _within(deadline, wait or min(RATE_LIMITED_BACKOFF, cap))
             time.sleep(wait or min(RATE_LIMITED_BACKOFF, cap))
         else:
             budget.block(wait)
-        if budget is not None:
-            budget.acquire(ORDER)
+        self._take(budget, deadline)
         return send()
+
+    @staticmethod
+    def _take(budget: RequestBudget | None, deadline: Deadline | None) -> None:
+        """A slot of the budget, waited for no later than ``deadline`` (:class:`DeadlinePassed` instead)."""
+        _within(deadline, 0.0)
+        if budget is None:
+            return
+        if deadline is None:
+            budget.acquire(ORDER)
+            return
+        while (wait := budget.try_acquire(ORDER)) > 0:
+            _within(deadline, wait)
+            time.sleep(wait)
+
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -169,3 +185,9 @@ def order_client(config: AlpacaConfig) -> TradingClient:
     base = str(getattr(url, "value", url) or PAPER_TRADING_URL)
     client._session = OrderSession(base, config.timeout, config.rate_budget())  # type: ignore[attr-defined]
     return client
+
+
+def _within(deadline: Deadline | None, wait: float) -> None:
+    """Raise :class:`DeadlinePassed` unless waiting ``wait`` wall seconds still ends before ``deadline``."""
+    if deadline is not None and deadline.remaining() <= wait:
+        raise DeadlinePassed(f"the trading cut-off {deadline.at.isoformat()} would pass before it could be sent")
