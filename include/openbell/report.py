@@ -20,6 +20,7 @@ from openbell.jsonutil import json_default
 from openbell.paths import home_dir
 from openbell.store.db import make_engine
 from openbell.store.ledger import steps_for
+from openbell.store.sessions import get_risk
 
 
 def _rows(engine: Engine, sql: str, session_date: date, **params: Any) -> list[dict[str, Any]]:
@@ -166,9 +167,19 @@ def build_report(engine: Engine, session_date: date) -> dict[str, Any]:
         "param_versions": params,
         "param_versions_used": used,
         "risk_changes": [{"market_time": r["ts"], **(r["payload"] or {})} for r in risk],
+        "risk": get_risk(engine, session_date).as_dict(),
         "flat_at_close": flat,
         "market": market_facts(engine, session_date),
     }
+
+
+def _risk_line(risk: dict[str, Any]) -> str:
+    """The risk state at the end: who set it (the loss stop or an operator) and the extra loss budget granted."""
+    if not risk.get("by"):
+        return f"risk state at the end: {risk.get('state', 'ACTIVE')} (never changed)"
+    who = {"loss_stop": "the loss stop", "operator": "an operator"}.get(risk.get("cause") or "", "unknown")
+    extra = f"; extra loss budget granted today {risk['extra_loss']:.2f}" if risk.get("extra_loss") else ""
+    return f"risk state at the end: {risk['state']}, set by {who} ({risk['by']}): {risk.get('reason')}{extra}"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -208,6 +219,7 @@ def render(report: dict[str, Any]) -> str:
         extra = f", extra loss budget {float(r['extra_loss']):.2f}" if r.get("extra_loss") else ""
         lines.append(f"  {et_time(r['market_time'])}  {r.get('from')} -> {r.get('to')} by {r.get('by')}{cause}:"
                      f" {r.get('reason')}{extra}")
+    lines.append(_risk_line(report.get("risk") or {}))
     market = report.get("market") or {}
     if market:
         lines.append(f"\nmarket: REST refill calls {market['refill_calls']}, bars corrected {market['bars_corrected']}")

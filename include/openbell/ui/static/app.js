@@ -69,7 +69,8 @@
       case "trading_sessions":
         d.phase = r;
         if (r.risk_state) d.risk = { state: r.risk_state, reason: r.risk_reason, by: r.risk_by,
-          changed_at: r.risk_changed_at, open_equity: r.open_equity };
+          changed_at: r.risk_changed_at, open_equity: r.open_equity, cause: r.risk_cause,
+          extra_loss: r.extra_loss };
         break;
       case "events": applyEvent(r); break;
     }
@@ -152,12 +153,16 @@
   function renderRisk(d) {
     const r = d.risk || { state: "ACTIVE" };
     $("risk").textContent = r.state; $("risk").className = `badge risk ${r.state}`;
-    $("risk").title = r.reason ? `risk state: ${r.reason}` : "risk state";
-    dl($("risk-detail"), [
+    const cause = r.cause === "loss_stop" ? "the loss stop" : r.cause === "operator" ? "an operator" : "–";
+    $("risk").title = r.reason ? `risk state (set by ${cause}): ${r.reason}` : "risk state";
+    const items = [
       ["state", r.state, r.state === "HALTED" ? "bad" : r.state === "REDUCING" ? "warn" : ""],
+      ["set by", cause, r.cause === "loss_stop" && r.state !== "ACTIVE" ? "bad" : ""],
       ["reason", r.reason || "–"], ["by", r.by || "–"],
       ["since", r.changed_at ? `${et(r.changed_at)} ET` : "–"],
-    ]);
+    ];
+    if (Number(r.extra_loss) > 0) items.push(["extra loss granted", `$${num(r.extra_loss)} today`, "warn"]);
+    dl($("risk-detail"), items);
   }
   function renderSteps(d) {
     fill($("steps").tBodies[0], d.steps, (tr, s) => {
@@ -296,9 +301,20 @@
     const c = state.control, action = $("control-action").value, reason = $("control-reason").value.trim();
     const out = $("control-result");
     if (!c || !reason) { out.textContent = "a reason is required"; out.className = "note bad"; return; }
+    // An extra loss budget (dollars) goes with a resume only; after a loss stop a resume needs one.
+    const extra = $("control-extra-loss").value.trim(), budget = Number(extra);
+    const risk = (state.data && state.data.risk) || {};
+    if (action === "resume" && extra && !(Number.isFinite(budget) && budget > 0)) {
+      out.textContent = "the extra loss budget must be a number of dollars > 0"; out.className = "note bad"; return;
+    }
+    if (action === "resume" && !extra && risk.cause === "loss_stop" && risk.state !== "ACTIVE") {
+      out.textContent = "the loss stop stopped this session: a resume needs an extra loss budget (dollars)";
+      out.className = "note bad"; return;
+    }
     // The page lives one level below Airflow's root (the plugin's /openbell).
     const url = new URL(`../${c.path}`, new URL(".", location.href));
     const body = { logical_date: null, conf: { action, reason, session_date: state.session || null } };
+    if (action === "resume" && extra) body.conf.extra_loss_budget = budget;
     $("control-submit").disabled = true;
     out.textContent = `requesting ${action}…`; out.className = "note";
     try {
@@ -307,7 +323,7 @@
       const answer = await r.json().catch(() => ({}));
       if (r.ok) {
         out.textContent = `${action} requested: run ${answer.dag_run_id} of ${c.dag_id} (${answer.state})`;
-        out.dataset.runId = answer.dag_run_id; $("control-reason").value = "";
+        out.dataset.runId = answer.dag_run_id; $("control-reason").value = ""; $("control-extra-loss").value = "";
       } else {
         const detail = typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail || "");
         out.textContent = `Airflow refused (HTTP ${r.status}): ${detail}`; out.className = "note bad";
