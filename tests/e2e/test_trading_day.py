@@ -117,4 +117,7 @@ def test_an_early_close_day_moves_the_optimization_and_the_liquidation(tmp_path:
     last_decision = max(datetime.fromisoformat(str(u["last_used"])) for u in decisions_after).astimezone(ET)
     assert last_decision.time() < time(13, 0)
     optimized_at = datetime.fromisoformat(steps["midday_optimize"]["summary"]["market_time"]).astimezone(ET)
-    assert time(11, 30) <= optimized_at.time() < time(11, 45), optimized_at
+    # due at 11:30 (90 minutes before the early close, not 14:30); Airflow starts a task in wall time, which
+    # at 120x under a loaded 2-core machine has cost 50 market minutes (25 wall seconds): the check is that
+    # it starts at its time and well before the liquidation, not how fast Airflow is
+    assert time(11, 30) <= optimized_at.time() < time(12, 45), optimized_at

@@ -52,7 +52,9 @@ def test_live_session_trades_until_the_close(engine: Engine, tmp_path: Path) -> 
     s = session(SESSION)
     assert s is not None
     universe = list(DEFAULT_UNIVERSE)
-    faults = ["--silence-at", "15:36:5", "--drop-streams-at", "15:46"]
+    # the bar stream silent 12 market minutes from 15:30: the watchdog (silent 3 minutes: restart) has 9 market
+    # minutes, 1.8 wall seconds at 300x, to see it (a 5-minute silence gave it 0.4 s, too little under load)
+    faults = ["--silence-at", "15:30:12", "--drop-streams-at", "15:48"]
     with SimProcess(date="2025-11-20", speed=300, start="15:25", data_dir=tmp_path / "sim", extra_args=faults) as sim:
         config = sim.config()
         clock = clock_for(config)
