@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from openbell.params import SCHEMAS, InvalidRunParams, RunParams, check_run_params
+from openbell.params import RUN_DEFAULTS_ENV, SCHEMAS, InvalidRunParams, RunParams, check_run_params, run_defaults
 
 NAN = math.nan
 NUMBER_FIELDS = [name for name, schema in SCHEMAS.items() if schema.get("type") in ("number", "integer")]
@@ -126,3 +126,21 @@ def test_consistent_limits_are_accepted() -> None:
     assert unlimited_day.max_orders_per_day is None
     with pytest.raises(InvalidRunParams, match=r"'max_orders_per_minute'.*more than"):
         check_run_params({"params": {"max_orders_per_minute": 10, "max_orders_per_day": 9}})
+
+
+def test_the_deployment_sets_the_defaults_of_a_run_that_asks_for_nothing() -> None:
+    assert run_defaults({}) == RunParams()
+    chosen = run_defaults({RUN_DEFAULTS_ENV: '{"max_order_notional": 20000, "daily_loss_limit": 0.02}'})
+    assert (chosen.max_order_notional, chosen.daily_loss_limit, chosen.max_weight) == (20000, 0.02, 0.25)
+
+
+@pytest.mark.parametrize(("raw", "says"), [
+    ("{not json", "is not JSON"),
+    ("[1, 2]", "must be a JSON object"),
+    ('{"max_ordr_notional": 5}', "unknown run parameters: max_ordr_notional"),
+    ('{"daily_loss_limit": 0.9}', "daily_loss_limit"),
+    ('{"strategy": "no_such_strategy"}', "strategy"),
+])
+def test_bad_deployment_defaults_are_refused_naming_the_variable(raw: str, says: str) -> None:
+    with pytest.raises(InvalidRunParams, match=f"{RUN_DEFAULTS_ENV}.*{says}"):
+        run_defaults({RUN_DEFAULTS_ENV: raw})

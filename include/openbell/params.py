@@ -28,6 +28,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Annotated, Any
 
@@ -339,9 +341,35 @@ def param_schemas() -> dict[str, dict[str, Any]]:
     return schemas
 
 
+RUN_DEFAULTS_ENV = "OPENBELL_RUN_DEFAULTS"
+
+
+def run_defaults(environ: Mapping[str, str] = os.environ) -> RunParams:
+    """The settings of a run that asks for nothing (every scheduled run): :class:`RunParams`' defaults, with
+    the deployment's own from the environment variable :data:`RUN_DEFAULTS_ENV` (a JSON object of run
+    parameters) when it is set. Refused (:class:`InvalidRunParams`, naming the variable) when unreadable or
+    not a valid run; the DAG file then fails to parse, shown as an import error in Airflow's UI."""
+    raw = environ.get(RUN_DEFAULTS_ENV, "").strip()
+    if not raw:
+        return RunParams()
+    try:
+        values = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRunParams(f"{RUN_DEFAULTS_ENV} is not JSON: {exc}") from None
+    if not isinstance(values, dict):
+        raise InvalidRunParams(f"{RUN_DEFAULTS_ENV} must be a JSON object of run parameters, got {raw[:80]!r}")
+    unknown = sorted(set(values) - set(RunParams.model_fields))
+    if unknown:
+        raise InvalidRunParams(f"{RUN_DEFAULTS_ENV} names unknown run parameters: {', '.join(unknown)}")
+    try:
+        return RunParams(**values)
+    except InvalidRunParams as exc:
+        raise InvalidRunParams(f"{RUN_DEFAULTS_ENV}: {exc}") from None
+
+
 def dag_params() -> dict[str, Any]:
-    """The DAG's Params: defaults from :class:`RunParams`, each with its JSON schema."""
+    """The DAG's Params: defaults from :func:`run_defaults`, each with its JSON schema."""
     from airflow.sdk import Param
 
-    defaults = RunParams()
+    defaults = run_defaults()
     return {name: Param(getattr(defaults, name), **schema) for name, schema in param_schemas().items()}

@@ -207,6 +207,27 @@ def _loss_stop_held(result: DrillResult) -> None:
     assert attempts[-1]["risk_state"] == "HALTED" and attempts[-1]["orders"] == 0, attempts[-1]
 
 
+def _loss_stop_flat_then_halted(result: DrillResult) -> None:
+    """Tripped while SSO was halted and the closes outnumbered the order-rate limit: REDUCING (no new
+    exposure), flat within two minutes of the halt's end, then HALTED; the retry stays HALTED and sends nothing."""
+    facts = result.facts
+    tripped, halted = facts["tripped"], facts["halted"]
+    assert tripped["state"] == "REDUCING" and tripped["by"] == "openbell" and "daily loss" in tripped["reason"], facts
+    assert facts["held_at_trip"].get("SSO") and len(facts["held_at_trip"]) >= 2, facts  # SSO halted, more held
+    flat_at = datetime.fromisoformat(facts["flat_at"]).astimezone(calendar.ET)
+    assert time(15, 0) <= flat_at.time() <= time(15, 2), facts  # SSO closed once it resumed, within two minutes
+    assert halted["cause"] == "loss_stop" and halted["at"] >= tripped["at"], facts
+    assert facts["strategy_sides_after_trip"] in ([], ["sell"]), facts  # closes only: no new exposure
+    _loss_stop_held(result)
+
+
+def _nothing_sent_past_the_cut_off(result: DrillResult) -> None:
+    facts = result.facts
+    assert facts["strategy_orders"] > 0, facts  # the strategy traded in the window
+    assert facts["strategy_orders_at_or_after_cut_off"] == [], facts
+    assert result.facts["rate_limit"], result.facts  # the broker did limit the requests
+
+
 def _flattened_then_resumed(result: DrillResult) -> None:
     facts = result.facts
     assert [(c["action"], c["state"], c["triggered_by"]) for c in facts["controls"]] == [
@@ -220,6 +241,8 @@ def _flattened_then_resumed(result: DrillResult) -> None:
 
 CHECKS: dict[str, Callable[[DrillResult], None]] = {
     "loss_stop": _loss_stop_held,
+    "loss_stop_exposed": _loss_stop_flat_then_halted,
+    "slow_close": _nothing_sent_past_the_cut_off,
     "flatten_and_resume": _flattened_then_resumed,
     "halt_at_close": _held_at_close,
     "foreign_positions": _foreign,
@@ -254,7 +277,8 @@ def test_every_drill_has_a_check() -> None:
 # before the close) and kill_trading_retry (the trading task SIGKILLed and retried, which scheduler_restart
 # and stack_restart do too). The platform drills run here in their afternoon versions (SUITE_PLATFORM_DRILLS);
 # `openbell drill` runs them in the morning, the api-server down for 3 wall minutes.
-BENCH_ONLY = {"kill_liquidation_twice", "kill_liquidation_twice_half_day", "kill_trading_retry"}
+# loss_stop (tripped at once, killed once HALTED, the retry stays HALTED) is loss_stop_exposed's last part.
+BENCH_ONLY = {"kill_liquidation_twice", "kill_liquidation_twice_half_day", "kill_trading_retry", "loss_stop"}
 SUITE = [d for n, d in DRILLS.items() if n not in WHOLE_DAY | BENCH_ONLY | set(SUITE_PLATFORM_DRILLS)]
 SUITE += SUITE_PLATFORM_DRILLS.values()
 

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from openbell import calendar
+from openbell.params import RUN_DEFAULTS_ENV
 from openbell.paths import home_dir
 from openbell.pg import EmbeddedPostgres, drop_database, ensure_database
 from openbell.report import build_report, render
@@ -113,13 +114,15 @@ def rehearse(
     progress: Callable[[str], None] = print,
     on_running: Callable[[Rehearsal], None] | None = None,
     on_finished: Callable[[Rehearsal], None] | None = None,
+    run_defaults: str = "",
 ) -> DayResult:
     """Run ``session_date`` through Airflow against a fresh simulator and fresh databases.
 
     The simulator starts at ``start`` (market time, ET). With ``separate_state_server`` openbell's
     state lives on a Postgres server of its own (tests restart it). ``on_running`` is called once the run
     exists (tests inject faults there), ``on_finished`` after it ended, while the simulator still
-    answers (tests ask the broker there).
+    answers (tests ask the broker there). ``run_defaults`` (JSON) are the deployment's run parameters
+    (:data:`openbell.params.RUN_DEFAULTS_ENV`) of the scheduled run.
     """
     home = home or home_dir()
     tag = session_date.strftime("%Y%m%d")
@@ -135,7 +138,8 @@ def rehearse(
         sim = SimProcess(date=session_date.isoformat(), speed=speed, start=start, data_dir=sim_dir,
                          key=DEMO_KEY, secret=DEMO_SECRET, extra_args=list(sim_args))
         stack = AirflowStack(home / "airflow", airflow_url, state_url, sim.config(), paused=True,
-                             extra_env={"OPENBELL_DAG_END_DATE": session_date.isoformat()})
+                             extra_env={"OPENBELL_DAG_END_DATE": session_date.isoformat(),
+                                        **({RUN_DEFAULTS_ENV: run_defaults} if run_defaults else {})})
         progress("migrating Airflow's metadata database and starting scheduler, dag-processor, triggerer, api-server")
         stack.migrate()
         stack.start()

@@ -41,6 +41,7 @@ class Drill:
     inject: Inject | None = None
     separate_state_server: bool = False
     held: tuple[str, ...] = ()  # symbols a halt keeps open past the close: eod_liquidate must fail naming them
+    run_defaults: str = ""  # the deployment's run parameters (JSON, OPENBELL_RUN_DEFAULTS) for the scheduled run
 
 
 # -- observing the day ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy import Engine, text
 from openbell import calendar
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.broker import book
+from openbell.broker.ids import parse_client_order_id
 from openbell.params import DEFAULT_UNIVERSE
 from openbell.pg import reachable_tempdir
 from openbell.ports import MarketDataPort, Window
@@ -39,6 +40,7 @@ from openbell.runtime.drill_kit import (
     market_now,
     phase,
     running_attempt,
+    session_date,
     task_state,
     wait_for,
 )
@@ -110,6 +112,22 @@ def _restart_postgres(day: Rehearsal, facts: dict[str, Any]) -> None:
     facts["postgres_started_at"] = market_now(day).isoformat()
 
 
+def _orders_at_the_cut_off(day: Rehearsal, facts: dict[str, Any]) -> None:
+    """After the close: the strategy's orders the broker took, and those it took at or after the cut-off."""
+    from openbell.adapters.alpaca.broker import AlpacaBroker
+
+    wait_for("the close", lambda: market_at(day, "16:00"), timeout=900, poll=0.5)
+    s = calendar.session(session_date(day))
+    assert s is not None
+    cut_off = s.close - timedelta(minutes=2)
+    ours = [o for o in AlpacaBroker(day.sim.config()).orders("all") if parse_client_order_id(o.client_order_id)]
+    facts["strategy_orders"] = len(ours)
+    facts["cut_off"] = cut_off.isoformat()
+    facts["strategy_orders_at_or_after_cut_off"] = sorted(
+        f"{o.client_order_id} at {o.submitted_at.isoformat()}" for o in ours
+        if o.submitted_at is not None and o.submitted_at >= cut_off)
+
+
 DRILLS: dict[str, Drill] = {d.name: d for d in (
     Drill("sparse_day", "a whole session on the IEX-like default market (thin names miss minutes), with a "
           "position outside the universe held overnight (market seed 7) and a 30 s execution-token lifetime",
@@ -126,6 +144,10 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
           sim_args=("--seed-position", "MSFT:-120")),
     Drill("rate_limited", "the broker allows 30 Trading API requests a minute (Alpaca: 200) and openbell's "
           "connection says so: orders, syncs and lookups share that budget", sim_args=("--rate-limit", "30")),
+    Drill("slow_close", "from 15:45 at 6x the broker allows 20 Trading API requests a minute and openbell's "
+          "connection says so: an order that waits for the budget past the 15:58 cut-off is not sent; no order "
+          "of the strategy reaches the broker at or after it and the broker holds nothing after the close",
+          start="15:45", speed=6.0, sim_args=("--rate-limit", "20"), inject=_orders_at_the_cut_off),
     Drill("halt_at_close", "AAPL (held from before the day, outside the universe) is halted from 15:50 through "
           "the close: the liquidation cannot close it and must fail saying so",
           sim_args=("--halt", "AAPL:15:50-close", "--seed-position", "AAPL:40"), held=("AAPL",)),
@@ -200,7 +222,7 @@ def _ledger_facts(engine: Engine, d: date) -> dict[str, Any]:
             "abandoned_attempts", "writer", "first_live_decision_at", "bars_corrected", "halts", "orders_halted",
             "minutes_without_bars", "rejections_by_reason", "rejected", "lateness_p50_s", "lateness_p99_s",
             "orders_scaled", "orders_resized", "adjustment", "jumps", "adopted", "started_at", "finished_at",
-            "late", "risk_state", "loss_stop")
+            "late", "risk_state", "loss_stop", "orders_not_sent", "orders_past_deadline")
     out: dict[str, Any] = {}
     for row in steps_for(engine, d):
         summary = row["summary"] or {}
@@ -275,7 +297,7 @@ def run_drill(drill: Drill, home: Path, *, progress: Callable[[str], None] = log
     try:
         day = rehearse(drill.date, speed=drill.speed, start=drill.start, sim_args=drill.sim_args, home=home,
                        separate_state_server=drill.separate_state_server, progress=progress,
-                       on_running=on_running, on_finished=on_finished)
+                       on_running=on_running, on_finished=on_finished, run_defaults=drill.run_defaults)
     except Exception as exc:
         return DrillResult(drill.name, [f"the drill could not run: {type(exc).__name__}: {exc}"], facts)
     facts["wall_seconds"] = round(time.monotonic() - started, 1)
