@@ -104,32 +104,37 @@ def _loss_stop_while_exposed(day: Rehearsal, facts: dict[str, Any]) -> None:
                       timeout=300, poll=0.25)
     facts["halted"] = {"by": halted.by, "cause": halted.cause,
                        "at": halted.changed_at.isoformat() if halted.changed_at else None}
-    if tripped.changed_at is not None:
-        with day.engine.connect() as conn:
-            facts["strategy_sides_after_trip"] = sorted({str(r[0]) for r in conn.execute(text(
-                "SELECT o.side FROM orders o JOIN decisions d ON d.session_date = o.session_date"
-                " AND d.seq = o.decision_seq WHERE o.origin = 'strategy' AND o.session_date = :s"
-                " AND d.ts + interval '1 minute' > :t"), {"s": session_date(day), "t": tripped.changed_at})})
+    with day.engine.connect() as conn:  # the strategy's orders from the decision the stop zeroed first
+        facts["orders_after_trip"] = [list(r) for r in conn.execute(text(
+            "SELECT d.seq, o.symbol, o.side FROM orders o JOIN decisions d ON d.session_date = o.session_date"
+            " AND d.seq = o.decision_seq WHERE o.origin = 'strategy' AND o.session_date = :s AND d.seq >= ("
+            "  SELECT min(seq) FROM decisions WHERE session_date = :s"
+            "  AND targets->>'notes' LIKE '%stopped for the day%') ORDER BY d.seq, o.symbol"),
+            {"s": session_date(day)})]
+        facts["refused_after_trip"] = [r[0] for r in conn.execute(text(
+            "SELECT payload FROM events WHERE session_date = :s AND kind = 'order_refused' AND"
+            " (payload->>'decision_seq')::int >= (SELECT min(seq) FROM decisions WHERE session_date = :s"
+            "  AND targets->>'notes' LIKE '%stopped for the day%')"), {"s": session_date(day)})]
     killed = kill_attempt(day, "live_trading", facts)
     retry = wait_for("the next live_trading attempt", lambda: (r := running_attempt(day, "live_trading"))
                      and r["id"] != killed["id"] and r, timeout=180)
     facts["retry_attempt"] = retry["attempt"]
 
 
-# The deployment's defaults for the loss-stop drills' scheduled run: a 2% loss limit, one order a minute.
-TIGHT = '{"daily_loss_limit": 0.02, "max_orders_per_minute": 1}'
-SSO_HALT_ENDS = "15:00"
+# The deployment's defaults for the loss-stop drill's scheduled run: a 3% loss limit (two buys of a quarter of
+# the equity filled 8% worse than the market trip it), one order a minute (the stop's closes outnumber it).
+TIGHT = '{"daily_loss_limit": 0.03, "max_orders_per_minute": 1}'
+SSO_HALT_ENDS = "15:20"  # trading starts about 14:50 at 120x (the data steps come first)
 
 CONTROL_DRILLS = (
     Drill("loss_stop", "fills 8% worse than the market trip the daily loss stop soon after trading starts; "
           "live_trading is SIGKILLed once HALTED and flat, and its retry stays HALTED and flat",
           sim_args=("--slippage-bps", "800"), inject=_kill_after_loss_stop),
-    Drill("loss_stop_exposed", "fills 8% worse than the market trip a 2% loss stop soon after trading starts, "
-          f"while SSO (held from before the day, NYSE Arca) is halted until {SSO_HALT_ENDS} and the closes outnumber "
-          "the one-order-a-minute limit (TQQQ 400 held too): flat within two minutes of the halt's end, then "
-          "HALTED; live_trading is SIGKILLed then and its retry stays HALTED",
-          sim_args=("--slippage-bps", "800", "--seed-position", "SSO:200", "--seed-position", "TQQQ:400",
-                    "--halt", f"SSO:14:16-{SSO_HALT_ENDS}"),
+    Drill("loss_stop_exposed", "buys filled 8% worse than the market trip a 3% loss stop while SSO (held from "
+          f"before the day, NYSE Arca) is halted until {SSO_HALT_ENDS} and the closes of what the strategy bought "
+          "outnumber the one-order-a-minute limit: flat within two minutes of the halt's end, then HALTED; "
+          "live_trading is SIGKILLed then and its retry stays HALTED",
+          sim_args=("--slippage-bps", "800", "--seed-position", "SSO:200", "--halt", f"SSO:14:16-{SSO_HALT_ENDS}"),
           run_defaults=TIGHT, inject=_loss_stop_while_exposed),
     Drill("flatten_and_resume", f"the {ADMIN} user runs trading_control flatten at 14:45 (flat, HALTED, no order) "
           "and resume at 15:15 (the strategy trades again); AAPL 10, outside the universe, is held until the flatten",

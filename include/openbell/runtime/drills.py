@@ -128,6 +128,10 @@ def _orders_at_the_cut_off(day: Rehearsal, facts: dict[str, Any]) -> None:
         if o.submitted_at is not None and o.submitted_at >= cut_off)
 
 
+# A strategy that rebalances every minute on score weights: many orders for the request budget.
+CHURN = ('{"strategy_params": {"lookback": 5, "vol_window": 10, "top_k": 3, "threshold": 0.0, '
+         '"rebalance_minutes": 1, "weighting": "score"}}')
+
 DRILLS: dict[str, Drill] = {d.name: d for d in (
     Drill("sparse_day", "a whole session on the IEX-like default market (thin names miss minutes), with a "
           "position outside the universe held overnight (market seed 7) and a 30 s execution-token lifetime",
@@ -144,10 +148,12 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
           sim_args=("--seed-position", "MSFT:-120")),
     Drill("rate_limited", "the broker allows 30 Trading API requests a minute (Alpaca: 200) and openbell's "
           "connection says so: orders, syncs and lookups share that budget", sim_args=("--rate-limit", "30")),
-    Drill("slow_close", "from 15:45 at 6x the broker allows 20 Trading API requests a minute and openbell's "
-          "connection says so: an order that waits for the budget past the 15:58 cut-off is not sent; no order "
-          "of the strategy reaches the broker at or after it and the broker holds nothing after the close",
-          start="15:45", speed=6.0, sim_args=("--rate-limit", "20"), inject=_orders_at_the_cut_off),
+    Drill("slow_close", "from 15:50 at 10x a strategy rebalancing every minute meets a broker that allows 12 "
+          "Trading API requests a minute (openbell's connection says so): an order that would wait for the budget "
+          "past the 15:58 cut-off is not sent; no order of the strategy reaches the broker at or after it and the "
+          "broker holds nothing after the close",
+          start="15:50", speed=10.0, sim_args=("--rate-limit", "12"), run_defaults=CHURN,
+          inject=_orders_at_the_cut_off),
     Drill("halt_at_close", "AAPL (held from before the day, outside the universe) is halted from 15:50 through "
           "the close: the liquidation cannot close it and must fail saying so",
           sim_args=("--halt", "AAPL:15:50-close", "--seed-position", "AAPL:40"), held=("AAPL",)),
