@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.broker import client_order_id, parse_client_order_id
-from openbell.calendar import previous_sessions, session
+from openbell.calendar import ET, previous_sessions, session
 from openbell.clock import clock_for
 from openbell.ports import Window
 from openbell.session import (
@@ -52,10 +52,7 @@ def test_live_session_trades_until_the_close(engine: Engine, tmp_path: Path) -> 
     s = session(SESSION)
     assert s is not None
     universe = list(DEFAULT_UNIVERSE)
-    # the bar stream silent 12 market minutes from 15:30: the watchdog (silent 3 minutes: restart) has 9 market
-    # minutes, 1.8 wall seconds at 300x, to see it (a 5-minute silence gave it 0.4 s, too little under load)
-    faults = ["--silence-at", "15:30:12", "--drop-streams-at", "15:48"]
-    with SimProcess(date="2025-11-20", speed=300, start="15:25", data_dir=tmp_path / "sim", extra_args=faults) as sim:
+    with SimProcess(date="2025-11-20", speed=300, start="15:15", data_dir=tmp_path / "sim") as sim:
         config = sim.config()
         clock = clock_for(config)
         # what the download step leaves: two prior sessions and today until a few minutes ago
@@ -67,9 +64,15 @@ def test_live_session_trades_until_the_close(engine: Engine, tmp_path: Path) -> 
         side: dict[str, object] = {}
 
         def meanwhile() -> None:
-            """What the 14:30 and 15:58 tasks do through Postgres while the loop trades."""
+            """The faults, once the loop trades (at 300x its start-up takes market minutes), and what the 14:30
+            and 15:58 tasks do through Postgres meanwhile."""
             while _decisions(engine) < 4:
                 time.sleep(0.05)
+            # the bar stream silent 8 market minutes from the next: the watchdog (3 silent minutes: restart) has 5,
+            # a wall second at 300x; the streams dropped once the silence is over
+            silence = (clock.now() + timedelta(minutes=1)).astimezone(ET)
+            sim.set_faults(silence_at=[f"{silence:%H:%M}:8"])
+            side["silence_from"] = silence
             side["bad"] = add_params(engine, "momentum_rotation", {"lookback": 1}, source="optimizer").id
             give_up = time.monotonic() + 10
             while not _count(engine, "SELECT count(*) FROM events WHERE kind = 'params_refused'"):
@@ -77,6 +80,13 @@ def test_live_session_trades_until_the_close(engine: Engine, tmp_path: Path) -> 
                 time.sleep(0.05)
             good = add_params(engine, "momentum_rotation", {**BUSY, "top_k": 2}, source="optimizer")
             side["good"] = good.id
+            give_up = time.monotonic() + 30
+            while not _count(engine, "SELECT count(*) FROM events WHERE kind = 'stream_restart'"):
+                if time.monotonic() > give_up:
+                    break  # asserted below
+                time.sleep(0.05)
+            clock.sleep_until(silence.replace(second=0, microsecond=0) + timedelta(minutes=9))
+            sim.set_faults(drop_streams_now=True)
             clock.sleep_until(s.close - timedelta(minutes=5))
             set_phase(engine, SESSION, "liquidating")
             side["liquidating_at"] = clock.now()
