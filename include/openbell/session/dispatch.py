@@ -13,7 +13,13 @@ buying power left before they leave, and a halted symbol (:attr:`Dispatcher.halt
 
 Last, the risk state (:attr:`Dispatcher.risk_state`) and the pre-trade limits (:mod:`openbell.session.limits`)
 are checked: HALTED holds every order, REDUCING every order that does not shrink a position, and an order
-over a limit is refused, recorded with the limit it broke, and never sent.
+over a limit is refused, recorded with the limit it broke, and never sent (an order that only shrinks a
+position breaks no limit). Once the loss stop has tripped (:attr:`Dispatcher.flattening`) each decision
+closes every universe position in full instead of following the targets.
+
+Every order leaves with the trading cut-off as its deadline: a worker that cannot send it before then
+answers ``not_sent`` (recorded so, with the reason), as it does for a key the broker refuses
+(:attr:`Dispatcher.credentials_refused`: no further order, and the attempt fails).
 """
 
 from __future__ import annotations
@@ -202,7 +208,7 @@ class Dispatcher:
 
     def send_blocked(self) -> str | None:
         """Why no order may leave now: the session is liquidating, the broker refuses the account every
-        order, or the market time is at the cut-off."""
+        order or the credentials, the risk state is HALTED, or the market time is at the cut-off."""
         if self.liquidating or self._phase.winding_down:
             return "the session is liquidating"
         if self.trading_blocked is not None:
