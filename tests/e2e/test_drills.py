@@ -284,8 +284,10 @@ def test_every_drill_has_a_check() -> None:
 # before the close) and kill_trading_retry (the trading task SIGKILLed and retried, which scheduler_restart
 # and stack_restart do too). The platform drills run here in their afternoon versions (SUITE_PLATFORM_DRILLS);
 # `openbell drill` runs them in the morning, the api-server down for 3 wall minutes.
-# loss_stop (tripped at once, killed once HALTED, the retry stays HALTED) is loss_stop_exposed's last part.
-BENCH_ONLY = {"kill_liquidation_twice", "kill_liquidation_twice_half_day", "kill_trading_retry", "loss_stop"}
+# loss_stop (tripped at once, killed once HALTED, the retry stays HALTED) is loss_stop_exposed's last part, and
+# slow_close's rule (no order past the cut-off) is tested through the order workers and the transport.
+BENCH_ONLY = {"kill_liquidation_twice", "kill_liquidation_twice_half_day", "kill_trading_retry", "loss_stop",
+              "slow_close"}
 SUITE = [d for n, d in DRILLS.items() if n not in WHOLE_DAY | BENCH_ONLY | set(SUITE_PLATFORM_DRILLS)]
 SUITE += SUITE_PLATFORM_DRILLS.values()
 

@@ -102,8 +102,8 @@ def _loss_stop_while_exposed(day: Rehearsal, facts: dict[str, Any]) -> None:
     facts["flat_at"] = flat_at.isoformat()
     halted = wait_for("HALTED", lambda: (r := get_risk(day.engine, session_date(day))).state == "HALTED" and r,
                       timeout=300, poll=0.25)
-    facts["halted"] = {"by": halted.by, "cause": halted.cause,
-                       "at": halted.changed_at.isoformat() if halted.changed_at else None}
+    facts["halted"] = facts["stopped"] = {"by": halted.by, "cause": halted.cause, "reason": halted.reason,
+                                          "at": halted.changed_at.isoformat() if halted.changed_at else None}
     with day.engine.connect() as conn:  # the strategy's orders from the decision the stop zeroed first
         facts["orders_after_trip"] = [list(r) for r in conn.execute(text(
             "SELECT d.seq, o.symbol, o.side FROM orders o JOIN decisions d ON d.session_date = o.session_date"
