@@ -169,10 +169,10 @@ def test_a_second_loss_stop_after_a_resume_alerts_again(state_url: str, http_rec
     _store_halt(engine, "daily loss limit: equity 97000.00 vs 100000.00 at the open", first)
     _store_halt(engine, "daily loss limit: equity 97000.00 vs 100000.00 at the open", first)  # the same, again
     assert get_risk(engine, DAY).state != "ACTIVE"
-    assert _titles(http_receiver) == [f"openbell {DAY}: loss stop at 10:33 ET, trading HALTED"]
+    stopped = "trading stopped: closing every position, then HALTED"
+    assert _titles(http_receiver) == [f"openbell {DAY}: loss stop at 10:33 ET, {stopped}"]
     set_risk(engine, DAY, "ACTIVE", "looked at it, go on", "operator", at=first + timedelta(minutes=20))
     second = OPEN + timedelta(hours=4, minutes=3)  # 13:33 ET
     _store_halt(engine, "daily loss limit: equity 96000.00 vs 97000.00 at the resume", second)
-    assert _titles(http_receiver) == [f"openbell {DAY}: loss stop at {t} ET, trading HALTED"
-                                      for t in ("10:33", "13:33")]
+    assert _titles(http_receiver) == [f"openbell {DAY}: loss stop at {t} ET, {stopped}" for t in ("10:33", "13:33")]
     assert "96000.00" in http_receiver.received[1]["message"]

@@ -54,7 +54,7 @@ from openbell.clock import MarketClock, cached_now
 from openbell.metrics import SessionMetrics
 from openbell.policy import OrderLimits
 from openbell.ports import CredentialsError
-from openbell.session.alerting import LoopAlerts
+from openbell.session.alerting import LoopAlerts, et_minute
 from openbell.session.decide import Decider
 from openbell.session.dispatch import UNSENT_GRACE, Dispatcher
 from openbell.session.feed import MinuteFeed
@@ -422,12 +422,12 @@ class LiveSession:
             log.exception("storing the risk state %s failed; this attempt keeps it", state)
 
     def _store_halt(self, reason: str, at: datetime) -> None:
+        """The loss stop stored as REDUCING (cause ``loss_stop``) and alerted."""
         self._store_risk("REDUCING", reason, at)
-        from openbell.session.alerting import et_minute
-
         # one alert per loss stop: keyed by the market minute it tripped at, so one after a resume alerts too
         alert("loss_stop", at.isoformat(timespec="minutes"),
-              f"openbell {self.d}: loss stop at {et_minute(at)}, trading HALTED", reason,
+              f"openbell {self.d}: loss stop at {et_minute(at)}, trading stopped: closing every position, then "
+              "HALTED", reason,
               session_date=self.d, engine=self.engine, level=Level.FAILURE)
 
     # -- the session phase ------------------------------------------------------------------------
