@@ -93,8 +93,7 @@ class BrokerSync:
                         portfolio.positions[symbol] = qty
                     else:
                         portfolio.positions.pop(symbol, None)
-            corrected = {s: q for s, q in positions.items() if s not in busy}
-            self._recorder.write(lambda conn: self._correct_book(conn, corrected, skip=busy))
+            self._recorder.write(lambda conn: self._correct_book(conn, positions, skip=busy))
             return
         portfolio.cash = cash
         portfolio.positions = positions
