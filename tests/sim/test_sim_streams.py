@@ -190,7 +190,8 @@ def test_silence_keeps_connection_but_withholds_bars(sim: SimProcess) -> None:
     stream = sim.config().data_stream()
     stream.subscribe_bars(got.on_bar, "ERX")
     counters = sim.faults()["counters"]
-    start = (market_now(sim) + timedelta(minutes=3)).replace(second=0, microsecond=0)
+    # two wall seconds ahead: a silence_at minute that has passed when the request lands never starts
+    start = (market_now(sim) + timedelta(minutes=10)).replace(second=0, microsecond=0)
     sim.set_faults(silence_at=[f"{start:%H:%M}:4"])
     try:
         assert asyncio.run(run_until(stream, lambda: any(m >= start + timedelta(minutes=5) for m in got.minutes()),
@@ -275,6 +276,31 @@ def test_trade_updates_accepted_and_canceled(closed_sim: SimProcess) -> None:
     assert events[-1].order.canceled_at is not None  # type: ignore[attr-defined]
 
 
+def test_silence_now_withholds_the_next_minutes_whenever_it_lands(sim: SimProcess) -> None:
+    got = Bars()
+    stream = sim.config().data_stream()
+    stream.subscribe_bars(got.on_bar, "ERX")
+    before = sim.faults()["counters"]
+
+    async def scenario() -> bool:
+        async def silence_once_bars_flow() -> None:
+            while len(got.minutes()) < 2:
+                await asyncio.sleep(0.02)
+            await asyncio.to_thread(sim.set_faults, silence_now=3)
+
+        task = asyncio.create_task(silence_once_bars_flow())
+        gap = timedelta(minutes=4)
+        return await run_until(stream, lambda: task.done() and gap in [b - a for a, b in pairwise(got.minutes())],
+                               timeout=20)
+
+    assert asyncio.run(scenario())
+    after = sim.faults()["counters"]
+    gaps = [b - a for a, b in pairwise(got.minutes())]
+    assert max(gaps) == timedelta(minutes=4) and gaps.count(timedelta(minutes=4)) == 1
+    assert after["silence_windows"] == before["silence_windows"] + 1
+    assert after["silent_minutes"] == before["silent_minutes"] + 3
+
+
 def test_fault_settings_are_validated(sim: SimProcess) -> None:
     with pytest.raises(ValueError, match="rest_error_rate"):
         sim.set_faults(rest_error_rate=3)
@@ -282,6 +308,9 @@ def test_fault_settings_are_validated(sim: SimProcess) -> None:
         sim.set_faults(explode=True)
     with pytest.raises(ValueError, match="HH:MM"):
         sim.set_faults(drop_streams_at=["25:99"])
+    for bad in (0, 2.5, True, "3", 391):
+        with pytest.raises(ValueError, match="silence_now must be a whole number of minutes"):
+            sim.set_faults(silence_now=bad)
     assert sim.faults()["settings"]["rest_error_rate"] == 0
 
 

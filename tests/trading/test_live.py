@@ -68,10 +68,10 @@ def test_live_session_trades_until_the_close(engine: Engine, tmp_path: Path) -> 
             and 15:58 tasks do through Postgres meanwhile."""
             while _decisions(engine) < 4:
                 time.sleep(0.05)
-            # the bar stream silent 8 market minutes from the next: the watchdog (3 silent minutes: restart) has 5,
-            # a wall second at 300x; the streams dropped once the silence is over
+            # the bar stream silent for the 8 market minutes from the next (whenever this request lands): the
+            # watchdog (3 silent minutes: restart) has 5, a wall second at 300x; the streams dropped after it
             silence = (clock.now() + timedelta(minutes=1)).astimezone(ET)
-            sim.set_faults(silence_at=[f"{silence:%H:%M}:8"])
+            sim.set_faults(silence_now=8)
             side["silence_from"] = silence
             side["bad"] = add_params(engine, "momentum_rotation", {"lookback": 1}, source="optimizer").id
             give_up = time.monotonic() + 10

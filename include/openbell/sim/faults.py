@@ -80,7 +80,7 @@ class Faults:
         """Apply a partial settings dict; on any invalid value nothing changes (400)."""
         if not isinstance(body, dict):
             raise bad_request("expected a JSON object of fault settings")
-        known = set(self.settings()) | {"drop_streams_now"}
+        known = set(self.settings()) | {"drop_streams_now", "silence_now"}
         unknown = sorted(set(body) - known)
         if unknown:
             raise bad_request(f"unknown fault setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -90,6 +90,8 @@ class Faults:
                 new["drop_streams_at"] = [_hhmm(t) for t in _as_list(body["drop_streams_at"])]
             if "silence_at" in body:
                 new["silence_at"] = [parse_silence(t) for t in _as_list(body["silence_at"])]
+            if "silence_now" in body:
+                silence_minutes(body["silence_now"])
             for key, top in LIMITS.items():
                 if key in body:
                     new[key] = _number(body[key], key, top)
@@ -112,6 +114,13 @@ class Faults:
         status = 429 if self.rng.random() < 0.5 else 500
         self.counters[f"rest_{status}"] += 1
         return status
+
+
+def silence_minutes(v: Any) -> int:
+    """The length of a ``silence_now`` window: whole market minutes, 1 to a session's 390."""
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 390:
+        raise ValueError("silence_now must be a whole number of minutes from 1 to 390")
+    return v
 
 
 def _as_list(v: Any) -> list[Any]:

@@ -25,6 +25,7 @@ from openbell.sim.errors import (
     not_found,
     unprocessable,
 )
+from openbell.sim.faults import silence_minutes
 from openbell.sim.feed import check_symbols, parse_timeframe
 from openbell.sim.playback import next_open_close, played_sessions, session_number, sessions_between, to_utc_ns
 from openbell.sim.ratelimit import is_trading_path
@@ -412,6 +413,8 @@ async def sim_faults(request: web.Request) -> web.Response:
         sim.apply_faults()
         if isinstance(body, dict) and body.get("drop_streams_now"):
             sim.drop_streams()
+        if isinstance(body, dict) and "silence_now" in body:
+            sim.silence_from_next_minute(silence_minutes(body["silence_now"]))
     return jresp(sim.faults.snapshot())
 
 

@@ -175,6 +175,12 @@ class Simulator:
         self.faults.counters["stream_connections_dropped"] += n
         log.info("dropped %d stream connection(s) at %s", n, self.playback.now().strftime("%H:%M"))
 
+    def silence_from_next_minute(self, minutes: int) -> None:
+        """Withhold the bars and statuses of the next ``minutes`` minute boundaries (``silence_now``)."""
+        now = self.playback.now()
+        self.silent_until = now.replace(second=0, microsecond=0) + timedelta(minutes=1 + minutes)
+        self.faults.counters["silence_windows"] += 1
+
     # -- order fills ----------------------------------------------------------------------------
 
     def schedule_fills(self, delay: float = 0.005) -> None:
