@@ -91,7 +91,7 @@ def test_dropped_stream_reconnects_and_bars_continue(sim: SimProcess) -> None:
     stream = sim.config().data_stream()
     stream.subscribe_bars(got.on_bar, "SPY", "SQQQ")
     before = sim.faults()["counters"]["stream_connections_dropped"]
-    drop_at = (market_now(sim) + timedelta(minutes=3)).replace(second=0, microsecond=0)
+    drop_at = (market_now(sim) + timedelta(minutes=10)).replace(second=0, microsecond=0)
     sim.set_faults(drop_streams_at=[drop_at.strftime("%H:%M")])
     try:
         assert asyncio.run(run_until(stream, lambda: any(m > drop_at + timedelta(minutes=2)
