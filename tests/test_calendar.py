@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
 
+from dates import et
 from openbell import calendar as cal
-from openbell.calendar import ET
-
-
-def et(d: date, hh: int, mm: int = 0) -> datetime:
-    return datetime.combine(d, time(hh, mm), tzinfo=ET)
 
 
 def test_half_day_after_thanksgiving_closes_at_13_et() -> None:

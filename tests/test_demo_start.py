@@ -7,10 +7,10 @@ from datetime import date
 
 import pytest
 
+from dates import HALF_DAY as HALF
+from dates import SESSION as FULL
 from openbell.runtime import demo
 from openbell.runtime.demo import start_error
-
-FULL, HALF = date(2025, 11, 20), date(2025, 11, 28)
 
 
 @pytest.mark.parametrize(("day", "start"), [(FULL, "09:25"), (FULL, "04:00"), (FULL, "15:59"), (HALF, "12:50")])

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
+from dates import SESSION as DAY
 from openbell import calendar
 from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.adapters.alpaca.config import AlpacaConfig, CredentialsError
@@ -19,7 +20,6 @@ from openbell.params import DEFAULT_UNIVERSE
 from openbell.sim.testing import SimProcess
 from openbell.store.db import make_engine
 
-DAY = date(2025, 11, 20)
 DENSE = ["--dense"]
 SESSION = calendar.session(DAY)
 assert SESSION is not None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine, text
 
+from dates import SESSION as DAY
 from openbell.alerts.summary import summary_text
 from openbell.broker import book
 from openbell.broker.journal import event
@@ -14,8 +15,6 @@ from openbell.store.db import make_engine
 from openbell.store.ledger import ABANDONED, step
 from openbell.store.params import add_params
 from openbell.store.sessions import set_risk
-
-DAY = date(2025, 11, 20)
 
 
 def test_a_killed_attempt_and_what_the_retry_recovered(state_url: str) -> None:

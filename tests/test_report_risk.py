@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
+from dates import SESSION as DAY
 from openbell.report import build_report, render
 from openbell.store.db import make_engine
 from openbell.store.sessions import record_open_equity, set_risk
-
-DAY = date(2025, 11, 20)
 
 
 def _at(hhmm: str) -> datetime:

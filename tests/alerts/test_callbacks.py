@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,12 +16,12 @@ import pytest
 from alert_helpers import CONN_ENV, HttpReceiver, SmtpReceiver, connection, free_port
 from sqlalchemy import insert, text
 
+from dates import SESSION as DAY
 from openbell.store.db import make_engine
 from openbell.store.models import Decision, EquityPoint, Fill, Order
 from openbell.store.params import add_params
 
 HERE = Path(__file__).resolve().parent
-DAY = date(2025, 11, 20)
 
 
 @pytest.fixture(scope="module")

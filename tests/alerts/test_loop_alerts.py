@@ -4,12 +4,13 @@ attempt) does not."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alert_helpers import CONN_ENV, HttpReceiver, connection
 from sqlalchemy import Engine
 
+from dates import SESSION as DAY
 from openbell.broker.journal import event
 from openbell.session.alerting import REJECTIONS_ALERT, LoopAlerts
 from openbell.session.live import LiveSession
@@ -17,7 +18,6 @@ from openbell.session.report import SessionReport
 from openbell.store.db import make_engine
 from openbell.store.sessions import get_risk, set_risk
 
-DAY = date(2025, 11, 20)
 OPEN = datetime(2025, 11, 20, 14, 30, tzinfo=UTC)  # 09:30 ET
 
 

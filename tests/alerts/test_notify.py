@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
 
 import pytest
 from airflow.sdk.log import redact
 from alert_helpers import CONN_ENV, HttpReceiver, SmtpReceiver, connection, free_port
 from sqlalchemy import text
 
+from dates import SESSION as DAY
 from openbell.alerts.notify import EVENT_FAILED, EVENT_SENT, ChannelError, Outcome, alert, check_channel
 from openbell.store.db import make_engine
-
-DAY = date(2025, 11, 20)
 
 
 def _journal(state_url: str) -> list[tuple[str, str, str]]:

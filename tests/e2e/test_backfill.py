@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from dates import SESSION as DAY
 from openbell import calendar
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.params import DEFAULT_UNIVERSE
@@ -23,7 +24,6 @@ from openbell.store.ledger import steps_for
 
 pytestmark = pytest.mark.e2e
 
-DAY = date(2025, 11, 20)
 BACKFILL = [date(2025, 11, d) for d in (13, 14, 17, 18, 19)]
 LIVE_ONLY = ("todays_bars", "reconcile", "live_trading", "midday_optimize", "eod_liquidate")
 

@@ -4,17 +4,16 @@ trading resumption)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 import msgpack
 import pytest
 
+from dates import SESSION as DAY
 from openbell import calendar
 from openbell.sim.feed import BarStore
 from openbell.sim.halts import HaltBook, parse_halt, status_message
 from openbell.sim.market import UNIVERSE
-
-DAY = date(2025, 11, 20)
 
 
 def _at(hhmm: str) -> datetime:

@@ -42,8 +42,8 @@ def test_upgrade_from_empty_then_rerun_is_a_no_op(empty_db_url: str) -> None:
         engine.dispose()
 
 
-def test_migrations_create_exactly_the_models(store_url: str) -> None:
-    engine = db.make_engine(store_url)
+def test_migrations_create_exactly_the_models(state_url: str) -> None:
+    engine = db.make_engine(state_url)
     try:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": db.VERSION_TABLE})

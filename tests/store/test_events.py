@@ -19,8 +19,8 @@ DAY = date(2025, 3, 3)
 
 
 @pytest.fixture
-def listener(store_url: str) -> Iterator[Any]:
-    parsed = make_url(store_url)
+def listener(state_url: str) -> Iterator[Any]:
+    parsed = make_url(state_url)
     conn = psycopg2.connect(
         host=parsed.host,
         port=parsed.port,

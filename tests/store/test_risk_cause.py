@@ -12,10 +12,10 @@ from alembic import command
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from dates import SESSION as DAY
 from openbell.store import db
 from openbell.store.sessions import RiskRecord, get_phase, get_risk, record_open_equity, set_phase, set_risk
 
-DAY = date(2025, 11, 20)
 AT = datetime(2025, 11, 20, 17, 0, tzinfo=UTC)
 NEW_COLUMNS = {"risk_cause", "extra_loss"}
 

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from dates import SESSION as DAY
 from openbell.store import db
 from openbell.store.sessions import (
     RiskRecord,
@@ -25,7 +26,6 @@ from openbell.store.sessions import (
     set_risk,
 )
 
-DAY = date(2025, 11, 20)
 AT = datetime(2025, 11, 20, 17, 0, tzinfo=UTC)  # 12:00 ET
 RISK_COLUMNS = {"risk_state", "risk_reason", "risk_by", "risk_changed_at", "open_equity"}
 
@@ -132,8 +132,8 @@ def test_the_open_equity_is_written_once_and_the_first_write_wins(engine: Engine
     assert get_phase(engine, date(2025, 11, 21)) is None
 
 
-def _listen(store_url: str) -> Any:
-    u = make_url(store_url)
+def _listen(state_url: str) -> Any:
+    u = make_url(state_url)
     conn = psycopg2.connect(host=u.host, port=u.port, user=u.username, password=u.password, dbname=u.database)
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -150,8 +150,8 @@ def _rows(conn: Any, wait: float = 10.0) -> list[dict[str, Any]]:
     return found
 
 
-def test_risk_changes_are_announced_with_the_session_row(engine: Engine, store_url: str) -> None:
-    listener = _listen(store_url)
+def test_risk_changes_are_announced_with_the_session_row(engine: Engine, state_url: str) -> None:
+    listener = _listen(state_url)
     try:
         set_risk(engine, DAY, "REDUCING", "news", "alice", at=AT)
         notes = [n for n in _rows(listener) if n["table"] == "trading_sessions"]

@@ -7,7 +7,6 @@ import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,10 @@ import pytest
 import requests
 from ui_helpers import CHROMIUM, CHROMIUM_FLAGS, COOKIE, airflow_token, good_cookie, recv_until, ws_connect
 
+from dates import SESSION as DAY
 from openbell.store.db import make_engine
 from openbell.store.sessions import set_risk
 
-DAY = date(2025, 11, 20)
 CONTROL_RUNS = "/api/v2/dags/trading_control/dagRuns"
 
 

@@ -4,17 +4,16 @@ snapshot, in the live row, and on the page (which also asks for a budget before 
 from __future__ import annotations
 
 import asyncio
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import requests
 from ui_helpers import good_cookie, recv_until, ws_connect
 
+from dates import SESSION as DAY
 from openbell.store.db import make_engine
 from openbell.store.sessions import record_open_equity, set_risk
 
-DAY = date(2025, 11, 20)
 STATIC = Path(__file__).resolve().parents[2] / "include" / "openbell" / "ui" / "static"
 
 

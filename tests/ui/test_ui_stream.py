@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -11,10 +11,9 @@ from sqlalchemy import text
 from ui_helpers import good_cookie, recv_until, ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from dates import SESSION as DAY
 from openbell.store.db import make_engine
 from openbell.store.events import record_event
-
-DAY = date(2025, 11, 20)
 
 
 def _order(engine: Any, coid: str, symbol: str, status: str = "new") -> None:

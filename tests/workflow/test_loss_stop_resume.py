@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,14 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from dates import SESSION
 from openbell.sim.testing import SimProcess
-from openbell.store.db import make_engine
 from openbell.store.ledger import steps_for
 from openbell.store.sessions import get_risk, record_open_equity, set_phase, set_risk
 from openbell.workflow import control
 from openbell.workflow.control import ControlRefused, ControlRequest, control_params, run_control
 
-SESSION = date(2025, 11, 20)
 OPEN = 100_000.0
 ENV = "AIRFLOW_VAR_OPENBELL_RISK_CEILINGS"
 
@@ -34,12 +32,10 @@ def sim(tmp_path: Path) -> Iterator[SimProcess]:
         yield s
 
 
-@pytest.fixture
-def engine(state_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+@pytest.fixture(autouse=True)
+def no_deployment_ceilings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deployment's risk ceilings are the defaults unless a test sets them."""
     monkeypatch.delenv(ENV, raising=False)
-    eng = make_engine(state_url)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture

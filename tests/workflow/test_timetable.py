@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import exchange_calendars as xc
@@ -17,6 +17,7 @@ import pendulum
 import pytest
 from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
 
+from dates import et
 from openbell.calendar import ET
 from openbell.workflow.timetable import NYSESessionTimetable
 
@@ -26,10 +27,6 @@ TT = NYSESessionTimetable()
 
 def utc(y: int, m: int, d: int, hh: int = 0, mm: int = 0) -> pendulum.DateTime:
     return pendulum.datetime(y, m, d, hh, mm, tz="UTC")
-
-
-def et(d: date, hh: int, mm: int = 0) -> datetime:
-    return datetime.combine(d, time(hh, mm), tzinfo=ET)
 
 
 def epochs(values: Iterable[datetime]) -> list[int]:

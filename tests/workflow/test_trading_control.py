@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from dates import SESSION
 from openbell.sim.testing import SimProcess
-from openbell.store.db import make_engine
 from openbell.store.ledger import steps_for
 from openbell.store.sessions import get_phase, get_risk, record_open_equity, set_phase, set_risk
 from openbell.workflow.control import (
@@ -31,7 +31,6 @@ from openbell.workflow.control import (
     trading_control,
 )
 
-SESSION = date(2025, 11, 20)  # a full NYSE session (Thursday); the simulator starts at 12:00 ET
 ROOT = Path(__file__).resolve().parents[2]
 SEEDED = {"TQQQ": 10.0, "SQQQ": -5.0}
 
@@ -41,13 +40,6 @@ def sim(tmp_path: Path) -> Iterator[SimProcess]:
     with SimProcess(date="2025-11-20", speed=60, start="12:00", data_dir=tmp_path / "sim",
                     extra_args=["--seed-position", "TQQQ:10", "--seed-position", "SQQQ:-5"]) as s:
         yield s
-
-
-@pytest.fixture
-def engine(state_url: str) -> Iterator[Engine]:
-    eng = make_engine(state_url)
-    yield eng
-    eng.dispose()
 
 
 def _run(sim: SimProcess, state_url: str, action: str, reason: str = "operator test", *, by: str = "alice",

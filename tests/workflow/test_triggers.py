@@ -15,9 +15,9 @@ from airflow.sdk.exceptions import TaskDeferred
 from airflow.triggers.base import TriggerEvent
 
 from clock_endpoint import ClockEndpoint
+from dates import et
 from openbell import calendar as cal
 from openbell import clock as clock_mod
-from openbell.calendar import ET
 from openbell.clock import SimClock, WallClock
 from openbell.workflow.operators import WaitForMarketTime, target_time
 from openbell.workflow.triggers import MarketTimeTrigger
@@ -105,10 +105,6 @@ def test_bad_arguments_are_refused() -> None:
 
 
 # -- target_time and WaitForMarketTime -----------------------------------------------------------
-
-
-def et(d: date, hh: int, mm: int = 0) -> datetime:
-    return datetime(d.year, d.month, d.day, hh, mm, tzinfo=ET)
 
 
 @pytest.mark.parametrize(

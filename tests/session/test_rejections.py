@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
-from live_parts import SESSION, broker_orders, prepared, rows, run, sim_run, until
-from live_parts import flushed as settled
 from sqlalchemy import Engine
 
+from dates import SESSION
+from live_parts import broker_orders, prepared, rows, run, sim_run, until
+from live_parts import flushed as settled
 from openbell.adapters.alpaca.convert import rejected_result
 from openbell.broker import client_order_id, is_ours, parse_client_order_id
 from openbell.broker.ids import is_resized, resized_order_id

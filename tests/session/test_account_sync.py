@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import date
 from typing import Any
 
+from dates import SESSION as DAY
 from openbell.ports import AccountReport, PositionReport
 from openbell.session.portfolio import OrderIntent, Portfolio
 from openbell.session.report import SessionReport
 from openbell.session.sync import BrokerSync
-
-DAY = date(2025, 11, 20)
 
 
 class _Loop:

@@ -9,9 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from live_parts import SESSION, at_et, the_session
 from sqlalchemy import Engine, text
 
+from dates import SESSION, at_et, the_session
 from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.broker import liquidate, reconcile

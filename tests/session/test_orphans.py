@@ -15,15 +15,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import date
 from pathlib import Path
 
+from dates import SESSION
 from openbell.session.fence import SessionLock
 from openbell.session.supervision import LOST_EXIT_CODE
 from openbell.sim.testing import SimProcess
 from openbell.store.db import make_engine
-
-SESSION = date(2025, 11, 20)
 
 
 def _gone(pid: int) -> bool:

@@ -13,9 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from live_parts import SESSION, broker_orders, flushed, prepared, rows, run, sim_run, until
 from sqlalchemy import Engine
 
+from dates import SESSION
+from live_parts import broker_orders, flushed, prepared, rows, run, sim_run, until
 from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.policy import OrderLimits
 from openbell.ports import CredentialsError

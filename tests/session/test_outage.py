@@ -5,18 +5,16 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
 
+from dates import SESSION
 from openbell.pg import EmbeddedPostgres, ensure_database, reachable_tempdir
 from openbell.session import SessionLock, Writer
 from openbell.store.db import make_engine, upgrade
 from openbell.store.events import record_event
-
-SESSION = date(2025, 11, 20)
 
 
 @pytest.fixture

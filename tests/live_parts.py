@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,9 @@ from alpaca.trading.models import Order
 from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import Engine, text
 
+from dates import SESSION
 from openbell.adapters.alpaca.data import AlpacaMarketData
-from openbell.calendar import ET, Session, previous_sessions, session
+from openbell.calendar import previous_sessions, session
 from openbell.clock import clock_for
 from openbell.ports import Window
 from openbell.session import LiveSession
@@ -28,21 +28,7 @@ from openbell.session.writer import Writer
 from openbell.sim.testing import SimProcess
 from openbell.store.bars import upsert_bars
 
-SESSION = date(2025, 11, 20)
 UNIVERSE = ["SSO", "TQQQ"]
-
-
-def the_session() -> Session:
-    """The NYSE session of :data:`SESSION`."""
-    s = session(SESSION)
-    assert s is not None
-    return s
-
-
-def at_et(hhmm: str) -> datetime:
-    """Eastern time ``hhmm`` on :data:`SESSION`."""
-    h, m = map(int, hhmm.split(":"))
-    return datetime(SESSION.year, SESSION.month, SESSION.day, h, m, tzinfo=ET)
 
 
 @asynccontextmanager

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 from sqlalchemy import Engine, text
 
+from dates import SESSION
 from openbell.adapters.alpaca.broker import AlpacaBroker, submit
 from openbell.broker import client_order_id, liquidate, reconcile
 from openbell.calendar import session
 from openbell.clock import clock_for
 from openbell.sim.testing import SimProcess
 from openbell.store.sessions import get_phase
-
-SESSION = date(2025, 11, 20)
 
 
 def _all_orders(client) -> list:  # type: ignore[no-untyped-def]

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_parts import SESSION, broker_orders, flushed, prepared, rows, run, sim_run, until
 from sqlalchemy import Engine
 
+from dates import SESSION
+from live_parts import broker_orders, flushed, prepared, rows, run, sim_run, until
 from openbell.policy import OrderLimits
 from openbell.session import LiveSession
 from openbell.session.limits import orders_sent

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 from sqlalchemy import Engine, text
 
+from dates import SESSION
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.broker import client_order_id, parse_client_order_id
 from openbell.calendar import ET, previous_sessions, session
@@ -34,7 +35,6 @@ from openbell.store.params import add_params
 from openbell.store.sessions import set_phase
 from openbell.strategy import DEFAULT_UNIVERSE, RiskLimits
 
-SESSION = date(2025, 11, 20)
 BUSY = {"lookback": 5, "vol_window": 10, "top_k": 3, "threshold": 0.0, "rebalance_minutes": 1,
         "weighting": "score"}
 

@@ -7,19 +7,19 @@ parts; the phase watch runs against a real Postgres."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from dates import SESSION as DAY
 from openbell.session.live import LiveSession
 from openbell.session.phasewatch import PhaseWatch
 from openbell.store.sessions import RiskRecord, record_open_equity, set_phase, set_risk
 from openbell.strategy import RiskGate, RiskLimits
 
-DAY = date(2025, 11, 20)
 OPEN_EQUITY = 100_000.0
 
 

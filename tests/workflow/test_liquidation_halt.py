@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
-from live_parts import SESSION, at_et, the_session
 from sqlalchemy import Engine, text
 
+from dates import SESSION, at_et, the_session
 from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.broker import reconcile
 from openbell.clock import clock_for

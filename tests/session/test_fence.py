@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
+from dates import SESSION
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.calendar import previous_sessions
 from openbell.clock import clock_for
@@ -19,8 +20,6 @@ from openbell.session.fence import lock_key
 from openbell.sim.testing import SimProcess
 from openbell.store.bars import upsert_bars
 from openbell.strategy import DEFAULT_UNIVERSE, RiskLimits
-
-SESSION = date(2025, 11, 20)
 
 
 def _drop_connection(engine: Engine, lock: SessionLock) -> None:

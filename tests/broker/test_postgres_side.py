@@ -9,13 +9,13 @@ import pytest
 from alpaca.trading.models import Order, TradeUpdate
 from sqlalchemy import Engine, text
 
+from dates import SESSION
 from openbell.adapters.alpaca.convert import order_report, trade_report
 from openbell.broker import apply_trade_update, client_order_id
 from openbell.broker.updates import recover_fills
 from openbell.ports import OrderReport, TradeReport
 from openbell.session import SessionLock, SessionLocked, Writer
 
-SESSION = date(2025, 11, 20)
 EXEC_A, EXEC_B = "0c0f5a3e-1111-4a6b-9c1d-000000000001", "0c0f5a3e-1111-4a6b-9c1d-000000000002"
 
 

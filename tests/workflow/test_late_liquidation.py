@@ -3,9 +3,8 @@ anything: it acts, says it is late, and fails loudly since the close orders queu
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException
@@ -13,52 +12,38 @@ from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import Engine, text
 
-from openbell.calendar import Session, session
+from dates import SESSION, at_et, the_session
+from openbell.calendar import ET
 from openbell.clock import clock_for
 from openbell.params import RunParams
 from openbell.sim.testing import SimProcess
 from openbell.store.ledger import steps_for
 from openbell.workflow.steps import StepContext, liquidation_is_late, run_eod_liquidate
 
-SESSION = date(2025, 11, 20)  # a full NYSE session (Thursday)
-
-ET = ZoneInfo("America/New_York")
-
-
-def _session() -> Session:
-    s = session(SESSION)
-    assert s is not None
-    return s
-
-
-def _at(day: date, hhmm: str) -> datetime:
-    h, m = map(int, hhmm.split(":"))
-    return datetime(day.year, day.month, day.day, h, m, tzinfo=ET)
-
 
 @pytest.mark.parametrize(
     ("now", "is_backfill", "late"),
     [
-        (_at(SESSION, "09:00"), False, False),
-        (_at(SESSION, "15:58"), False, False),
-        (_at(SESSION, "16:00"), False, True),  # the close: market orders now queue until the next open
-        (_at(SESSION, "20:00"), False, True),
-        (_at(SESSION + timedelta(days=1), "00:30"), False, True),
-        (_at(SESSION + timedelta(days=3), "10:00"), False, True),
-        (_at(SESSION + timedelta(days=1), "00:30"), True, False),  # a backfill never trades
-        (_at(SESSION - timedelta(days=1), "12:00"), False, False),  # the session is still to come
+        (at_et("09:00"), False, False),
+        (at_et("15:58"), False, False),
+        (at_et("16:00"), False, True),  # the close: market orders now queue until the next open
+        (at_et("20:00"), False, True),
+        (at_et("00:30", SESSION + timedelta(days=1)), False, True),
+        (at_et("10:00", SESSION + timedelta(days=3)), False, True),
+        (at_et("00:30", SESSION + timedelta(days=1)), True, False),  # a backfill never trades
+        (at_et("12:00", SESSION - timedelta(days=1)), False, False),  # the session is still to come
     ],
 )
 def test_when_a_liquidation_is_late(now: datetime, is_backfill: bool, late: bool) -> None:
-    assert liquidation_is_late(_session(), now, is_backfill=is_backfill) is late
+    assert liquidation_is_late(the_session(), now, is_backfill=is_backfill) is late
 
 
 def _after_midnight(sim: SimProcess) -> None:
-    clock_for(sim.config()).sleep_until(_at(SESSION + timedelta(days=1), "00:01"))
+    clock_for(sim.config()).sleep_until(at_et("00:01", SESSION + timedelta(days=1)))
 
 
 def _context(sim: SimProcess, engine: Engine) -> StepContext:
-    return StepContext(session=_session(), params=RunParams(), run_id="scheduled__2025-11-20", attempt=1,
+    return StepContext(session=the_session(), params=RunParams(), run_id="scheduled__2025-11-20", attempt=1,
                        run_type="scheduled", config_factory=sim.config,
                        state_url=engine.url.render_as_string(hide_password=False))
 

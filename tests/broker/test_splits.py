@@ -8,6 +8,7 @@ from datetime import date, datetime
 import pytest
 from sqlalchemy import Engine, text
 
+from dates import SESSION as DAY
 from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.broker import book
 from openbell.broker.reconcile import reconcile
@@ -15,7 +16,7 @@ from openbell.broker.splits import PositionSplit, carried_splits, follow_splits
 from openbell.ports import PositionReport
 from openbell.sim.testing import SimProcess
 
-EVE, DAY = date(2025, 11, 19), date(2025, 11, 20)
+EVE = date(2025, 11, 19)
 
 
 def _book(engine: Engine, day: date, rows: dict[str, tuple[float, float]]) -> None:

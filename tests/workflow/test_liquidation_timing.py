@@ -4,18 +4,18 @@ time to close an order that was in flight, and its retries are spaced in market 
 from __future__ import annotations
 
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from airflow.sdk import RetryDecision
 from airflow.sdk.definitions.retry_policy import RetryAction
 from sqlalchemy import Engine
 
+from dates import HALF_DAY, at_et
 from openbell.broker.liquidate import liquidate
-from openbell.calendar import session
+from openbell.calendar import ET, session
 from openbell.clock import clock_for
 from openbell.params import RunParams
 from openbell.ports import PositionReport
@@ -24,14 +24,6 @@ from openbell.store.ledger import steps_for
 from openbell.workflow import operators, steps
 from openbell.workflow.operators import MarketTimeRetry, clock_speed
 from openbell.workflow.steps import MarketTimeStep, StepContext, prepare_liquidation, proof_time
-
-ET = ZoneInfo("America/New_York")
-HALF_DAY = date(2025, 11, 28)  # the Friday after Thanksgiving: the close is 13:00 ET
-
-
-def _at(hhmm: str, day: date = HALF_DAY) -> datetime:
-    h, m, *s = map(int, hhmm.split(":"))
-    return datetime(day.year, day.month, day.day, h, m, s[0] if s else 0, tzinfo=ET)
 
 
 @pytest.mark.parametrize(
@@ -43,8 +35,8 @@ def _at(hhmm: str, day: date = HALF_DAY) -> datetime:
     ],
 )
 def test_the_proof_pass_leaves_time_before_the_close(now: str, proof: str) -> None:
-    close = _at("13:00")
-    assert proof_time(_at(now), close) == _at(proof)
+    close = at_et("13:00", HALF_DAY)
+    assert proof_time(at_et(now, HALF_DAY), close) == at_et(proof, HALF_DAY)
 
 
 def test_a_retry_is_spaced_in_market_time() -> None:
@@ -66,7 +58,7 @@ class _Clock:
         self.calls = calls if calls is not None else []
 
     def now(self) -> datetime:
-        return _at("12:57")
+        return at_et("12:57", HALF_DAY)
 
     def sleep_until(self, t: datetime, lead_seconds: float = 0.0) -> None:
         self.calls.append(f"sleep until {t.astimezone(ET):%H:%M}")
@@ -93,7 +85,7 @@ def test_the_liquidation_retries_until_the_close_and_not_after(monkeypatch: pyte
 
     def at(hhmm: str) -> RetryDecision:
         clock = _Clock(1.0)
-        clock.now = lambda: _at(hhmm)  # type: ignore[method-assign]
+        clock.now = lambda: at_et(hhmm, HALF_DAY)  # type: ignore[method-assign]
         monkeypatch.setattr(operators, "clock_for", lambda _config: clock)
         return policy.evaluate(RuntimeError("boom"), 2, 21, {"dag_run": run})
 
@@ -114,13 +106,13 @@ def test_the_liquidation_is_prepared_before_its_market_time(monkeypatch: pytest.
     ))
     op = MarketTimeStep(step="eod_liquidate", anchor="close", offset_minutes=-2)
     monkeypatch.setattr(op, "_clock", lambda: _Clock(1.0, calls))
-    assert op.execute_complete({}, {"target": _at("12:58").isoformat()}) == {"ok": True}
+    assert op.execute_complete({}, {"target": at_et("12:58", HALF_DAY).isoformat()}) == {"ok": True}
     assert calls == ["prepare True", "sleep until 12:58", "liquidate True"]
 
 
 def test_a_half_day_liquidation_is_flat_before_1300(engine: Engine, tmp_path: Path) -> None:
     s = session(HALF_DAY)
-    assert s is not None and s.close == _at("13:00")
+    assert s is not None and s.close == at_et("13:00", HALF_DAY)
     with SimProcess(date=HALF_DAY.isoformat(), speed=30, start="12:57", data_dir=tmp_path / "sim",
                     extra_args=["--seed-position", "TQQQ:40", "--seed-position", "SQQQ:-25"]) as sim:
         ctx = StepContext(session=s, params=RunParams(), run_id="scheduled__2025-11-28", attempt=1,
@@ -129,15 +121,15 @@ def test_a_half_day_liquidation_is_flat_before_1300(engine: Engine, tmp_path: Pa
         started = time.perf_counter()
         prepare_liquidation(ctx)
         prepared_in = time.perf_counter() - started
-        clock_for(sim.config()).sleep_until(_at("12:58"))
+        clock_for(sim.config()).sleep_until(at_et("12:58", HALF_DAY))
         summary = steps.run_eod_liquidate(ctx)
         assert sim.config().trading_client().get_all_positions() == []
     assert prepared_in < 60  # wall seconds; spent before 12:58, not after it
     assert summary["flat"] is True and "late" not in summary
     started_at = datetime.fromisoformat(summary["started_at"]).astimezone(ET)
     finished = datetime.fromisoformat(summary["finished_at"]).astimezone(ET)
-    assert _at("12:58") <= started_at < _at("12:58:20"), started_at
-    assert finished < _at("13:00"), finished
+    assert at_et("12:58", HALF_DAY) <= started_at < at_et("12:58:20", HALF_DAY), started_at
+    assert finished < at_et("13:00", HALF_DAY), finished
     [row] = steps_for(engine, HALF_DAY)
     assert (row["step"], row["status"]) == ("eod_liquidate", "success")
 
@@ -155,14 +147,14 @@ def test_a_liquidation_under_rest_errors_is_flat_before_the_close(engine: Engine
                           state_url=engine.url.render_as_string(hide_password=False))
         prepare_liquidation(ctx)
         sim.set_faults(rest_error_rate=0.3)
-        clock_for(sim.config()).sleep_until(_at("12:58"))
+        clock_for(sim.config()).sleep_until(at_et("12:58", HALF_DAY))
         summary = steps.run_eod_liquidate(ctx)
         counters = sim.faults()["counters"]
         sim.set_faults(rest_error_rate=0.0)
         assert sim.config().trading_client().get_all_positions() == []
     assert counters["rest_429"] + counters["rest_500"] > 0
     assert summary["flat"] is True
-    assert datetime.fromisoformat(summary["finished_at"]).astimezone(ET) < _at("13:00")
+    assert datetime.fromisoformat(summary["finished_at"]).astimezone(ET) < at_et("13:00", HALF_DAY)
 
 
 class _Unreachable:
@@ -218,14 +210,14 @@ class _TickingClock:
 
 def test_a_broker_out_of_reach_for_a_while_is_asked_again_until_the_close(engine: Engine) -> None:
     broker = _Unreachable(failures=4)  # cancel_all, then three listings
-    report = liquidate(broker, engine, HALF_DAY, _TickingClock(_at("12:58")), _at("13:00"),  # type: ignore[arg-type]
-                       mark_phase=False)
+    report = liquidate(broker, engine, HALF_DAY, _TickingClock(at_et("12:58", HALF_DAY)),  # type: ignore[arg-type]
+                       at_et("13:00", HALF_DAY), mark_phase=False)
     assert report.flat and report.unreachable == 4 and broker.closes == 1
 
 
 def test_a_broker_out_of_reach_until_the_close_leaves_the_liquidation_not_flat(engine: Engine) -> None:
     broker = _Unreachable(failures=10_000)
-    report = liquidate(broker, engine, HALF_DAY, _TickingClock(_at("12:58")), _at("13:00"),  # type: ignore[arg-type]
-                       mark_phase=False)
+    report = liquidate(broker, engine, HALF_DAY, _TickingClock(at_et("12:58", HALF_DAY)),  # type: ignore[arg-type]
+                       at_et("13:00", HALF_DAY), mark_phase=False)
     assert not report.flat and report.unreachable > 2
-    assert datetime.fromisoformat(report.finished_at) >= _at("13:00")
+    assert datetime.fromisoformat(report.finished_at) >= at_et("13:00", HALF_DAY)

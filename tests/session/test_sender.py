@@ -6,13 +6,14 @@ import os
 import signal
 import threading
 import time
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
+from dates import SESSION
 from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.broker import client_order_id
 from openbell.calendar import ET
@@ -22,7 +23,6 @@ from openbell.sched import SHORT_SLICE_NS, short_slice, thread_slice
 from openbell.session.sender import OrderJob, OrderSender, Sent
 from openbell.sim.testing import SimProcess
 
-SESSION = date(2025, 11, 20)
 CUT_OFF = datetime(2025, 11, 20, 9, 58, tzinfo=ET)  # the simulator's market starts at 10:00
 
 

@@ -17,10 +17,11 @@ from alpaca.common.exceptions import APIError
 from alpaca.data.models import Bar as AlpacaBar
 from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
-from live_parts import SESSION, prepared, rows, run, until
-from live_parts import flushed as settled
 from sqlalchemy import Engine, text
 
+from dates import SESSION
+from live_parts import flushed as settled
+from live_parts import prepared, rows, run, until
 from openbell.adapters.alpaca.streams import bar_handler, trade_handler
 from openbell.broker import client_order_id
 from openbell.calendar import session
