@@ -20,7 +20,8 @@ PACKAGE = "openbell"
 ROOT = Path(__file__).resolve().parents[1] / "include"
 
 # Leaves: modules any part may use because they import nothing of openbell.
-LEAVES = ("openbell.calendar", "openbell.clock", "openbell.paths", "openbell.jsonutil", "openbell.dberrors")
+LEAVES = ("openbell.calendar", "openbell.clock", "openbell.paths", "openbell.jsonutil", "openbell.dberrors",
+          "openbell.risk.state")
 
 
 @dataclass(frozen=True)

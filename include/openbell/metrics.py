@@ -30,10 +30,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from openbell.risk.state import LEVELS
+
 log = logging.getLogger(__name__)
 
 PREFIX = "openbell"
-RISK_LEVELS = {"ACTIVE": 0, "REDUCING": 1, "HALTED": 2}
+RISK_LEVELS = {str(state): level for state, level in LEVELS.items()}
 COUNTERS = {"orders": "orders", "fills": "fills", "rejected": "rejected", "decisions": "decisions",
             "stream_restarts": "stream_restarts"}
 BY_KIND = {"rejections_by_reason": "rejections", "orders_refused_by_limit": "refused_by_limit"}

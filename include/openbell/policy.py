@@ -7,7 +7,7 @@ working in the symbol (the broker would refuse it as a potential wash trade; the
 the next decision), and buys scaled down together to the buying power left (:meth:`OrderPolicy.fit`).
 Every intent is sent as a DAY market order. Pure: no I/O, no clock, no state.
 
-Pre-trade limits (:class:`OrderLimits`, :meth:`OrderPolicy.limit`) refuse an order outright, never resize
+Pre-trade limits (:class:`OrderLimits`, checked by the send gate) refuse an order outright, never resize
 it: its notional, the position it would leave, the orders sent in the last minute and the day, and a
 price collar. A market order has no limit price; its reference price is the price it was sized at (the
 decided minute's close), and the collar compares it with the last trade price seen (the close of the
@@ -139,6 +139,32 @@ class OrderLimits:
         return None
 
 
+    def check(
+        self,
+        intents: Iterable[OrderIntent],
+        prices: Mapping[str, float],
+        last: Mapping[str, float],
+        holdings: Mapping[str, float],
+        *,
+        minute: int = 0,
+        day: int = 0,
+    ) -> tuple[tuple[OrderIntent, ...], tuple[Refused, ...]]:
+        """(passed, refused): the intents within these limits, in order, each passed one counted against
+        the rates. ``prices`` are the reference prices the intents were sized at, ``last`` the last trade
+        prices, ``holdings`` the positions with their working orders, ``minute`` and ``day`` the orders
+        sent in the last minute and the day so far."""
+        passed: list[OrderIntent] = []
+        refused: list[Refused] = []
+        for i in intents:
+            why = self.breach(i, prices.get(i.symbol, 0.0), last.get(i.symbol), holdings.get(i.symbol, 0.0),
+                              minute, day)
+            if why is None:
+                passed.append(i)
+                minute, day = minute + 1, day + 1
+            else:
+                refused.append(why)
+        return tuple(passed), tuple(refused)
+
 def reduces_only(intent: OrderIntent, holding: float) -> bool:
     """``intent`` shrinks the position ``holding`` (with its working orders) without carrying it through zero."""
     if holding > 0:
@@ -167,7 +193,7 @@ def reducing_only(
 @dataclass(frozen=True)
 class OrderPolicy:
     """Settings of the order rules; ``band`` 0 trades every change worth ``min_notional``. ``limits`` are
-    applied by :meth:`limit` (live trading), not by :meth:`decide`."""
+    applied by the send gate (:class:`openbell.risk.gate.SendGate`), not by :meth:`decide`."""
 
     min_notional: float = 100.0
     band: float = 0.0  # minimum |target weight - current weight| worth trading
@@ -259,32 +285,6 @@ class OrderPolicy:
             out.append(replace(i, qty=qty))
             notes.append(BUYING_POWER_NOTE.format(i.symbol, f"{i.qty:g}", f"scaled to {qty:g}", budget))
         return tuple(out), tuple(notes)
-
-    def limit(
-        self,
-        intents: Iterable[OrderIntent],
-        prices: Mapping[str, float],
-        last: Mapping[str, float],
-        holdings: Mapping[str, float],
-        *,
-        minute: int = 0,
-        day: int = 0,
-    ) -> tuple[tuple[OrderIntent, ...], tuple[Refused, ...]]:
-        """(passed, refused): the intents within :attr:`limits`, in order, each passed one counted against
-        the rates. ``prices`` are the reference prices the intents were sized at, ``last`` the last trade
-        prices, ``holdings`` the positions with their working orders, ``minute`` and ``day`` the orders
-        sent in the last minute and the day so far."""
-        passed: list[OrderIntent] = []
-        refused: list[Refused] = []
-        for i in intents:
-            price = prices.get(i.symbol, 0.0)
-            why = self.limits.breach(i, price, last.get(i.symbol), holdings.get(i.symbol, 0.0), minute, day)
-            if why is None:
-                passed.append(i)
-                minute, day = minute + 1, day + 1
-            else:
-                refused.append(why)
-        return tuple(passed), tuple(refused)
 
     def close_all(self, holdings: Mapping[str, float]) -> tuple[OrderIntent, ...]:
         """Orders closing every position in full (no minimum, no band: the liquidation), sells first."""

@@ -45,6 +45,12 @@ class Deadline:
         """Wall seconds left before ``at`` (<= 0: passed)."""
         return self.due - time.time()
 
+    def refusal(self, wait: float = 0.0) -> str | None:
+        """Why an order may not be sent after waiting ``wait`` more wall seconds (None: it may)."""
+        if self.remaining() <= wait:
+            return f"the trading cut-off {self.at.isoformat()} would pass before it could be sent"
+        return None
+
 
 class DeadlinePassed(RuntimeError):
     """An order's deadline (market time) came before it could be sent: it was not sent."""

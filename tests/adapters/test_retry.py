@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -21,6 +22,7 @@ from openbell.adapters.alpaca.broker import find_order, submit
 from openbell.adapters.alpaca.convert import order_report
 from openbell.adapters.alpaca.retry import CredentialsError, call, jittered_backoff, retrying
 from openbell.ports import Deadline
+from openbell.risk.gate import GatedDeadline, GateLatch
 
 
 def api_error(status: int, message: str = "boom") -> APIError:
@@ -206,9 +208,28 @@ def test_submit_whose_retry_meets_its_deadline_is_unknown_not_resent(no_sleep: l
     sent again, and its outcome stays unknown (the first request may yet reach the broker)."""
     broker = FakeBroker([api_error(500, "e0")], [api_error(404)])
     left = iter([1.0, -0.5])  # wall seconds left at each attempt
-    deadline = SimpleNamespace(at=datetime(2025, 11, 20, 20, 58, tzinfo=UTC), remaining=lambda: next(left))
+    deadline = _Ticking(datetime(2025, 11, 20, 20, 58, tzinfo=UTC), 0.0, left)
     result = submit(broker, client_order_id="ob-1", symbol="SSO", qty=1, side="buy", deadline=deadline)  # type: ignore[arg-type]
     assert (result.outcome, broker.sent, broker.looked) == ("unknown", 1, 1)
+
+
+def test_a_job_held_when_the_send_gate_closes_is_not_sent_and_says_why(no_sleep: list[float]) -> None:
+    broker = FakeBroker([ORDER], [])
+    latch = GateLatch("the risk state is HALTED")
+    deadline = GatedDeadline(datetime(2025, 11, 20, 20, 58, tzinfo=UTC), time.time() + 600, latch)
+    result = submit(broker, client_order_id="ob-1", symbol="SSO", qty=1, side="buy", deadline=deadline)  # type: ignore[arg-type]
+    assert (result.outcome, broker.sent) == ("not_sent", 0)
+    assert result.reason == "the send gate closed before it was sent: the risk state is HALTED"
+
+
+@dataclass(frozen=True)
+class _Ticking(Deadline):
+    """A deadline whose wall seconds left are given, one per look."""
+
+    left: Iterator[float] = field(default_factory=lambda: iter(()), compare=False)
+
+    def remaining(self) -> float:
+        return next(self.left)
 
 
 def test_submit_gives_up_unknown_after_its_attempts(no_sleep: list[float], caplog: pytest.LogCaptureFixture) -> None:

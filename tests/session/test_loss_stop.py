@@ -63,17 +63,17 @@ def test_a_loss_stop_closes_what_a_halt_and_a_limit_hold_then_halts_once_flat(en
                 live.halts.on_status("TQQQ", "H", "T1")  # TQQQ's trading is halted
                 live.gate.halt("daily loss limit: drill")
                 decide(live)  # the trip: SSO's 1,200-share close goes; TQQQ's is held by the halt
-                assert live.dispatch.risk_state == "REDUCING" and live.report.loss_stop
+                assert live.risk.state == "REDUCING" and live.report.loss_stop
                 await until(lambda: not held(sim).get("SSO"), "SSO closed at the broker")
                 await synced(live)
-                assert live.dispatch.risk_state == "REDUCING", "halted with TQQQ still held"
+                assert live.risk.state == "REDUCING", "halted with TQQQ still held"
                 assert get_risk(engine, SESSION).state == "REDUCING"
                 decide(live)  # still halted: nothing goes
                 live.halts.on_status("TQQQ", "T", "")  # trading resumes
                 decide(live)
                 await until(lambda: not held(sim), "TQQQ closed at the broker")
                 await synced(live)
-                assert live.dispatch.risk_state == "HALTED"
+                assert live.risk.state == "HALTED"
                 decide(live)  # HALTED: nothing more
                 await flushed(live)
                 orders = broker_orders(sim)
@@ -96,11 +96,11 @@ def test_a_loss_stop_tripped_on_a_catch_up_minute_still_closes_on_the_next(engin
                 t = live.book.next_minute
                 live.decider.decide(t, {}, None, trade=False)  # a catch-up minute sends nothing
                 live.book.next_minute = t + MINUTE
-                assert live.dispatch.risk_state == "REDUCING" and broker_orders(sim) == []
+                assert live.risk.state == "REDUCING" and broker_orders(sim) == []
                 decide(live)
                 await until(lambda: not held(sim), "SSO closed at the broker")
                 await synced(live)
-                assert live.dispatch.risk_state == "HALTED"
+                assert live.risk.state == "HALTED"
 
     run(scenario)
 
@@ -121,12 +121,12 @@ def test_a_refused_key_on_an_order_is_not_sent_stops_every_order_and_keeps_the_s
                 live.dispatch.sender = sender
                 try:
                     decide_with(live, {"SSO": 0.1})
-                    await until(lambda: live.dispatch.credentials_refused is not None, "the refusal came back")
+                    await until(lambda: live.send_gate.credentials_refused is not None, "the refusal came back")
                     assert live.portfolio.working == {}  # nothing counts as working: the sync stays on
-                    assert live.dispatch.send_blocked() == (
-                        f"the broker refused the credentials ({live.dispatch.credentials_refused})")
+                    assert live.send_gate.closed(live.dispatch.market_now()) == (
+                        f"the broker refused the credentials ({live.send_gate.credentials_refused})")
                     with pytest.raises(CredentialsError, match="refused the credentials"):
-                        await asyncio.to_thread(live._credentials_refused, live.dispatch.credentials_refused)
+                        await asyncio.to_thread(live._credentials_refused, live.send_gate.credentials_refused)
                     await flushed(live)
                 finally:
                     sender.close()

@@ -17,9 +17,9 @@ from sqlalchemy import Engine
 
 from dates import SESSION
 from live_parts import broker_orders, flushed, prepared, rows, run, sim_run, until
+from openbell.broker.book import orders_sent
 from openbell.policy import OrderLimits
 from openbell.session import LiveSession
-from openbell.session.limits import orders_sent
 from openbell.sim.testing import SimProcess
 from openbell.strategy import Bar
 
@@ -107,7 +107,7 @@ def test_orders_over_the_days_count_are_refused_counting_earlier_attempts(engine
                 await settled(live, sim)
                 with engine.connect() as conn:
                     assert orders_sent(conn, SESSION) == 2  # what a retry seeds its count with
-                live.dispatch.limits.sent_today = 2 + 1  # as if an earlier attempt had sent one more
+                live.send_gate.sent_today = 2 + 1  # as if an earlier attempt had sent one more
                 second, _ = place(live, {"SSO": 0.1, "TQQQ": 0.1})
                 await settled(live, sim)
                 orders = broker_orders(sim)
@@ -145,7 +145,7 @@ def test_reducing_lets_a_reducing_sell_out_and_holds_a_buy(engine: Engine, tmp_p
     async def scenario() -> None:
         with sim_run(tmp_path, ["--seed-position=SSO:100"]) as sim:
             async with prepared(sim, engine) as live:
-                live.dispatch.risk_state = "REDUCING"
+                live.risk.follow("REDUCING", "operator", 0.0, None)
                 sent, notes = place(live, {"SSO": 0.0, "TQQQ": 0.05})
                 await settled(live, sim)
                 orders = broker_orders(sim)
@@ -163,13 +163,13 @@ def test_halted_holds_every_order_until_active_again(engine: Engine, tmp_path: P
         with sim_run(tmp_path, ["--seed-position=SSO:100"]) as sim:
             async with prepared(sim, engine) as live:
                 with pytest.raises(ValueError, match="risk state must be one of"):
-                    live.dispatch.risk_state = "PAUSED"
-                live.dispatch.risk_state = "halted"
-                assert live.dispatch.send_blocked() == "the risk state is HALTED"
+                    live.risk.follow("PAUSED", "operator", 0.0, None)
+                live.risk.follow("halted", "operator", 0.0, None)
+                assert live.send_gate.closed(live.dispatch.market_now()) == "the risk state is HALTED"
                 held, notes = place(live, {"SSO": 0.0, "TQQQ": 0.05})  # a sell that reduces is held too
                 await asyncio.sleep(0.5)
                 before = broker_orders(sim)
-                live.dispatch.risk_state = "ACTIVE"
+                live.risk.follow("ACTIVE", "operator", 0.0, None)
                 sent, _ = place(live, {"SSO": 0.0, "TQQQ": 0.05})
                 await settled(live, sim)
         assert held == [] and before == [] and live.report.orders_held == 2

@@ -273,9 +273,9 @@ def test_a_halted_symbol_gets_no_order_until_it_resumes(engine: Engine, tmp_path
     async def scenario() -> None:
         with sim_run(tmp_path) as sim:
             async with prepared(sim, engine) as live:
-                live.dispatch.halted.add("SSO")
+                live.send_gate.halted.add("SSO")
                 first, notes = await place(live, {"SSO": 0.2, "TQQQ": 0.2})
-                live.dispatch.halted.discard("SSO")  # the statuses stream says it trades again
+                live.send_gate.halted.discard("SSO")  # the statuses stream says it trades again
                 second, _ = await place(live, {"SSO": 0.2, "TQQQ": 0.2})
                 await asyncio.sleep(0.5)
                 orders = broker_orders(sim)

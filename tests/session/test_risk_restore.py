@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine
 
 from dates import SESSION as DAY
+from openbell.risk.owner import RiskOwner
 from openbell.session.live import LiveSession
 from openbell.session.phasewatch import PhaseWatch
 from openbell.store.sessions import RiskRecord, record_open_equity, set_phase, set_risk
@@ -31,12 +32,13 @@ class _Clock:
 def _live(*, state: str = "ACTIVE", extra_loss: float = 0.0, cause: str | None = None) -> Any:
     """The parts of a LiveSession the three methods touch, after ``prepare`` started the day at the open."""
     gate = RiskGate(RiskLimits(daily_loss_limit=0.03), day_start_equity=OPEN_EQUITY)
-    return SimpleNamespace(
-        d=DAY, clock=_Clock(), gate=gate, portfolio=SimpleNamespace(equity=lambda: 96_900.0),
-        dispatch=SimpleNamespace(risk_state=state), decider=SimpleNamespace(stop_reported=False),
+    live = SimpleNamespace(
+        d=DAY, clock=_Clock(), gate=gate, risk=RiskOwner(gate), portfolio=SimpleNamespace(equity=lambda: 96_900.0),
         report=SimpleNamespace(risk_state=state, risk_changes=[], loss_stop=None),
         phase=SimpleNamespace(risk=state, risk_cause=cause, extra_loss=extra_loss),
     )
+    live.risk.listen(lambda change: LiveSession._risk_changed(live, change))
+    return live
 
 
 @pytest.mark.parametrize("state", ["REDUCING", "HALTED"])
@@ -44,19 +46,20 @@ def test_a_retry_of_a_session_the_loss_stop_stopped_stays_stopped(state: str) ->
     live = _live()
     LiveSession._restore_risk(live, RiskRecord(state, "daily loss 3.1%", "openbell", open_equity=OPEN_EQUITY,
                                                cause="loss_stop"))
-    assert live.gate.stopped and live.decider.stop_reported  # targets 0; the stop is stored already
+    assert live.gate.stopped and live.risk.loss_stopped  # targets 0; the stop is stored already
+    assert live.risk.flattening == (state == "REDUCING")  # REDUCING: still closing every position
     assert "loss stop" in (live.gate.stop_reason or "")
-    assert (live.dispatch.risk_state, live.report.risk_state) == (state, state)
+    assert (live.risk.state, live.report.risk_state) == (state, state)
     assert live.gate.day_start_equity == OPEN_EQUITY
 
 
 def test_an_operators_halt_is_restored_as_before() -> None:
     halted = _live()
     LiveSession._restore_risk(halted, RiskRecord("HALTED", "news", "alice", cause="operator"))
-    assert halted.gate.stopped and halted.decider.stop_reported
+    assert halted.gate.stopped and halted.risk.state == "HALTED" and not halted.risk.loss_stopped
     reducing = _live()
     LiveSession._restore_risk(reducing, RiskRecord("REDUCING", "news", "alice", cause="operator"))
-    assert not reducing.gate.stopped and reducing.dispatch.risk_state == "REDUCING"  # the send gate reduces
+    assert not reducing.gate.stopped and reducing.risk.state == "REDUCING"  # the send gate reduces
 
 
 def test_a_retry_after_a_resume_with_a_budget_keeps_the_budget_and_does_not_trip_at_once() -> None:
@@ -82,19 +85,20 @@ def test_a_resume_after_the_loss_stop_adds_the_budget_and_keeps_the_open_equity(
     live = _live(state="HALTED")
     live.gate.apply({"ERX": 0.2}, equity=96_900.0)  # the loss stop tripped
     assert live.gate.stopped
-    live.decider.stop_reported = True
+    assert live.risk.trip(live.gate.stop_reason, None) is not None and live.risk.flat(None) is not None
     live.phase.risk_cause, live.phase.extra_loss = "operator", 1_000.0
     LiveSession._apply_risk(live, "ACTIVE")
-    assert not live.gate.stopped and not live.decider.stop_reported
+    assert not live.gate.stopped and not live.risk.loss_stopped
     assert live.gate.day_start_equity == OPEN_EQUITY and live.gate.extra_loss == 1_000.0
-    assert live.dispatch.risk_state == "ACTIVE" and live.report.risk_changes[-1]["state"] == "ACTIVE"
+    assert live.risk.state == "ACTIVE" and live.report.risk_changes[-1] == {
+        "state": "ACTIVE", "market_time": _Clock().now().isoformat(), "cause": "operator"}
     weights, notes = live.gate.apply({"ERX": 0.2}, equity=96_900.0)
     assert weights == {"ERX": 0.2} and notes == []
 
 
 def test_a_plain_resume_no_longer_grants_a_fresh_daily_limit() -> None:
     live = _live(state="HALTED")
-    live.gate.halt("HALTED by the operator")
+    LiveSession._restore_risk(live, RiskRecord("HALTED", "news", "alice", cause="operator"))
     live.phase.risk_cause = "operator"
     LiveSession._apply_risk(live, "ACTIVE")
     assert not live.gate.stopped and live.gate.day_start_equity == OPEN_EQUITY  # not moved to 96,900

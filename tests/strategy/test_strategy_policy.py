@@ -155,9 +155,8 @@ def test_bad_settings_are_refused(kwargs):
 
 
 def _limited(intents, prices=None, last=None, holdings=None, *, minute=0, day=0, **limits):
-    policy = OrderPolicy(limits=OrderLimits(**limits))
-    return policy.limit(intents, prices or {"SSO": 100.0, "TQQQ": 50.0}, last or {}, holdings or {},
-                        minute=minute, day=day)
+    return OrderLimits(**limits).check(intents, prices or {"SSO": 100.0, "TQQQ": 50.0}, last or {}, holdings or {},
+                                       minute=minute, day=day)
 
 
 BUY_SSO = OrderIntent("SSO", "buy", 30.0, 0.3)  # $3000 at 100

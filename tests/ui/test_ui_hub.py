@@ -67,8 +67,9 @@ def test_over_a_real_socket_the_reader_gets_everything_and_the_stuck_one_is_drop
     def no_broker() -> None:
         raise RuntimeError("no broker")
 
+    # stalled 0.5 s: the stuck peer long past it; the reader, whose unread rows fit its socket, never near it
     app = create_app(state_url, check=stand_in_login, market=Market(no_broker), heartbeat=60, max_queue=100,
-                     stall=0.2)
+                     stall=0.5)
     events, blob = 1200, "x" * 6000  # ~7 MB in all, well past what the socket buffers hold
     with serving(app) as base:
         url = base.replace("http://", "ws://") + "/ws?date=2025-11-20"
@@ -90,7 +91,7 @@ def test_over_a_real_socket_the_reader_gets_everything_and_the_stuck_one_is_drop
                     with engine.begin() as conn:
                         for n in range(lo, lo + 10):
                             record_event(conn, date(2025, 11, 20), "bulk", {"n": n, "blob": blob})
-                    while got < lo:  # a reader that keeps up
+                    while got < lo + 10:  # a reader that keeps up: nothing of its own left unread
                         message = await recv_until(ws, lambda m: m["type"] in ("row", "resync"), timeout=30)
                         got += message["type"] == "row" and message["row"]["kind"] == "bulk"
                 engine.dispose()

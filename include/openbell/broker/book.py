@@ -193,3 +193,12 @@ def max_decision_seq(conn: Connection, session_date: date) -> int:
         {"d": session_date},
     ).first()
     return int(row[0]) if row and row[0] is not None else -1
+
+
+def orders_sent(conn: Connection, session_date: date) -> int:
+    """The strategy's orders earlier attempts sent in the session (everything but those never sent)."""
+    row = conn.execute(
+        text("SELECT count(*) FROM orders WHERE session_date = :d AND origin = 'strategy' AND status <> 'not_sent'"),
+        {"d": session_date},
+    ).first()
+    return int(row[0]) if row else 0

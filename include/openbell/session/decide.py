@@ -47,8 +47,7 @@ class Decider:
         self._recorder = recorder
         self._report = report
         self._trade_until = trade_until
-        self._on_stop = on_stop  # the loss stop tripped: called once, before that minute's orders leave
-        self.stop_reported = False
+        self._on_stop = on_stop  # the risk gate is stopped: told before each minute's orders leave
         self.seq = 0
         self.today: Minutes = []
 
@@ -70,7 +69,7 @@ class Decider:
             log.exception("decision at %s failed", t)
             # a loss stop's closes still go: they need no target
             targets, weights, notes = {}, {}, [f"decision failed: {exc}"]
-            trade = trade and self._dispatcher.flattening
+            trade = trade and self._dispatcher.gate.risk.flattening
         seq = self.seq
         self.seq += 1
         self.today.append((t, bars))
@@ -78,9 +77,8 @@ class Decider:
             report.first_live_decision_at = datetime.now(UTC).isoformat()
         trade = trade and self._fencing.ok and self._fencing.out is None
         dispatch = self._dispatcher
-        trade = trade and not dispatch.liquidating and t + MINUTE < self._trade_until  # the liquidation ends trading
-        if self._gate.stopped and not self.stop_reported:  # the loss stop: REDUCING, closing all, until flat
-            self.stop_reported = True
+        trade = trade and not dispatch.gate.liquidating and t + MINUTE < self._trade_until  # the liquidation ends it
+        if self._gate.stopped:  # the loss stop trips once (the risk owner): REDUCING, closing all, until flat
             self._on_stop(self._gate.stop_reason or "stopped for the day")
         orders = dispatch.place(seq, weights, notes, ready, trade=trade)
         report.decisions += 1

@@ -1,25 +1,21 @@
 """Orders out: a decision's orders sent together, their answers recorded, unknown outcomes settled.
 
-Right before orders leave, the send gate (:meth:`Dispatcher.send_blocked`) holds them once the session
-is liquidating or the market time reaches the trading cut-off. An order whose outcome is unknown and
+Right before orders leave, the send gate (:class:`openbell.risk.gate.SendGate`) decides whether each may
+(the cut-off and the liquidation, halts and barred symbols, a blocked account or refused key, the risk
+state, the pre-trade limits); this module records what it held. An order whose outcome is unknown and
 that the broker still does not know after ``UNSENT_GRACE`` counts as never sent: the next decision that
 still wants it sends it again under its own id, otherwise it ends as ``not_sent``.
 
 A refused order is recorded with the broker's message, code and kind of refusal and never sent again in a
-loop: a symbol and side refused as not tradable or not fractionable gets no order for the rest of the
-session, a blocked account stops every new order, a wash trade is left to the next decision, and an order
-too large for the buying power is resized once (:meth:`Dispatcher.on_submitted`). Buys are scaled to the
-buying power left before they leave, and a halted symbol (:attr:`Dispatcher.halted`) gets no order.
+loop: a symbol and side refused as not tradable or not fractionable is barred at the gate for the rest of
+the session, a blocked account closes the gate, a wash trade is left to the next decision, and an order too
+large for the buying power is resized once (:meth:`Dispatcher.on_submitted`). Buys are scaled to the buying
+power left before they reach the gate. Once the loss stop has tripped (the risk owner's ``flattening``) each
+decision closes every universe position in full instead of following the targets.
 
-Last, the risk state (:attr:`Dispatcher.risk_state`) and the pre-trade limits (:mod:`openbell.session.limits`)
-are checked: HALTED holds every order, REDUCING every order that does not shrink a position, and an order
-over a limit is refused, recorded with the limit it broke, and never sent (an order that only shrinks a
-position breaks no limit). Once the loss stop has tripped (:attr:`Dispatcher.flattening`) each decision
-closes every universe position in full instead of following the targets.
-
-Every order leaves with the trading cut-off as its deadline: a worker that cannot send it before then
-answers ``not_sent`` (recorded so, with the reason), as it does for a key the broker refuses
-(:attr:`Dispatcher.credentials_refused`: no further order, and the attempt fails).
+Every order leaves with the trading cut-off as its deadline: a worker that cannot send it before then, or
+holds it when the gate closes, answers ``not_sent`` (recorded so, with the reason), as it does for a key the
+broker refuses (the gate's ``credentials_refused``: no further order, and the attempt fails).
 """
 
 from __future__ import annotations
@@ -27,18 +23,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from openbell.broker import book
 from openbell.broker.ids import client_order_id, is_resized, resized_order_id
 from openbell.broker.rows import order_row
 from openbell.clock import MarketClock, cached_wall_at
-from openbell.policy import OrderLimits, OrderPolicy
-from openbell.ports import Deadline, Refusal, SubmitResult
-from openbell.session.limits import SendLimits, risk_state
-from openbell.session.phasewatch import PhaseWatch
+from openbell.policy import OrderPolicy
+from openbell.ports import Refusal, SubmitResult
+from openbell.risk.gate import Held, SendGate
 from openbell.session.portfolio import OrderIntent, Portfolio
 from openbell.session.recording import Recorder
 from openbell.session.report import SessionReport
@@ -49,7 +44,6 @@ log = logging.getLogger(__name__)
 
 FINAL = book.FINAL_STATUSES
 UNSENT_GRACE = 2.0  # wall seconds the broker may take to show an order before it counts as never sent
-SEND_MARGIN = timedelta(seconds=2)  # market time: no order leaves this close to the liquidation
 BP_CUSHION = 0.01  # share of the buying power left unused by buys scaled before sending (prices move)
 RESIZE_SHARE = 0.97  # share of the broker's buying power a resized order may take (3% short buffer)
 BARRING: tuple[Refusal, ...] = ("not_tradable", "not_fractionable")  # no second order this session
@@ -58,15 +52,9 @@ Placed = list[tuple[str, OrderIntent]]  # (client_order_id, intent) of the order
 
 
 class Dispatcher:
-    """Sends a decision's orders through the :class:`OrderSender` and settles what comes back.
-
-    ``liquidating`` (set once the session is liquidating or closed) and ``trade_until`` (the market
-    time no order may reach) gate every send, as does ``trading_blocked`` (the broker's refusal of every
-    order, once seen), and :attr:`risk_state` (ACTIVE, REDUCING or HALTED). ``halted`` holds the symbols
-    whose trading is halted; the caller keeps it and ``risk_state`` up to date. ``limits`` are the
-    pre-trade limits, ``last_prices`` the last trade price per symbol the price collar compares with.
-    ``latencies`` and ``answered`` collect, in ms, the time from the bar that completed a minute to its
-    order handed to a worker's client, and to the answer.
+    """Sends a decision's orders through the :class:`OrderSender` and settles what comes back; ``gate``
+    decides whether each may leave. ``latencies`` and ``answered`` collect, in ms, the time from the bar
+    that completed a minute to its order handed to a worker's client, and to the answer.
     """
 
     sender: OrderSender  # attached when the session runs
@@ -83,10 +71,7 @@ class Dispatcher:
         universe: Sequence[str],
         min_notional: float,
         clock: MarketClock,
-        phase: PhaseWatch,
-        trade_until: datetime,
-        limits: OrderLimits | None = None,
-        last_prices: Mapping[str, float] | None = None,
+        gate: SendGate,
     ) -> None:
         self._threads = threads
         self._recorder = recorder
@@ -96,41 +81,17 @@ class Dispatcher:
         self.d = session_date
         self._universe = universe
         self._min_notional = min_notional
-        policy = OrderPolicy(min_notional=min_notional, limits=limits or OrderLimits())
-        self.limits = SendLimits(policy, recorder, report, last_prices)
-        self._risk_state = "ACTIVE"
+        self.policy = OrderPolicy(min_notional=min_notional, limits=gate.limits)
+        self.gate = gate
         self._clock = clock
-        self._phase = phase
-        self.trade_until = trade_until
-        self.liquidating = False
         self.latencies: list[float] = []  # bar that completed the minute -> order handed to a worker's client
         self.answered: list[float] = []  # the same bar -> the broker's answer to the order
         self._absent: dict[str, float] = {}  # client_order_id -> when the broker first answered 404
         self._resend: dict[tuple[str, str], str] = {}  # (symbol, side) -> an order found never sent
-        self.halted: set[str] = set()
-        self.trading_blocked: str | None = None
-        self.credentials_refused: str | None = None  # the broker refused the key: the attempt must fail
-        # the loss stop tripped: each decision closes every universe position until the broker shows none
-        self.flattening = False
-        self._barred: dict[tuple[str, str], str] = {}  # (symbol, side) -> the refusal that bars it
         self._resized: set[str] = set()  # orders refused for buying power and already resized
         self._notes: list[str] = []  # what became of earlier orders, for the next decision's notes
         self._bp_asked = False  # the broker was asked for the buying power
         self._sends = 0  # hand-overs to the sender: a buying power read while one happened is stale
-
-    @property
-    def policy(self) -> OrderPolicy:
-        """The order rules and pre-trade limits in force (the limits' own)."""
-        return self.limits.policy
-
-    @property
-    def risk_state(self) -> str:
-        """ACTIVE, REDUCING (only orders shrinking a position leave) or HALTED (no order leaves)."""
-        return self._risk_state
-
-    @risk_state.setter
-    def risk_state(self, value: str) -> None:
-        self._risk_state = risk_state(value)
 
     # -- on the loop ------------------------------------------------------------------------------
 
@@ -146,24 +107,17 @@ class Dispatcher:
         intents: list[OrderIntent] = []
         deferred: list[str] = []
         if trade:
-            intents = (self._closes(deferred) if self.flattening else
+            intents = (self._closes(deferred) if self.gate.risk.flattening else
                        portfolio.intents(weights, self._universe, self._min_notional, deferred, policy=self.policy))
         if deferred:
             report.orders_deferred += len(deferred)
             notes.extend(f"{s}: order deferred, an opposite-side order is working" for s in deferred)
-        if intents and (self.halted or self._barred):
-            intents = self._allowed(intents, notes)
-        held = self.send_blocked() if intents else None  # checked right before the orders leave
-        if held is not None:
-            report.orders_held += len(intents)
-            notes.append(f"{len(intents)} order(s) held: {held}")
-            intents = []
-        if intents and self._risk_state == "REDUCING":
-            intents = self._reducing(intents, notes)
-        if intents:
+        now = self.market_now()
+        if intents and self.gate.closed(now) is None:  # buys fit the buying power left
             intents = self._fit(intents, notes)
-        if intents:
-            intents = self.limits.apply(intents, portfolio.prices, portfolio.expected, self.market_now(), notes, seq)
+        if intents:  # the gate, right before the orders leave
+            intents, held = self.gate.admit(intents, prices=portfolio.prices, holding=portfolio.expected, now=now)
+            self._held(held, notes, seq)
         orders: Placed = []
         jobs: list[tuple[OrderJob, tuple[int, OrderIntent, float | None]]] = []
         for intent in intents:
@@ -185,8 +139,37 @@ class Dispatcher:
 
     def _job(self, coid: str, intent: OrderIntent) -> OrderJob:
         """The worker's job for ``intent``: sent no later than the trading cut-off, else not at all."""
-        cut_off = Deadline(self.trade_until, cached_wall_at(self._clock, self.trade_until))
+        cut_off = self.gate.deadline(cached_wall_at(self._clock, self.gate.trade_until))
         return OrderJob(coid, intent.symbol, intent.qty, intent.side, cut_off)
+
+    def _held(self, held: list[Held], notes: list[str], seq: int) -> None:
+        """What the gate held, counted in the report, noted in the decision; a pre-trade limit's refusal is
+        logged and journaled as an ``order_refused`` event."""
+        report = self._report
+        closed = [h for h in held if h.rule == "closed"]
+        if closed:
+            report.orders_held += len(closed)
+            notes.append(f"{len(closed)} order(s) held: {closed[0].note}")
+        reducing = [h.intent for h in held if h.rule == "reducing"]
+        if reducing:
+            report.orders_held += len(reducing)
+            what = ", ".join(f"{i.symbol} {i.side}" for i in reducing)
+            notes.append(f"{len(reducing)} order(s) held: the risk state is REDUCING, they open or add ({what})")
+        for h in held:
+            if h.rule == "symbol_halted":
+                report.orders_halted += 1
+            elif h.rule == "barred":
+                report.orders_barred += 1
+            elif h.refused is not None:
+                r = h.refused
+                report.orders_refused_by_limit[r.limit] = report.orders_refused_by_limit.get(r.limit, 0) + 1
+                log.warning("%s (decision %d)", h.note, seq)
+                self._recorder.event("order_refused", {
+                    "symbol": r.intent.symbol, "side": r.intent.side, "qty": r.intent.qty, "limit": r.limit,
+                    "value": round(r.value, 6), "bound": r.bound, "decision_seq": seq,
+                })
+            if h.rule in ("symbol_halted", "barred", "limit"):
+                notes.append(h.note)
 
     def market_now(self) -> datetime:
         """Market time from the clock's last mapping (no I/O on the loop); the clock itself without one."""
@@ -205,46 +188,6 @@ class Dispatcher:
             else:
                 intents.append(i)
         return intents
-
-    def send_blocked(self) -> str | None:
-        """Why no order may leave now: the session is liquidating, the broker refuses the account every
-        order or the credentials, the risk state is HALTED, or the market time is at the cut-off."""
-        if self.liquidating or self._phase.winding_down:
-            return "the session is liquidating"
-        if self.trading_blocked is not None:
-            return f"the broker blocks trading on the account ({self.trading_blocked})"
-        if self.credentials_refused is not None:
-            return f"the broker refused the credentials ({self.credentials_refused})"
-        if self._risk_state == "HALTED":
-            return "the risk state is HALTED"
-        now = self.market_now()
-        if now >= self.trade_until - SEND_MARGIN:
-            return f"market time {now.isoformat()} is at the trading cut-off {self.trade_until.isoformat()}"
-        return None
-
-    def _allowed(self, intents: list[OrderIntent], notes: list[str]) -> list[OrderIntent]:
-        """The intents that may go: none in a halted symbol, none in a symbol and side the broker refused
-        as not tradable or not fractionable today."""
-        kept: list[OrderIntent] = []
-        for i in intents:
-            if i.symbol in self.halted:
-                self._report.orders_halted += 1
-                notes.append(f"{i.symbol}: no {i.side} sent, trading in it is halted")
-            elif (why := self._barred.get((i.symbol, i.side))) is not None:
-                self._report.orders_barred += 1
-                notes.append(f"{i.symbol}: no {i.side} sent, the broker refused it earlier today ({why})")
-            else:
-                kept.append(i)
-        return kept
-
-    def _reducing(self, intents: list[OrderIntent], notes: list[str]) -> list[OrderIntent]:
-        """The risk state is REDUCING: the orders that open or add to a position are held."""
-        kept, held = self.limits.reducing(intents, self._portfolio.expected)
-        if held:
-            self._report.orders_held += len(held)
-            what = ", ".join(f"{i.symbol} {i.side}" for i in held)
-            notes.append(f"{len(held)} order(s) held: the risk state is REDUCING, they open or add ({what})")
-        return kept
 
     def _fit(self, intents: list[OrderIntent], notes: list[str]) -> list[OrderIntent]:
         """Buys scaled to the buying power left (:meth:`OrderPolicy.fit`); unchanged while it is unknown
@@ -318,8 +261,9 @@ class Dispatcher:
         report = self._report
         report.orders_not_sent += 1
         if result.refusal == "credentials":
-            if self.credentials_refused is None:
-                self.credentials_refused = report.credentials_refused = result.reason or "credentials refused"
+            if self.gate.credentials_refused is None:
+                self.gate.refuse_credentials(result.reason or "credentials refused")
+                report.credentials_refused = self.gate.credentials_refused
                 log.error("THE BROKER REFUSED THE CREDENTIALS on %s (%s): no new order; this attempt fails",
                           coid, result.reason)
         else:
@@ -341,10 +285,11 @@ class Dispatcher:
         report.rejections_by_reason[kind] = report.rejections_by_reason.get(kind, 0) + 1
         what = f"{intent.symbol}: {intent.side} of {intent.qty:g} refused by the broker ({kind}: {result.reason})"
         if kind in BARRING:
-            self._barred[(intent.symbol, intent.side)] = f"{kind}: {result.reason}"
+            self.gate.bar(intent.symbol, intent.side, f"{kind}: {result.reason}")
             what += "; no such order again this session"
-        elif kind == "trading_blocked" and self.trading_blocked is None:
-            self.trading_blocked = report.trading_blocked = result.reason or kind
+        elif kind == "trading_blocked" and self.gate.trading_blocked is None:
+            self.gate.block(result.reason or kind)
+            report.trading_blocked = self.gate.trading_blocked
             log.error("THE BROKER BLOCKS TRADING ON THE ACCOUNT (%s): no new order this session", result.reason)
             self._recorder.event("trading_blocked", {"client_order_id": result.client_order_id,
                                                      "reason": result.reason, "code": result.code})
@@ -379,16 +324,15 @@ class Dispatcher:
         budget = (available - portfolio.pending_buys()) * RESIZE_SHARE
         price = portfolio.prices.get(intent.symbol, 0.0)
         qty = min(math.floor(budget / price), intent.qty - 1) if price > 0 else 0
-        held = self.send_blocked() or ("trading in it is halted" if intent.symbol in self.halted else None)
-        if held is None and (qty < 1 or qty * price < self._min_notional):
+        held = None
+        if qty < 1 or qty * price < self._min_notional:
             held = f"the buying power {available:.2f} buys less than the minimum order"
         resized = replace(intent, qty=float(qty))
-        if held is None and self._risk_state == "REDUCING":
-            kept, _ = self.limits.reducing([resized], portfolio.expected)
-            held = None if kept == [resized] else "the risk state is REDUCING"
-        if held is None and not self.limits.apply([resized], portfolio.prices, portfolio.expected,
-                                                  self.market_now(), self._notes, seq):
-            held = "a pre-trade limit refused it"
+        if held is None:
+            admitted, stopped = self.gate.admit([resized], prices=portfolio.prices, holding=portfolio.expected,
+                                                now=self.market_now())
+            self._held([h for h in stopped if h.rule == "limit"], self._notes, seq)
+            held = None if admitted == [resized] else stopped[0].note if stopped else "the send gate held it"
         if held is not None:
             self._not_resized(intent, coid, held)
             return

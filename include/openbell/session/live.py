@@ -16,13 +16,13 @@ ports from the connection's settings, one part per job on them, and drives the m
 - :mod:`~openbell.session.feed`: bars checked, stored and assembled into minutes; REST refills
 - :mod:`~openbell.session.halts`: the symbols halted now (the data stream's statuses)
 - :mod:`~openbell.session.decide`: one minute's decision (strategy, risk limits)
-- :mod:`~openbell.session.dispatch`: orders out, the send gate, unknown outcomes and resends
+- :mod:`~openbell.session.dispatch`: orders out, unknown outcomes and resends
+- :mod:`~openbell.risk.owner`, :mod:`~openbell.risk.gate`: the risk state's one owner, the send gate
 - :mod:`~openbell.session.trades`: trade updates applied and stored
 - :mod:`~openbell.session.sync`: order lookups, fill recovery, the broker sync, book correction
 - :mod:`~openbell.session.reload`: the strategy in force and parameter hot reload
 - :mod:`~openbell.session.housekeeping`: the chores between minutes (GC, lock, clock, phase)
 - :mod:`~openbell.session.recording`: the queued Postgres writes
-- :mod:`~openbell.session.limits`: the pre-trade limits' counts and refusals
 - :mod:`~openbell.session.alerting`: the alerts due between minutes
 - :mod:`~openbell.session.supervision`: stops an attempt whose Airflow supervisor is gone
 """
@@ -47,6 +47,7 @@ from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.adapters.alpaca.streams import AlpacaStreams
 from openbell.alerts.notify import Level, alert
+from openbell.broker.book import orders_sent
 from openbell.broker.journal import event
 from openbell.calendar import Session
 from openbell.calendar import session as session_of
@@ -54,6 +55,8 @@ from openbell.clock import MarketClock, cached_now
 from openbell.metrics import SessionMetrics
 from openbell.policy import OrderLimits
 from openbell.ports import CredentialsError
+from openbell.risk.gate import SendGate
+from openbell.risk.owner import RiskChange, RiskOwner
 from openbell.session.alerting import LoopAlerts, et_minute
 from openbell.session.decide import Decider
 from openbell.session.dispatch import UNSENT_GRACE, Dispatcher
@@ -61,7 +64,6 @@ from openbell.session.feed import MinuteFeed
 from openbell.session.fence import Fencing, SessionLock, SessionLocked
 from openbell.session.halts import HaltWatch
 from openbell.session.housekeeping import Housekeeping, pause_gc
-from openbell.session.limits import orders_sent
 from openbell.session.minutes import MINUTE, MinuteBook, bars_frame, floor_minute
 from openbell.session.phasewatch import WINDING_DOWN, PhaseWatch
 from openbell.session.portfolio import Portfolio
@@ -134,6 +136,7 @@ class LiveSession:
         else:
             self.gate = RiskGate(risk or RiskLimits(), universe=self.universe)
         self.gate.defer_logs = True  # logged by the housekeeping, after the orders are out
+        self.risk = RiskOwner(self.gate)  # the one owner of the risk state; every part reads it
         self.order_workers = max(1, order_workers)  # processes: an order never waits for this one's GIL
         # threads across the workers: one per order of a decision, so none waits for another's answer
         self.order_threads = order_threads or math.ceil(min(len(self.universe), 16) / self.order_workers)
@@ -157,14 +160,16 @@ class LiveSession:
                                   strategy_name=strategy_name, override=params_override, universe=self.universe)
         self.feed = MinuteFeed(threads, recorder, report, data=self.market_data, universe=self.universe, clock=clock,
                                grace=timedelta(seconds=grace_seconds), wall_grace=wall_grace)
+        self.halts = HaltWatch(self.universe, recorder, report)
+        self.send_gate = SendGate(self.risk, limits or OrderLimits(), trade_until=self.trade_until,
+                                  winding_down=lambda: self.phase.winding_down, last_prices=self.feed.barcheck.last)
+        self.send_gate.halted = self.halts.halted  # no order for a halted symbol until it resumes
+        self.risk.listen(self._risk_changed)
         self.dispatch = Dispatcher(threads, recorder, portfolio, working, report, session_date=self.d,
                                    universe=self.universe, min_notional=float(min_notional), clock=clock,
-                                   phase=self.phase, trade_until=self.trade_until, limits=limits,
-                                   last_prices=self.feed.barcheck.last)
+                                   gate=self.send_gate)
         self.decider = Decider(portfolio, self.gate, self.reload, self.dispatch, self.fencing, recorder, report,
                                trade_until=self.trade_until, on_stop=self._on_loss_stop)
-        self.halts = HaltWatch(self.universe, recorder, report)
-        self.dispatch.halted = self.halts.halted  # no order for a halted symbol until it resumes
         self.sync = BrokerSync(threads, recorder, portfolio, working, report, broker=self.broker,
                                session_date=self.d, on_absent=self.dispatch.order_absent)
         self.sync.on_equity = self._on_broker_equity
@@ -194,6 +199,7 @@ class LiveSession:
         self.threads.loop, self.threads.pool = loop, pool
         self.recorder.writer = writer
         self.dispatch.sender = sender
+        self.send_gate.listen(sender.gate)  # a job a worker still holds is not sent once the gate closes
         self.feed.minute_ready = asyncio.Event()
 
     @property
@@ -214,9 +220,11 @@ class LiveSession:
     def prepare(self) -> None:
         """Reconcile, choose parameters, warm the strategy up with no gap, load the account."""
         prep = self._prep
-        self.seq, self.dispatch.liquidating = prep.reconcile()
+        self.seq, liquidating = prep.reconcile()
+        if liquidating:
+            self.send_gate.liquidate()
         with self.engine.connect() as conn:
-            self.dispatch.limits.sent_today = orders_sent(conn, self.d)  # earlier attempts count toward the day
+            self.send_gate.sent_today = orders_sent(conn, self.d)  # earlier attempts count toward the day
         strategy = self.reload.load()
         now = self.clock.now()
         start_minute = max(self.session.open, floor_minute(now))
@@ -288,8 +296,8 @@ class LiveSession:
             decider.decide(t, bars, ready, trade=not stale)
             log.debug("minute %s decided (%s, %d bars)", t, "refill" if fetched else "stream", len(bars))
             self.housekeeping.tick(decider.seq, decider.today)
-            if self.dispatch.credentials_refused is not None:
-                await asyncio.to_thread(self._credentials_refused, self.dispatch.credentials_refused)
+            if self.send_gate.credentials_refused is not None:
+                await asyncio.to_thread(self._credentials_refused, self.send_gate.credentials_refused)
 
     def _credentials_refused(self, why: str) -> None:
         """The broker refused the key on an order: alerted as such, and the attempt fails loudly."""
@@ -344,17 +352,16 @@ class LiveSession:
     def _restore_risk(self, record: RiskRecord) -> None:
         """An earlier attempt's loss stop or an operator's halt holds for this attempt too, and so does the
         extra loss budget resumes granted today (the loss limit still counts from the stored open equity).
-        A session the loss stop set REDUCING or HALTED keeps every target 0 (REDUCING: still closing)."""
-        self.dispatch.risk_state = record.state
-        self.report.risk_state = record.state
-        self.gate.extra_loss = record.extra_loss
-        if record.loss_stopped:
-            self.gate.halt(f"restored as {record.state} by the loss stop: {record.reason}")
-            self.decider.stop_reported = True  # stored already
-            self.dispatch.flattening = record.state == "REDUCING"  # its closes go on until flat, then HALTED
-        elif record.state == "HALTED":
-            self.gate.halt(f"restored as HALTED: {record.reason} (by {record.by})")
-            self.decider.stop_reported = True  # stored already
+        A session the loss stop set REDUCING keeps closing every position until flat, then HALTED."""
+        reason = record.reason if record.loss_stopped else f"{record.reason} (by {record.by})"
+        self.risk.restore(record.state, record.cause, reason, record.extra_loss)
+        self.report.risk_state = str(self.risk.state)
+
+    def _risk_changed(self, change: RiskChange) -> None:
+        """Every change of the risk state in force: logged and reported."""
+        log.warning("session %s risk state -> %s (%s: %s)", self.d, change.state, change.cause, change.reason)
+        self.report.risk_state = str(change.state)
+        self.report.risk_changes.append(change.as_dict())
 
     def _on_risk(self, state: str) -> None:
         """From the phase watch's thread: the stored risk state changed (an operator, or this loss stop)."""
@@ -363,24 +370,7 @@ class LiveSession:
 
     def _apply_risk(self, state: str) -> None:
         """On the loop: the stored risk state (and the extra loss budget stored with it) in force."""
-        extra, cause = self.phase.extra_loss, self.phase.risk_cause
-        self.gate.extra_loss = extra  # the day's cumulative budget, as stored (checked there)
-        if state == self.dispatch.risk_state:
-            return
-        log.warning("session %s risk state %s -> %s (%s)", self.d, self.dispatch.risk_state, state, cause)
-        self.dispatch.risk_state = state
-        self.report.risk_state = state
-        change = {"state": state, "market_time": cached_now(self.clock).isoformat()}
-        self.report.risk_changes.append({**change, "cause": cause} if cause else change)
-        if state == "HALTED":
-            self.gate.halt("HALTED by the loss stop" if cause == "loss_stop" else "HALTED by the operator")
-            self.decider.stop_reported = True
-        elif state == "ACTIVE":
-            # a resume trades again; the loss limit still counts from the open, plus the extra budget granted
-            self.dispatch.flattening = False
-            if self.gate.stopped:
-                self.gate.resume(extra)
-                self.decider.stop_reported = False
+        self.risk.follow(state, self.phase.risk_cause, self.phase.extra_loss, cached_now(self.clock))
 
     def _on_broker_equity(self, equity: float) -> None:
         """The broker's own equity after a sync: past the loss limit (plus the extra loss budget resumes
@@ -391,29 +381,26 @@ class LiveSession:
             self.gate.halt(f"daily loss limit{extra}: the broker's equity {equity:.2f} vs {start:.2f} at the open")
 
     def _on_loss_stop(self, reason: str) -> None:
-        """The loss stop tripped: REDUCING with every universe position closed, minute after minute, until
-        the broker reports them closed (:meth:`_on_synced`), then HALTED; stored for every later attempt,
-        alerted."""
-        log.error("session %s: %s; closing every position before halting", self.d, reason)
-        self.dispatch.risk_state = self.report.risk_state = "REDUCING"
-        self.dispatch.flattening = True
-        self.report.loss_stop = reason
+        """The risk gate is stopped (each decision says so): the first time, the loss stop trips, REDUCING with
+        every universe position closed, minute after minute, until the broker reports them closed
+        (:meth:`_on_synced`), then HALTED; stored for every later attempt, alerted."""
         at = cached_now(self.clock)
-        self.report.risk_changes.append({"state": "REDUCING", "market_time": at.isoformat(), "cause": "loss_stop"})
+        if self.risk.trip(reason, at) is None:
+            return  # tripped already, or HALTED
+        log.error("session %s: %s; closing every position before halting", self.d, reason)
+        self.report.loss_stop = reason
         self.threads.pool.submit(self._store_halt, reason, at)
 
     def _on_synced(self, positions: dict[str, float]) -> None:
         """On the loop, after a broker sync applied whole (no order working): a loss stop whose closes the
         broker now shows done halts the session."""
-        if not self.dispatch.flattening or any(abs(positions.get(s, 0.0)) > 1e-9 for s in self.universe):
+        if not self.risk.flattening or any(abs(positions.get(s, 0.0)) > 1e-9 for s in self.universe):
             return
-        self.dispatch.flattening = False
-        self.dispatch.risk_state = self.report.risk_state = "HALTED"
         at = cached_now(self.clock)
-        self.report.risk_changes.append({"state": "HALTED", "market_time": at.isoformat(), "cause": "loss_stop"})
-        reason = f"{self.report.loss_stop or 'loss stop'}; the broker reports every position closed"
-        log.error("session %s: loss stop flat at %s: HALTED", self.d, at.isoformat())
-        self.threads.pool.submit(self._store_risk, "HALTED", reason, at)
+        change = self.risk.flat(at)
+        if change is not None:
+            log.error("session %s: loss stop flat at %s: HALTED", self.d, at.isoformat())
+            self.threads.pool.submit(self._store_risk, "HALTED", change.reason, at)
 
     def _store_risk(self, state: str, reason: str, at: datetime) -> None:
         try:
@@ -438,9 +425,9 @@ class LiveSession:
             self.threads.loop.call_soon_threadsafe(self._enter_liquidation, phase)
 
     def _enter_liquidation(self, phase: str) -> None:
-        if not self.dispatch.liquidating:
+        if not self.send_gate.liquidating:
             log.info("session %s is %s: no new orders", self.d, phase)
-        self.dispatch.liquidating = True
+        self.send_gate.liquidate()
         self.report.liquidating_seen = True
 
 

@@ -12,6 +12,11 @@ A worker that dies takes its jobs in flight with it: they come back ``unknown`` 
 polls the broker for them), and a job that no worker could take comes back ``rejected``, never sent.
 A worker whose live loop is gone (end of file on stdin, or its parent process died and it was
 reparented) finishes what it holds for at most ``PARENT_GRACE`` seconds, then exits.
+
+The send gate reaches the workers too (:meth:`OrderSender.gate`): while the loop's gate stands closed (the
+session liquidating, the account blocked, the key refused, the risk state HALTED), a job a worker still holds
+is not sent; it comes back ``not_sent`` with the reason (``unknown`` after an attempt that may have reached
+the broker), as a job past its deadline does.
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import openbell
 from openbell.ports import BrokerPort, Deadline, SubmitResult
+from openbell.risk.gate import GatedDeadline, GateLatch
 from openbell.sched import short_slice
 from openbell.session.supervision import SupervisorWatch
 
@@ -140,6 +147,15 @@ class _Worker:
     def load(self) -> int:
         return len(self.in_flight)
 
+    def gate(self, reason: str | None) -> None:
+        """Tell the worker the send gate's standing reason (None: open)."""
+        with self._lock:
+            if self.alive:
+                try:
+                    self._write(_frame(("gate", reason)))
+                except OSError:
+                    self.alive = False
+
     def stop(self, timeout: float) -> None:
         with self._lock, contextlib.suppress(OSError):
             self._write(_frame(None))
@@ -191,6 +207,7 @@ class OrderSender:
         self.threads = max(1, threads)
         self._count = max(1, workers)
         self._workers: list[_Worker] = []
+        self._gate: str | None = None  # the send gate's standing reason, told to every worker
 
     def start(self, timeout: float = 15.0) -> None:
         """Start the workers and wait (up to ``timeout``) until each has connected."""
@@ -201,7 +218,17 @@ class OrderSender:
                 log.warning("order worker %d not connected within %.1fs; going on", w.index, timeout)
 
     def _spawn(self, index: int) -> _Worker:
-        return _Worker(index, self.broker, self.threads, self.on_sent)
+        worker = _Worker(index, self.broker, self.threads, self.on_sent)
+        if self._gate is not None:
+            worker.gate(self._gate)
+        return worker
+
+    def gate(self, reason: str | None) -> None:
+        """The send gate closed for ``reason`` (None: open again): the workers send no job they still hold
+        while it stands closed."""
+        self._gate = reason
+        for w in self._workers:
+            w.gate(reason)
 
     def submit(self, job: OrderJob, tag: Any = None) -> None:
         """Hand one job to the least busy live worker (see :meth:`submit_all`)."""
@@ -250,6 +277,7 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
     short_slice()  # this thread and the senders ask for short time slices (see openbell.sched)
     jobs: queue.SimpleQueue[tuple[int, OrderJob] | None] = queue.SimpleQueue()
+    latch = GateLatch()
     out_lock = threading.Lock()
     ready = threading.Barrier(threads + 1)
     warnings: list[str] = []
@@ -273,7 +301,7 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             sent_at = time.perf_counter()
             try:
                 result = channel.submit_market(job.client_order_id, job.symbol, job.qty, job.side,
-                                               deadline=job.deadline)
+                                               deadline=_gated(job.deadline, latch))
             except Exception as exc:
                 result = SubmitResult(job.client_order_id, "unknown", reason=broker.describe(exc))
             reply(("sent", number, result, sent_at, time.perf_counter()))
@@ -288,13 +316,23 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     reply(("ready", "; ".join(sorted(set(warnings)))))
     try:
         while (item := _read_frame(stdin)) is not None:
-            jobs.put(item)
+            if item[0] == "gate":
+                latch.set(item[1])
+            else:
+                jobs.put(item)
     except EOFError:  # the live loop is gone: finish what is queued, then go
         pass
     for _ in workers:
         jobs.put(None)
     for t in workers:
         t.join()
+
+
+def _gated(deadline: Deadline | None, latch: GateLatch) -> GatedDeadline:
+    """``deadline`` (None: none), or sooner: the moment the send gate closes."""
+    if deadline is None:
+        return GatedDeadline(datetime.max.replace(tzinfo=UTC), math.inf, latch)
+    return GatedDeadline(deadline.at, deadline.due, latch)
 
 
 def main() -> None:

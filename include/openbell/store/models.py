@@ -27,12 +27,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from openbell.risk.state import RISK_CAUSES, RISK_STATES  # ACTIVE, REDUCING, HALTED; loss_stop, operator
+
 STEP_STATUSES = ("running", "success", "failed", "skipped")
 PHASES = ("pre_open", "trading", "liquidating", "closed")
-# ACTIVE: trade normally; REDUCING: only orders that reduce a position; HALTED: flat and no more trading
-RISK_STATES = ("ACTIVE", "REDUCING", "HALTED")
-# who set the risk state: the daily loss stop, or an operator through trading_control
-RISK_CAUSES = ("loss_stop", "operator")
 ORDER_ORIGINS = ("strategy", "adopted", "liquidation")
 POSITION_ORIGINS = ("strategy", "adopted")
 PARAM_SOURCES = ("default", "optimizer", "manual")

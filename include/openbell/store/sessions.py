@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from openbell.risk.state import RISK_CAUSES, RISK_STATES
 from openbell.store.events import record_event
-from openbell.store.models import PHASES, RISK_CAUSES, RISK_STATES, TradingSession
+from openbell.store.models import PHASES, TradingSession
 
 RISK_EVENT = "risk_state"
 

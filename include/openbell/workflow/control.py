@@ -37,6 +37,7 @@ from openbell.alerts.notify import Level, alert
 from openbell.calendar import ET, Session, et_date
 from openbell.clock import clock_for
 from openbell.params import NOT_NAN, RiskCeilings, RunParams, deployment_ceilings
+from openbell.risk.state import RiskCause, RiskMoveRefused, RiskState, check_move, risk_state
 from openbell.store.sessions import RiskRecord, get_risk, set_risk
 from openbell.workflow.steps import StepContext, recorded
 
@@ -46,7 +47,7 @@ DAG_ID = "trading_control"
 STEP = "trading_control"
 ALERT_KIND = "trading_control"
 ACTIONS = ("halt", "flatten", "resume")
-TARGET_STATE = {"halt": "REDUCING", "flatten": "HALTED", "resume": "ACTIVE"}
+TARGET_STATE = {"halt": RiskState.REDUCING, "flatten": RiskState.HALTED, "resume": RiskState.ACTIVE}
 # A flatten waits this long (market time, at most until the close) for the broker to report flat.
 FLATTEN_WINDOW = timedelta(minutes=5)
 UNKNOWN_USER = "unknown Airflow user"
@@ -187,9 +188,12 @@ def run_control(request: ControlRequest, config_factory: Callable[[], AlpacaConf
     ctx = StepContext(session=s, params=RunParams(), run_id=request.run_id, attempt=request.attempt,
                       run_type="manual", config_factory=lambda: config, state_url=state_url)
     before = get_risk(ctx.engine, s.date)
-    if request.action == "halt" and before.state == "HALTED":
-        raise ControlRefused(f"halt refused: session {s.date} is already HALTED ({before.reason!r} by {before.by}); "
-                             "halt would allow reducing orders again: flatten, or resume first")
+    try:
+        cause = check_move(risk_state(before.state), TARGET_STATE[request.action], RiskCause.OPERATOR,
+                           RiskCause(before.cause) if before.cause else None)
+    except RiskMoveRefused as exc:
+        raise ControlRefused(f"{request.action} refused: session {s.date} is already {before.state} "
+                             f"({before.reason!r} by {before.by}); {exc}") from None
     grant = None
     if request.action == "resume":
         grant = extra_loss_grant(request, before, s.date, ceilings or deployment_ceilings())
@@ -198,22 +202,16 @@ def run_control(request: ControlRequest, config_factory: Callable[[], AlpacaConf
                               market_time=now.isoformat(), risk_before=before.state, risk_cause_before=before.cause)
         record.summary.update(grant or {})
         if request.action == "flatten":
-            risk = _flatten(ctx, request, record.summary, before)
+            risk = _flatten(ctx, request, record.summary, before, cause)
         else:
             risk = set_risk(ctx.engine, s.date, TARGET_STATE[request.action], request.reason, request.by, at=now,
-                            cause=_cause(request, before),
+                            cause=cause,
                             extra_loss=grant["extra_loss_total"] if grant else None)
             _alert(ctx, request, before, risk, record.summary)
         record.summary["risk"] = risk.as_dict()
     log.info("trading_control %s of session %s by %s: %s -> %s", request.action, s.date, request.by,
              before.state, risk.state)
     return record.summary
-
-
-def _cause(request: ControlRequest, before: RiskRecord) -> str:
-    """``operator``, except that a halt or flatten of a session the loss stop stopped keeps ``loss_stop``: only a
-    resume with an extra loss budget lifts it."""
-    return "loss_stop" if before.loss_stopped and request.action != "resume" else "operator"
 
 
 def extra_loss_grant(request: ControlRequest, before: RiskRecord, day: date,
@@ -249,14 +247,15 @@ def extra_loss_grant(request: ControlRequest, before: RiskRecord, day: date,
     return {"extra_loss_budget": budget, "extra_loss_total": total, "extra_loss_bound": bound}
 
 
-def _flatten(ctx: StepContext, request: ControlRequest, summary: dict[str, Any], before: RiskRecord) -> RiskRecord:
+def _flatten(ctx: StepContext, request: ControlRequest, summary: dict[str, Any], before: RiskRecord,
+             cause: RiskCause) -> RiskRecord:
     """HALTED first (the live loop sends nothing more), then liquidate and prove flat. The session's phase is
     left alone: the live loop stays up, halted, and trades again on a resume."""
     from openbell import broker
     from openbell.workflow.steps import _incomplete
 
     d = ctx.session.date
-    risk = set_risk(ctx.engine, d, "HALTED", request.reason, request.by, at=ctx.now(), cause=_cause(request, before))
+    risk = set_risk(ctx.engine, d, "HALTED", request.reason, request.by, at=ctx.now(), cause=cause)
     first = broker.liquidate(ctx.broker, ctx.engine, d, ctx.clock, _deadline(ctx), market_data=ctx.market_data,
                              mark_phase=False)
     summary["first_pass"] = first.as_dict()

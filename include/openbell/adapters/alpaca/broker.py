@@ -106,8 +106,8 @@ def submit(
         for attempt in policy:
             with attempt:
                 number = attempt.retry_state.attempt_number
-                if deadline is not None and deadline.remaining() <= 0:
-                    raise DeadlinePassed(f"the trading cut-off {deadline.at.isoformat()} passed before it was sent")
+                if deadline is not None and (why := deadline.refusal()) is not None:
+                    raise DeadlinePassed(why)
                 return _send(client, request, client_order_id, number, attempts)
     except _NotPlaced as exc:  # every attempt failed transiently and the broker never showed the order
         return SubmitResult(client_order_id, "unknown", reason=exc.reason)

@@ -189,5 +189,5 @@ def order_client(config: AlpacaConfig) -> TradingClient:
 
 def _within(deadline: Deadline | None, wait: float) -> None:
     """Raise :class:`DeadlinePassed` unless waiting ``wait`` wall seconds still ends before ``deadline``."""
-    if deadline is not None and deadline.remaining() <= wait:
-        raise DeadlinePassed(f"the trading cut-off {deadline.at.isoformat()} would pass before it could be sent")
+    if deadline is not None and (why := deadline.refusal(wait)) is not None:
+        raise DeadlinePassed(why)
