@@ -52,7 +52,8 @@ def test_live_session_trades_until_the_close(engine: Engine, tmp_path: Path) -> 
     s = session(SESSION)
     assert s is not None
     universe = list(DEFAULT_UNIVERSE)
-    with SimProcess(date="2025-11-20", speed=300, start="15:15", data_dir=tmp_path / "sim") as sim:
+    # 120x: every fault below lands a few wall seconds after the loop trades, even on a loaded machine
+    with SimProcess(date="2025-11-20", speed=120, start="15:15", data_dir=tmp_path / "sim") as sim:
         config = sim.config()
         clock = clock_for(config)
         # what the download step leaves: two prior sessions and today until a few minutes ago
@@ -64,12 +65,12 @@ def test_live_session_trades_until_the_close(engine: Engine, tmp_path: Path) -> 
         side: dict[str, object] = {}
 
         def meanwhile() -> None:
-            """The faults, once the loop trades (at 300x its start-up takes market minutes), and what the 14:30
+            """The faults, once the loop trades (its start-up takes market minutes), and what the 14:30
             and 15:58 tasks do through Postgres meanwhile."""
             while _decisions(engine) < 4:
                 time.sleep(0.05)
             # the bar stream silent for the 8 market minutes from the next (whenever this request lands): the
-            # watchdog (3 silent minutes: restart) has 5, a wall second at 300x; the streams dropped after it
+            # watchdog (3 silent minutes: restart) has 5, 2.5 wall seconds at 120x; the streams dropped after it
             silence = (clock.now() + timedelta(minutes=1)).astimezone(ET)
             sim.set_faults(silence_now=8)
             side["silence_from"] = silence
@@ -162,7 +163,8 @@ def test_a_second_attempt_cannot_trade_beside_the_first_and_a_closed_session_is_
 def test_fills_made_while_the_trade_stream_is_down_are_recovered_exactly(engine: Engine, tmp_path: Path) -> None:
     universe = list(DEFAULT_UNIVERSE)
     faults = ["--drop-streams-at", "15:36", "--drop-streams-at", "15:46"]
-    with SimProcess(date="2025-11-20", speed=300, start="15:22", data_dir=tmp_path / "sim", extra_args=faults) as sim:
+    # 120x: the first drop comes 5 wall seconds after the start, once the loop trades even on a loaded machine
+    with SimProcess(date="2025-11-20", speed=120, start="15:26", data_dir=tmp_path / "sim", extra_args=faults) as sim:
         config = sim.config()
         clock = clock_for(config)
         prior = previous_sessions(SESSION, 2)
@@ -171,7 +173,7 @@ def test_fills_made_while_the_trade_stream_is_down_are_recovered_exactly(engine:
         report = run_live_session(
             config, engine, SESSION, clock=clock, params_override=BUSY,
             risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), universe=universe, warmup_sessions=2,
-            trade_stream_backoff=(1.5, 1.5),  # each drop keeps trade updates away for ~7 market minutes
+            trade_stream_backoff=(3.5, 3.5),  # each drop keeps trade updates away for ~7 market minutes
         )
         broker = {o.client_order_id: o for o in config.trading_client().get_orders(
             GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500))}
