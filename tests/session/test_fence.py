@@ -56,7 +56,7 @@ def test_a_lock_taken_by_another_attempt_meanwhile_stops_this_one(engine: Engine
 def test_a_live_session_that_lost_its_lock_to_another_attempt_stops_trading(engine: Engine, tmp_path: Path) -> None:
     """Postgres dropped the session's connection and another attempt took the lock: this one stops."""
     universe = list(DEFAULT_UNIVERSE)
-    with SimProcess(date=SESSION.isoformat(), speed=120, start="15:20", data_dir=tmp_path / "sim") as sim:
+    with SimProcess(date=SESSION.isoformat(), speed=60, start="15:20", data_dir=tmp_path / "sim") as sim:
         config, clock = sim.config(), clock_for(sim.config())
         prior = previous_sessions(SESSION, 2)
         upsert_bars(engine, AlpacaMarketData(config).bars(universe, Window(prior[0].open, clock.now())),

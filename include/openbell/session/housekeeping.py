@@ -82,10 +82,17 @@ class Housekeeping:
         self._on_winding_down = on_winding_down
         self._on_round = on_round  # last in every round (the trading metrics); must not raise
         self._busy = False
+        self._fencing_busy = False
         self._clock_read = -math.inf
 
     def tick(self, seq: int, today: Minutes) -> None:
-        """On the loop, after a decision: schedule a round (``seq`` is the next decision's number)."""
+        """On the loop, after a decision: check the session lock, and schedule a round unless the last one is
+        still running (``seq`` is the next decision's number). The lock is checked every minute whatever the
+        round: a lock another attempt took stops trading at the next minute, however slow the chores."""
+        if not self._fencing_busy:
+            self._fencing_busy = True  # before the submit: the check may be done before it returns
+            if not self._threads.submit(self._check_fence):
+                self._fencing_busy = False
         if self._busy:
             return
         self._busy = True
@@ -94,6 +101,14 @@ class Housekeeping:
         stale = [c for c, s in self._working_since.items() if seq - s >= 2]
         # started a moment later so it does not compete with the orders going out for a CPU
         self._threads.loop.call_later(HOUSEKEEPING_DELAY, self._start, snapshot, sync, stale)
+
+    def _check_fence(self) -> None:
+        try:
+            self._fencing.check()
+        except Exception as exc:  # the check failing must not stop trading; the next minute checks again
+            log.warning("checking the session lock failed: %s", type(exc).__name__)
+        finally:
+            self._fencing_busy = False
 
     def _start(self, snapshot: Minutes, sync: bool, stale: list[str]) -> None:
         if not self._threads.submit(self._run, snapshot, sync, stale):
@@ -104,7 +119,6 @@ class Housekeeping:
             self._gate.flush_logs()
             # the automatic collector is off while trading: collect here, between minutes
             gc.collect(2 if self._report.decisions % FULL_GC_EVERY == 0 else 1)
-            self._fencing.check()
             self._refresh_clock()
             phase = get_phase(self._engine, self.d)
             if phase in WINDING_DOWN:
