@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from openbell.adapters.alpaca.data import AlpacaMarketData
+from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.calendar import previous_sessions, session
 from openbell.clock import MarketClock, cached_now, clock_for
 from openbell.pg import ephemeral_server, scratch_database
@@ -132,7 +133,7 @@ def _day(tmp: Path, server: str) -> tuple[Sampler, float]:
             sampler.start()
             started = time.perf_counter()
             try:
-                run_live_session(config, engine, SESSION, clock=clock, params_override=PARAMS,
+                run_live_session(alpaca_venue(config), engine, SESSION, clock=clock, params_override=PARAMS,
                                  risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), universe=universe,
                                  warmup_sessions=2)
             finally:

@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 
 from openbell.adapters.alpaca.data import AlpacaMarketData
+from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.calendar import previous_sessions
 from openbell.clock import clock_for
 from openbell.pg import ephemeral_server, scratch_database
@@ -55,7 +56,7 @@ def _session(tmp: Path, server: str, name: str, *, speed: float, start: str,
             upsert_bars(engine, history, source="rest")
             started = time.perf_counter()
             report = run_live_session(
-                config, engine, SESSION, clock=clock, params_override=PARAMS,
+                alpaca_venue(config), engine, SESSION, clock=clock, params_override=PARAMS,
                 risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), universe=universe, warmup_sessions=2,
             )
             wall = time.perf_counter() - started

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, text
 
 from dates import SESSION
 from openbell.adapters.alpaca.data import AlpacaMarketData
+from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.calendar import previous_sessions, session
 from openbell.clock import clock_for
 from openbell.ports import Window
@@ -42,7 +43,7 @@ async def prepared(sim: SimProcess, engine: Engine, *, setup: Callable[[LiveSess
     clock = clock_for(config)
     history = AlpacaMarketData(config).bars(UNIVERSE, Window(previous_sessions(SESSION, 1)[0].open, clock.now()))
     upsert_bars(engine, history, source="rest")
-    live = LiveSession(config, engine, s, clock=clock, universe=UNIVERSE, warmup_sessions=1, **options)
+    live = LiveSession(alpaca_venue(config), engine, s, clock=clock, universe=UNIVERSE, warmup_sessions=1, **options)
     if setup is not None:
         setup(live)
     sender = OrderSender(live.broker, live.dispatch.on_sent, workers=1, threads=2)

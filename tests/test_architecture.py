@@ -297,8 +297,8 @@ def test_no_private_alpaca_py_attribute_is_used_outside_the_adapter() -> None:
 
 def test_the_ports_import_no_adapter_and_the_core_no_concrete_adapter() -> None:
     """Dependencies point one way: core -> ports <- adapters. Only the composition roots (the workflow, the
-    commands, the Trading view, the live session's coordinator and the simulator's harness) build adapters."""
-    roots = ("openbell.workflow", "openbell.runtime", "openbell.ui", "openbell.session.live", "openbell.sim.testing",
+    commands, the Trading view and the simulator's harness) build adapters; the live loop takes its ports."""
+    roots = ("openbell.workflow", "openbell.runtime", "openbell.ui", "openbell.sim.testing",
              ADAPTER)
     found = [e for e in edges() if e.imported.startswith("openbell.adapters")
              and not any(e.importer == r or e.importer.startswith(r + ".") for r in roots)]

@@ -296,3 +296,13 @@ class StreamPort(Protocol):
     def read(self, raw: Any) -> TradeReport:
         """A :attr:`TradeNotice.raw` as a report; :class:`UnreadableUpdate` when it cannot be read."""
         ...
+
+
+@dataclass(frozen=True)
+class Venue:
+    """The ports of one broker connection, built by the composition root (for Alpaca:
+    :func:`openbell.adapters.alpaca.venue.alpaca_venue`) and handed to the parts that trade on it."""
+
+    broker: BrokerPort
+    market_data: MarketDataPort
+    streams: StreamPort

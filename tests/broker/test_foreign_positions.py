@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 from dates import SESSION, at_et, the_session
 from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.adapters.alpaca.data import AlpacaMarketData
+from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.broker import liquidate, reconcile
 from openbell.calendar import previous_sessions
 from openbell.clock import clock_for
@@ -102,7 +103,7 @@ def test_the_strategy_trades_adopted_universe_positions_and_leaves_foreign_ones_
 
         liquidation = threading.Thread(target=eod, daemon=True)
         liquidation.start()
-        run_live_session(config, engine, SESSION, clock=clock, strategy_name="momentum_rotation",
+        run_live_session(alpaca_venue(config), engine, SESSION, clock=clock, strategy_name="momentum_rotation",
                          risk=RiskLimits(max_weight=0.4, max_gross=1.0, daily_loss_limit=None), universe=UNIVERSE,
                          min_notional=100.0, warmup_sessions=2, trade_until=at_et("15:58"))
         liquidation.join(timeout=60)

@@ -136,6 +136,17 @@ def test_a_job_in_a_worker_is_not_sent_once_the_gate_closes_nor_past_the_cut_off
     assert Deadline(CUT_OFF, time.time() - 1).refusal() is not None
 
 
+def test_a_restored_halt_reaches_the_listeners_on_refresh() -> None:
+    g = gate()
+    told: list[str | None] = []
+    g.listen(told.append)
+    g.risk.restore("HALTED", "loss_stop", "daily loss", 0.0)
+    assert told == []  # a restore announces nothing by itself
+    g.refresh()
+    g.refresh()
+    assert told == ["the risk state is HALTED"]
+
+
 def test_the_gate_tells_its_listeners_when_it_opens_again() -> None:
     g = gate()
     told: list[str | None] = []

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, text
 
 from dates import SESSION
 from openbell.adapters.alpaca.data import AlpacaMarketData
+from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.calendar import previous_sessions
 from openbell.clock import clock_for
 from openbell.ports import Window
@@ -65,7 +66,8 @@ def test_a_live_session_that_lost_its_lock_to_another_attempt_stops_trading(engi
 
         def trade() -> None:
             try:
-                run_live_session(config, engine, SESSION, clock=clock, universe=universe, warmup_sessions=2,
+                run_live_session(alpaca_venue(config), engine, SESSION, clock=clock, universe=universe,
+                                 warmup_sessions=2,
                                  risk=RiskLimits(max_weight=0.4, max_gross=1.0, daily_loss_limit=None))
             except BaseException as exc:
                 outcome["error"] = exc

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 
 from dates import SESSION
 from openbell.adapters.alpaca.data import AlpacaMarketData
+from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.broker import client_order_id, parse_client_order_id
 from openbell.calendar import ET, previous_sessions, session
 from openbell.clock import clock_for
@@ -95,7 +96,7 @@ def test_live_session_trades_until_the_close(engine: Engine, tmp_path: Path) -> 
         helper = threading.Thread(target=meanwhile, daemon=True)
         helper.start()
         report = run_live_session(
-            config, engine, SESSION, clock=clock, strategy_name="momentum_rotation",
+            alpaca_venue(config), engine, SESSION, clock=clock, strategy_name="momentum_rotation",
             risk=RiskLimits(max_weight=0.4, max_gross=1.0, daily_loss_limit=None), universe=universe,
             min_notional=100.0, warmup_sessions=2,
         )
@@ -153,9 +154,9 @@ def test_a_second_attempt_cannot_trade_beside_the_first_and_a_closed_session_is_
         config = sim.config()
         clock = clock_for(config)
         with SessionLock(engine, SESSION, wait=0), pytest.raises(SessionLocked, match="already being traded"):
-            run_live_session(config, engine, SESSION, clock=clock, lock_wait=0.5)
+            run_live_session(alpaca_venue(config), engine, SESSION, clock=clock, lock_wait=0.5)
         with pytest.raises(SessionOver, match="is over"):
-            run_live_session(config, engine, SESSION, clock=clock, lock_wait=0.5)
+            run_live_session(alpaca_venue(config), engine, SESSION, clock=clock, lock_wait=0.5)
         assert config.trading_client().get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL)) == []
     assert _decisions(engine) == 0
 
@@ -171,7 +172,7 @@ def test_fills_made_while_the_trade_stream_is_down_are_recovered_exactly(engine:
         upsert_bars(engine, AlpacaMarketData(config).bars(universe, Window(prior[0].open, clock.now())),
                     source="rest")
         report = run_live_session(
-            config, engine, SESSION, clock=clock, params_override=BUSY,
+            alpaca_venue(config), engine, SESSION, clock=clock, params_override=BUSY,
             risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), universe=universe, warmup_sessions=2,
             trade_stream_backoff=(3.5, 3.5),  # each drop keeps trade updates away for ~7 market minutes
         )
@@ -210,7 +211,7 @@ def test_an_order_working_at_the_broker_holds_back_the_opposite_side(engine: Eng
         with pytest.raises(APIError, match="wash trade"):  # what a sell beside it meets at the broker
             client.submit_order(MarketOrderRequest(symbol="SSO", qty=5, side=OrderSide.SELL,
                                                    time_in_force=TimeInForce.DAY, client_order_id="x-1"))
-        live = LiveSession(config, engine, s, clock=clock_for(config), universe=["SSO", "TQQQ"],
+        live = LiveSession(alpaca_venue(config), engine, s, clock=clock_for(config), universe=["SSO", "TQQQ"],
                            warmup_sessions=1)
         live.prepare()
     live.portfolio.prices.update({"SSO": 100.0, "TQQQ": 50.0})
@@ -232,8 +233,9 @@ def test_bars_the_venue_corrects_are_stored_as_corrected(engine: Engine, tmp_pat
         prior = previous_sessions(SESSION, 1)
         data = AlpacaMarketData(config)
         upsert_bars(engine, data.bars(universe, Window(prior[0].open, clock.now())), source="rest")
-        report = run_live_session(config, engine, SESSION, clock=clock, params_override=BUSY, universe=universe,
-                                  risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), warmup_sessions=1)
+        report = run_live_session(alpaca_venue(config), engine, SESSION, clock=clock, params_override=BUSY,
+                                  universe=universe, risk=RiskLimits(max_weight=0.4, daily_loss_limit=None),
+                                  warmup_sessions=1)
         window = Window(s.close - timedelta(minutes=14), s.close - timedelta(minutes=2))  # corrections out by then
         broker = data.bars(universe, window)
     with engine.connect() as conn:
@@ -261,8 +263,9 @@ def test_an_iex_like_market_is_decided_every_minute_without_refilling_no_trade_m
         prior = previous_sessions(SESSION, 1)
         upsert_bars(engine, data.bars(universe, Window(prior[0].open, clock.now() - timedelta(minutes=2))),
                     source="rest")
-        report = run_live_session(config, engine, SESSION, clock=clock, params_override=BUSY, universe=universe,
-                                  risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), warmup_sessions=1)
+        report = run_live_session(alpaca_venue(config), engine, SESSION, clock=clock, params_override=BUSY,
+                                  universe=universe, risk=RiskLimits(max_weight=0.4, daily_loss_limit=None),
+                                  warmup_sessions=1)
         window = Window(s.close - timedelta(minutes=20), s.close - timedelta(minutes=1))
         broker = data.bars(universe, window)
     with engine.connect() as conn:
@@ -292,8 +295,9 @@ def test_a_halted_symbol_gets_no_order_until_it_resumes(engine: Engine, tmp_path
         data = AlpacaMarketData(config)
         prior = previous_sessions(SESSION, 1)
         upsert_bars(engine, data.bars(universe, Window(prior[0].open, clock.now())), source="rest")
-        report = run_live_session(config, engine, SESSION, clock=clock, params_override=BUSY, universe=universe,
-                                  risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), warmup_sessions=1)
+        report = run_live_session(alpaca_venue(config), engine, SESSION, clock=clock, params_override=BUSY,
+                                  universe=universe, risk=RiskLimits(max_weight=0.4, daily_loss_limit=None),
+                                  warmup_sessions=1)
     with engine.connect() as conn:
         sent = conn.execute(text(
             "SELECT d.ts FROM orders o JOIN decisions d ON d.seq = o.decision_seq AND d.session_date = o.session_date"
@@ -322,7 +326,7 @@ def test_the_loss_stop_halts_the_session_for_every_later_attempt(engine: Engine,
         opts = {"params_override": BUSY, "universe": universe, "risk": risk, "warmup_sessions": 1}
 
         async def first_attempt() -> SessionReport:  # ends (cancelled, as a killed task would) at 15:45
-            live = LiveSession(config, engine, s, clock=clock, **opts)
+            live = LiveSession(alpaca_venue(config), engine, s, clock=clock, **opts)
             until = clock.wall_deadline(s.close - timedelta(minutes=15)) - time.time()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(live.run(), timeout=until)
@@ -331,7 +335,7 @@ def test_the_loss_stop_halts_the_session_for_every_later_attempt(engine: Engine,
         first = asyncio.run(first_attempt())
         held_after_first = {p.symbol: float(p.qty) for p in config.trading_client().get_all_positions()}
         orders_before = _count(engine, "SELECT count(*) FROM orders")
-        second = run_live_session(config, engine, SESSION, clock=clock, **opts)
+        second = run_live_session(alpaca_venue(config), engine, SESSION, clock=clock, **opts)
     with engine.connect() as conn:
         state = conn.execute(text("SELECT risk_state, risk_by, risk_reason, open_equity FROM trading_sessions")).one()
     assert first.loss_stop and "daily loss" in first.loss_stop and first.risk_state == "HALTED"

@@ -180,6 +180,10 @@ class SendGate:
     def _on_risk(self, change: RiskChange) -> None:
         self._changed()
 
+    def refresh(self) -> None:
+        """Tell the listeners the standing reason if it changed unannounced (a restored risk state)."""
+        self._changed()
+
     def _changed(self) -> None:
         why = self.standing()
         if why != self._standing:

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from sqlalchemy import text
 
-from openbell.adapters.alpaca.broker import AlpacaBroker
+from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.runtime.airflow import ADMIN, TERMINAL
 from openbell.runtime.demo import Rehearsal
 from openbell.runtime.drill_kit import (
@@ -57,7 +57,7 @@ def _control(day: Rehearsal, action: str, reason: str, facts: dict[str, Any]) ->
 def _flatten_then_resume(day: Rehearsal, facts: dict[str, Any]) -> None:
     wait_for("live trading at 14:45", lambda: market_at(day, "14:45") and running_attempt(day, "live_trading"),
              timeout=600, poll=0.25)
-    broker = AlpacaBroker(day.sim.config())
+    broker = alpaca_venue(day.sim.config()).broker
     facts["held_before_flatten"] = {p.symbol: p.qty for p in broker.positions()}
     _control(day, "flatten", "drill: flatten at 14:45", facts)
     halted = get_risk(day.engine, session_date(day))
@@ -79,7 +79,7 @@ def _kill_after_loss_stop(day: Rehearsal, facts: dict[str, Any]) -> None:
     stopped = get_risk(day.engine, session_date(day))
     facts["stopped"] = {"by": stopped.by, "reason": stopped.reason,
                         "at": stopped.changed_at.isoformat() if stopped.changed_at else None}
-    broker = AlpacaBroker(day.sim.config())
+    broker = alpaca_venue(day.sim.config()).broker
     facts["held_after_stop"] = wait_for(
         "the stop's closing orders to fill", lambda: not broker.positions() and {"flat": True}, timeout=120)
     killed = kill_attempt(day, "live_trading", facts)
@@ -91,7 +91,7 @@ def _kill_after_loss_stop(day: Rehearsal, facts: dict[str, Any]) -> None:
 def _loss_stop_while_exposed(day: Rehearsal, facts: dict[str, Any]) -> None:
     """The loss stop trips while SSO is halted (until 15:00) and the closes outnumber the one-order-a-minute
     limit: the account must be flat within two minutes of the halt's end, then HALTED; a retry stays so."""
-    broker = AlpacaBroker(day.sim.config())
+    broker = alpaca_venue(day.sim.config()).broker
     tripped = wait_for("the loss stop", lambda: (r := get_risk(day.engine, session_date(day))).cause == "loss_stop"
                        and r, timeout=600, poll=0.25)
     facts["tripped"] = {"state": tripped.state, "by": tripped.by, "reason": tripped.reason,

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from openbell import calendar
-from openbell.adapters.alpaca.data import AlpacaMarketData
+from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.broker import book
 from openbell.broker.ids import parse_client_order_id
 from openbell.params import DEFAULT_UNIVERSE
@@ -114,13 +114,13 @@ def _restart_postgres(day: Rehearsal, facts: dict[str, Any]) -> None:
 
 def _orders_at_the_cut_off(day: Rehearsal, facts: dict[str, Any]) -> None:
     """After the close: the strategy's orders the broker took, and those it took at or after the cut-off."""
-    from openbell.adapters.alpaca.broker import AlpacaBroker
 
     wait_for("the close", lambda: market_at(day, "16:00"), timeout=900, poll=0.5)
     s = calendar.session(session_date(day))
     assert s is not None
     cut_off = s.close - timedelta(minutes=2)
-    ours = [o for o in AlpacaBroker(day.sim.config()).orders("all") if parse_client_order_id(o.client_order_id)]
+    broker = alpaca_venue(day.sim.config()).broker
+    ours = [o for o in broker.orders("all") if parse_client_order_id(o.client_order_id)]
     facts["strategy_orders"] = len(ours)
     facts["cut_off"] = cut_off.isoformat()
     facts["strategy_orders_at_or_after_cut_off"] = sorted(
@@ -190,9 +190,8 @@ DRILLS.update({d.name: d for d in (*PLATFORM_DRILLS, *CONTROL_DRILLS)})
 
 
 def _broker_view(day: Rehearsal) -> dict[str, Any]:
-    from openbell.adapters.alpaca.broker import AlpacaBroker
 
-    broker = AlpacaBroker(day.sim.config())
+    broker = alpaca_venue(day.sim.config()).broker
     orders = broker.orders("all")
     positions = broker.positions()
     health = day.sim.health()
@@ -290,7 +289,8 @@ def run_drill(drill: Drill, home: Path, *, progress: Callable[[str], None] = log
 
     def on_finished(day: Rehearsal) -> None:  # the simulator and Postgres still answer here
         seen.update(_broker_view(day))
-        seen["holes"] = missing_minutes(day.engine, drill.date, DEFAULT_UNIVERSE, AlpacaMarketData(day.sim.config()))
+        data = alpaca_venue(day.sim.config()).market_data
+        seen["holes"] = missing_minutes(day.engine, drill.date, DEFAULT_UNIVERSE, data)
         with day.engine.connect() as conn:
             seen["book"] = {s: q for s, (q, _) in book.book_positions(conn, drill.date).items() if q != 0}
         facts["ledger"] = _ledger_facts(day.engine, drill.date)

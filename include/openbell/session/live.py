@@ -8,8 +8,8 @@ the hot path waits for Postgres. No order is sent against a working order on the
 same symbol; fills the trade stream missed are recovered from the broker (see
 :mod:`openbell.broker.updates`).
 
-:class:`LiveSession` is the coordinator and the loop's composition root: it builds the Alpaca adapter's
-ports from the connection's settings, one part per job on them, and drives the minutes.
+:class:`LiveSession` is the coordinator: it takes the broker's ports (:class:`~openbell.ports.Venue`, built by
+the caller's composition root), builds one part per job on them, and drives the minutes.
 
 - :mod:`~openbell.session.prepare`: reconcile, warmup bars, the account (before the loop trades)
 - :mod:`~openbell.session.streams`: the bar and trade-update streams and their watchdog
@@ -42,10 +42,6 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from openbell.adapters.alpaca.broker import AlpacaBroker
-from openbell.adapters.alpaca.config import AlpacaConfig
-from openbell.adapters.alpaca.data import AlpacaMarketData
-from openbell.adapters.alpaca.streams import AlpacaStreams
 from openbell.alerts.notify import Level, alert
 from openbell.broker.book import orders_sent
 from openbell.broker.journal import event
@@ -54,7 +50,7 @@ from openbell.calendar import session as session_of
 from openbell.clock import MarketClock, cached_now
 from openbell.metrics import SessionMetrics
 from openbell.policy import OrderLimits
-from openbell.ports import CredentialsError
+from openbell.ports import CredentialsError, Venue
 from openbell.risk.gate import SendGate
 from openbell.risk.owner import RiskChange, RiskOwner
 from openbell.session.alerting import LoopAlerts, et_minute
@@ -98,7 +94,7 @@ class LiveSession:
 
     def __init__(
         self,
-        config: AlpacaConfig,
+        venue: Venue,
         engine: Engine,
         session: Session,
         *,
@@ -120,7 +116,6 @@ class LiveSession:
         trade_stream_backoff: tuple[float, float] = (0.25, 5.0),
         fence: SessionLock | None = None,
     ) -> None:
-        self.config = config
         self.engine = engine
         self.session = session
         self.d: date = session.date
@@ -140,9 +135,9 @@ class LiveSession:
         self.order_workers = max(1, order_workers)  # processes: an order never waits for this one's GIL
         # threads across the workers: one per order of a decision, so none waits for another's answer
         self.order_threads = order_threads or math.ceil(min(len(self.universe), 16) / self.order_workers)
-        self.broker = AlpacaBroker(config)
-        self.market_data = AlpacaMarketData(config)
-        feeds = AlpacaStreams(config)
+        self.broker = venue.broker
+        self.market_data = venue.market_data
+        feeds = venue.streams
         self.report = SessionReport(session_date=session.date.isoformat())
         self.portfolio = Portfolio()
         self._working_since: dict[str, int] = {}  # client_order_id -> the decision that sent it
@@ -356,6 +351,7 @@ class LiveSession:
         reason = record.reason if record.loss_stopped else f"{record.reason} (by {record.by})"
         self.risk.restore(record.state, record.cause, reason, record.extra_loss)
         self.report.risk_state = str(self.risk.state)
+        self.send_gate.refresh()  # a restored HALTED closes the gate in the order workers too
 
     def _risk_changed(self, change: RiskChange) -> None:
         """Every change of the risk state in force: logged and reported."""
@@ -432,7 +428,7 @@ class LiveSession:
 
 
 def run_live_session(
-    config: AlpacaConfig,
+    venue: Venue,
     engine: Engine,
     session_date: date,
     *,
@@ -457,4 +453,4 @@ def run_live_session(
                 f"{s.close.isoformat()}); nothing to trade"
             )
         # a supervisor gone (or SIGTERM) stops trading and fails the attempt, releasing the lock
-        return asyncio.run(supervised(LiveSession(config, engine, s, clock=clock, fence=fence, **options).run()))
+        return asyncio.run(supervised(LiveSession(venue, engine, s, clock=clock, fence=fence, **options).run()))

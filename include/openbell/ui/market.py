@@ -69,9 +69,9 @@ class Market:
         config = self._config
 
         def ask() -> dict[str, float]:
-            from openbell.adapters.alpaca.broker import AlpacaBroker
+            from openbell.adapters.alpaca.venue import alpaca_venue
 
-            return {p.symbol: p.qty for p in AlpacaBroker(config, attempts=1).positions()}
+            return {p.symbol: p.qty for p in alpaca_venue(config, attempts=1).broker.positions()}
 
         try:
             return await asyncio.to_thread(ask)

@@ -30,7 +30,7 @@ from openbell.workflow.operators import WaitForMarketTime
 
 if TYPE_CHECKING:
     from openbell.broker.liquidate import LiquidationReport
-    from openbell.ports import BrokerPort, MarketDataPort
+    from openbell.ports import BrokerPort, MarketDataPort, Venue
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +59,19 @@ class StepContext:
         return self.config_factory()
 
     @cached_property
+    def venue(self) -> Venue:
+        """The ports on the run's Alpaca connection (the one factory: :mod:`openbell.adapters.alpaca.venue`)."""
+        from openbell.adapters.alpaca.venue import alpaca_venue
+
+        return alpaca_venue(self.config)
+
+    @property
     def broker(self) -> BrokerPort:
-        """The broker port on the run's Alpaca connection."""
-        from openbell.adapters.alpaca.broker import AlpacaBroker
+        return self.venue.broker
 
-        return AlpacaBroker(self.config)
-
-    @cached_property
+    @property
     def market_data(self) -> MarketDataPort:
-        """The market-data port on the run's Alpaca connection."""
-        from openbell.adapters.alpaca.data import AlpacaMarketData
-
-        return AlpacaMarketData(self.config)
+        return self.venue.market_data
 
     @cached_property
     def engine(self) -> Engine:
@@ -212,7 +213,7 @@ def live_trading(context: dict[str, Any]) -> dict[str, Any]:
         require_live(ctx)
         try:
             report = run_live_session(
-                ctx.config, ctx.engine, ctx.session.date, clock=ctx.clock, strategy_name=p.strategy,
+                ctx.venue, ctx.engine, ctx.session.date, clock=ctx.clock, strategy_name=p.strategy,
                 params_override=p.strategy_params,
                 risk=RiskLimits(max_weight=p.max_weight, max_gross=p.max_gross,
                                 daily_loss_limit=p.daily_loss_limit),
