@@ -15,6 +15,8 @@ import pytest
 from sqlalchemy import Engine
 
 from dates import SESSION as DAY
+from openbell.policy import OrderLimits
+from openbell.risk.gate import SendGate
 from openbell.risk.owner import RiskOwner
 from openbell.session.live import LiveSession
 from openbell.session.phasewatch import PhaseWatch
@@ -32,8 +34,10 @@ class _Clock:
 def _live(*, state: str = "ACTIVE", extra_loss: float = 0.0, cause: str | None = None) -> Any:
     """The parts of a LiveSession the three methods touch, after ``prepare`` started the day at the open."""
     gate = RiskGate(RiskLimits(daily_loss_limit=0.03), day_start_equity=OPEN_EQUITY)
+    risk = RiskOwner(gate)
     live = SimpleNamespace(
-        d=DAY, clock=_Clock(), gate=gate, risk=RiskOwner(gate), portfolio=SimpleNamespace(equity=lambda: 96_900.0),
+        d=DAY, clock=_Clock(), gate=gate, risk=risk, portfolio=SimpleNamespace(equity=lambda: 96_900.0),
+        send_gate=SendGate(risk, OrderLimits(), trade_until=datetime(2025, 11, 20, 20, 58, tzinfo=UTC)),
         report=SimpleNamespace(risk_state=state, risk_changes=[], loss_stop=None),
         phase=SimpleNamespace(risk=state, risk_cause=cause, extra_loss=extra_loss),
     )
