@@ -307,6 +307,58 @@ def test_the_ports_import_no_adapter_and_the_core_no_concrete_adapter() -> None:
 
 
 
+# -- the UI and the risk state ---------------------------------------------------------------------------
+
+
+def test_the_ui_imports_no_step_of_the_workflow() -> None:
+    """The Trading view reads the store and asks Airflow; of the workflow it uses only the hooks."""
+    found = [e for e in edges() if e.importer.startswith("openbell.ui") and e.imported.startswith("openbell.workflow")
+             and e.imported != "openbell.workflow.hooks"]
+    assert not found, "the Trading view imports the workflow's steps:\n  " + _listing(found)
+    assert any(e.importer.startswith("openbell.ui") and e.imported == "openbell.workflow.hooks" for e in edges())
+
+
+RISK_WRITERS = {"openbell.store.sessions", "openbell.session.live", "openbell.workflow.control"}
+
+
+def test_only_the_risk_package_moves_the_risk_state() -> None:
+    """Live, the state changes only inside ``openbell.risk.owner``; stored, only through ``set_risk``, called by the
+    loss stop's coordinator and trading_control (which checks the move first)."""
+    assigned, stored = [], []
+    for module, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
+                if isinstance(node, ast.AugAssign | ast.AnnAssign) else []
+            for t in targets:
+                if (isinstance(t, ast.Attribute) and t.attr == "state" and isinstance(t.value, ast.Attribute)
+                        and t.value.attr == "risk" and module != "openbell.risk.owner"):
+                    assigned.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name | ast.Attribute)
+                    and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr) == "set_risk"
+                    and module not in RISK_WRITERS):
+                stored.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}")
+    assert not assigned, "the risk state assigned outside openbell.risk.owner:\n  " + _listing(assigned)
+    assert not stored, f"set_risk called outside {sorted(RISK_WRITERS)}:\n  " + _listing(stored)
+
+
+# -- the rules as docs/architecture.md states them ------------------------------------------------------
+
+DOC = ROOT.parent / "docs" / "architecture.md"
+
+
+def test_every_rule_the_architecture_doc_states_is_checked_here() -> None:
+    """docs/architecture.md's Rules list names the test of each rule: every name is a test of this module, and
+    every test of this module that checks the package is listed."""
+    text = DOC.read_text()
+    rules = text.split("## Rules", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`(test_\w+)`", rules))
+    here = {name for name in globals() if name.startswith("test_")}
+    meta = {"test_the_graph_sees_every_kind_of_import", "test_every_rule_the_architecture_doc_states_is_checked_here"}
+    assert named, "the Rules section names no test"
+    assert named <= here, f"rules naming no test: {sorted(named - here)}"
+    assert here - meta <= named, f"checks the Rules section does not state: {sorted(here - meta - named)}"
+
+
 MAX_LINES = 500
 
 
