@@ -14,6 +14,7 @@ from airflow.sdk.definitions.retry_policy import RetryAction
 from sqlalchemy import Engine
 
 from dates import HALF_DAY, at_et
+from openbell.broker.flatten import PROOF_MARGIN, proof_time
 from openbell.broker.liquidate import liquidate
 from openbell.calendar import ET, session
 from openbell.clock import clock_for
@@ -23,7 +24,7 @@ from openbell.sim.testing import SimProcess
 from openbell.store.ledger import steps_for
 from openbell.workflow import operators, steps
 from openbell.workflow.operators import MarketTimeRetry, clock_speed
-from openbell.workflow.steps import MarketTimeStep, StepContext, prepare_liquidation, proof_time
+from openbell.workflow.steps import MarketTimeStep, StepContext, prepare_liquidation
 
 
 @pytest.mark.parametrize(
@@ -36,7 +37,7 @@ from openbell.workflow.steps import MarketTimeStep, StepContext, prepare_liquida
 )
 def test_the_proof_pass_leaves_time_before_the_close(now: str, proof: str) -> None:
     close = at_et("13:00", HALF_DAY)
-    assert proof_time(at_et(now, HALF_DAY), close) == at_et(proof, HALF_DAY)
+    assert proof_time(at_et(now, HALF_DAY), close, margin=PROOF_MARGIN) == at_et(proof, HALF_DAY)
 
 
 def test_a_retry_is_spaced_in_market_time() -> None:

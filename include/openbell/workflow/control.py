@@ -249,31 +249,21 @@ def extra_loss_grant(request: ControlRequest, before: RiskRecord, day: date,
 
 def _flatten(ctx: StepContext, request: ControlRequest, summary: dict[str, Any], before: RiskRecord,
              cause: RiskCause) -> RiskRecord:
-    """HALTED first (the live loop sends nothing more), then liquidate and prove flat. The session's phase is
-    left alone: the live loop stays up, halted, and trades again on a resume."""
-    from openbell import broker
-    from openbell.workflow.steps import _incomplete
+    """HALTED first (the live loop sends nothing more), then liquidate and prove flat a market minute later
+    (:func:`~openbell.broker.flatten.flatten_and_prove`; each pass waits at most :data:`FLATTEN_WINDOW`, never
+    past the close). The session's phase is left alone: the live loop stays up, halted, and trades again on a
+    resume."""
+    from openbell.broker.flatten import flatten_and_prove, liquidation_incomplete
 
     d = ctx.session.date
     risk = set_risk(ctx.engine, d, "HALTED", request.reason, request.by, at=ctx.now(), cause=cause)
-    first = broker.liquidate(ctx.broker, ctx.engine, d, ctx.clock, _deadline(ctx), market_data=ctx.market_data,
-                             mark_phase=False)
-    summary["first_pass"] = first.as_dict()
-    report = first
-    if first.flat:  # prove it a market minute later: an order in flight when the state changed is closed too
-        ctx.clock.sleep_until(min(ctx.clock.now() + timedelta(minutes=1), ctx.session.close))
-        report = broker.liquidate(ctx.broker, ctx.engine, d, ctx.clock, _deadline(ctx),
-                                  market_data=ctx.market_data, mark_phase=False)
-    summary["liquidation"] = report.as_dict()
-    summary["flat"] = report.flat
+    result = flatten_and_prove(ctx.broker, ctx.engine, d, ctx.clock, ctx.session.close, market_data=ctx.market_data,
+                               mark_phase=False, window=FLATTEN_WINDOW)
+    summary.update(first_pass=result.first.as_dict(), liquidation=result.report.as_dict(), flat=result.flat)
     _alert(ctx, request, before, risk, summary)
-    if not report.flat:
-        _incomplete(ctx, summary, report)
+    if not result.flat:
+        liquidation_incomplete(ctx.engine, d, result.report, summary)
     return risk
-
-
-def _deadline(ctx: StepContext) -> datetime:
-    return min(ctx.now() + FLATTEN_WINDOW, ctx.session.close)
 
 
 def _alert(ctx: StepContext, request: ControlRequest, before: RiskRecord, after: RiskRecord,

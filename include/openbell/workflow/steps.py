@@ -29,13 +29,9 @@ from openbell.workflow.hooks import AlpacaHook, StateDbHook
 from openbell.workflow.operators import WaitForMarketTime
 
 if TYPE_CHECKING:
-    from openbell.broker.liquidate import LiquidationReport
     from openbell.ports import BrokerPort, MarketDataPort, Venue
 
 log = logging.getLogger(__name__)
-
-# The liquidation's proof pass starts at least this long before the close.
-PROOF_MARGIN = timedelta(seconds=15)
 
 
 class SkipStep(Exception):
@@ -257,7 +253,7 @@ def prepare_liquidation(ctx: StepContext) -> None:
     first broker request (its connection then stays open). A failure here is left to the step itself."""
     from sqlalchemy.orm import configure_mappers
 
-    import openbell.broker  # noqa: F401 - the liquidation's modules, imported before its time
+    import openbell.broker.flatten  # noqa: F401 - the liquidation's modules, imported before its time
 
     try:
         configure_mappers()
@@ -269,22 +265,17 @@ def prepare_liquidation(ctx: StepContext) -> None:
         log.warning("preparing the liquidation failed (the step tries again at its time): %s", exc)
 
 
-def proof_time(now: datetime, close: datetime) -> datetime:
-    """When the liquidation's second pass starts: one market minute after the first ended, but
-    :data:`PROOF_MARGIN` before the close at the latest (never before ``now``), so that an order that was
-    in flight can still be closed."""
-    return max(now, min(now + timedelta(minutes=1), close - PROOF_MARGIN))
-
-
 def run_eod_liquidate(ctx: StepContext) -> dict[str, Any]:
     """:func:`eod_liquidate` for one step context.
 
     Started after the close (see :func:`liquidation_is_late`), it never skips while the broker holds
-    positions or open orders: it acts and reports itself late. A close order the broker holds (a halted
-    symbol) is waited for until the close; past it the step fails naming what is held and why. Every
-    deadline is the session's close (13:00 ET on a half day).
+    positions or open orders: it acts and reports itself late. Else it liquidates and proves the account
+    flat (:func:`~openbell.broker.flatten.flatten_and_prove`: the second pass starts a market minute after
+    the first, :data:`~openbell.broker.flatten.PROOF_MARGIN` before the close at the latest). A close order
+    the broker holds (a halted symbol) is waited for until the close; past it the step fails naming what is
+    held and why. Every deadline is the session's close (13:00 ET on a half day).
     """
-    from openbell import broker
+    from openbell.broker.flatten import PROOF_MARGIN, flatten_and_prove, liquidation_incomplete
 
     with recorded(ctx, "eod_liquidate") as record:
         now = ctx.now()
@@ -293,40 +284,15 @@ def run_eod_liquidate(ctx: StepContext) -> dict[str, Any]:
             _liquidate_late(ctx, record.summary, now)
             return record.summary
         require_live(ctx)
-        close = ctx.session.close
-        first = broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, close,
-                                 market_data=ctx.market_data)
-        record.summary["first_pass"] = first.as_dict()
-        record.summary["held"] = first.held
-        if not first.flat:  # the close came first: a second pass would only queue orders for the next open
-            _incomplete(ctx, record.summary, first)
-        # Prove it: a market minute later (or shortly before the close) the broker must still report flat;
-        # an order that was in flight when the phase changed is closed by this second pass.
-        ctx.clock.sleep_until(proof_time(ctx.clock.now(), close))
-        report = broker.liquidate(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, close,
-                                  market_data=ctx.market_data)
-        record.summary.update(report.as_dict())
-        record.summary["held"] = {**first.held, **report.held}
-        if not report.flat:
-            _incomplete(ctx, record.summary, report)
+        result = flatten_and_prove(ctx.broker, ctx.engine, ctx.session.date, ctx.clock, ctx.session.close,
+                                   market_data=ctx.market_data, proof_margin=PROOF_MARGIN)
+        record.summary["first_pass"] = result.first.as_dict()
+        if result.proof is not None:
+            record.summary.update(result.proof.as_dict())
+        record.summary["held"] = result.held
+        if not result.flat:
+            liquidation_incomplete(ctx.engine, ctx.session.date, result.report, record.summary)
     return record.summary
-
-
-def _incomplete(ctx: StepContext, summary: dict[str, Any], report: LiquidationReport) -> None:
-    """Record a liquidation that ended with positions or orders left (``liquidation_incomplete``) and fail."""
-    from openbell.broker.journal import event
-
-    held = report.still_held
-    summary.update(flat=False, positions_left=report.positions_left, open_orders_left=report.open_orders_left)
-    event(ctx.engine, ctx.session.date, "liquidation_incomplete",
-          {"market_time": report.finished_at, "positions": report.positions_left,
-           "open_orders": report.open_orders_left, "held": held})
-    because = "; ".join(f"{s} {h['qty']:g} held by the broker since {h['since']} ({h['reason']})"
-                        for s, h in sorted(held.items()))
-    raise RuntimeError(
-        f"account not flat at {report.finished_at}: positions {report.positions_left}, "
-        f"open orders {report.open_orders_left}" + (f"; {because}" if because else "")
-    )
 
 
 def _liquidate_late(ctx: StepContext, summary: dict[str, Any], now: datetime) -> None:
