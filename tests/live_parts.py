@@ -25,6 +25,7 @@ from openbell.clock import clock_for
 from openbell.ports import Window
 from openbell.session import LiveSession
 from openbell.session.sender import OrderSender
+from openbell.session.settings import LoopSettings
 from openbell.session.writer import Writer
 from openbell.sim.testing import SimProcess
 from openbell.store.bars import upsert_bars
@@ -43,7 +44,8 @@ async def prepared(sim: SimProcess, engine: Engine, *, setup: Callable[[LiveSess
     clock = clock_for(config)
     history = AlpacaMarketData(config).bars(UNIVERSE, Window(previous_sessions(SESSION, 1)[0].open, clock.now()))
     upsert_bars(engine, history, source="rest")
-    live = LiveSession(alpaca_venue(config), engine, s, clock=clock, universe=UNIVERSE, warmup_sessions=1, **options)
+    live = LiveSession(alpaca_venue(config), engine, s, LoopSettings(universe=UNIVERSE, warmup_sessions=1, **options),
+                       clock=clock)
     if setup is not None:
         setup(live)
     sender = OrderSender(live.broker, live.dispatch.on_sent, workers=1, threads=2)

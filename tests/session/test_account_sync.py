@@ -7,7 +7,7 @@ from typing import Any
 
 from dates import SESSION as DAY
 from openbell.ports import AccountReport, PositionReport
-from openbell.session.portfolio import OrderIntent, Portfolio
+from openbell.session.portfolio import Fill, OrderIntent, Portfolio
 from openbell.session.report import SessionReport
 from openbell.session.sync import BrokerSync
 
@@ -40,7 +40,7 @@ class _Broker:
 def _sync(broker: _Broker) -> tuple[BrokerSync, _Loop]:
     loop = _Loop()
     threads = type("Threads", (), {"loop": loop})()
-    sync = BrokerSync(threads, None, Portfolio(), {}, SessionReport(DAY), broker=broker,  # type: ignore[arg-type]
+    sync = BrokerSync(threads, None, Portfolio(), SessionReport(DAY), broker=broker,  # type: ignore[arg-type]
                       session_date=DAY, on_absent=lambda coid, at: None)
 
     def on_equity(equity: float) -> None:
@@ -75,7 +75,7 @@ class _Recorder:
 def _applying(portfolio: Portfolio) -> tuple[BrokerSync, _Recorder, SessionReport]:
     recorder, report = _Recorder(), SessionReport(DAY)
     threads = type("Threads", (), {"loop": _Loop()})()
-    sync = BrokerSync(threads, recorder, portfolio, {}, report, broker=_Broker(cash=0.0),  # type: ignore[arg-type]
+    sync = BrokerSync(threads, recorder, portfolio, report, broker=_Broker(cash=0.0),  # type: ignore[arg-type]
                       session_date=DAY, on_absent=lambda coid, at: None)
     return sync, recorder, report
 
@@ -85,9 +85,9 @@ def test_a_snapshot_read_before_a_fill_was_applied_is_dropped() -> None:
     applied: the snapshot would roll the fill back and the next decision would buy again."""
     portfolio = Portfolio(cash=100_000.0)
     sync, recorder, report = _applying(portfolio)
-    portfolio.add_working("ob-1", OrderIntent("SSO", "buy", 10.0, 0.1))
+    portfolio.add_working("ob-1", OrderIntent("SSO", "buy", 10.0, 0.1), 0)
     changes = portfolio.changes  # the sync begins its reads: the order is still working, nothing filled
-    portfolio.on_fill("x-1", "ob-1", "SSO", "buy", 10.0, 100.0, 10.0, 0.0, True)
+    portfolio.on_fill(Fill("x-1", "ob-1", "SSO", "buy", 10.0, 100.0, position_qty=10.0))
     sync.apply_sync(100_000.0, {}, changes)  # the broker's snapshot from before the fill
     assert portfolio.positions == {"SSO": 10.0} and portfolio.cash == 99_000.0
     assert report.syncs_dropped == 1 and recorder.writes == []
@@ -99,7 +99,7 @@ def test_a_working_order_keeps_the_sync_from_its_symbol_only() -> None:
     """One stuck order no longer turns the sync off: every symbol without a working order is corrected."""
     portfolio = Portfolio(cash=50_000.0, positions={"SSO": 5.0, "TQQQ": 7.0, "FAS": 3.0})
     sync, recorder, report = _applying(portfolio)
-    portfolio.add_working("ob-1", OrderIntent("SSO", "sell", 5.0, 0.0))
+    portfolio.add_working("ob-1", OrderIntent("SSO", "sell", 5.0, 0.0), 0)
     sync.apply_sync(48_000.0, {"SSO": 0.0, "TQQQ": 9.0, "TNA": 4.0}, portfolio.changes)
     assert portfolio.positions == {"SSO": 5.0, "TQQQ": 9.0, "TNA": 4.0}  # FAS gone, SSO left to its order
     assert portfolio.cash == 50_000.0  # the cash may predate the working order's fills: kept

@@ -30,6 +30,7 @@ from openbell.session import (
     SessionReport,
     run_live_session,
 )
+from openbell.session.settings import LoopSettings
 from openbell.sim.testing import SimProcess
 from openbell.store.bars import upsert_bars
 from openbell.store.params import add_params
@@ -211,8 +212,8 @@ def test_an_order_working_at_the_broker_holds_back_the_opposite_side(engine: Eng
         with pytest.raises(APIError, match="wash trade"):  # what a sell beside it meets at the broker
             client.submit_order(MarketOrderRequest(symbol="SSO", qty=5, side=OrderSide.SELL,
                                                    time_in_force=TimeInForce.DAY, client_order_id="x-1"))
-        live = LiveSession(alpaca_venue(config), engine, s, clock=clock_for(config), universe=["SSO", "TQQQ"],
-                           warmup_sessions=1)
+        live = LiveSession(alpaca_venue(config), engine, s, LoopSettings(universe=["SSO", "TQQQ"], warmup_sessions=1),
+                           clock=clock_for(config))
         live.prepare()
     live.portfolio.prices.update({"SSO": 100.0, "TQQQ": 50.0})
     deferred: list[str] = []
@@ -326,7 +327,7 @@ def test_the_loss_stop_halts_the_session_for_every_later_attempt(engine: Engine,
         opts = {"params_override": BUSY, "universe": universe, "risk": risk, "warmup_sessions": 1}
 
         async def first_attempt() -> SessionReport:  # ends (cancelled, as a killed task would) at 15:45
-            live = LiveSession(alpaca_venue(config), engine, s, clock=clock, **opts)
+            live = LiveSession(alpaca_venue(config), engine, s, LoopSettings(**opts), clock=clock)
             until = clock.wall_deadline(s.close - timedelta(minutes=15)) - time.time()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(live.run(), timeout=until)

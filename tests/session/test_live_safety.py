@@ -62,8 +62,7 @@ def test_an_order_the_broker_never_saw_is_sent_again_under_its_own_id(engine: En
                 live.seq += 1
                 coid = client_order_id(SESSION, seq, "SSO")
                 intent = OrderIntent("SSO", "buy", 5.0, 0.05)
-                live.portfolio.add_working(coid, intent)  # what a decision does before the order leaves
-                live.dispatch._working_since[coid] = seq
+                live.portfolio.add_working(coid, intent, seq)  # what a decision does before the order leaves
                 live.dispatch.on_submitted(seq, intent, SubmitResult(coid, "unknown", reason="order worker exited"))
                 await settled(live)
                 assert rows(engine, "SELECT status FROM orders WHERE client_order_id = :c", c=coid) == [("unknown",)]
@@ -107,8 +106,7 @@ def test_an_order_the_broker_never_saw_and_no_longer_wanted_is_final_as_not_sent
                 live.seq += 1
                 coid = client_order_id(SESSION, seq, "TQQQ")
                 intent = OrderIntent("TQQQ", "buy", 3.0, 0.05)
-                live.portfolio.add_working(coid, intent)
-                live.dispatch._working_since[coid] = seq
+                live.portfolio.add_working(coid, intent, seq)
                 live.dispatch.on_submitted(seq, intent, SubmitResult(coid, "unknown", reason="timeout"))
                 await asyncio.to_thread(live.sync.poll_orders, [coid])
                 await asyncio.sleep(UNSENT_GRACE + 0.1)

@@ -234,7 +234,7 @@ def test_a_symbol_refused_as_not_fractionable_gets_no_second_order(engine: Engin
                 live.seq += 1
                 coid = client_order_id(SESSION, seq, "TQQQ")
                 intent = OrderIntent("TQQQ", "buy", 1.5, 0.01)
-                live.portfolio.add_working(coid, intent)
+                live.portfolio.add_working(coid, intent, seq)
                 live.dispatch.sender.submit_all([(OrderJob(coid, "TQQQ", 1.5, "buy"), (seq, intent, None))])
                 await answered(live, 1)
                 placed, notes = await place(live, {"TQQQ": 0.3})

@@ -12,7 +12,7 @@ from strategy_synth import make_bars
 
 from openbell import backtest
 from openbell.policy import OrderIntent, OrderPolicy, working_sides
-from openbell.session.portfolio import Portfolio
+from openbell.session.portfolio import Fill, Portfolio
 from openbell.strategy import Bar, RiskGate, RiskLimits, build
 from openbell.strategy.data import prepare
 
@@ -81,8 +81,8 @@ def live_replay(params: dict, bars: pd.DataFrame, limits: RiskLimits, policy: Or
         for i, o in enumerate(intents):
             coid = f"ob-{t:%Y%m%d%H%M}-{i}-{o.symbol}"
             price = portfolio.prices[o.symbol]
-            portfolio.add_working(coid, o)
-            assert portfolio.on_fill(f"x-{coid}", coid, o.symbol, o.side, o.qty, price, None, 0.0, True)
+            portfolio.add_working(coid, o, i)
+            assert portfolio.on_fill(Fill(f"x-{coid}", coid, o.symbol, o.side, o.qty, price))
             portfolio.cash -= o.qty * price * rate
             orders.append((t, o.symbol, o.side, o.qty, price, o.target_weight))
         assert not portfolio.working

@@ -64,7 +64,6 @@ class Dispatcher:
         threads: Threads,
         recorder: Recorder,
         portfolio: Portfolio,
-        working_since: dict[str, int],
         report: SessionReport,
         *,
         session_date: date,
@@ -76,7 +75,6 @@ class Dispatcher:
         self._threads = threads
         self._recorder = recorder
         self._portfolio = portfolio
-        self._working_since = working_since
         self._report = report
         self.d = session_date
         self._universe = universe
@@ -126,8 +124,7 @@ class Dispatcher:
             resent = self._resend.pop((intent.symbol, intent.side), None)
             coid = resent or client_order_id(self.d, seq, intent.symbol)
             report.orders_resent += resent is not None
-            portfolio.add_working(coid, intent)
-            self._working_since[coid] = seq
+            portfolio.add_working(coid, intent, seq)
             orders.append((coid, intent))
             jobs.append((self._job(coid, intent), (seq, intent, ready)))
         if jobs:
@@ -225,7 +222,6 @@ class Dispatcher:
             kind: Refusal | None = None
             if result.outcome == "rejected":
                 self._portfolio.order_done(coid)
-                self._working_since.pop(coid, None)
                 kind = self._refused(intent, result)
             row = book.OrderRow(
                 client_order_id=coid,
@@ -257,7 +253,6 @@ class Dispatcher:
         the broker refused the credentials (no order can go: the attempt fails, see :mod:`openbell.session.live`)."""
         coid = result.client_order_id
         self._portfolio.order_done(coid)
-        self._working_since.pop(coid, None)
         report = self._report
         report.orders_not_sent += 1
         if result.refusal == "credentials":
@@ -337,8 +332,7 @@ class Dispatcher:
             self._not_resized(intent, coid, held)
             return
         new = resized_order_id(coid)
-        portfolio.add_working(new, resized)
-        self._working_since[new] = seq
+        portfolio.add_working(new, resized, seq)
         self._report.orders_resized += 1
         self._report.orders += 1
         self._notes.append(f"{intent.symbol}: {intent.side} resized from {intent.qty:g} to {qty:g} to fit the "
@@ -367,7 +361,6 @@ class Dispatcher:
             return
         self._absent.pop(coid, None)
         self._portfolio.order_done(coid)
-        self._working_since.pop(coid, None)
         self._resend[(working.symbol, working.side)] = coid
         log.warning("%s: unknown to the broker %.1f s after an unknown outcome; counted as never sent", coid,
                     at - first)

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from openbell.clock import MarketClock
 from openbell.session.fence import Fencing
 from openbell.session.phasewatch import WINDING_DOWN
+from openbell.session.portfolio import Portfolio
 from openbell.session.reload import Minutes, ParamReload
 from openbell.session.report import SessionReport
 from openbell.session.sync import BrokerSync
@@ -63,7 +64,7 @@ class Housekeeping:
         session_date: date,
         params: ParamReload | None,
         sync: BrokerSync,
-        working_since: dict[str, int],
+        portfolio: Portfolio,
         sync_every: int,
         on_winding_down: Callable[[str], None],
         on_round: Callable[[], None] | None = None,
@@ -74,10 +75,10 @@ class Housekeeping:
         self._fencing = fencing
         self._clock = clock
         self._engine = engine
+        self._portfolio = portfolio
         self.d = session_date
         self._params = params
         self._sync = sync
-        self._working_since = working_since
         self._sync_every = sync_every
         self._on_winding_down = on_winding_down
         self._on_round = on_round  # last in every round (the trading metrics); must not raise
@@ -98,7 +99,7 @@ class Housekeeping:
         self._busy = True
         snapshot = list(today)
         sync = self._report.decisions % self._sync_every == 0
-        stale = [c for c, s in self._working_since.items() if seq - s >= 2]
+        stale = self._portfolio.stale(seq)
         # started a moment later so it does not compete with the orders going out for a CPU
         self._threads.loop.call_later(HOUSEKEEPING_DELAY, self._start, snapshot, sync, stale)
 

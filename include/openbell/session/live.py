@@ -34,7 +34,6 @@ import gc
 import logging
 import math
 import sys
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
@@ -68,6 +67,7 @@ from openbell.session.recording import Recorder
 from openbell.session.reload import ParamReload
 from openbell.session.report import SessionReport, percentile
 from openbell.session.sender import OrderSender
+from openbell.session.settings import LoopSettings
 from openbell.session.streams import Streams
 from openbell.session.supervision import supervised
 from openbell.session.sync import BrokerSync
@@ -76,7 +76,6 @@ from openbell.session.trades import TradeUpdates
 from openbell.session.writer import Writer
 from openbell.store.sessions import RiskRecord, set_risk
 from openbell.strategy import RiskGate, RiskLimits
-from openbell.strategy.base import DEFAULT_UNIVERSE
 
 __all__ = ["UNSENT_GRACE", "LiveSession", "SessionOver", "SessionReport", "run_live_session"]
 
@@ -97,92 +96,78 @@ class LiveSession:
         venue: Venue,
         engine: Engine,
         session: Session,
+        settings: LoopSettings | None = None,
         *,
         clock: MarketClock,
-        strategy_name: str = "momentum_rotation",
-        params_override: dict[str, Any] | None = None,
-        risk: RiskLimits | RiskGate | None = None,
-        universe: Sequence[str] = DEFAULT_UNIVERSE,
-        min_notional: float = 100.0,
-        limits: OrderLimits | None = None,
-        warmup_sessions: int = 5,
-        silence_minutes: float = 3.0,
-        grace_seconds: float = 2.0,
-        wall_grace: float = 0.15,
-        sync_every: int = 1,
-        order_workers: int = 2,
-        order_threads: int | None = None,
-        trade_until: datetime | None = None,
-        trade_stream_backoff: tuple[float, float] = (0.25, 5.0),
         fence: SessionLock | None = None,
     ) -> None:
+        cfg = settings or LoopSettings()
         self.engine = engine
         self.session = session
         self.d: date = session.date
         self.clock = clock
         # No order is opened for a minute ending after this market time (the liquidation's time), so
         # nothing can race the liquidation even before the phase change is seen.
-        self.trade_until = min(trade_until or session.close, session.close)
-        self.universe = tuple(dict.fromkeys(s.upper() for s in universe))
+        self.trade_until = min(cfg.trade_until or session.close, session.close)
+        self.universe = tuple(dict.fromkeys(s.upper() for s in cfg.universe))
         if not self.universe:
             raise ValueError("the universe is empty")
-        if isinstance(risk, RiskGate):
-            self.gate = risk
-        else:
-            self.gate = RiskGate(risk or RiskLimits(), universe=self.universe)
+        risk = cfg.risk
+        self.gate = risk if isinstance(risk, RiskGate) else RiskGate(risk or RiskLimits(), universe=self.universe)
         self.gate.defer_logs = True  # logged by the housekeeping, after the orders are out
         self.risk = RiskOwner(self.gate)  # the one owner of the risk state; every part reads it
-        self.order_workers = max(1, order_workers)  # processes: an order never waits for this one's GIL
+        self.order_workers = max(1, cfg.order_workers)  # processes: an order never waits for this one's GIL
         # threads across the workers: one per order of a decision, so none waits for another's answer
-        self.order_threads = order_threads or math.ceil(min(len(self.universe), 16) / self.order_workers)
+        self.order_threads = cfg.order_threads or math.ceil(min(len(self.universe), 16) / self.order_workers)
         self.broker = venue.broker
         self.market_data = venue.market_data
         feeds = venue.streams
         self.report = SessionReport(session_date=session.date.isoformat())
         self.portfolio = Portfolio()
-        self._working_since: dict[str, int] = {}  # client_order_id -> the decision that sent it
         self.lateness: list[float] = []  # market seconds from a streamed minute's end to its decision
 
         # the parts, each given what it needs
-        report, portfolio, working = self.report, self.portfolio, self._working_since
+        report, portfolio = self.report, self.portfolio
         self.threads = threads = Threads()
         self.recorder = recorder = Recorder(threads, self.d, self.universe)
         self.phase = PhaseWatch(engine, session.date, self._on_phase, on_risk=self._on_risk)
         self.fencing = Fencing(fence, threads, report)  # re-verified every minute; trading pauses meanwhile
         self._prep = Preparation(self.broker, self.market_data, engine, session, self.universe, report,
-                                 warmup_sessions=int(warmup_sessions))
+                                 warmup_sessions=int(cfg.warmup_sessions))
         self.reload = ParamReload(threads, recorder, report, engine=engine, session_date=self.d,
-                                  strategy_name=strategy_name, override=params_override, universe=self.universe)
+                                  strategy_name=cfg.strategy_name, override=cfg.params_override,
+                                  universe=self.universe)
         self.feed = MinuteFeed(threads, recorder, report, data=self.market_data, universe=self.universe, clock=clock,
-                               grace=timedelta(seconds=grace_seconds), wall_grace=wall_grace)
+                               grace=timedelta(seconds=cfg.grace_seconds), wall_grace=cfg.wall_grace)
         self.halts = HaltWatch(self.universe, recorder, report)
-        self.send_gate = SendGate(self.risk, limits or OrderLimits(), trade_until=self.trade_until,
+        self.send_gate = SendGate(self.risk, cfg.limits or OrderLimits(), trade_until=self.trade_until,
                                   winding_down=lambda: self.phase.winding_down, last_prices=self.feed.barcheck.last)
         self.send_gate.halted = self.halts.halted  # no order for a halted symbol until it resumes
         self.risk.listen(self._risk_changed)
-        self.dispatch = Dispatcher(threads, recorder, portfolio, working, report, session_date=self.d,
-                                   universe=self.universe, min_notional=float(min_notional), clock=clock,
+        self.dispatch = Dispatcher(threads, recorder, portfolio, report, session_date=self.d,
+                                   universe=self.universe, min_notional=float(cfg.min_notional), clock=clock,
                                    gate=self.send_gate)
         self.decider = Decider(portfolio, self.gate, self.reload, self.dispatch, self.fencing, recorder, report,
                                trade_until=self.trade_until, on_stop=self._on_loss_stop)
-        self.sync = BrokerSync(threads, recorder, portfolio, working, report, broker=self.broker,
+        self.sync = BrokerSync(threads, recorder, portfolio, report, broker=self.broker,
                                session_date=self.d, on_absent=self.dispatch.order_absent)
         self.sync.on_equity = self._on_broker_equity
         self.sync.on_synced = self._on_synced
-        self.trades = TradeUpdates(threads, recorder, portfolio, working, report, session_date=self.d,
+        self.trades = TradeUpdates(threads, recorder, portfolio, report, session_date=self.d,
                                    read=feeds.read, lookup=self.sync.start_lookup)
         self.streams = Streams(feeds, session, self.universe, clock, recorder, report,
                                on_bar=self.feed.streamed, on_corrected=self.feed.corrected,
                                on_status=self._on_status, on_subscribed=self.feed.subscribed,
                                on_trade_update=self.trades.on_update,
                                on_trade_reconnect=self.sync.start_recovery,
-                               silence=timedelta(minutes=silence_minutes), trade_backoff=trade_stream_backoff)
+                               silence=timedelta(minutes=cfg.silence_minutes),
+                               trade_backoff=cfg.trade_stream_backoff)
         self.metrics = SessionMetrics(self.d.isoformat())
         self.alerts = LoopAlerts(self.d, engine)
         self.housekeeping = Housekeeping(threads, report, gate=self.gate, fencing=self.fencing, clock=clock,
                                          engine=engine, session_date=self.d,
-                                         params=self.reload if params_override is None else None,
-                                         sync=self.sync, working_since=working, sync_every=max(1, sync_every),
+                                         params=self.reload if cfg.params_override is None else None,
+                                         sync=self.sync, portfolio=portfolio, sync_every=max(1, cfg.sync_every),
                                          on_winding_down=self._enter_liquidation, on_round=self._between_minutes)
 
     # -- what the run attaches -------------------------------------------------------------------
@@ -227,7 +212,7 @@ class LiveSession:
         strategy.warmup(bars_frame(warm_bars))
         self.feed.start(start_minute)
         self.streams.last_seen = max(start_minute, floor_minute(now))
-        prep.load_account(self.portfolio, self._working_since, self.feed.barcheck, warm_bars)
+        prep.load_account(self.portfolio, self.feed.barcheck, warm_bars)
         self.report.start_equity = round(self.portfolio.equity(), 2)
         prep.start_day(self.gate, self.portfolio)
         self._restore_risk(prep.risk())
@@ -440,7 +425,8 @@ def run_live_session(
 
     Holds the session's advisory lock for the whole run (a second attempt waits ``lock_wait``
     seconds, then raises SessionLocked); raises SessionOver when the close has passed. Options are
-    :class:`LiveSession`'s (strategy_name, params_override, risk, universe, min_notional, ...).
+    :class:`~openbell.session.settings.LoopSettings`' fields (strategy_name, params_override, risk, universe,
+    min_notional, ...).
     """
     s = session_of(session_date)
     if s is None:
@@ -453,4 +439,5 @@ def run_live_session(
                 f"{s.close.isoformat()}); nothing to trade"
             )
         # a supervisor gone (or SIGTERM) stops trading and fails the attempt, releasing the lock
-        return asyncio.run(supervised(LiveSession(venue, engine, s, clock=clock, fence=fence, **options).run()))
+        live = LiveSession(venue, engine, s, LoopSettings(**options), clock=clock, fence=fence)
+        return asyncio.run(supervised(live.run()))

@@ -12,12 +12,34 @@ EPS = 1e-9
 
 @dataclass
 class Working:
+    """An order sent and not final: what is still expected to fill (signed) and the decision that sent it
+    (-2: not one of ours, or not known)."""
+
     symbol: str
-    signed_qty: float  # what is still expected to fill, signed
+    signed_qty: float
+    seq: int = -2
 
     @property
     def side(self) -> str:
         return "buy" if self.signed_qty > 0 else "sell"
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One execution of an order as the trade stream reported it: ``qty`` at ``price``, the position after it
+    (None: not said), what the order still has to fill, whether the order is final, and its cumulative filled
+    quantity (None: not said)."""
+
+    execution_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: float
+    price: float
+    position_qty: float | None = None
+    remaining: float = 0.0
+    final: bool = True
+    cum_filled: float | None = None
 
 
 @dataclass
@@ -101,21 +123,28 @@ class Portfolio:
             deferred.extend(out.deferred)
         return list(out.intents)
 
-    def add_working(self, client_order_id: str, intent: OrderIntent) -> None:
+    def add_working(self, client_order_id: str, intent: OrderIntent, seq: int) -> None:
+        """An order decision ``seq`` sends now."""
         signed = intent.qty if intent.side == "buy" else -intent.qty
-        self.working[client_order_id] = Working(intent.symbol, signed)
+        self.working[client_order_id] = Working(intent.symbol, signed, seq)
         self.changes += 1
         self.filled.setdefault(client_order_id, 0.0)
 
-    def adopt_working(self, client_order_id: str, symbol: str, side: str, qty: float, filled: float) -> None:
-        """An order already at the broker (an earlier attempt's): ``qty`` ordered, ``filled`` done."""
+    def adopt_working(self, client_order_id: str, symbol: str, side: str, qty: float, filled: float,
+                      seq: int = -2) -> None:
+        """An order already at the broker (an earlier attempt's, sent by decision ``seq``): ``qty`` ordered,
+        ``filled`` done."""
         remaining = max(0.0, qty - filled)
         if remaining > EPS:
-            self.working[client_order_id] = Working(symbol, remaining if side == "buy" else -remaining)
+            self.working[client_order_id] = Working(symbol, remaining if side == "buy" else -remaining, seq)
         self.filled[client_order_id] = self.reported[client_order_id] = filled
 
     def order_done(self, client_order_id: str) -> None:
         self.working.pop(client_order_id, None)
+
+    def stale(self, seq: int) -> list[str]:
+        """The working orders sent two decisions or more before decision ``seq``: the broker is asked for them."""
+        return [c for c, w in self.working.items() if seq - w.seq >= 2]
 
     def _apply(self, client_order_id: str, qty: float, cum_filled: float | None) -> float:
         """The part of a fill of ``qty`` not yet applied, given the order's cumulative filled qty."""
@@ -130,38 +159,25 @@ class Portfolio:
         self.filled[client_order_id] = done + applied
         return applied
 
-    def on_fill(
-        self,
-        execution_id: str,
-        client_order_id: str,
-        symbol: str,
-        side: str,
-        qty: float,
-        price: float,
-        position_qty: float | None,
-        remaining: float,
-        final: bool,
-        cum_filled: float | None = None,
-    ) -> bool:
+    def on_fill(self, fill: Fill) -> bool:
         """Apply a fill once; returns False for a replayed execution or quantity already applied."""
-        if execution_id in self.executions:
+        if fill.execution_id in self.executions:
             return False
-        self.executions.add(execution_id)
-        w = self.working.get(client_order_id)
+        self.executions.add(fill.execution_id)
+        w = self.working.get(fill.client_order_id)
         if w is not None:
-            if final or remaining <= 0:
-                self.working.pop(client_order_id)
+            if fill.final or fill.remaining <= 0:
+                self.working.pop(fill.client_order_id)
             else:
-                w.signed_qty = remaining if side == "buy" else -remaining
-        applied = self._apply(client_order_id, qty, cum_filled)
+                w.signed_qty = fill.remaining if fill.side == "buy" else -fill.remaining
+        applied = self._apply(fill.client_order_id, fill.qty, fill.cum_filled)
         if applied <= 0:
             return False
-        signed = applied if side == "buy" else -applied
-        self.cash -= signed * price
-        self.positions[symbol] = (
-            position_qty if position_qty is not None else self.positions.get(symbol, 0) + signed
-        )
-        self.prices.setdefault(symbol, price)
+        signed = applied if fill.side == "buy" else -applied
+        self.cash -= signed * fill.price
+        held = fill.position_qty
+        self.positions[fill.symbol] = held if held is not None else self.positions.get(fill.symbol, 0) + signed
+        self.prices.setdefault(fill.symbol, fill.price)
         return True
 
     def recover(

@@ -86,7 +86,7 @@ class Preparation:
         return frame_bars(frame)
 
     def load_account(
-        self, portfolio: Portfolio, working_since: dict[str, int], barcheck: BarCheck, warm_bars: list[Bar]
+        self, portfolio: Portfolio, barcheck: BarCheck, warm_bars: list[Bar]
     ) -> None:
         """The broker's cash, positions and open orders; last prices from the warmup (else the broker).
 
@@ -110,9 +110,9 @@ class Preparation:
         for o in self._broker.orders("open"):
             # an order still working from an earlier attempt (or the liquidation) counts as working
             qty = o.qty if o.qty is not None else 0.0
-            portfolio.adopt_working(o.client_order_id, o.symbol, o.side, qty, o.filled_qty or 0.0)
             key = parse_client_order_id(o.client_order_id)
-            working_since[o.client_order_id] = key.decision_seq if key else -2
+            portfolio.adopt_working(o.client_order_id, o.symbol, o.side, qty, o.filled_qty or 0.0,
+                                    key.decision_seq if key else -2)
 
     def start_day(self, gate: RiskGate, portfolio: Portfolio) -> None:
         """The loss limit counts from the broker's equity at the open: stored by the session's first attempt

@@ -38,7 +38,6 @@ class BrokerSync:
         threads: Threads,
         recorder: Recorder,
         portfolio: Portfolio,
-        working_since: dict[str, int],
         report: SessionReport,
         *,
         broker: BrokerPort,
@@ -48,7 +47,6 @@ class BrokerSync:
         self._threads = threads
         self._recorder = recorder
         self._portfolio = portfolio
-        self._working_since = working_since
         self._report = report
         self._broker = broker
         self.describe = broker.describe
@@ -112,7 +110,6 @@ class BrokerSync:
             portfolio.recover(coid, order.symbol, side, cum, order.filled_avg_price or 0.0)
         if order.status in FINAL:
             portfolio.order_done(coid)
-            self._working_since.pop(coid, None)
         elif ours and coid in portfolio.working and order.qty is not None:
             remaining = order.qty - cum
             portfolio.working[coid].signed_qty = remaining if side == "buy" else -remaining

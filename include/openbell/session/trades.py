@@ -19,7 +19,7 @@ from openbell.broker import book
 from openbell.broker.journal import event
 from openbell.broker.updates import apply_trade_update
 from openbell.ports import TradeNotice, TradeReport, UnreadableUpdate
-from openbell.session.portfolio import Portfolio
+from openbell.session.portfolio import Fill, Portfolio
 from openbell.session.recording import Recorder
 from openbell.session.report import SessionReport
 from openbell.session.threads import Threads
@@ -44,7 +44,6 @@ class TradeUpdates:
         threads: Threads,
         recorder: Recorder,
         portfolio: Portfolio,
-        working_since: dict[str, int],
         report: SessionReport,
         *,
         session_date: date,
@@ -54,7 +53,6 @@ class TradeUpdates:
         self._threads = threads
         self._recorder = recorder
         self._portfolio = portfolio
-        self._working_since = working_since
         self._report = report
         self.d = session_date
         self._read = read
@@ -65,22 +63,18 @@ class TradeUpdates:
         """One trade update as the stream noticed it (reading it into a report is left to the writer's
         thread, away from the loop while orders are going out)."""
         coid, execution_id = n.client_order_id, n.execution_id
-        if n.event in ("fill", "partial_fill") and execution_id is not None and self._portfolio.on_fill(
-            execution_id,
-            coid,
-            n.symbol,
-            n.side,
-            n.qty if n.qty is not None else n.filled_qty or 0.0,
-            n.price if n.price is not None else n.filled_avg_price or 0.0,
-            n.position_qty,
-            (n.order_qty or 0.0) - (n.filled_qty or 0.0),
-            n.status in FINAL,
-            n.filled_qty,
-        ):
+        if n.event in ("fill", "partial_fill") and execution_id is not None and self._portfolio.on_fill(Fill(
+            execution_id, coid, n.symbol, n.side,
+            qty=n.qty if n.qty is not None else n.filled_qty or 0.0,
+            price=n.price if n.price is not None else n.filled_avg_price or 0.0,
+            position_qty=n.position_qty,
+            remaining=(n.order_qty or 0.0) - (n.filled_qty or 0.0),
+            final=n.status in FINAL,
+            cum_filled=n.filled_qty,
+        )):
             self._report.fills += 1
         if n.status in FINAL:
             self._portfolio.order_done(coid)
-            self._working_since.pop(coid, None)
         self._recorder.write(lambda conn: self._store(conn, n))
 
     def _store(self, conn: Connection, n: TradeNotice) -> None:

@@ -1,0 +1,38 @@
+"""What one trading attempt trades and how: :class:`LoopSettings`, every field with its default."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from openbell.policy import OrderLimits
+from openbell.strategy import RiskGate, RiskLimits
+from openbell.strategy.base import DEFAULT_UNIVERSE
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """The strategy (``strategy_name``; ``params_override`` fixes its parameters, else the stored version in
+    force), the risk limits (or a restored gate), the universe, the order rules and pre-trade limits, the
+    warmup, the stream watchdog (``silence_minutes``), how long a minute waits for its bars (``grace_seconds``
+    of market time, at least ``wall_grace`` wall seconds), how often the broker is synced (every
+    ``sync_every`` decisions), the order workers (processes and their threads), the market time no order may
+    reach (``trade_until``; default the close) and the trade stream's reconnect backoff (wall seconds)."""
+
+    strategy_name: str = "momentum_rotation"
+    params_override: dict[str, Any] | None = None
+    risk: RiskLimits | RiskGate | None = None
+    universe: Sequence[str] = DEFAULT_UNIVERSE
+    min_notional: float = 100.0
+    limits: OrderLimits | None = None
+    warmup_sessions: int = 5
+    silence_minutes: float = 3.0
+    grace_seconds: float = 2.0
+    wall_grace: float = 0.15
+    sync_every: int = 1
+    order_workers: int = 2
+    order_threads: int | None = None
+    trade_until: datetime | None = None
+    trade_stream_backoff: tuple[float, float] = (0.25, 5.0)
