@@ -3,7 +3,7 @@ first and the last decision of a whole session.
 
 Run: ``.venv/bin/python -m bench health_bench``. A whole simulated session, 09:30-16:00 ET, at speed 120
 (about 200 s of wall time) on the IEX-like default market, with a strategy that rebalances every minute.
-``run_live_session`` runs in this process (as in the Airflow task, minus Airflow); a sampler thread
+``run_trading_attempt`` runs in this process (as in the Airflow task, minus Airflow); a sampler thread
 watches the decisions table and, when it gains its first row and each later one, reads this process's
 resident memory (``VmRSS``) and open descriptors (``/proc/self/fd``), the order worker processes' memory,
 and how many connections to the state database ``pg_stat_activity`` lists (the sampler's own left out).
@@ -29,11 +29,11 @@ from openbell.calendar import previous_sessions, session
 from openbell.clock import MarketClock, cached_now, clock_for
 from openbell.pg import ephemeral_server, scratch_database
 from openbell.ports import Window
-from openbell.session import run_live_session
 from openbell.sim.testing import SimProcess
 from openbell.store import db
 from openbell.store.bars import upsert_bars
 from openbell.strategy import DEFAULT_UNIVERSE, RiskLimits
+from openbell.trading import run_trading_attempt
 
 SESSION = date(2025, 11, 20)
 SPEED = 120.0
@@ -133,7 +133,7 @@ def _day(tmp: Path, server: str) -> tuple[Sampler, float]:
             sampler.start()
             started = time.perf_counter()
             try:
-                run_live_session(alpaca_venue(config), engine, SESSION, clock=clock, params_override=PARAMS,
+                run_trading_attempt(alpaca_venue(config), engine, SESSION, clock=clock, params_override=PARAMS,
                                  risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), universe=universe,
                                  warmup_sessions=2)
             finally:

@@ -27,11 +27,11 @@ from openbell.calendar import previous_sessions
 from openbell.clock import clock_for
 from openbell.pg import ephemeral_server, scratch_database
 from openbell.ports import Window
-from openbell.session import SessionReport, run_live_session
 from openbell.sim.testing import SimProcess
 from openbell.store import db
 from openbell.store.bars import upsert_bars
 from openbell.strategy import DEFAULT_UNIVERSE, RiskLimits
+from openbell.trading import AttemptReport, run_trading_attempt
 
 SESSION = date(2025, 11, 20)
 PARAMS = {"lookback": 5, "vol_window": 10, "top_k": 3, "threshold": 0.0, "rebalance_minutes": 1,
@@ -39,7 +39,7 @@ PARAMS = {"lookback": 5, "vol_window": 10, "top_k": 3, "threshold": 0.0, "rebala
 
 
 def _session(tmp: Path, server: str, name: str, *, speed: float, start: str,
-             market: str) -> tuple[SessionReport, float]:
+             market: str) -> tuple[AttemptReport, float]:
     """One live session on a fresh database and simulator; its report and wall seconds."""
     universe = list(DEFAULT_UNIVERSE)
     with scratch_database(server, prefix=f"bench_{name}") as url:
@@ -55,7 +55,7 @@ def _session(tmp: Path, server: str, name: str, *, speed: float, start: str,
             history = AlpacaMarketData(config).bars(universe, Window(prior[0].open, clock.now()))
             upsert_bars(engine, history, source="rest")
             started = time.perf_counter()
-            report = run_live_session(
+            report = run_trading_attempt(
                 alpaca_venue(config), engine, SESSION, clock=clock, params_override=PARAMS,
                 risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), universe=universe, warmup_sessions=2,
             )

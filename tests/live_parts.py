@@ -1,4 +1,4 @@
-"""Driving the live loop's parts against a real simulator and Postgres, as ``LiveSession.run`` drives them:
+"""Driving the live loop's parts against a real simulator and Postgres, as ``TradingAttempt.run`` drives them:
 a session prepared and attached (writer, helper pool, order workers), then what a stream or the decider
 would hand in. Shared by the money-safety, rejection and pre-trade-limit tests."""
 
@@ -23,20 +23,20 @@ from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.calendar import previous_sessions, session
 from openbell.clock import clock_for
 from openbell.ports import Window
-from openbell.session import LiveSession
-from openbell.session.sender import OrderSender
-from openbell.session.settings import LoopSettings
-from openbell.session.writer import Writer
 from openbell.sim.testing import SimProcess
 from openbell.store.bars import upsert_bars
+from openbell.trading import TradingAttempt
+from openbell.trading.sender import OrderSender
+from openbell.trading.settings import LoopSettings
+from openbell.trading.writer import Writer
 
 UNIVERSE = ["SSO", "TQQQ"]
 
 
 @asynccontextmanager
-async def prepared(sim: SimProcess, engine: Engine, *, setup: Callable[[LiveSession], None] | None = None,
-                   **options: Any) -> AsyncIterator[LiveSession]:
-    """A LiveSession (``options`` are its own) prepared and attached as ``run`` attaches it; ``setup`` sees
+async def prepared(sim: SimProcess, engine: Engine, *, setup: Callable[[TradingAttempt], None] | None = None,
+                   **options: Any) -> AsyncIterator[TradingAttempt]:
+    """A TradingAttempt (``options`` are its own) prepared and attached as ``run`` attaches it; ``setup`` sees
     it before it is attached."""
     s = session(SESSION)
     assert s is not None
@@ -44,8 +44,8 @@ async def prepared(sim: SimProcess, engine: Engine, *, setup: Callable[[LiveSess
     clock = clock_for(config)
     history = AlpacaMarketData(config).bars(UNIVERSE, Window(previous_sessions(SESSION, 1)[0].open, clock.now()))
     upsert_bars(engine, history, source="rest")
-    live = LiveSession(alpaca_venue(config), engine, s, LoopSettings(universe=UNIVERSE, warmup_sessions=1, **options),
-                       clock=clock)
+    settings = LoopSettings(universe=UNIVERSE, warmup_sessions=1, **options)
+    live = TradingAttempt(alpaca_venue(config), engine, s, settings, clock=clock)
     if setup is not None:
         setup(live)
     sender = OrderSender(live.broker, live.dispatch.on_sent, workers=1, threads=2)
@@ -70,7 +70,7 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> 
         await asyncio.sleep(0.02)
 
 
-async def flushed(live: LiveSession) -> None:
+async def flushed(live: TradingAttempt) -> None:
     """Everything queued so far is in Postgres."""
     await asyncio.sleep(0.05)
     live.recorder.flush()

@@ -217,7 +217,7 @@ def test_the_store_imports_only_the_store_and_leaves() -> None:
 def test_the_simulator_imports_nothing_of_the_core() -> None:
     """A wire-level test double: the simulator uses leaves (the NYSE calendar, the JSON encoder) and the CPU
     scheduling helper; only its test harness (SimProcess) builds client settings with the Alpaca adapter's config."""
-    allowed = ("openbell.sim", "openbell.sched", *LEAVES)
+    allowed = ("openbell.sim", "openbell.cpu", *LEAVES)
     harness = "openbell.sim.testing"
     found = _outside(allowed, [m for m in _under("openbell.sim") if m != harness])
     found += _outside((*allowed, "openbell.adapters.alpaca.config"), [harness])
@@ -318,7 +318,7 @@ def test_the_ui_imports_no_step_of_the_workflow() -> None:
     assert any(e.importer.startswith("openbell.ui") and e.imported == "openbell.workflow.hooks" for e in edges())
 
 
-RISK_WRITERS = {"openbell.store.sessions", "openbell.session.live", "openbell.workflow.control"}
+RISK_WRITERS = {"openbell.store.sessions", "openbell.trading.live", "openbell.workflow.control"}
 
 
 def test_only_the_risk_package_moves_the_risk_state() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from openbell import metrics
 from openbell.metrics import SessionMetrics
-from openbell.session.report import SessionReport
+from openbell.trading.attempt_report import AttemptReport
 
 DAY = "2025-11-20"
 
@@ -67,7 +67,7 @@ def _reset_afterwards(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def test_minutes_and_session_end_arrive_over_udp(monkeypatch, receiver) -> None:
     _statsd(monkeypatch, receiver.getsockname()[1])
-    report = SessionReport(session_date=DAY, orders=3, fills=2, rejected=1, decisions=5, stream_restarts=1,
+    report = AttemptReport(session_date=DAY, orders=3, fills=2, rejected=1, decisions=5, stream_restarts=1,
                            rejections_by_reason={"insufficient_buying_power": 1}, risk_state="ACTIVE")
     latencies, lateness = [12.5, 30.0], [0.25]
     m = SessionMetrics(DAY)
@@ -104,18 +104,18 @@ def test_minutes_and_session_end_arrive_over_udp(monkeypatch, receiver) -> None:
     m.session(report, latencies_ms=latencies, lateness_s=lateness)
     end = _by_name(_received(receiver))
     assert end["airflow.openbell.fills"] == ["2|c"]
-    assert end["airflow.openbell.session.latency_p50_ms"] == ["12.5|g"]
-    assert end["airflow.openbell.session.latency_p99_ms"] == ["30.0|g"]
-    assert end["airflow.openbell.session.lateness_p99_s"] == ["0.25|g"]
-    assert end["airflow.openbell.session.end_equity"] == ["99250.25|g"]
-    assert end["airflow.openbell.session.pnl"] == ["0|g", "-749.75|g"]  # StatsD's way to set a negative gauge
+    assert end["airflow.openbell.trading.latency_p50_ms"] == ["12.5|g"]
+    assert end["airflow.openbell.trading.latency_p99_ms"] == ["30.0|g"]
+    assert end["airflow.openbell.trading.lateness_p99_s"] == ["0.25|g"]
+    assert end["airflow.openbell.trading.end_equity"] == ["99250.25|g"]
+    assert end["airflow.openbell.trading.pnl"] == ["0|g", "-749.75|g"]  # StatsD's way to set a negative gauge
     assert "airflow.openbell.bar_to_order" not in end
     assert m.failures == 0
 
 
 def test_with_metrics_off_nothing_is_sent_and_nothing_fails(monkeypatch, receiver) -> None:
     _statsd(monkeypatch, receiver.getsockname()[1], on=False)
-    report = SessionReport(session_date=DAY, orders=3, fills=1, risk_state="REDUCING")
+    report = AttemptReport(session_date=DAY, orders=3, fills=1, risk_state="REDUCING")
     m = SessionMetrics(DAY)
     m.minute(report, equity=1.0, latencies_ms=[1.0], lateness_s=[0.1])
     m.session(report)
@@ -126,8 +126,8 @@ def test_with_metrics_off_nothing_is_sent_and_nothing_fails(monkeypatch, receive
 def test_an_unresolvable_statsd_host_fails_nothing(monkeypatch, receiver) -> None:
     _statsd(monkeypatch, receiver.getsockname()[1], host="statsd.invalid")
     m = SessionMetrics(DAY)
-    m.minute(SessionReport(session_date=DAY, orders=1), equity=float("nan"))
-    m.session(SessionReport(session_date=DAY, orders=2))
+    m.minute(AttemptReport(session_date=DAY, orders=1), equity=float("nan"))
+    m.session(AttemptReport(session_date=DAY, orders=2))
     assert _received(receiver) == []
 
 

@@ -13,8 +13,8 @@ from openbell.broker.journal import event
 from openbell.report import build_report, render
 from openbell.store.db import make_engine
 from openbell.store.ledger import ABANDONED, step
-from openbell.store.params import add_params
 from openbell.store.sessions import set_risk
+from openbell.store.versions import add_params
 
 
 def test_a_killed_attempt_and_what_the_retry_recovered(state_url: str) -> None:

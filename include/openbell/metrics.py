@@ -6,7 +6,7 @@ metrics off nothing is sent. Every name starts with ``openbell.`` and carries a 
 backends that keep tags; plain StatsD keeps only the name).
 
 :class:`SessionMetrics` is called between minutes (``minute``) and at the end of an attempt
-(``session``); it turns the attempt's cumulative counts (:class:`~openbell.session.report.SessionReport`)
+(``session``); it turns the attempt's cumulative counts (:class:`~openbell.trading.attempt_report.AttemptReport`)
 into counter increments and never raises.
 
 Metrics, by kind:
@@ -16,8 +16,8 @@ Metrics, by kind:
 - timings (ms): ``openbell.bar_to_order`` (bar that completed a minute to its order handed to the sender),
   ``openbell.decision_lateness`` (a streamed minute's end to its decision, market time);
 - gauges: ``openbell.equity``, ``openbell.risk_state`` (0 ``ACTIVE``, 1 ``REDUCING``, 2 ``HALTED``), and at
-  the end ``openbell.session.latency_p50_ms``/``p99_ms``, ``openbell.session.lateness_p50_s``/``p99_s``,
-  ``openbell.session.end_equity``, ``openbell.session.pnl``.
+  the end ``openbell.trading.latency_p50_ms``/``p99_ms``, ``openbell.trading.lateness_p50_s``/``p99_s``,
+  ``openbell.trading.end_equity``, ``openbell.trading.pnl``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ _lock = threading.Lock()
 
 
 class Report(Protocol):
-    """What is read of a :class:`~openbell.session.report.SessionReport`."""
+    """What is read of a :class:`~openbell.trading.attempt_report.AttemptReport`."""
 
     session_date: str
     orders: int

@@ -14,7 +14,7 @@ from openbell.clock import MarketClock
 from openbell.optimize import optimize
 from openbell.params import RunParams
 from openbell.store.bars import load_bars
-from openbell.store.params import add_params, latest_params
+from openbell.store.versions import add_params, latest_params
 from openbell.strategy import build, validate_params
 from openbell.strategy.risk import RiskLimits
 

@@ -19,7 +19,7 @@ from sqlalchemy import insert, text
 from dates import SESSION as DAY
 from openbell.store.db import make_engine
 from openbell.store.models import Decision, EquityPoint, Fill, Order
-from openbell.store.params import add_params
+from openbell.store.versions import add_params
 
 HERE = Path(__file__).resolve().parent
 

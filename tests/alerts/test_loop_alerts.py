@@ -12,11 +12,11 @@ from sqlalchemy import Engine
 
 from dates import SESSION as DAY
 from openbell.broker.journal import event
-from openbell.session.alerting import REJECTIONS_ALERT, LoopAlerts
-from openbell.session.live import LiveSession
-from openbell.session.report import SessionReport
 from openbell.store.db import make_engine
 from openbell.store.sessions import get_risk, set_risk
+from openbell.trading.alerting import REJECTIONS_ALERT, LoopAlerts
+from openbell.trading.attempt_report import AttemptReport
+from openbell.trading.live import TradingAttempt
 
 OPEN = datetime(2025, 11, 20, 14, 30, tzinfo=UTC)  # 09:30 ET
 
@@ -25,7 +25,7 @@ def _titles(receiver: HttpReceiver) -> list[str]:
     return [m["title"] for m in receiver.received]
 
 
-def _refused(engine: Engine, report: SessionReport, n: int, reason: str = "buying_power") -> None:
+def _refused(engine: Engine, report: AttemptReport, n: int, reason: str = "buying_power") -> None:
     """``n`` refusals by the broker, counted and journaled as the live loop's dispatcher does."""
     for _ in range(n):
         report.rejected += 1
@@ -34,7 +34,7 @@ def _refused(engine: Engine, report: SessionReport, n: int, reason: str = "buyin
                                               "http_status": 403, "code": 40310000, "refusal": reason})
 
 
-def _restart(engine: Engine, report: SessionReport, last_bar_end: datetime, at: datetime) -> None:
+def _restart(engine: Engine, report: AttemptReport, last_bar_end: datetime, at: datetime) -> None:
     """A restart of a silent bar stream, counted and journaled as the live loop's stream watch does."""
     report.stream_restarts += 1
     event(engine, DAY, "stream_restart", {"last_bar_end": last_bar_end, "market_time": at})
@@ -45,7 +45,7 @@ def test_refusals_below_the_line_send_nothing_and_each_line_crossed_alerts_once(
     monkeypatch.setenv(CONN_ENV, connection(http_receiver.url))
     engine = make_engine(state_url)
     alerts = LoopAlerts(DAY, engine)
-    report = SessionReport(session_date=DAY.isoformat())
+    report = AttemptReport(session_date=DAY.isoformat())
     _refused(engine, report, REJECTIONS_ALERT - 1)
     alerts.check(report)
     assert http_receiver.received == []  # below the line: nothing
@@ -73,12 +73,12 @@ def test_a_retried_attempt_does_not_resend_the_days_refusal_alerts_but_adds_to_t
         state_url: str, http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CONN_ENV, connection(http_receiver.url))
     engine = make_engine(state_url)
-    first = SessionReport(session_date=DAY.isoformat())
+    first = AttemptReport(session_date=DAY.isoformat())
     _refused(engine, first, 7)
     LoopAlerts(DAY, engine).check(first)
     assert _titles(http_receiver) == [f"openbell {DAY}: 7 orders refused by the broker"]
     # the attempt dies; its retry counts its own refusals, the journal holds the day's
-    retry, alerts = SessionReport(session_date=DAY.isoformat()), LoopAlerts(DAY, engine)
+    retry, alerts = AttemptReport(session_date=DAY.isoformat()), LoopAlerts(DAY, engine)
     _refused(engine, retry, 1)
     alerts.check(retry)
     assert len(http_receiver.received) == 1  # 8 today: the alert at 5 went out already
@@ -94,7 +94,7 @@ def test_each_silence_of_the_bar_stream_alerts_and_a_long_one_reminds_at_2_4_8_r
     monkeypatch.setenv(CONN_ENV, connection(http_receiver.url))
     engine = make_engine(state_url)
     alerts = LoopAlerts(DAY, engine)
-    report = SessionReport(session_date=DAY.isoformat())
+    report = AttemptReport(session_date=DAY.isoformat())
     alerts.check(report)
     assert http_receiver.received == []
     since = OPEN + timedelta(minutes=61)  # 10:31 ET: the last streamed minute's end
@@ -124,14 +124,14 @@ def test_a_retried_attempt_does_not_resend_a_silence_but_alerts_its_own(
         state_url: str, http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CONN_ENV, connection(http_receiver.url))
     engine = make_engine(state_url)
-    first = SessionReport(session_date=DAY.isoformat())
+    first = AttemptReport(session_date=DAY.isoformat())
     since = OPEN + timedelta(minutes=60)
     _restart(engine, first, since, since + timedelta(minutes=3))
     LoopAlerts(DAY, engine).check(first)
     assert len(http_receiver.received) == 1
     LoopAlerts(DAY, engine).check(first)  # the same restart seen by another attempt: not again
     assert len(http_receiver.received) == 1
-    retry, alerts = SessionReport(session_date=DAY.isoformat()), LoopAlerts(DAY, engine)
+    retry, alerts = AttemptReport(session_date=DAY.isoformat()), LoopAlerts(DAY, engine)
     alerts.check(retry)
     since = OPEN + timedelta(minutes=90)  # the retry's own stream goes silent: its first restart alerts
     _restart(engine, retry, since, since + timedelta(minutes=3))
@@ -145,7 +145,7 @@ def test_a_journal_written_late_still_alerts_the_restart(state_url: str, http_re
     monkeypatch.setenv(CONN_ENV, connection(http_receiver.url))
     engine = make_engine(state_url)
     alerts = LoopAlerts(DAY, engine)
-    report = SessionReport(session_date=DAY.isoformat(), stream_restarts=1)  # counted, not yet journaled
+    report = AttemptReport(session_date=DAY.isoformat(), stream_restarts=1)  # counted, not yet journaled
     alerts.check(report)
     assert http_receiver.received == []
     event(engine, DAY, "stream_restart", {"last_bar_end": OPEN, "market_time": OPEN + timedelta(minutes=3)})
@@ -154,9 +154,9 @@ def test_a_journal_written_late_still_alerts_the_restart(state_url: str, http_re
 
 
 def _store_halt(engine: Engine, reason: str, at: datetime) -> None:
-    """``LiveSession._store_halt`` as the live loop calls it on its helper pool when the loss stop trips (on a
+    """``TradingAttempt._store_halt`` as the live loop calls it on its helper pool when the loss stop trips (on a
     session with only what storing and alerting use: its date and the state database)."""
-    live = object.__new__(LiveSession)
+    live = object.__new__(TradingAttempt)
     live.d, live.engine = DAY, engine
     live._store_halt(reason, at)
 

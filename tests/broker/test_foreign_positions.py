@@ -20,12 +20,12 @@ from openbell.calendar import previous_sessions
 from openbell.clock import clock_for
 from openbell.params import RunParams
 from openbell.ports import Window
-from openbell.session import run_live_session
 from openbell.sim.testing import SimProcess
 from openbell.store.bars import upsert_bars
 from openbell.store.ledger import steps_for
-from openbell.store.params import add_params
+from openbell.store.versions import add_params
 from openbell.strategy import DEFAULT_UNIVERSE, RiskLimits
+from openbell.trading import run_trading_attempt
 from openbell.workflow.steps import StepContext, run_eod_liquidate
 
 UNIVERSE = list(DEFAULT_UNIVERSE)
@@ -103,7 +103,7 @@ def test_the_strategy_trades_adopted_universe_positions_and_leaves_foreign_ones_
 
         liquidation = threading.Thread(target=eod, daemon=True)
         liquidation.start()
-        run_live_session(alpaca_venue(config), engine, SESSION, clock=clock, strategy_name="momentum_rotation",
+        run_trading_attempt(alpaca_venue(config), engine, SESSION, clock=clock, strategy_name="momentum_rotation",
                          risk=RiskLimits(max_weight=0.4, max_gross=1.0, daily_loss_limit=None), universe=UNIVERSE,
                          min_notional=100.0, warmup_sessions=2, trade_until=at_et("15:58"))
         liquidation.join(timeout=60)

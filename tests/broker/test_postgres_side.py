@@ -14,7 +14,7 @@ from openbell.adapters.alpaca.convert import order_report, trade_report
 from openbell.broker import apply_trade_update, client_order_id
 from openbell.broker.updates import recover_fills
 from openbell.ports import OrderReport, TradeReport
-from openbell.session import SessionLock, SessionLocked, Writer
+from openbell.trading import SessionLock, SessionLocked, Writer
 
 EXEC_A, EXEC_B = "0c0f5a3e-1111-4a6b-9c1d-000000000001", "0c0f5a3e-1111-4a6b-9c1d-000000000002"
 

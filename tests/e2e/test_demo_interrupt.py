@@ -82,7 +82,7 @@ def test_ctrl_c_while_trading_stops_every_process_the_demo_started(tmp_path: Pat
             assert time.monotonic() < deadline, "live_trading sent no order within 600s"
             time.sleep(1)
         before = _carrying(home)
-        workers = [pid for pid, cmd in before.items() if "openbell.session.sender" in cmd]
+        workers = [pid for pid, cmd in before.items() if "openbell.trading.sender" in cmd]
         assert workers, before  # live_trading's order workers are up
 
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in the demo's terminal does

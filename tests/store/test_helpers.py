@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import Engine
 
-from openbell.store.params import add_params, latest_params
 from openbell.store.sessions import get_phase, get_session, set_phase
+from openbell.store.versions import add_params, latest_params
 
 DAY = date(2025, 3, 3)
 

@@ -14,7 +14,7 @@ from openbell.calendar import session
 from openbell.params import RunParams
 from openbell.store import db
 from openbell.store.bars import upsert_bars
-from openbell.store.params import add_params, latest_params
+from openbell.store.versions import add_params, latest_params
 from openbell.strategy import InvalidParams, build
 
 GOOD = {"lookback": 90, "vol_window": 90, "top_k": 2, "threshold": 1.0, "rebalance_minutes": 30,

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 import pytest
 
 from openbell.policy import Decision, OrderIntent, OrderLimits, OrderPolicy, Refused, reducing_only, working_sides
-from openbell.session.portfolio import Portfolio, Working
+from openbell.trading.portfolio import Portfolio, Working
 
 U = ["ERX", "FAS", "SSO", "TNA", "TQQQ"]
 

@@ -12,9 +12,9 @@ from strategy_synth import make_bars
 
 from openbell import backtest
 from openbell.policy import OrderIntent, OrderPolicy, working_sides
-from openbell.session.portfolio import Fill, Portfolio
 from openbell.strategy import Bar, RiskGate, RiskLimits, build
 from openbell.strategy.data import prepare
+from openbell.trading.portfolio import Fill, Portfolio
 
 CASES = {
     "defaults": ({}, RiskLimits(), OrderPolicy(), 1.0),

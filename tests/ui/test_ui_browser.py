@@ -43,7 +43,7 @@ def _watch(day: Rehearsal, profile: Path, shot: Path, seen: dict[str, Any]) -> N
     from playwright.sync_api import sync_playwright
 
     from openbell.store.db import make_engine
-    from openbell.store.params import add_params
+    from openbell.store.versions import add_params
 
     add_params(make_engine(day.state_url), "momentum_rotation", BUSY, source="manual")
 

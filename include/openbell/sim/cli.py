@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
-from openbell.sched import background
+from openbell.cpu import background
 from openbell.sim.faults import LIMITS, Faults, parse_silence
 from openbell.sim.halts import parse_halt
 from openbell.sim.playback import default_session_date, is_session, parse_hhmm

@@ -200,15 +200,15 @@ def reconcile(context: dict[str, Any]) -> dict[str, Any]:
 
 def live_trading(context: dict[str, Any]) -> dict[str, Any]:
     """Trade the session until its close; every attempt resumes from Postgres and the broker."""
-    from openbell.session import SessionOver, run_live_session
     from openbell.strategy.risk import RiskLimits
+    from openbell.trading import SessionOver, run_trading_attempt
 
     ctx = from_airflow(context)
     p = ctx.params
     with recorded(ctx, "live_trading") as record:
         require_live(ctx)
         try:
-            report = run_live_session(
+            report = run_trading_attempt(
                 ctx.venue, ctx.engine, ctx.session.date, clock=ctx.clock, strategy_name=p.strategy,
                 params_override=p.strategy_params,
                 risk=RiskLimits(max_weight=p.max_weight, max_gross=p.max_gross,

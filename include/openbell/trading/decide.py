@@ -1,0 +1,87 @@
+"""One minute's decision: strategy, risk limits, the orders out, then the record queued.
+
+This is the hot path: nothing here waits for Postgres or the broker. Orders leave (through the
+:class:`Dispatcher`) before the decision's rows are queued for the writer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from openbell.strategy import Bar, RiskGate
+from openbell.trading.attempt_report import AttemptReport
+from openbell.trading.dispatch import Dispatcher
+from openbell.trading.fence import Fencing
+from openbell.trading.minutes import MINUTE
+from openbell.trading.portfolio import Portfolio
+from openbell.trading.recording import Recorder
+from openbell.trading.reload import Minutes, ParamReload
+
+log = logging.getLogger(__name__)
+
+
+class Decider:
+    """Decides minutes in order; ``seq`` is the next decision's sequence number, ``today`` the minutes
+    decided so far (a reloaded strategy catches up on them)."""
+
+    def __init__(
+        self,
+        portfolio: Portfolio,
+        gate: RiskGate,
+        params: ParamReload,
+        dispatch: Dispatcher,
+        fencing: Fencing,
+        recorder: Recorder,
+        report: AttemptReport,
+        *,
+        trade_until: datetime,
+        on_stop: Callable[[str], None],
+    ) -> None:
+        self._portfolio = portfolio
+        self._gate = gate
+        self._params = params
+        self._dispatcher = dispatch
+        self._fencing = fencing
+        self._recorder = recorder
+        self._report = report
+        self._trade_until = trade_until
+        self._on_stop = on_stop  # the risk gate is stopped: told before each minute's orders leave
+        self.seq = 0
+        self.today: Minutes = []
+
+    def decide(self, t: datetime, bars: dict[str, Bar], ready: float | None, *, trade: bool) -> None:
+        """Decide minute ``t`` on its ``bars``; ``ready`` is when its last bar arrived (None: refilled),
+        ``trade`` False when only the strategy's state may move (a minute decided while catching up)."""
+        params, portfolio, report = self._params, self._portfolio, self._report
+        assert params.strategy is not None
+        if params.candidate is not None:
+            params.swap(self.today)
+        strategy = params.strategy
+        for b in bars.values():
+            portfolio.prices[b.symbol] = b.close
+        equity = portfolio.equity()
+        try:
+            targets = strategy.on_minute(t, bars)
+            weights, notes = self._gate.apply(targets, equity)
+        except Exception as exc:  # a strategy or risk failure skips this minute's trading, loudly
+            log.exception("decision at %s failed", t)
+            # a loss stop's closes still go: they need no target
+            targets, weights, notes = {}, {}, [f"decision failed: {exc}"]
+            trade = trade and self._dispatcher.gate.risk.flattening
+        seq = self.seq
+        self.seq += 1
+        self.today.append((t, bars))
+        if ready is not None and report.first_live_decision_at is None:
+            report.first_live_decision_at = datetime.now(UTC).isoformat()
+        trade = trade and self._fencing.ok and self._fencing.out is None
+        dispatch = self._dispatcher
+        trade = trade and not dispatch.gate.liquidating and t + MINUTE < self._trade_until  # the liquidation ends it
+        if self._gate.stopped:  # the loss stop trips once (the risk owner): REDUCING, closing all, until flat
+            self._on_stop(self._gate.stop_reason or "stopped for the day")
+        orders = dispatch.place(seq, weights, notes, ready, trade=trade)
+        report.decisions += 1
+        scores = getattr(strategy, "last_scores", None) or {}
+        self._recorder.decision(t, seq, targets, weights, notes, orders, equity, params.version_id, scores,
+                                portfolio.cash, portfolio.gross_exposure())

@@ -1,0 +1,117 @@
+"""Parameter hot reload: the strategy in force, and a newer stored parameter version warmed up off the
+loop (on the helper pool) and swapped in before the next decision."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from openbell.broker.journal import event
+from openbell.store.versions import latest_params
+from openbell.strategy import Bar, InvalidParams, Strategy, build
+from openbell.trading.attempt_report import AttemptReport
+from openbell.trading.minutes import bars_frame
+from openbell.trading.recording import Recorder
+from openbell.trading.threads import Threads
+
+Minutes = list[tuple[datetime, dict[str, Bar]]]  # today's decided minutes, in order
+
+
+@dataclass
+class Candidate:
+    """A new parameter version's strategy, warmed up through ``warmed_through``."""
+
+    strategy: Strategy
+    version_id: int | None
+    warmed_through: datetime | None
+
+
+class ParamReload:
+    """Holds ``strategy`` and its parameter ``version_id``; follows the stored versions unless the run
+    fixed its parameters (``override``). A version the strategy refuses is recorded and skipped."""
+
+    def __init__(
+        self,
+        threads: Threads,
+        recorder: Recorder,
+        report: AttemptReport,
+        *,
+        engine: Engine,
+        session_date: date,
+        strategy_name: str,
+        override: dict[str, Any] | None,
+        universe: Sequence[str],
+    ) -> None:
+        self._threads = threads
+        self._recorder = recorder
+        self._report = report
+        self._engine = engine
+        self.d = session_date
+        self.strategy_name = strategy_name
+        self.override = override
+        self._universe = universe
+        self.strategy: Strategy | None = None
+        self.version_id: int | None = None
+        self.candidate: Candidate | None = None  # set on the loop, swapped in by the next decision
+        self.warm_bars: list[Bar] = []  # the warmup's bars, which a candidate warms up on too
+        self._refused: set[int] = set()
+
+    def load(self) -> Strategy:
+        """Choose the strategy to start with (blocking: before the loop trades) and record its version."""
+        self.strategy, self.version_id = self._initial()
+        self._report.param_versions.append(self.version_id)
+        return self.strategy
+
+    def _initial(self) -> tuple[Strategy, int | None]:
+        if self.override is not None:
+            return build(self.strategy_name, self.override, self._universe), None  # InvalidParams: refuse
+        pv = latest_params(self._engine, self.strategy_name)
+        if pv is None:
+            return build(self.strategy_name, None, self._universe), None
+        try:
+            return build(self.strategy_name, pv.params, self._universe), pv.id
+        except InvalidParams as exc:
+            self._refused.add(pv.id)
+            self._report.params_refused += 1
+            event(self._engine, self.d, "params_refused", {"version_id": pv.id, "error": str(exc)})
+            return build(self.strategy_name, None, self._universe), None
+
+    def check(self, snapshot: Minutes) -> None:
+        """On a helper thread: build and warm up a newer stored version; it becomes the candidate."""
+        pv = latest_params(self._engine, self.strategy_name)
+        if pv is None or pv.id == self.version_id or pv.id in self._refused:
+            return
+        if self.candidate is not None and self.candidate.version_id == pv.id:
+            return
+        try:
+            strategy = build(self.strategy_name, pv.params, self._universe)
+        except InvalidParams as exc:
+            self._refused.add(pv.id)
+            self._report.params_refused += 1
+            event(
+                self._engine,
+                self.d,
+                "params_refused",
+                {"version_id": pv.id, "error": str(exc), "incumbent": self.version_id},
+            )
+            return
+        today = [b for _, bars in snapshot for b in bars.values()]
+        strategy.warmup(bars_frame(self.warm_bars + today))
+        through = snapshot[-1][0] if snapshot else None
+        candidate = Candidate(strategy, pv.id, through)
+        self._threads.loop.call_soon_threadsafe(setattr, self, "candidate", candidate)
+
+    def swap(self, today: Minutes) -> None:
+        """On the loop, before a decision: the candidate catches up on today's minutes and takes over."""
+        cand, self.candidate = self.candidate, None
+        assert cand is not None
+        for m, bars in today:
+            if cand.warmed_through is None or m > cand.warmed_through:
+                cand.strategy.on_minute(m, bars)
+        previous, self.strategy, self.version_id = self.version_id, cand.strategy, cand.version_id
+        self._report.param_versions.append(cand.version_id)
+        self._recorder.event("params_reloaded", {"from": previous, "to": cand.version_id})
