@@ -6,8 +6,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from dates import SESSION as DAY
+from dates import the_session
 from openbell.ports import AccountReport, PositionReport
 from openbell.trading.attempt_report import AttemptReport
+from openbell.trading.context import LoopContext
 from openbell.trading.portfolio import Fill, OrderIntent, Portfolio
 from openbell.trading.sync import BrokerSync
 
@@ -40,14 +42,17 @@ class _Broker:
 def _sync(broker: _Broker) -> tuple[BrokerSync, _Loop]:
     loop = _Loop()
     threads = type("Threads", (), {"loop": loop})()
-    sync = BrokerSync(threads, None, Portfolio(), AttemptReport(DAY), broker=broker,  # type: ignore[arg-type]
-                      session_date=DAY, on_absent=lambda coid, at: None)
-
     def on_equity(equity: float) -> None:
         pass
 
-    sync.on_equity = on_equity
+    sync = BrokerSync(_context(threads, None, AttemptReport(DAY)), Portfolio(), broker=broker,  # type: ignore[arg-type]
+                      on_absent=lambda coid, at: None, on_equity=on_equity)
     return sync, loop
+
+
+def _context(threads: Any, recorder: Any, report: AttemptReport) -> LoopContext:
+    """What the sync shares with the loop's other parts: stand-ins of the threads and the recorder."""
+    return LoopContext(the_session(DAY), (), None, threads, recorder, report)  # type: ignore[arg-type]
 
 
 def test_a_snapshot_whose_positions_moved_while_the_cash_was_read_is_not_applied() -> None:
@@ -75,8 +80,8 @@ class _Recorder:
 def _applying(portfolio: Portfolio) -> tuple[BrokerSync, _Recorder, AttemptReport]:
     recorder, report = _Recorder(), AttemptReport(DAY)
     threads = type("Threads", (), {"loop": _Loop()})()
-    sync = BrokerSync(threads, recorder, portfolio, report, broker=_Broker(cash=0.0),  # type: ignore[arg-type]
-                      session_date=DAY, on_absent=lambda coid, at: None)
+    sync = BrokerSync(_context(threads, recorder, report), portfolio, broker=_Broker(cash=0.0),  # type: ignore[arg-type]
+                      on_absent=lambda coid, at: None)
     return sync, recorder, report
 
 

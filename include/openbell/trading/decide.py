@@ -11,12 +11,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from openbell.strategy import Bar, RiskGate
-from openbell.trading.attempt_report import AttemptReport
+from openbell.trading.context import LoopContext
 from openbell.trading.dispatch import Dispatcher
 from openbell.trading.fence import Fencing
 from openbell.trading.minutes import MINUTE
 from openbell.trading.portfolio import Portfolio
-from openbell.trading.recording import Recorder
 from openbell.trading.reload import Minutes, ParamReload
 
 log = logging.getLogger(__name__)
@@ -28,13 +27,12 @@ class Decider:
 
     def __init__(
         self,
+        ctx: LoopContext,
         portfolio: Portfolio,
         gate: RiskGate,
         params: ParamReload,
         dispatch: Dispatcher,
         fencing: Fencing,
-        recorder: Recorder,
-        report: AttemptReport,
         *,
         trade_until: datetime,
         on_stop: Callable[[str], None],
@@ -44,8 +42,8 @@ class Decider:
         self._params = params
         self._dispatcher = dispatch
         self._fencing = fencing
-        self._recorder = recorder
-        self._report = report
+        self._recorder = ctx.recorder
+        self._report = ctx.report
         self._trade_until = trade_until
         self._on_stop = on_stop  # the risk gate is stopped: told before each minute's orders leave
         self.seq = 0

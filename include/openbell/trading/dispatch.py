@@ -23,22 +23,19 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import datetime
 
 from openbell.broker import book
 from openbell.broker.ids import client_order_id, is_resized, resized_order_id
 from openbell.broker.rows import order_row
-from openbell.clock import MarketClock, cached_wall_at
+from openbell.clock import cached_wall_at
 from openbell.policy import OrderPolicy
 from openbell.ports import Refusal, SubmitResult
 from openbell.risk.gate import Held, SendGate
-from openbell.trading.attempt_report import AttemptReport
+from openbell.trading.context import LoopContext
 from openbell.trading.portfolio import OrderIntent, Portfolio
-from openbell.trading.recording import Recorder
 from openbell.trading.sender import OrderJob, OrderSender, Sent
-from openbell.trading.threads import Threads
 
 log = logging.getLogger(__name__)
 
@@ -61,27 +58,22 @@ class Dispatcher:
 
     def __init__(
         self,
-        threads: Threads,
-        recorder: Recorder,
+        ctx: LoopContext,
         portfolio: Portfolio,
-        report: AttemptReport,
         *,
-        session_date: date,
-        universe: Sequence[str],
         min_notional: float,
-        clock: MarketClock,
         gate: SendGate,
     ) -> None:
-        self._threads = threads
-        self._recorder = recorder
+        self._threads = ctx.threads
+        self._recorder = ctx.recorder
         self._portfolio = portfolio
-        self._report = report
-        self.d = session_date
-        self._universe = universe
+        self._report = ctx.report
+        self.d = ctx.d
+        self._universe = ctx.universe
         self._min_notional = min_notional
         self.policy = OrderPolicy(min_notional=min_notional, limits=gate.limits)
         self.gate = gate
-        self._clock = clock
+        self._clock = ctx.clock
         self.latencies: list[float] = []  # bar that completed the minute -> order handed to a worker's client
         self.answered: list[float] = []  # the same bar -> the broker's answer to the order
         self._absent: dict[str, float] = {}  # client_order_id -> when the broker first answered 404

@@ -13,18 +13,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from openbell.clock import MarketClock
 from openbell.ports import MarketDataPort, Window
 from openbell.strategy import Bar
-from openbell.trading.attempt_report import AttemptReport
 from openbell.trading.barcheck import BarCheck
+from openbell.trading.context import LoopContext
 from openbell.trading.minutes import MINUTE, MinuteBook, floor_minute, frame_bars
-from openbell.trading.recording import Recorder
-from openbell.trading.threads import Threads
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +33,18 @@ class MinuteFeed:
 
     def __init__(
         self,
-        threads: Threads,
-        recorder: Recorder,
-        report: AttemptReport,
+        ctx: LoopContext,
         *,
         data: MarketDataPort,
-        universe: Sequence[str],
-        clock: MarketClock,
         grace: timedelta,
         wall_grace: float,
     ) -> None:
-        self._threads = threads
-        self._recorder = recorder
-        self._report = report
+        self._threads = ctx.threads
+        self._recorder = ctx.recorder
+        self._report = ctx.report
         self._data = data
-        self._universe = universe
-        self._clock = clock
+        self._universe = ctx.universe
+        self._clock = ctx.clock
         self._grace = grace
         self._wall_grace = wall_grace
         self.barcheck = BarCheck()

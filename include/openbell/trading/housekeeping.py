@@ -13,20 +13,16 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from datetime import date
 
 from sqlalchemy import Engine
 
-from openbell.clock import MarketClock
 from openbell.store.sessions import get_phase
 from openbell.strategy import RiskGate
-from openbell.trading.attempt_report import AttemptReport
+from openbell.trading.context import LoopContext
 from openbell.trading.fence import Fencing
 from openbell.trading.phasewatch import WINDING_DOWN
-from openbell.trading.portfolio import Portfolio
 from openbell.trading.reload import Minutes, ParamReload
 from openbell.trading.sync import BrokerSync
-from openbell.trading.threads import Threads
 
 log = logging.getLogger(__name__)
 
@@ -54,32 +50,25 @@ class Housekeeping:
 
     def __init__(
         self,
-        threads: Threads,
-        report: AttemptReport,
+        ctx: LoopContext,
+        engine: Engine,
         *,
         gate: RiskGate,
         fencing: Fencing,
-        clock: MarketClock,
-        engine: Engine,
-        session_date: date,
         params: ParamReload | None,
         sync: BrokerSync,
-        portfolio: Portfolio,
-        sync_every: int,
         on_winding_down: Callable[[str], None],
         on_round: Callable[[], None] | None = None,
     ) -> None:
-        self._threads = threads
-        self._report = report
+        self._threads = ctx.threads
+        self._report = ctx.report
         self._gate = gate
         self._fencing = fencing
-        self._clock = clock
+        self._clock = ctx.clock
         self._engine = engine
-        self._portfolio = portfolio
-        self.d = session_date
+        self.d = ctx.d
         self._params = params
         self._sync = sync
-        self._sync_every = sync_every
         self._on_winding_down = on_winding_down
         self._on_round = on_round  # last in every round (the trading metrics); must not raise
         self._busy = False
@@ -98,8 +87,8 @@ class Housekeeping:
             return
         self._busy = True
         snapshot = list(today)
-        sync = self._report.decisions % self._sync_every == 0
-        stale = self._portfolio.stale(seq)
+        sync = self._sync.due(self._report.decisions)
+        stale = self._sync.stale(seq)
         # started a moment later so it does not compete with the orders going out for a CPU
         self._threads.loop.call_later(HOUSEKEEPING_DELAY, self._start, snapshot, sync, stale)
 

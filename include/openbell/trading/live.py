@@ -56,6 +56,7 @@ from openbell.store.sessions import RiskRecord, set_risk
 from openbell.strategy import RiskGate, RiskLimits
 from openbell.trading.alerting import LoopAlerts, et_minute
 from openbell.trading.attempt_report import AttemptReport, percentile
+from openbell.trading.context import LoopContext
 from openbell.trading.decide import Decider
 from openbell.trading.dispatch import UNSENT_GRACE, Dispatcher
 from openbell.trading.feed import MinuteFeed
@@ -70,7 +71,7 @@ from openbell.trading.recording import Recorder
 from openbell.trading.reload import ParamReload
 from openbell.trading.sender import OrderSender
 from openbell.trading.settings import LoopSettings
-from openbell.trading.streams import Streams
+from openbell.trading.streams import StreamHandlers, Streams
 from openbell.trading.supervision import supervised
 from openbell.trading.sync import BrokerSync
 from openbell.trading.threads import Threads
@@ -126,49 +127,40 @@ class TradingAttempt:
         self.portfolio = Portfolio()
         self.lateness: list[float] = []  # market seconds from a streamed minute's end to its decision
 
-        # the parts, each given what it needs
-        report, portfolio = self.report, self.portfolio
+        # the parts: what they all share in one context, each given what is particular to it
+        portfolio = self.portfolio
         self.threads = threads = Threads()
-        self.recorder = recorder = Recorder(threads, self.d, self.universe)
+        self.recorder = Recorder(threads, self.d, self.universe)
+        ctx = LoopContext(session, self.universe, clock, threads, self.recorder, self.report)
         self.phase = PhaseWatch(engine, session.date, self._on_phase, on_risk=self._on_risk)
-        self.fencing = Fencing(fence, threads, report)  # re-verified every minute; trading pauses meanwhile
-        self._prep = Preparation(self.broker, self.market_data, engine, session, self.universe, report,
+        self.fencing = Fencing(fence, threads, self.report)  # re-verified every minute; trading pauses meanwhile
+        self._prep = Preparation(self.broker, self.market_data, engine, session, self.universe, self.report,
                                  warmup_sessions=int(cfg.warmup_sessions))
-        self.reload = ParamReload(threads, recorder, report, engine=engine, session_date=self.d,
-                                  strategy_name=cfg.strategy_name, override=cfg.params_override,
-                                  universe=self.universe)
-        self.feed = MinuteFeed(threads, recorder, report, data=self.market_data, universe=self.universe, clock=clock,
-                               grace=timedelta(seconds=cfg.grace_seconds), wall_grace=cfg.wall_grace)
-        self.halts = HaltWatch(self.universe, recorder, report)
+        self.reload = ParamReload(ctx, engine=engine, strategy_name=cfg.strategy_name, override=cfg.params_override)
+        self.feed = MinuteFeed(ctx, data=self.market_data, grace=timedelta(seconds=cfg.grace_seconds),
+                               wall_grace=cfg.wall_grace)
+        self.halts = HaltWatch(self.universe, self.recorder, self.report)
         self.send_gate = SendGate(self.risk, cfg.limits or OrderLimits(), trade_until=self.trade_until,
                                   winding_down=lambda: self.phase.winding_down, last_prices=self.feed.barcheck.last)
         self.send_gate.halted = self.halts.halted  # no order for a halted symbol until it resumes
         self.risk.listen(self._risk_changed)
-        self.dispatch = Dispatcher(threads, recorder, portfolio, report, session_date=self.d,
-                                   universe=self.universe, min_notional=float(cfg.min_notional), clock=clock,
-                                   gate=self.send_gate)
-        self.decider = Decider(portfolio, self.gate, self.reload, self.dispatch, self.fencing, recorder, report,
+        self.dispatch = Dispatcher(ctx, portfolio, min_notional=float(cfg.min_notional), gate=self.send_gate)
+        self.decider = Decider(ctx, portfolio, self.gate, self.reload, self.dispatch, self.fencing,
                                trade_until=self.trade_until, on_stop=self._on_loss_stop)
-        self.sync = BrokerSync(threads, recorder, portfolio, report, broker=self.broker,
-                               session_date=self.d, on_absent=self.dispatch.order_absent)
-        self.sync.on_equity = self._on_broker_equity
-        self.sync.on_synced = self._on_synced
-        self.trades = TradeUpdates(threads, recorder, portfolio, report, session_date=self.d,
-                                   read=feeds.read, lookup=self.sync.start_lookup)
-        self.streams = Streams(feeds, session, self.universe, clock, recorder, report,
-                               on_bar=self.feed.streamed, on_corrected=self.feed.corrected,
-                               on_status=self._on_status, on_subscribed=self.feed.subscribed,
-                               on_trade_update=self.trades.on_update,
-                               on_trade_reconnect=self.sync.start_recovery,
-                               silence=timedelta(minutes=cfg.silence_minutes),
+        self.sync = BrokerSync(ctx, portfolio, broker=self.broker, on_absent=self.dispatch.order_absent,
+                               on_equity=self._on_broker_equity, on_synced=self._on_synced, every=cfg.sync_every)
+        self.trades = TradeUpdates(ctx, portfolio, read=feeds.read, lookup=self.sync.start_lookup)
+        handlers = StreamHandlers(on_bar=self.feed.streamed, on_corrected=self.feed.corrected,
+                                  on_status=self._on_status, on_subscribed=self.feed.subscribed,
+                                  on_trade_update=self.trades.on_update, on_trade_reconnect=self.sync.start_recovery)
+        self.streams = Streams(ctx, feeds, handlers, silence=timedelta(minutes=cfg.silence_minutes),
                                trade_backoff=cfg.trade_stream_backoff)
         self.metrics = SessionMetrics(self.d.isoformat())
         self.alerts = LoopAlerts(self.d, engine)
-        self.housekeeping = Housekeeping(threads, report, gate=self.gate, fencing=self.fencing, clock=clock,
-                                         engine=engine, session_date=self.d,
+        self.housekeeping = Housekeeping(ctx, engine, gate=self.gate, fencing=self.fencing,
                                          params=self.reload if cfg.params_override is None else None,
-                                         sync=self.sync, portfolio=portfolio, sync_every=max(1, cfg.sync_every),
-                                         on_winding_down=self._enter_liquidation, on_round=self._between_minutes)
+                                         sync=self.sync, on_winding_down=self._enter_liquidation,
+                                         on_round=self._between_minutes)
 
     # -- what the run attaches -------------------------------------------------------------------
 

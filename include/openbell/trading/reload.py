@@ -3,9 +3,8 @@ loop (on the helper pool) and swapped in before the next decision."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -13,10 +12,8 @@ from sqlalchemy import Engine
 from openbell.broker.journal import event
 from openbell.store.versions import latest_params
 from openbell.strategy import Bar, InvalidParams, Strategy, build
-from openbell.trading.attempt_report import AttemptReport
+from openbell.trading.context import LoopContext
 from openbell.trading.minutes import bars_frame
-from openbell.trading.recording import Recorder
-from openbell.trading.threads import Threads
 
 Minutes = list[tuple[datetime, dict[str, Bar]]]  # today's decided minutes, in order
 
@@ -36,24 +33,20 @@ class ParamReload:
 
     def __init__(
         self,
-        threads: Threads,
-        recorder: Recorder,
-        report: AttemptReport,
+        ctx: LoopContext,
         *,
         engine: Engine,
-        session_date: date,
         strategy_name: str,
         override: dict[str, Any] | None,
-        universe: Sequence[str],
     ) -> None:
-        self._threads = threads
-        self._recorder = recorder
-        self._report = report
+        self._threads = ctx.threads
+        self._recorder = ctx.recorder
+        self._report = ctx.report
         self._engine = engine
-        self.d = session_date
+        self.d = ctx.d
         self.strategy_name = strategy_name
         self.override = override
-        self._universe = universe
+        self._universe = ctx.universe
         self.strategy: Strategy | None = None
         self.version_id: int | None = None
         self.candidate: Candidate | None = None  # set on the loop, swapped in by the next decision

@@ -11,23 +11,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from openbell.calendar import Session
-from openbell.clock import MarketClock, cached_now
+from openbell.clock import cached_now
 from openbell.ports import OnBar, OnStatus, OnTrade, RunningStream, StreamPort
 from openbell.strategy import Bar
-from openbell.trading.attempt_report import AttemptReport
+from openbell.trading.context import LoopContext
 from openbell.trading.minutes import MINUTE
-from openbell.trading.recording import Recorder
 
 log = logging.getLogger(__name__)
 
 RECOVERY_DELAY = 0.1  # wall seconds after the trade stream reconnects, so it is listening again
 SUBSCRIBE_WAIT = 5.0  # wall seconds the first catch-up waits for the bar stream's subscription
 BAR_BACKOFF = (0.25, 5.0)  # wall seconds between reconnects: market minutes pass fast in simulation; 406 is retried
+
+
+@dataclass(frozen=True)
+class StreamHandlers:
+    """Where the streams hand what they receive: each bar, each correction, each trading status, the moment the
+    bar stream is subscribed (market time), each trade update, and a trade stream's reconnection (fills may
+    have been missed)."""
+
+    on_bar: OnBar
+    on_corrected: OnBar
+    on_status: OnStatus
+    on_subscribed: Callable[[datetime], None]
+    on_trade_update: OnTrade
+    on_trade_reconnect: Callable[[], None]
 
 
 class Streams:
@@ -37,37 +50,28 @@ class Streams:
 
     def __init__(
         self,
+        ctx: LoopContext,
         feeds: StreamPort,
-        session: Session,
-        universe: Sequence[str],
-        clock: MarketClock,
-        recorder: Recorder,
-        report: AttemptReport,
+        to: StreamHandlers,
         *,
-        on_bar: OnBar,
-        on_corrected: OnBar,
-        on_status: OnStatus,
-        on_subscribed: Callable[[datetime], None],
-        on_trade_update: OnTrade,
-        on_trade_reconnect: Callable[[], None],
         silence: timedelta,
         trade_backoff: tuple[float, float],
     ) -> None:
         self._feeds = feeds
-        self._day = session
-        self._universe = universe
-        self._clock = clock
-        self._recorder = recorder
-        self._report = report
-        self._deliver = on_bar
-        self._on_corrected = on_corrected
-        self._on_status = on_status
-        self._on_subscribed = on_subscribed
-        self._on_trade_update = on_trade_update
-        self._on_trade_reconnect = on_trade_reconnect
+        self._day = ctx.session
+        self._universe = ctx.universe
+        self._clock = ctx.clock
+        self._recorder = ctx.recorder
+        self._report = ctx.report
+        self._deliver = to.on_bar
+        self._on_corrected = to.on_corrected
+        self._on_status = to.on_status
+        self._on_subscribed = to.on_subscribed
+        self._on_trade_update = to.on_trade_update
+        self._on_trade_reconnect = to.on_trade_reconnect
         self._silence = silence
         self._trade_backoff = trade_backoff  # wall seconds between reconnect attempts
-        self.last_seen: datetime = session.open
+        self.last_seen: datetime = ctx.session.open
         self.connects = 0  # bar stream connections, the first one included
         self._subscribed = asyncio.Event()
         self._bar_stream: RunningStream | None = None

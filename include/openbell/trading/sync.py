@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import date
 
 from sqlalchemy import Connection
 
@@ -15,10 +14,8 @@ from openbell.broker.journal import event
 from openbell.broker.reconcile import broker_session_orders
 from openbell.broker.updates import recover_fills
 from openbell.ports import BrokerPort, OrderReport
-from openbell.trading.attempt_report import AttemptReport
+from openbell.trading.context import LoopContext
 from openbell.trading.portfolio import Portfolio
-from openbell.trading.recording import Recorder
-from openbell.trading.threads import Threads
 
 log = logging.getLogger(__name__)
 
@@ -35,29 +32,38 @@ class BrokerSync:
 
     def __init__(
         self,
-        threads: Threads,
-        recorder: Recorder,
+        ctx: LoopContext,
         portfolio: Portfolio,
-        report: AttemptReport,
         *,
         broker: BrokerPort,
-        session_date: date,
         on_absent: Callable[[str, float], None],
+        on_equity: Callable[[float], None] | None = None,
+        on_synced: Callable[[dict[str, float]], None] | None = None,
+        every: int = 1,
     ) -> None:
-        self._threads = threads
-        self._recorder = recorder
+        self._threads = ctx.threads
+        self._recorder = ctx.recorder
         self._portfolio = portfolio
-        self._report = report
+        self._report = ctx.report
         self._broker = broker
         self.describe = broker.describe
-        self.d = session_date
+        self.d = ctx.d
         self._on_absent = on_absent
-        self.on_equity: Callable[[float], None] | None = None  # the broker's equity, on the loop, after each sync
+        self.on_equity = on_equity  # the broker's equity, on the loop, after each sync
         # the broker's positions, on the loop, after a sync applied whole (no order working)
-        self.on_synced: Callable[[dict[str, float]], None] | None = None
+        self.on_synced = on_synced
+        self._every = max(1, every)  # decisions between two syncs of the account
         self._recovered: set[str] = set()  # execution ids of fills recovered (counted once)
 
     # -- on the loop ------------------------------------------------------------------------------
+
+    def due(self, decisions: int) -> bool:
+        """Whether the account is synced after the ``decisions``-th decision (every ``every``)."""
+        return decisions % self._every == 0
+
+    def stale(self, seq: int) -> list[str]:
+        """The working orders two decisions or more older than decision ``seq``: the broker is asked for them."""
+        return self._portfolio.stale(seq)
 
     def start_lookup(self, coid: str) -> None:
         """Ask the broker for one order (an update of it could not be read); no id: every order."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 from sqlalchemy import Connection
@@ -19,10 +18,8 @@ from openbell.broker import book
 from openbell.broker.journal import event
 from openbell.broker.updates import apply_trade_update
 from openbell.ports import TradeNotice, TradeReport, UnreadableUpdate
-from openbell.trading.attempt_report import AttemptReport
+from openbell.trading.context import LoopContext
 from openbell.trading.portfolio import Fill, Portfolio
-from openbell.trading.recording import Recorder
-from openbell.trading.threads import Threads
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +38,17 @@ class TradeUpdates:
 
     def __init__(
         self,
-        threads: Threads,
-        recorder: Recorder,
+        ctx: LoopContext,
         portfolio: Portfolio,
-        report: AttemptReport,
         *,
-        session_date: date,
         read: Callable[[Any], TradeReport],
         lookup: Callable[[str], None],
     ) -> None:
-        self._threads = threads
-        self._recorder = recorder
+        self._threads = ctx.threads
+        self._recorder = ctx.recorder
         self._portfolio = portfolio
-        self._report = report
-        self.d = session_date
+        self._report = ctx.report
+        self.d = ctx.d
         self._read = read
         self._lookup = lookup
         self._unparsed: set[str] = set()  # trade updates the adapter could not read (counted once)
