@@ -318,7 +318,7 @@ def test_the_ui_imports_no_step_of_the_workflow() -> None:
     assert any(e.importer.startswith("openbell.ui") and e.imported == "openbell.workflow.hooks" for e in edges())
 
 
-RISK_WRITERS = {"openbell.store.sessions", "openbell.trading.live", "openbell.workflow.control"}
+RISK_WRITERS = {"openbell.store.sessions", "openbell.trading.risklink", "openbell.workflow.control"}
 
 
 def test_only_the_risk_package_moves_the_risk_state() -> None:

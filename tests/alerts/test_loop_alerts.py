@@ -11,12 +11,18 @@ from alert_helpers import CONN_ENV, HttpReceiver, connection
 from sqlalchemy import Engine
 
 from dates import SESSION as DAY
+from dates import the_session
 from openbell.broker.journal import event
+from openbell.policy import OrderLimits
+from openbell.risk.gate import SendGate
+from openbell.risk.owner import RiskOwner
 from openbell.store.db import make_engine
 from openbell.store.sessions import get_risk, set_risk
+from openbell.strategy import RiskGate, RiskLimits
 from openbell.trading.alerting import REJECTIONS_ALERT, LoopAlerts
 from openbell.trading.attempt_report import AttemptReport
-from openbell.trading.live import TradingAttempt
+from openbell.trading.context import LoopContext
+from openbell.trading.risklink import RiskLink
 
 OPEN = datetime(2025, 11, 20, 14, 30, tzinfo=UTC)  # 09:30 ET
 
@@ -154,11 +160,12 @@ def test_a_journal_written_late_still_alerts_the_restart(state_url: str, http_re
 
 
 def _store_halt(engine: Engine, reason: str, at: datetime) -> None:
-    """``TradingAttempt._store_halt`` as the live loop calls it on its helper pool when the loss stop trips (on a
-    session with only what storing and alerting use: its date and the state database)."""
-    live = object.__new__(TradingAttempt)
-    live.d, live.engine = DAY, engine
-    live._store_halt(reason, at)
+    """``RiskLink.store_halt`` as the live loop calls it on its helper pool when the loss stop trips (on a link
+    with only what storing and alerting use: the session and the state database)."""
+    ctx = LoopContext(the_session(DAY), (), None, None, None, AttemptReport(DAY.isoformat()))  # type: ignore[arg-type]
+    risk = RiskOwner(RiskGate(RiskLimits()))
+    link = RiskLink(ctx, risk, SendGate(risk, OrderLimits(), trade_until=at), engine)
+    link.store_halt(reason, at)
 
 
 def test_a_second_loss_stop_after_a_resume_alerts_again(state_url: str, http_receiver: HttpReceiver,

@@ -206,16 +206,7 @@ def liquidate(
     report = LiquidationReport()
     if mark_phase:
         _set_phase(engine, session_date, "liquidating")
-    placed: list[OrderReport] = []
-    try:
-        report.orders_cancelled = broker.cancel_all()
-        placed, report.refusals = broker.close_all()
-    except Exception as exc:  # each symbol is closed on its own below
-        log.warning("liquidation: cancelling and closing everything failed: %s", broker.describe(exc))
-        report.unreachable += 1
-    _record_close_orders(engine, session_date, placed)
-    if report.refusals:
-        event(engine, session_date, "liquidation_refused", {"refusals": report.refusals})
+    placed = _close_everything(broker, engine, session_date, report)
     watch = _Watch(broker, market_data, engine, session_date, report)
 
     while True:
@@ -238,39 +229,71 @@ def liquidate(
             break
         if now >= deadline:
             break
-        pending = {o.symbol for o in open_orders}
-        for p in positions:
-            if p.symbol in pending or not watch.may_retry(p.symbol, now):
-                continue  # a close order is working (or was just sent): wait for it
-            try:  # refused before, or its close order died: cancel and close this symbol again
-                report.retries += 1
-                order = broker.close_position(p.symbol)
-                if order is not None:
-                    placed.append(order)
-                    _record_close_orders(engine, session_date, [order])
-            except Exception as exc:
-                log.warning("close %s refused: %s", p.symbol, broker.describe(exc))
-                for o in open_orders:
-                    if o.symbol == p.symbol:
-                        try:
-                            broker.cancel_order(o.broker_order_id, retry=False)
-                        except Exception as cexc:
-                            log.warning("cancel %s failed: %s", o.client_order_id, broker.describe(cexc))
+        placed += _close_again(broker, engine, session_date, report, watch, positions, open_orders, now)
         time.sleep(POLL_SECONDS)
         if all_held:  # nothing to do but wait for the resumption: poll gently
             clock.sleep_until(min(now + HELD_POLL, deadline))
 
+    refreshed = _refreshed(broker, placed)
+    report.close_orders = len({o.broker_order_id for o in placed})
+    report.finished_at = clock.now().isoformat()
+    _record(engine, session_date, refreshed, report)
+    log.info("liquidation %s: %s", session_date, report.as_dict())
+    return report
+
+
+def _close_everything(broker: BrokerPort, engine: Engine, session_date: date,
+                      report: LiquidationReport) -> list[OrderReport]:
+    """Cancel every order and close every position at once; the close orders placed (recorded)."""
+    placed: list[OrderReport] = []
+    try:
+        report.orders_cancelled = broker.cancel_all()
+        placed, report.refusals = broker.close_all()
+    except Exception as exc:  # each symbol is closed on its own afterwards
+        log.warning("liquidation: cancelling and closing everything failed: %s", broker.describe(exc))
+        report.unreachable += 1
+    _record_close_orders(engine, session_date, placed)
+    if report.refusals:
+        event(engine, session_date, "liquidation_refused", {"refusals": report.refusals})
+    return placed
+
+
+def _close_again(broker: BrokerPort, engine: Engine, session_date: date, report: LiquidationReport,
+                 watch: _Watch, positions: list[PositionReport], open_orders: list[OrderReport],
+                 now: datetime) -> list[OrderReport]:
+    """Each position without a working close order (refused before, or its close died): its orders cancelled
+    and closed again; the new close orders (recorded)."""
+    placed: list[OrderReport] = []
+    pending = {o.symbol for o in open_orders}
+    for p in positions:
+        if p.symbol in pending or not watch.may_retry(p.symbol, now):
+            continue  # a close order is working (or was just sent): wait for it
+        try:
+            report.retries += 1
+            order = broker.close_position(p.symbol)
+            if order is not None:
+                placed.append(order)
+                _record_close_orders(engine, session_date, [order])
+        except Exception as exc:
+            log.warning("close %s refused: %s", p.symbol, broker.describe(exc))
+            for o in open_orders:
+                if o.symbol == p.symbol:
+                    try:
+                        broker.cancel_order(o.broker_order_id, retry=False)
+                    except Exception as cexc:
+                        log.warning("cancel %s failed: %s", o.client_order_id, broker.describe(cexc))
+    return placed
+
+
+def _refreshed(broker: BrokerPort, placed: list[OrderReport]) -> list[OrderReport]:
+    """The broker's final word on each close order (those it cannot give are left out, logged)."""
     refreshed: list[OrderReport] = []
     for order in placed:
         try:
             refreshed.append(broker.get_order(order.broker_order_id))
         except Exception as exc:
             log.warning("could not refresh %s: %s", order.client_order_id, broker.describe(exc))
-    report.close_orders = len({o.broker_order_id for o in placed})
-    report.finished_at = clock.now().isoformat()
-    _record(engine, session_date, refreshed, report)
-    log.info("liquidation %s: %s", session_date, report.as_dict())
-    return report
+    return refreshed
 
 
 @retry(retry=retry_if_exception(lambda exc: isinstance(getattr(exc, "orig", None), TransactionRollbackError)),

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from openbell.broker import book
 from openbell.broker.ids import is_ours
@@ -17,7 +17,7 @@ from openbell.broker.journal import event
 from openbell.broker.rows import order_row
 from openbell.broker.updates import recover_fills
 from openbell.calendar import session as session_of
-from openbell.ports import BrokerPort, BrokerRefusal, OrderReport
+from openbell.ports import BrokerPort, BrokerRefusal, OrderReport, PositionReport
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,20 @@ def reconcile(
     ours = session_orders(broker, session_date)
     report.positions = len(positions)
     report.orders_found = len(ours)
-
     foreign = [o for o in open_orders if cancel_foreign and not is_ours(o.client_order_id, session_date)]
+    cancelled = _cancel(broker, foreign)
+    report.orders_kept = sum(1 for o in open_orders if is_ours(o.client_order_id, session_date))
+    with engine.begin() as conn:
+        _positions(conn, session_date, report, {p.symbol: p for p in positions}, universe)
+        _orders(conn, session_date, report, ours)
+        _cancelled(conn, session_date, report, cancelled)
+        report.max_decision_seq = max(report.max_decision_seq, book.max_decision_seq(conn, session_date))
+    log.info("reconcile %s: %s", session_date, report.as_dict())
+    return report
+
+
+def _cancel(broker: BrokerPort, foreign: list[OrderReport]) -> list[tuple[OrderReport, str | None]]:
+    """Cancel each order; with why the broker refused (already filled or gone), or None."""
     cancelled: list[tuple[OrderReport, str | None]] = []
     for order in foreign:
         try:
@@ -111,101 +123,71 @@ def reconcile(
             cancelled.append((order, None))
         except BrokerRefusal as exc:  # already filled or gone: note it, go on
             cancelled.append((order, str(exc)))
-    report.orders_kept = sum(1 for o in open_orders if is_ours(o.client_order_id, session_date))
+    return cancelled
 
-    with engine.begin() as conn:
-        held = book.book_positions(conn, session_date)
-        stored = book.stored_orders(conn, session_date)
-        at_broker = {p.symbol: p for p in positions}
-        for symbol, pos in sorted(at_broker.items()):
-            qty = pos.qty
-            avg = pos.avg_entry_price
-            if symbol not in held or (held[symbol][0] == 0 and held[symbol][1] != "strategy"):
-                origin = "adopted"
-                if symbol not in held:
-                    report.positions_adopted += 1
-                    report.adopted.append(symbol)
-                    info = adoption(symbol, qty, universe)
-                    if info.get("in_universe") is False:
-                        report.adopted_left_alone.append(symbol)
-                    event(
-                        conn,
-                        session_date,
-                        "position_adopted",
-                        {"symbol": symbol, "qty": qty, "avg_entry_price": avg, **info},
-                    )
-                else:
-                    report.differences += 1
-                    event(
-                        conn,
-                        session_date,
-                        "reconcile_difference",
-                        {"symbol": symbol, "postgres_qty": 0.0, "broker_qty": qty},
-                    )
-                book.set_position(conn, session_date, symbol, qty, avg, origin)
+
+def _positions(conn: Connection, session_date: date, report: ReconcileReport, at_broker: dict[str, PositionReport],
+               universe: Collection[str] | None) -> None:
+    """The book set to the broker's positions: adoptions and differences journalled."""
+    held = book.book_positions(conn, session_date)
+    for symbol, pos in sorted(at_broker.items()):
+        qty, avg = pos.qty, pos.avg_entry_price
+        if symbol not in held or (held[symbol][0] == 0 and held[symbol][1] != "strategy"):
+            if symbol not in held:
+                report.positions_adopted += 1
+                report.adopted.append(symbol)
+                info = adoption(symbol, qty, universe)
+                if info.get("in_universe") is False:
+                    report.adopted_left_alone.append(symbol)
+                event(conn, session_date, "position_adopted",
+                      {"symbol": symbol, "qty": qty, "avg_entry_price": avg, **info})
             else:
-                if abs(held[symbol][0] - qty) > 1e-9:
-                    report.differences += 1
-                    event(
-                        conn,
-                        session_date,
-                        "reconcile_difference",
-                        {"symbol": symbol, "postgres_qty": held[symbol][0], "broker_qty": qty},
-                    )
-                book.set_position(conn, session_date, symbol, qty, avg, held[symbol][1])
-        for symbol, (qty, origin) in sorted(held.items()):
-            if symbol not in at_broker and qty != 0:
                 report.differences += 1
-                event(
-                    conn,
-                    session_date,
-                    "reconcile_difference",
-                    {"symbol": symbol, "postgres_qty": qty, "broker_qty": 0.0},
-                )
-                book.set_position(conn, session_date, symbol, 0.0, None, origin)
-
-        for order in ours:
-            row = order_row(order, session_date, "strategy")
-            before = stored.get(order.client_order_id)
-            if before != row.status:
+                event(conn, session_date, "reconcile_difference",
+                      {"symbol": symbol, "postgres_qty": 0.0, "broker_qty": qty})
+            book.set_position(conn, session_date, symbol, qty, avg, "adopted")
+        else:
+            if abs(held[symbol][0] - qty) > 1e-9:
                 report.differences += 1
-                event(
-                    conn,
-                    session_date,
-                    "reconcile_order",
-                    {
-                        "client_order_id": order.client_order_id,
-                        "postgres_status": before,
-                        "broker_status": row.status,
-                    },
-                )
-            book.upsert_order(conn, row)
-            if recover_fills(conn, session_date, order, move_book=False) is not None:
-                report.fills_recovered += 1
-            if row.decision_seq is not None:
-                report.max_decision_seq = max(report.max_decision_seq, row.decision_seq)
+                event(conn, session_date, "reconcile_difference",
+                      {"symbol": symbol, "postgres_qty": held[symbol][0], "broker_qty": qty})
+            book.set_position(conn, session_date, symbol, qty, avg, held[symbol][1])
+    for symbol, (qty, origin) in sorted(held.items()):
+        if symbol not in at_broker and qty != 0:
+            report.differences += 1
+            event(conn, session_date, "reconcile_difference",
+                  {"symbol": symbol, "postgres_qty": qty, "broker_qty": 0.0})
+            book.set_position(conn, session_date, symbol, 0.0, None, origin)
 
-        for order, error in cancelled:
-            reason = "open order not placed by openbell for this session: cancelled at reconcile"
-            row = order_row(order, session_date, "adopted", reason)
-            row = book.OrderRow(
-                **{
-                    **row.__dict__,
-                    "status": "canceled" if error is None else row.status,
-                    "decision_seq": None,
-                    "reject_reason": error,
-                }
-            )
-            book.upsert_order(conn, row)
-            event(
-                conn,
-                session_date,
-                "foreign_order_cancelled",
-                {"client_order_id": order.client_order_id, "symbol": order.symbol, "error": error},
-            )
-            if error is None:
-                report.orders_cancelled += 1
-                report.cancelled.append(order.client_order_id)
-        report.max_decision_seq = max(report.max_decision_seq, book.max_decision_seq(conn, session_date))
-    log.info("reconcile %s: %s", session_date, report.as_dict())
-    return report
+
+def _orders(conn: Connection, session_date: date, report: ReconcileReport, ours: list[OrderReport]) -> None:
+    """This session's orders stored as the broker has them, with the fills the trade stream never delivered."""
+    stored = book.stored_orders(conn, session_date)
+    for order in ours:
+        row = order_row(order, session_date, "strategy")
+        before = stored.get(order.client_order_id)
+        if before != row.status:
+            report.differences += 1
+            event(conn, session_date, "reconcile_order",
+                  {"client_order_id": order.client_order_id, "postgres_status": before, "broker_status": row.status})
+        book.upsert_order(conn, row)
+        if recover_fills(conn, session_date, order, move_book=False) is not None:
+            report.fills_recovered += 1
+        if row.decision_seq is not None:
+            report.max_decision_seq = max(report.max_decision_seq, row.decision_seq)
+
+
+def _cancelled(conn: Connection, session_date: date, report: ReconcileReport,
+               cancelled: list[tuple[OrderReport, str | None]]) -> None:
+    """The foreign orders cancelled (or found final), stored as adopted and journalled."""
+    for order, error in cancelled:
+        reason = "open order not placed by openbell for this session: cancelled at reconcile"
+        row = order_row(order, session_date, "adopted", reason)
+        row = book.OrderRow(**{**row.__dict__, "status": "canceled" if error is None else row.status,
+                               "decision_seq": None, "reject_reason": error})
+        book.upsert_order(conn, row)
+        event(conn, session_date, "foreign_order_cancelled",
+              {"client_order_id": order.client_order_id, "symbol": order.symbol, "error": error})
+        if error is None:
+            report.orders_cancelled += 1
+            report.cancelled.append(order.client_order_id)

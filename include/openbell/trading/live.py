@@ -18,6 +18,7 @@ the caller's composition root), builds one part per job on them, and drives the 
 - :mod:`~openbell.trading.decide`: one minute's decision (strategy, risk limits)
 - :mod:`~openbell.trading.dispatch`: orders out, unknown outcomes and resends
 - :mod:`~openbell.risk.owner`, :mod:`~openbell.risk.gate`: the risk state's one owner, the send gate
+- :mod:`~openbell.trading.risklink`: the risk state restored, followed, the loss stop tripped and stored
 - :mod:`~openbell.trading.trades`: trade updates applied and stored
 - :mod:`~openbell.trading.sync`: order lookups, fill recovery, the broker sync, book correction
 - :mod:`~openbell.trading.reload`: the strategy in force and parameter hot reload
@@ -36,7 +37,7 @@ import math
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -51,10 +52,9 @@ from openbell.metrics import SessionMetrics
 from openbell.policy import OrderLimits
 from openbell.ports import CredentialsError, Venue
 from openbell.risk.gate import SendGate
-from openbell.risk.owner import RiskChange, RiskOwner
-from openbell.store.sessions import RiskRecord, set_risk
+from openbell.risk.owner import RiskOwner
 from openbell.strategy import RiskGate, RiskLimits
-from openbell.trading.alerting import LoopAlerts, et_minute
+from openbell.trading.alerting import LoopAlerts
 from openbell.trading.attempt_report import AttemptReport, percentile
 from openbell.trading.context import LoopContext
 from openbell.trading.decide import Decider
@@ -69,6 +69,7 @@ from openbell.trading.portfolio import Portfolio
 from openbell.trading.prepare import Preparation
 from openbell.trading.recording import Recorder
 from openbell.trading.reload import ParamReload
+from openbell.trading.risklink import RiskLink
 from openbell.trading.sender import OrderSender
 from openbell.trading.settings import LoopSettings
 from openbell.trading.streams import StreamHandlers, Streams
@@ -143,12 +144,13 @@ class TradingAttempt:
         self.send_gate = SendGate(self.risk, cfg.limits or OrderLimits(), trade_until=self.trade_until,
                                   winding_down=lambda: self.phase.winding_down, last_prices=self.feed.barcheck.last)
         self.send_gate.halted = self.halts.halted  # no order for a halted symbol until it resumes
-        self.risk.listen(self._risk_changed)
+        self.risk_link = RiskLink(ctx, self.risk, self.send_gate, engine)
         self.dispatch = Dispatcher(ctx, portfolio, min_notional=float(cfg.min_notional), gate=self.send_gate)
         self.decider = Decider(ctx, portfolio, self.gate, self.reload, self.dispatch, self.fencing,
-                               trade_until=self.trade_until, on_stop=self._on_loss_stop)
+                               trade_until=self.trade_until, on_stop=self.risk_link.loss_stop)
         self.sync = BrokerSync(ctx, portfolio, broker=self.broker, on_absent=self.dispatch.order_absent,
-                               on_equity=self._on_broker_equity, on_synced=self._on_synced, every=cfg.sync_every)
+                               on_equity=self.risk_link.broker_equity, on_synced=self.risk_link.synced,
+                               every=cfg.sync_every)
         self.trades = TradeUpdates(ctx, portfolio, read=feeds.read, lookup=self.sync.start_lookup)
         handlers = StreamHandlers(on_bar=self.feed.streamed, on_corrected=self.feed.corrected,
                                   on_status=self._on_status, on_subscribed=self.feed.subscribed,
@@ -207,7 +209,7 @@ class TradingAttempt:
         prep.load_account(self.portfolio, self.feed.barcheck, warm_bars)
         self.report.start_equity = round(self.portfolio.equity(), 2)
         prep.start_day(self.gate, self.portfolio)
-        self._restore_risk(prep.risk())
+        self.risk_link.restore(prep.risk())
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -321,74 +323,13 @@ class TradingAttempt:
 
     # -- the risk state ---------------------------------------------------------------------------
 
-    def _restore_risk(self, record: RiskRecord) -> None:
-        """An earlier attempt's loss stop or an operator's halt holds for this attempt too, and so does the
-        extra loss budget resumes granted today (the loss limit still counts from the stored open equity).
-        A session the loss stop set REDUCING keeps closing every position until flat, then HALTED."""
-        reason = record.reason if record.loss_stopped else f"{record.reason} (by {record.by})"
-        self.risk.restore(record.state, record.cause, reason, record.extra_loss)
-        self.report.risk_state = str(self.risk.state)
-        self.send_gate.refresh()  # a restored HALTED closes the gate in the order workers too
-
-    def _risk_changed(self, change: RiskChange) -> None:
-        """Every change of the risk state in force: logged and reported."""
-        log.warning("session %s risk state -> %s (%s: %s)", self.d, change.state, change.cause, change.reason)
-        self.report.risk_state = str(change.state)
-        self.report.risk_changes.append(change.as_dict())
-
     def _on_risk(self, state: str) -> None:
         """From the phase watch's thread: the stored risk state changed (an operator, or this loss stop)."""
         if not self.threads.closing:
             self.threads.loop.call_soon_threadsafe(self._apply_risk, state)
 
     def _apply_risk(self, state: str) -> None:
-        """On the loop: the stored risk state (and the extra loss budget stored with it) in force."""
-        self.risk.follow(state, self.phase.risk_cause, self.phase.extra_loss, cached_now(self.clock))
-
-    def _on_broker_equity(self, equity: float) -> None:
-        """The broker's own equity after a sync: past the loss limit (plus the extra loss budget resumes
-        granted), the next decision stops the day."""
-        if not self.gate.stopped and self.gate.breached(equity):
-            start = self.gate.day_start_equity or 0.0
-            extra = f" plus {self.gate.extra_loss:.2f} extra loss granted" if self.gate.extra_loss else ""
-            self.gate.halt(f"daily loss limit{extra}: the broker's equity {equity:.2f} vs {start:.2f} at the open")
-
-    def _on_loss_stop(self, reason: str) -> None:
-        """The risk gate is stopped (each decision says so): the first time, the loss stop trips, REDUCING with
-        every universe position closed, minute after minute, until the broker reports them closed
-        (:meth:`_on_synced`), then HALTED; stored for every later attempt, alerted."""
-        at = cached_now(self.clock)
-        if self.risk.trip(reason, at) is None:
-            return  # tripped already, or HALTED
-        log.error("session %s: %s; closing every position before halting", self.d, reason)
-        self.report.loss_stop = reason
-        self.threads.pool.submit(self._store_halt, reason, at)
-
-    def _on_synced(self, positions: dict[str, float]) -> None:
-        """On the loop, after a broker sync applied whole (no order working): a loss stop whose closes the
-        broker now shows done halts the session."""
-        if not self.risk.flattening or any(abs(positions.get(s, 0.0)) > 1e-9 for s in self.universe):
-            return
-        at = cached_now(self.clock)
-        change = self.risk.flat(at)
-        if change is not None:
-            log.error("session %s: loss stop flat at %s: HALTED", self.d, at.isoformat())
-            self.threads.pool.submit(self._store_risk, "HALTED", change.reason, at)
-
-    def _store_risk(self, state: str, reason: str, at: datetime) -> None:
-        try:
-            set_risk(self.engine, self.d, state, reason, "openbell", at=at, cause="loss_stop")
-        except Exception:
-            log.exception("storing the risk state %s failed; this attempt keeps it", state)
-
-    def _store_halt(self, reason: str, at: datetime) -> None:
-        """The loss stop stored as REDUCING (cause ``loss_stop``) and alerted."""
-        self._store_risk("REDUCING", reason, at)
-        # one alert per loss stop: keyed by the market minute it tripped at, so one after a resume alerts too
-        alert("loss_stop", at.isoformat(timespec="minutes"),
-              f"openbell {self.d}: loss stop at {et_minute(at)}, trading stopped: closing every position, then "
-              "HALTED", reason,
-              session_date=self.d, engine=self.engine, level=Level.FAILURE)
+        self.risk_link.follow(state, self.phase.risk_cause, self.phase.extra_loss)
 
     # -- the session phase ------------------------------------------------------------------------
 
