@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, time
-from typing import Any, NoReturn
+from datetime import date, datetime, time
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -28,6 +26,7 @@ from openbell.sim.errors import (
 from openbell.sim.faults import silence_minutes
 from openbell.sim.feed import check_symbols, parse_timeframe
 from openbell.sim.playback import next_open_close, played_sessions, session_number, sessions_between, to_utc_ns
+from openbell.sim.query import json_body, q_bool, q_int, q_time
 from openbell.sim.ratelimit import is_trading_path
 from openbell.sim.simulator import Simulator
 
@@ -99,73 +98,6 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         resp = jresp({"code": INTERNAL, "message": "internal server error"}, 500)
     resp.headers.update(limit_headers)
     return resp
-
-
-# -- parsing ---------------------------------------------------------------------------------------
-
-
-def q_bool(request: web.Request, name: str, default: bool = False) -> bool:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    low = raw.strip().lower()
-    if low in ("true", "1"):
-        return True
-    if low in ("false", "0"):
-        return False
-    raise unprocessable(f"invalid {name}: {raw!r} (expected true or false)")
-
-
-def q_int(request: web.Request, name: str, default: int, lo: int, hi: int, code_400: bool = False) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        v = int(raw)
-    except ValueError:
-        v = lo - 1
-    if not lo <= v <= hi:
-        msg = f"invalid {name}: {raw!r} (expected an integer from {lo} to {hi})"
-        raise bad_request(msg) if code_400 else unprocessable(msg)
-    return v
-
-
-def parse_time(raw: str, name: str, code_400: bool = True) -> datetime:
-    """RFC 3339 or YYYY-MM-DD; naive values are UTC, as in Alpaca's API."""
-    try:
-        if len(raw) == 10:
-            d = date.fromisoformat(raw)
-            return datetime(d.year, d.month, d.day, tzinfo=UTC)
-        t = datetime.fromisoformat(raw.replace(" ", "+"))
-    except ValueError:
-        msg = f"invalid {name}: {raw!r}"
-        raise bad_request(msg) if code_400 else unprocessable(msg) from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def q_time(request: web.Request, name: str, code_400: bool = True) -> datetime | None:
-    raw = request.query.get(name)
-    return parse_time(raw, name, code_400) if raw else None
-
-
-def _finite_float(text: str) -> float:
-    v = float(text)
-    if not math.isfinite(v):
-        raise ValueError(f"number out of range: {text}")
-    return v
-
-
-def _no_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
-
-
-async def json_body(request: web.Request) -> Any:
-    """The request's JSON body (None when empty); strict JSON: no NaN or infinite numbers (400)."""
-    raw = await request.read()
-    try:
-        return json.loads(raw, parse_float=_finite_float, parse_constant=_no_constant) if raw else None
-    except ValueError:
-        raise bad_request("request body format is invalid") from None
 
 
 # -- trading ---------------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
 """Orders out: a decision's orders sent together, their answers recorded, unknown outcomes settled.
 
-Right before orders leave, the send gate (:class:`openbell.risk.gate.SendGate`) decides whether each may
-(the cut-off and the liquidation, halts and barred symbols, a blocked account or refused key, the risk
-state, the pre-trade limits); this module records what it held. An order whose outcome is unknown and
-that the broker still does not know after ``UNSENT_GRACE`` counts as never sent: the next decision that
-still wants it sends it again under its own id, otherwise it ends as ``not_sent``.
+Right before orders leave, the send gate (:class:`openbell.risk.gate.SendGate`) decides whether each may;
+this module records what it held. An order whose outcome is unknown and that the broker still does not know
+after ``UNSENT_GRACE`` counts as never sent: the next decision that still wants it sends it again under its
+own id, otherwise it ends as ``not_sent``.
 
 A refused order is recorded with the broker's message, code and kind of refusal and never sent again in a
 loop: a symbol and side refused as not tradable or not fractionable is barred at the gate for the rest of

@@ -50,7 +50,7 @@ from openbell.calendar import session as session_of
 from openbell.clock import MarketClock, cached_now
 from openbell.metrics import SessionMetrics
 from openbell.policy import OrderLimits
-from openbell.ports import CredentialsError, Venue
+from openbell.ports import CredentialsError, StreamPort, Venue
 from openbell.risk.gate import SendGate
 from openbell.risk.owner import RiskOwner
 from openbell.strategy import RiskGate, RiskLimits
@@ -123,16 +123,18 @@ class TradingAttempt:
         self.order_threads = cfg.order_threads or math.ceil(min(len(self.universe), 16) / self.order_workers)
         self.broker = venue.broker
         self.market_data = venue.market_data
-        feeds = venue.streams
         self.report = AttemptReport(session_date=session.date.isoformat())
         self.portfolio = Portfolio()
         self.lateness: list[float] = []  # market seconds from a streamed minute's end to its decision
-
-        # the parts: what they all share in one context, each given what is particular to it
-        portfolio = self.portfolio
         self.threads = threads = Threads()
         self.recorder = Recorder(threads, self.d, self.universe)
-        ctx = LoopContext(session, self.universe, clock, threads, self.recorder, self.report)
+        self._build(LoopContext(session, self.universe, clock, threads, self.recorder, self.report), cfg, engine,
+                    fence, venue.streams)
+
+    def _build(self, ctx: LoopContext, cfg: LoopSettings, engine: Engine, fence: SessionLock | None,
+               feeds: StreamPort) -> None:
+        """The parts: what they all share in one context, each given what is particular to it."""
+        portfolio, session, threads = self.portfolio, ctx.session, ctx.threads
         self.phase = PhaseWatch(engine, session.date, self._on_phase, on_risk=self._on_risk)
         self.fencing = Fencing(fence, threads, self.report)  # re-verified every minute; trading pauses meanwhile
         self._prep = Preparation(self.broker, self.market_data, engine, session, self.universe, self.report,
