@@ -104,11 +104,11 @@ def test_minutes_and_session_end_arrive_over_udp(monkeypatch, receiver) -> None:
     m.session(report, latencies_ms=latencies, lateness_s=lateness)
     end = _by_name(_received(receiver))
     assert end["airflow.openbell.fills"] == ["2|c"]
-    assert end["airflow.openbell.trading.latency_p50_ms"] == ["12.5|g"]
-    assert end["airflow.openbell.trading.latency_p99_ms"] == ["30.0|g"]
-    assert end["airflow.openbell.trading.lateness_p99_s"] == ["0.25|g"]
-    assert end["airflow.openbell.trading.end_equity"] == ["99250.25|g"]
-    assert end["airflow.openbell.trading.pnl"] == ["0|g", "-749.75|g"]  # StatsD's way to set a negative gauge
+    assert end["airflow.openbell.session.latency_p50_ms"] == ["12.5|g"]
+    assert end["airflow.openbell.session.latency_p99_ms"] == ["30.0|g"]
+    assert end["airflow.openbell.session.lateness_p99_s"] == ["0.25|g"]
+    assert end["airflow.openbell.session.end_equity"] == ["99250.25|g"]
+    assert end["airflow.openbell.session.pnl"] == ["0|g", "-749.75|g"]  # StatsD's way to set a negative gauge
     assert "airflow.openbell.bar_to_order" not in end
     assert m.failures == 0
 

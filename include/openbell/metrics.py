@@ -16,8 +16,8 @@ Metrics, by kind:
 - timings (ms): ``openbell.bar_to_order`` (bar that completed a minute to its order handed to the sender),
   ``openbell.decision_lateness`` (a streamed minute's end to its decision, market time);
 - gauges: ``openbell.equity``, ``openbell.risk_state`` (0 ``ACTIVE``, 1 ``REDUCING``, 2 ``HALTED``), and at
-  the end ``openbell.trading.latency_p50_ms``/``p99_ms``, ``openbell.trading.lateness_p50_s``/``p99_s``,
-  ``openbell.trading.end_equity``, ``openbell.trading.pnl``.
+  the end ``openbell.session.latency_p50_ms``/``p99_ms``, ``openbell.session.lateness_p50_s``/``p99_s``,
+  ``openbell.session.end_equity``, ``openbell.session.pnl``.
 """
 
 from __future__ import annotations
