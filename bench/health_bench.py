@@ -27,7 +27,8 @@ from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.calendar import previous_sessions, session
 from openbell.clock import MarketClock, cached_now, clock_for
-from openbell.pg import ephemeral_server, scratch_database
+from openbell.pg.databases import scratch_database
+from openbell.pg.throwaway import ephemeral_server
 from openbell.ports import Window
 from openbell.sim.testing import SimProcess
 from openbell.store import db

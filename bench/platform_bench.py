@@ -15,7 +15,8 @@ from openbell.adapters.alpaca.broker import AlpacaBroker
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.marketdata import download
 from openbell.params import DEFAULT_UNIVERSE
-from openbell.pg import ephemeral_server, scratch_database
+from openbell.pg.databases import scratch_database
+from openbell.pg.throwaway import ephemeral_server
 from openbell.sim.testing import SimProcess
 from openbell.store.db import make_engine, upgrade
 

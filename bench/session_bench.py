@@ -25,7 +25,8 @@ from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.calendar import previous_sessions
 from openbell.clock import clock_for
-from openbell.pg import ephemeral_server, scratch_database
+from openbell.pg.databases import scratch_database
+from openbell.pg.throwaway import ephemeral_server
 from openbell.ports import Window
 from openbell.sim.testing import SimProcess
 from openbell.store import db

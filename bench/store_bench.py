@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import text
 
-from openbell.pg import EmbeddedPostgres, scratch_database
+from openbell.pg.databases import scratch_database
+from openbell.pg.server import EmbeddedPostgres
 from openbell.store import db
 from openbell.store.bars import load_bars, upsert_bars
 

@@ -157,7 +157,8 @@ async def _measure(url: str, ws_url: str, token: str) -> list[tuple[str, float, 
 
 def run() -> list[tuple[str, float, str]]:
     """Measure and print (name, value, unit) rows."""
-    from openbell.pg import ephemeral_server, scratch_database
+    from openbell.pg.databases import scratch_database
+    from openbell.pg.throwaway import ephemeral_server
     from openbell.runtime.airflow import free_port
     from openbell.store import db
 

@@ -17,7 +17,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 @pytest.fixture(scope="session")
 def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server URL: ``$OPENBELL_TEST_DATABASE_URL``, else an embedded PostgreSQL for this session."""
-    from openbell.pg import ephemeral_server
+    from openbell.pg.throwaway import ephemeral_server
 
     with ephemeral_server(tmp_path_factory.mktemp("pg")) as url:
         yield url
@@ -28,7 +28,7 @@ def head_template(pg_server_url: str) -> Iterator[str]:
     """The name of a database migrated to head once per test session, which ``state_url`` copies."""
     from sqlalchemy.engine import make_url
 
-    from openbell.pg import scratch_database
+    from openbell.pg.databases import scratch_database
     from openbell.store.db import make_engine, upgrade
 
     with scratch_database(pg_server_url, prefix="head") as url:
@@ -44,7 +44,7 @@ def state_url(pg_server_url: str, head_template: str) -> Iterator[str]:
     from psycopg2 import sql
     from sqlalchemy.engine import make_url
 
-    from openbell.pg import drop_database
+    from openbell.pg.databases import drop_database
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     u = make_url(pg_server_url)

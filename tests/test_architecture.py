@@ -224,17 +224,21 @@ def test_the_simulator_imports_nothing_of_the_core() -> None:
     assert not found, "the simulator imports openbell's core:\n  " + _listing(found)
 
 
+PG = "openbell.pg"
+
+
 def test_the_embedded_postgres_tool_imports_only_leaves() -> None:
-    found = _outside(LEAVES, ["openbell.pg"])
+    """openbell.pg's modules import one another and the leaves, nothing else of openbell."""
+    found = _outside((PG, *LEAVES), _under(PG))
     assert not found, "openbell.pg imports from above it:\n  " + _listing(found)
 
 
 def test_only_commands_import_the_embedded_postgres_tool() -> None:
     """openbell.pg starts servers: the commands (runtime/, report) use it; everything else meets the database
     through a URL and openbell.dberrors (DatabaseUnavailable, redact)."""
-    commands = ("openbell.runtime", "openbell.report")
-    found = [e for e in edges() if e.imported == "openbell.pg"
-             and not any(e.importer == c or e.importer.startswith(c + ".") for c in commands)]
+    allowed = ("openbell.runtime", "openbell.report", PG)  # the commands, and the tool's own modules
+    found = [e for e in edges() if (e.imported == PG or e.imported.startswith(PG + "."))
+             and not any(e.importer == a or e.importer.startswith(a + ".") for a in allowed)]
     assert not found, ("only the commands may import openbell.pg; import DatabaseUnavailable/redact from "
                        "openbell.dberrors instead:\n  " + _listing(found))
 
@@ -359,10 +363,10 @@ def test_every_rule_the_architecture_doc_states_is_checked_here() -> None:
     assert here - meta <= named, f"checks the Rules section does not state: {sorted(here - meta - named)}"
 
 
-MAX_LINES = 500
+MAX_LINES = 400
 
 
-def test_no_module_of_the_package_is_over_500_lines() -> None:
+def test_no_module_of_the_package_is_over_400_lines() -> None:
     """One capability per module: a module that grows past this is doing more than one job."""
     long = {str(p.relative_to(ROOT)): n for p in sorted((ROOT / PACKAGE).rglob("*.py"))
             if (n := len(p.read_text().splitlines())) > MAX_LINES}

@@ -14,7 +14,7 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from openbell.adapters.alpaca.config import CONN_ID
-from openbell.pg import bin_dir
+from openbell.pg.server import bin_dir
 from openbell.workflow.hooks import STATE_CONN_ID
 
 ROOT = Path(__file__).resolve().parents[1]

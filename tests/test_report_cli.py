@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from openbell.pg import EmbeddedPostgres, drop_database, ensure_database, reachable_tempdir
+from openbell.pg.databases import drop_database, ensure_database
+from openbell.pg.server import EmbeddedPostgres
+from openbell.pg.throwaway import reachable_tempdir
 from openbell.store.db import make_engine, upgrade
 from openbell.store.ledger import step
 

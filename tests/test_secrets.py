@@ -13,7 +13,7 @@ from openbell.calendar import session
 from openbell.dberrors import redact
 from openbell.dberrors import unavailable as _unavailable
 from openbell.params import RunParams
-from openbell.pg import EmbeddedPostgres
+from openbell.pg.server import EmbeddedPostgres
 from openbell.runtime.airflow import AirflowStack
 from openbell.runtime.demo import Rehearsal
 from openbell.sim.simulator import SimConfig

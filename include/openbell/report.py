@@ -253,7 +253,8 @@ def _databases(server_url: str) -> set[str]:
 def state_url_for(session_date: date, home: Path) -> str:
     """Where ``session_date`` is reported from without ``--url``: ``$OPENBELL_DATABASE_URL``, else on the
     embedded server under ``home/pg`` the day's rehearsal database when it exists, else ``openbell``."""
-    from openbell.pg import STATE_DATABASE, EmbeddedPostgres
+    from openbell.pg.server import EmbeddedPostgres
+    from openbell.pg.urls import STATE_DATABASE
 
     if os.environ.get("OPENBELL_DATABASE_URL"):
         return os.environ["OPENBELL_DATABASE_URL"]
@@ -300,7 +301,7 @@ def load_report(url: str, session_date: date) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """``openbell report --date D [--json] [--url URL]``; exit 2 with one line on stderr when it cannot."""
-    from openbell.pg import EmbeddedPostgresError
+    from openbell.pg.server import EmbeddedPostgresError
 
     parser = argparse.ArgumentParser(
         prog="openbell report", description="Print one session's report.",

@@ -14,7 +14,7 @@ from dates import SESSION as DAY
 from openbell import calendar
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.params import DEFAULT_UNIVERSE
-from openbell.pg import reachable_tempdir
+from openbell.pg.throwaway import reachable_tempdir
 from openbell.ports import Window
 from openbell.runtime.airflow import TERMINAL, AirflowStack
 from openbell.runtime.demo import DEMO_KEY, DEMO_SECRET, fresh_databases

@@ -21,7 +21,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from openbell.pg import EmbeddedPostgres, reachable_tempdir
+from openbell.pg.server import EmbeddedPostgres
+from openbell.pg.throwaway import reachable_tempdir
 
 pytestmark = pytest.mark.e2e
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from e2e.test_drills import short_tokens_held
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.calendar import ET
 from openbell.params import DEFAULT_UNIVERSE
-from openbell.pg import reachable_tempdir
+from openbell.pg.throwaway import reachable_tempdir
 from openbell.runtime.demo import DayResult, Rehearsal, rehearse
 from openbell.runtime.drills import missing_minutes, run_in_scratch
 from openbell.sim.testing import SimProcess

@@ -16,10 +16,12 @@ from sim_helpers import market_clock, run_until, within_rate_limit
 
 from openbell.sim.cli import parser
 from openbell.sim.corrections import correct
-from openbell.sim.feed import BarStore, Rules, parse_timeframe
+from openbell.sim.feed import BarStore, Rules
+from openbell.sim.history import bars_json
 from openbell.sim.liquidity import no_trade_minutes
 from openbell.sim.market import LEVERAGED, session_bars, synthetic_session
 from openbell.sim.testing import SimProcess
+from openbell.sim.timeframes import parse_timeframe
 
 SEED = 3
 DAY = date(2025, 11, 19)
@@ -145,8 +147,8 @@ def test_rest_serves_a_bar_uncorrected_until_its_correction_is_out() -> None:
     t = int(view.final.t[100])
     bar_end = t + 60_000_000_000
     minute = parse_timeframe("1Min")
-    before = store.bars_json(["SPY"], minute, t, t, 10, False, None, bar_end + 29_000_000_000)
-    after = store.bars_json(["SPY"], minute, t, t, 10, False, None, bar_end + 30_000_000_000)
+    before = bars_json(store, ["SPY"], minute, t, t, 10, False, None, bar_end + 29_000_000_000)
+    after = bars_json(store, ["SPY"], minute, t, t, 10, False, None, bar_end + 30_000_000_000)
     assert before != after
     assert b'"v":%d' % int(view.orig.v[100]) in before and b'"v":%d' % int(view.final.v[100]) in after
 

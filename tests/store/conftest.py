@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from openbell.pg import scratch_database
+from openbell.pg.databases import scratch_database
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from openbell.dberrors import DatabaseUnavailable, redact
-from openbell.pg import EmbeddedPostgres, reachable_tempdir, resolve_urls
+from openbell.pg.server import EmbeddedPostgres
+from openbell.pg.throwaway import reachable_tempdir
+from openbell.pg.urls import resolve_urls
 from openbell.store import db
 
 
@@ -113,7 +115,7 @@ def test_resolve_urls_prefers_the_environment(tmp_path: Path, monkeypatch: pytes
 
 
 def test_bad_database_name_is_refused(pg_server_url: str) -> None:
-    from openbell.pg import ensure_database
+    from openbell.pg.databases import ensure_database
 
     with pytest.raises(ValueError, match="invalid database name"):
         ensure_database(pg_server_url, "x; DROP DATABASE postgres")

@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import Connection, text
 
 from dates import SESSION
-from openbell.pg import EmbeddedPostgres, ensure_database, reachable_tempdir
+from openbell.pg.databases import ensure_database
+from openbell.pg.server import EmbeddedPostgres
+from openbell.pg.throwaway import reachable_tempdir
 from openbell.store.db import make_engine, upgrade
 from openbell.store.events import record_event
 from openbell.trading import SessionLock, Writer

@@ -41,7 +41,7 @@ def airflow_auth(monkeypatch: pytest.MonkeyPatch, pg_server_url: str) -> Iterato
     from sqlalchemy import create_engine
     from sqlalchemy.orm import scoped_session, sessionmaker
 
-    from openbell.pg import scratch_database
+    from openbell.pg.databases import scratch_database
 
     monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER", "ui_helpers.PerDagAuthManager")
     monkeypatch.setattr(PerDagAuthManager, "denied", {})

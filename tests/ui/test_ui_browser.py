@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from ui_helpers import CHROMIUM, CHROMIUM_FLAGS
 
-from openbell.pg import reachable_tempdir
+from openbell.pg.throwaway import reachable_tempdir
 from openbell.runtime.demo import Rehearsal, rehearse
 
 pytestmark = pytest.mark.e2e

@@ -80,7 +80,8 @@ def live_airflow(tmp_path: Path, pg_server_url: str, state_url: str,
     import time
 
     from openbell.adapters.alpaca.config import AlpacaConfig
-    from openbell.pg import reachable_tempdir, scratch_database
+    from openbell.pg.databases import scratch_database
+    from openbell.pg.throwaway import reachable_tempdir
     from openbell.runtime import airflow as runtime
 
     monkeypatch.setattr(runtime, "PROCESSES", ("dag-processor", "api-server"))

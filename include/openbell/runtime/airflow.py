@@ -27,8 +27,8 @@ from urllib.parse import quote
 import requests
 
 from openbell.adapters.alpaca.config import CONN_ID, AlpacaConfig
+from openbell.dberrors import redact
 from openbell.paths import project_dir
-from openbell.pg import redact
 from openbell.workflow.hooks import STATE_CONN_ID
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,9 @@ import time
 from dataclasses import replace
 
 from openbell.adapters.alpaca.config import AlpacaConfig
+from openbell.dberrors import redact
 from openbell.paths import home_dir
-from openbell.pg import redact, resolve_urls
+from openbell.pg.urls import resolve_urls
 from openbell.runtime.airflow import AirflowStack
 from openbell.store.db import upgrade
 

@@ -8,7 +8,8 @@ import sys
 
 from openbell.dberrors import DatabaseUnavailable, redact
 from openbell.paths import home_dir
-from openbell.pg import EmbeddedPostgresError, resolve_urls
+from openbell.pg.server import EmbeddedPostgresError
+from openbell.pg.urls import resolve_urls
 
 
 def _state_url(url: str | None) -> str:

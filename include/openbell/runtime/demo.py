@@ -31,7 +31,8 @@ from sqlalchemy import Engine
 from openbell import calendar
 from openbell.params import RUN_DEFAULTS_ENV
 from openbell.paths import home_dir
-from openbell.pg import EmbeddedPostgres, drop_database, ensure_database
+from openbell.pg.databases import drop_database, ensure_database
+from openbell.pg.server import EmbeddedPostgres
 from openbell.report import build_report, render
 from openbell.runtime.airflow import TERMINAL, AirflowStack
 from openbell.sim.testing import SimProcess

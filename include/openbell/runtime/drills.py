@@ -28,7 +28,7 @@ from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.broker import book
 from openbell.broker.ids import parse_client_order_id
 from openbell.params import DEFAULT_UNIVERSE
-from openbell.pg import reachable_tempdir
+from openbell.pg.throwaway import reachable_tempdir
 from openbell.ports import MarketDataPort, Window
 from openbell.runtime.control_drills import CONTROL_DRILLS
 from openbell.runtime.demo import DayResult, Rehearsal, rehearse

@@ -2,7 +2,8 @@
 
 Modules: :mod:`~openbell.sim.playback` (the sessions it plays, from :mod:`openbell.calendar`, and its market
 time, ``MarketPlayback``), :mod:`~openbell.sim.market` (synthetic bars as a library), :mod:`~openbell.sim.feed`
-(bar store and paging, with :mod:`~openbell.sim.bars` and :mod:`~openbell.sim.csvbars`), the market as Alpaca
+(the bar store, with :mod:`~openbell.sim.bars` and :mod:`~openbell.sim.csvbars`), :mod:`~openbell.sim.history`
+(the bars REST serves, paged, in the timeframes of :mod:`~openbell.sim.timeframes`), the market as Alpaca
 serves it (:mod:`~openbell.sim.liquidity` sparse IEX minutes, :mod:`~openbell.sim.corrections`,
 :mod:`~openbell.sim.halts`, :mod:`~openbell.sim.splits`), the broker (:mod:`~openbell.sim.broker` with
 :mod:`~openbell.sim.accounting` and :mod:`~openbell.sim.ordering`), :mod:`~openbell.sim.streams`,

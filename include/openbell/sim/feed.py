@@ -1,5 +1,6 @@
 """The simulator's bar store: synthetic or CSV 1-minute bars per (symbol, session, feed), cached and
-pre-serialized, with aggregation to larger timeframes and Alpaca's paging of ``GET /v2/stocks/bars``.
+pre-serialized, and the prices the broker and the streams read from them (REST serves them through
+:mod:`~openbell.sim.history`).
 
 What it serves follows :class:`Rules`: raw prices show splits (:mod:`~openbell.sim.splits`), halted
 minutes have no bar (:mod:`~openbell.sim.halts`), the IEX feed of a sparse market has no bar for a minute
@@ -9,10 +10,6 @@ their bar (:mod:`~openbell.sim.corrections`). The broker trades on the dense raw
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,16 +17,12 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import numpy as np
-import orjson
-import pandas as pd
 
 from openbell.calendar import ET
-from openbell.sim.bars import FIELDS, Chunk, adjusted, aggregate, concat, scaled, serialize
+from openbell.sim.bars import FIELDS, Chunk, aggregate, concat, scaled, serialize
 from openbell.sim.corrections import VISIBLE_AFTER_NS, correct
 from openbell.sim.csvbars import load_csv
-from openbell.sim.errors import ApiError, bad_request
 from openbell.sim.halts import HaltBook
 from openbell.sim.liquidity import no_trade_minutes
 from openbell.sim.market import NS_PER_MIN, UNIVERSE, SessionBars, spec_for, synthetic_session
@@ -53,37 +46,6 @@ class Rules:
     corrections: float = 0.0
     halts: HaltBook = field(default_factory=lambda: HaltBook([], None))
     splits: SplitBook = field(default_factory=lambda: SplitBook([]))
-
-
-@dataclass(frozen=True)
-class TimeFrame:
-    amount: int
-    unit: str  # Min, Hour, Day, Week, Month
-
-    def __str__(self) -> str:
-        return f"{self.amount}{self.unit}"
-
-
-_TF_RE = re.compile(r"^(\d+)(Min|T|Hour|H|Day|D|Week|W|Month|M)$")
-_TF_UNITS = {"T": "Min", "H": "Hour", "D": "Day", "W": "Week", "M": "Month"}
-
-
-def parse_timeframe(text: str) -> TimeFrame:
-    """Alpaca's timeframe syntax: {1-59}Min, {1-23}Hour, 1Day, 1Week, {1,2,3,6,12}Month."""
-    m = _TF_RE.match(text or "")
-    if not m:
-        raise bad_request(f"invalid timeframe: {text!r}")
-    amount, unit = int(m.group(1)), _TF_UNITS.get(m.group(2), m.group(2))
-    ok = {
-        "Min": 1 <= amount <= 59,
-        "Hour": 1 <= amount <= 23,
-        "Day": amount == 1,
-        "Week": amount == 1,
-        "Month": amount in (1, 2, 3, 6, 12),
-    }[unit]
-    if not ok:
-        raise bad_request(f"invalid timeframe: {text!r}")
-    return TimeFrame(amount, unit)
 
 
 def _midnight_ns(d: date) -> int:
@@ -137,7 +99,6 @@ class BarStore:
         self._views: OrderedDict[tuple[str, date, str], View] = OrderedDict()
         self._daily: dict[tuple[str, date, str], SessionBars] = {}
         self._cache_size = cache_sessions
-        self._token_key = hashlib.sha256(f"openbell-sim-page-{seed}".encode()).digest()
 
     def add_symbol(self, symbol: str) -> None:
         """Know ``symbol`` (a synthetic stock unless it is in the universe or already known)."""
@@ -266,172 +227,3 @@ class BarStore:
         if until_ns is None and not view.pending(now_ns).any():
             self._daily[key] = out
         return out
-
-    # -- REST: /v2/stocks/bars ------------------------------------------------------------------
-
-    def _token(self, symbol: str, t: int) -> str:
-        raw = f"{symbol}|{t}".encode()
-        sig = hmac.new(self._token_key, raw, hashlib.sha256).hexdigest()[:12]
-        return base64.urlsafe_b64encode(raw + b"|" + sig.encode()).decode()
-
-    def _untoken(self, token: str) -> tuple[str, int]:
-        try:
-            raw = base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4))
-            symbol, t, sig = raw.decode().split("|")
-            good = hmac.new(self._token_key, f"{symbol}|{t}".encode(), hashlib.sha256).hexdigest()[:12]
-            if not hmac.compare_digest(sig, good):
-                raise ValueError
-            return symbol, int(t)
-        except (ValueError, UnicodeDecodeError):
-            raise bad_request("invalid page token") from None
-
-    def _day_bars(self, symbol: str, d: date, feed: str, now_ns: int, factor: float) -> SessionBars:
-        """One day's bars as REST serves them at ``now_ns``: completed minutes only, adjusted by ``factor``."""
-        bars = self.view(symbol, d, feed).as_of(now_ns)
-        k = int(np.searchsorted(bars.t, now_ns - NS_PER_MIN, side="right"))  # a bar exists once its minute is over
-        return adjusted(bars.take(slice(0, k)) if k < len(bars) else bars, factor)
-
-    def _minute_chunk(self, symbol: str, d: date, feed: str, now_ns: int, factor: float) -> Chunk | None:
-        view = self.view(symbol, d, feed)
-        k = int(np.searchsorted(view.final.t, now_ns - NS_PER_MIN, side="right"))
-        if k == 0:
-            return None
-        if factor == 1.0 and not view.pending(now_ns)[:k].any():
-            ch = self.chunk(symbol, d, feed)
-            return ch if k == len(ch.t) else Chunk(ch.t[:k], ch.blob, ch.offs[: k + 1])
-        bars = self._day_bars(symbol, d, feed, now_ns, factor)
-        return Chunk.build(bars.t, serialize(bars))
-
-    def _symbol_chunks(self, symbol: str, tf: TimeFrame, start_ns: int, end_ns: int, now_ns: int, feed: str,
-                       adjust: bool) -> list[Chunk]:
-        """The symbol's chunks of serialized bars in ascending time, not yet cut to [start, end]."""
-        d0 = pd.Timestamp(start_ns, tz="UTC").tz_convert(ET).date()
-        d1 = pd.Timestamp(min(end_ns, now_ns), tz="UTC").tz_convert(ET).date()
-        today = pd.Timestamp(now_ns, tz="UTC").tz_convert(ET).date()
-        if tf.unit == "Week":
-            d0 -= timedelta(days=7)
-        elif tf.unit == "Month":
-            d0 = date(d0.year - (1 if d0.month <= tf.amount else 0), 1, 1)
-        days = self.days(symbol, d0, d1)
-        splits = self.rules.splits
-        factors = {d: splits.adjust_factor(symbol, d, today) if adjust else 1.0 for d in days}
-        if tf.unit == "Min" and tf.amount == 1:
-            chunks = (self._minute_chunk(symbol, d, feed, now_ns, factors[d]) for d in days)
-            return [ch for ch in chunks if ch is not None]
-        if tf.unit in ("Min", "Hour"):
-            width = tf.amount * (NS_PER_MIN if tf.unit == "Min" else 60 * NS_PER_MIN)
-            parts = []
-            for d in days:
-                bars = self._day_bars(symbol, d, feed, now_ns, factors[d])
-                parts.append(aggregate(bars, bars.t // width * width))
-            agg = concat(parts)
-        else:
-            visible = now_ns - NS_PER_MIN
-            daily = []
-            for d in days:
-                t = self.view(symbol, d, feed).final.t
-                if len(t) == 0 or t[0] > visible:
-                    continue
-                bar = self.daily_bar(symbol, d, feed, now_ns, None if t[-1] <= visible else visible + 1)
-                daily.append(adjusted(bar, factors[d]))
-            agg = concat(daily)
-            if tf.unit != "Day" and len(agg):
-                stamps = pd.to_datetime(agg.t, utc=True).tz_convert(ET)
-                if tf.unit == "Week":
-                    firsts = (stamps - pd.to_timedelta(stamps.weekday, unit="D")).normalize()
-                else:
-                    month0 = (stamps.month - 1) // tf.amount * tf.amount + 1
-                    firsts = pd.DatetimeIndex(
-                        [pd.Timestamp(y, m, 1, tz=ET) for y, m in zip(stamps.year, month0, strict=True)])
-                agg = aggregate(agg, firsts.as_unit("ns").asi8 if hasattr(firsts, "as_unit") else firsts.asi8)
-        return [Chunk.build(agg.t, serialize(agg))] if len(agg) else []
-
-    def bars_json(self, symbols: list[str], tf: TimeFrame, start_ns: int, end_ns: int, limit: int,
-                  desc: bool, page_token: str | None, now_ns: int, feed: str = "sip", adjust: bool = False) -> bytes:
-        """The body of ``GET /v2/stocks/bars``: ``limit`` bars across symbols (sorted), then a page token;
-        ``adjust`` asks for split-adjusted prices."""
-        syms = sorted(set(symbols))
-        tok_sym, tok_t = self._untoken(page_token) if page_token else (None, None)
-        if tok_sym is not None and tok_sym not in syms:
-            raise bad_request("invalid page token")
-        remaining = limit
-        parts: list[bytes] = []
-        next_token: str | None = None
-        for sym in syms:
-            if tok_sym is not None and sym < tok_sym:
-                continue
-            chunks = self._symbol_chunks(sym, tf, start_ns, end_ns, now_ns, feed, adjust)
-            if desc:
-                chunks = chunks[::-1]
-            pieces: list[bytes] = []
-            for ch in chunks:
-                lo = int(np.searchsorted(ch.t, start_ns, side="left"))
-                hi = int(np.searchsorted(ch.t, end_ns, side="right"))
-                if sym == tok_sym and tok_t is not None:
-                    if desc:
-                        hi = min(hi, int(np.searchsorted(ch.t, tok_t, side="right")))
-                    else:
-                        lo = max(lo, int(np.searchsorted(ch.t, tok_t, side="left")))
-                if hi <= lo:
-                    continue
-                if remaining == 0:
-                    next_token = self._token(sym, int(ch.t[hi - 1] if desc else ch.t[lo]))
-                    break
-                take = min(remaining, hi - lo)
-                if desc:
-                    pieces.extend(ch.items_desc(hi - take, hi))
-                    if take < hi - lo:
-                        next_token = self._token(sym, int(ch.t[hi - take - 1]))
-                else:
-                    pieces.append(ch.slice_asc(lo, lo + take))
-                    if take < hi - lo:
-                        next_token = self._token(sym, int(ch.t[lo + take]))
-                remaining -= take
-                if next_token:
-                    break
-            if pieces:
-                parts.append(b'"' + sym.encode() + b'":[' + b",".join(pieces) + b"]")
-            if next_token:
-                break
-        tok = orjson.dumps(next_token)
-        return b'{"bars":{' + b",".join(parts) + b'},"next_page_token":' + tok + b"}"
-
-    def latest_bars(self, symbols: list[str], now_ns: int, feed: str = "sip") -> dict[str, Any]:
-        """The last completed 1-minute bar of each symbol, as ``GET /v2/stocks/bars/latest`` returns."""
-        out: dict[str, Any] = {}
-        d = pd.Timestamp(now_ns, tz="UTC").tz_convert(ET).date()
-        for sym in symbols:
-            for back in range(15):
-                bars = self.view(sym, d - timedelta(days=back), feed).as_of(now_ns)
-                k = int(np.searchsorted(bars.t, now_ns - NS_PER_MIN, side="right"))
-                if k:
-                    out[sym] = orjson.loads(serialize(bars.take(slice(k - 1, k)))[0])
-                    break
-        return out
-
-
-def bar_message(kind: str, symbol: str, bars: SessionBars, i: int) -> dict[str, Any]:
-    """A stream bar (``T`` = b, u or d) with ``t`` as a msgpack Timestamp."""
-    return {
-        "T": kind,
-        "S": symbol,
-        "o": float(bars.o[i]),
-        "h": float(bars.h[i]),
-        "l": float(bars.l[i]),
-        "c": float(bars.c[i]),
-        "v": int(bars.v[i]),
-        "t": msgpack.Timestamp.from_unix_nano(int(bars.t[i])),
-        "n": int(bars.n[i]),
-        "vw": float(bars.vw[i]),
-    }
-
-
-def check_symbols(store: BarStore, raw: str | None) -> list[str]:
-    """Parse a comma-separated symbol list; unknown symbols are a 400."""
-    syms = [s.strip().upper() for s in (raw or "").split(",") if s.strip()]
-    if not syms:
-        raise bad_request("missing symbols")
-    unknown = [s for s in syms if not store.known(s)]
-    if unknown:
-        raise ApiError(400, 40010000, f"invalid symbol(s): {', '.join(unknown)}")
-    return syms

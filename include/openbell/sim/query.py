@@ -1,5 +1,5 @@
-"""Parsing a REST request as Alpaca does: query booleans, integers and times, strict JSON bodies; a bad value is
-refused with Alpaca's status (400 or 422) and message."""
+"""Parsing a REST request as Alpaca does: query booleans, integers, times and symbol lists, strict JSON bodies;
+a bad value is refused with Alpaca's status (400 or 422) and message."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
-from openbell.sim.errors import bad_request, unprocessable
+from openbell.sim.errors import ApiError, bad_request, unprocessable
+from openbell.sim.feed import BarStore
 
 
 def q_bool(request: web.Request, name: str, default: bool = False) -> bool:
@@ -55,6 +56,17 @@ def parse_time(raw: str, name: str, code_400: bool = True) -> datetime:
 def q_time(request: web.Request, name: str, code_400: bool = True) -> datetime | None:
     raw = request.query.get(name)
     return parse_time(raw, name, code_400) if raw else None
+
+
+def check_symbols(store: BarStore, raw: str | None) -> list[str]:
+    """Parse a comma-separated symbol list; unknown symbols are a 400."""
+    syms = [s.strip().upper() for s in (raw or "").split(",") if s.strip()]
+    if not syms:
+        raise bad_request("missing symbols")
+    unknown = [s for s in syms if not store.known(s)]
+    if unknown:
+        raise ApiError(400, 40010000, f"invalid symbol(s): {', '.join(unknown)}")
+    return syms
 
 
 def _finite_float(text: str) -> float:

@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from openbell.calendar import ET
+from openbell.sim import history
 from openbell.sim.broker import asset_id
 from openbell.sim.errors import (
     INTERNAL,
@@ -24,11 +25,11 @@ from openbell.sim.errors import (
     unprocessable,
 )
 from openbell.sim.faults import silence_minutes
-from openbell.sim.feed import check_symbols, parse_timeframe
 from openbell.sim.playback import next_open_close, played_sessions, session_number, sessions_between, to_utc_ns
-from openbell.sim.query import json_body, q_bool, q_int, q_time
+from openbell.sim.query import check_symbols, json_body, q_bool, q_int, q_time
 from openbell.sim.ratelimit import is_trading_path
 from openbell.sim.simulator import Simulator
+from openbell.sim.timeframes import parse_timeframe
 
 log = logging.getLogger(__name__)
 SIM: web.AppKey[Simulator] = web.AppKey("simulator")
@@ -298,8 +299,8 @@ def _bars_params(request: web.Request, symbols: list[str]) -> bytes:
     if unknown:
         raise bad_request(f"invalid adjustment: {unknown[0]!r}")
     adjust = bool(adjustments & {"split", "all"})  # no dividends are modeled: "dividend" is raw
-    return sim.bars.bars_json(symbols, tf, to_utc_ns(start), to_utc_ns(end), limit, sort == "desc",
-                              q.get("page_token") or None, to_utc_ns(now), feed, adjust)
+    return history.bars_json(sim.bars, symbols, tf, to_utc_ns(start), to_utc_ns(end), limit, sort == "desc",
+                             q.get("page_token") or None, to_utc_ns(now), feed, adjust)
 
 
 async def stock_bars(request: web.Request) -> web.Response:
@@ -316,7 +317,7 @@ async def stock_bars_single(request: web.Request) -> web.Response:
 async def latest_bars(request: web.Request) -> web.Response:
     sim = request.app[SIM]
     syms = check_symbols(sim.bars, request.query.get("symbols"))
-    return jresp({"bars": sim.bars.latest_bars(syms, to_utc_ns(sim.playback.now()), _feed(request))})
+    return jresp({"bars": history.latest_bars(sim.bars, syms, to_utc_ns(sim.playback.now()), _feed(request))})
 
 
 # -- simulator control -----------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from openbell.jsonutil import json_default
 from openbell.sim.faults import Faults
-from openbell.sim.feed import BarStore, bar_message
-from openbell.sim.market import NS_PER_MIN
+from openbell.sim.feed import BarStore
+from openbell.sim.market import NS_PER_MIN, SessionBars
 from openbell.sim.playback import to_utc_ns
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,22 @@ log = logging.getLogger(__name__)
 CHANNELS = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses", "lulds", "corrections",
             "cancelErrors")
 AUTH_TIMEOUT = 10.0
+
+
+def bar_message(kind: str, symbol: str, bars: SessionBars, i: int) -> dict[str, Any]:
+    """A stream bar (``T`` = b, u or d) with ``t`` as a msgpack Timestamp."""
+    return {
+        "T": kind,
+        "S": symbol,
+        "o": float(bars.o[i]),
+        "h": float(bars.h[i]),
+        "l": float(bars.l[i]),
+        "c": float(bars.c[i]),
+        "v": int(bars.v[i]),
+        "t": msgpack.Timestamp.from_unix_nano(int(bars.t[i])),
+        "n": int(bars.n[i]),
+        "vw": float(bars.vw[i]),
+    }
 
 
 @dataclass(eq=False)

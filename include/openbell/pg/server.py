@@ -1,4 +1,5 @@
-"""Embedded PostgreSQL for machines without a Postgres server, and database URL helpers.
+"""An embedded PostgreSQL server for machines without one: :class:`EmbeddedPostgres`, its cluster in a data
+directory, started and stopped.
 
 The server binaries come from the ``pgserver`` wheel; openbell runs them itself so the server listens on
 TCP 127.0.0.1 with password authentication (no unix socket). When the process runs as root, the binaries
@@ -14,34 +15,25 @@ import contextlib
 import fcntl
 import logging
 import os
-import re
 import secrets
-import shutil
 import socket
 import stat
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg2
-import psycopg2.errors
-from psycopg2 import sql
-from sqlalchemy.engine import make_url
 
-from openbell.dberrors import DatabaseUnavailable as DatabaseUnavailable  # re-export: defined in openbell.dberrors
-from openbell.dberrors import redact, unavailable
+from openbell.dberrors import redact
+from openbell.pg.databases import ensure_database
 
 log = logging.getLogger(__name__)
 
 SUPERUSER = "openbell"
 SYSTEM_USER = "pgserver"
-STATE_DATABASE = "openbell"
-AIRFLOW_DATABASE = "airflow"
-_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _CONF_NAME = "openbell.conf"
 
 
@@ -333,115 +325,3 @@ class EmbeddedPostgres:
 
     def __repr__(self) -> str:
         return f"EmbeddedPostgres({str(self.data_dir)!r}, port={self.port})"
-
-
-# -- databases on any server --------------------------------------------------------------------------
-
-
-def _connect_admin(url: str) -> Any:
-    """A psycopg2 autocommit connection for the server of ``url`` (to the database in the URL)."""
-    parsed = make_url(url)
-    try:
-        conn = psycopg2.connect(
-            host=parsed.host or "127.0.0.1", port=parsed.port or 5432, user=parsed.username,
-            password=parsed.password, dbname=parsed.database or "postgres", connect_timeout=5,
-        )
-    except psycopg2.OperationalError as exc:
-        raise unavailable(url, exc) from None
-    conn.autocommit = True
-    return conn
-
-
-def _check_name(name: str) -> None:
-    if not _DB_NAME.match(name):
-        raise ValueError(f"invalid database name {name!r}: use letters, digits and underscores")
-
-
-def ensure_database(server_url: str, name: str) -> str:
-    """Create database ``name`` on ``server_url``'s server if missing; return the URL of ``name``."""
-    _check_name(name)
-    conn = _connect_admin(server_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cur.fetchone() is None:
-                # another process may create it at the same moment
-                with contextlib.suppress(psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
-                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    finally:
-        conn.close()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(server_url: str, name: str) -> None:
-    """Drop database ``name`` (disconnecting its clients) if it exists."""
-    _check_name(name)
-    conn = _connect_admin(server_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    finally:
-        conn.close()
-
-
-@contextlib.contextmanager
-def scratch_database(server_url: str, prefix: str = "t") -> Iterator[str]:
-    """A new empty database with a unique name on ``server_url``'s server, dropped on exit."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    url = ensure_database(server_url, name)
-    try:
-        yield url
-    finally:
-        drop_database(server_url, name)
-
-
-def reachable_tempdir(tmp_root: Path, prefix: str = "openbell-pg-") -> Path:
-    """A new directory for a throwaway server.
-
-    As root the server runs as another user, who must traverse every parent directory; pytest resets
-    ``/tmp/pytest-of-root`` to mode 0700 whenever any session starts, so there the directory is created
-    directly in the system temp directory instead of under ``tmp_root``.
-    """
-    if os.geteuid() == 0:
-        return Path(tempfile.mkdtemp(prefix=prefix))
-    path = Path(tmp_root) / prefix.rstrip("-")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@contextlib.contextmanager
-def ephemeral_server(tmp_root: Path) -> Iterator[str]:
-    """A server URL for a test session.
-
-    ``$OPENBELL_TEST_DATABASE_URL`` when set (its server is used, nothing is started), else an embedded,
-    non-durable server (in :func:`reachable_tempdir`) that is stopped and deleted on exit. Pair with
-    :func:`scratch_database` for a fresh database per test.
-    """
-    external = os.environ.get("OPENBELL_TEST_DATABASE_URL")
-    if external:
-        yield external
-        return
-    root = reachable_tempdir(tmp_root)
-    server = EmbeddedPostgres(root / "pg", durable=False)
-    try:
-        server.start()
-        yield server.url()
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def resolve_urls(home: Path) -> tuple[str, str]:
-    """(openbell state URL, Airflow metadata URL).
-
-    ``$OPENBELL_DATABASE_URL`` / ``$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` when set; otherwise databases
-    ``openbell`` / ``airflow`` on the embedded server under ``home / "pg"``, started on demand.
-    """
-    state = os.environ.get("OPENBELL_DATABASE_URL") or None
-    airflow = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or None
-    if state is None or airflow is None:
-        server = EmbeddedPostgres(Path(home) / "pg")
-        server.start()
-        state = state or server.ensure_database(STATE_DATABASE)
-        airflow = airflow or server.ensure_database(AIRFLOW_DATABASE)
-    return state, airflow
