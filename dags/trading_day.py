@@ -15,6 +15,7 @@ from openbell.params import check_run_params, dag_params
 from openbell.workflow import steps
 from openbell.workflow.operators import MarketTimeRetry
 from openbell.workflow.sensors import LiveTradingSensor
+from openbell.workflow.timed import EodLiquidate, MiddayOptimize, WaitForOpen
 from openbell.workflow.timetable import NYSESessionTimetable, schedule_end_date
 
 SESSION = timedelta(hours=7)
@@ -41,8 +42,8 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
     # The run's params are checked against the chosen strategy before the wait, not at the open.
-    wait_for_open = steps.MarketTimeStep(
-        step="wait_for_open", anchor="open", offset_param="open_offset_minutes", execution_timeout=WAIT,
+    wait_for_open = WaitForOpen(
+        anchor="open", offset_param="open_offset_minutes", execution_timeout=WAIT,
         pre_execute=check_run_params,
     )
 
@@ -65,16 +66,16 @@ with DAG(
         timeout=SESSION.total_seconds(),
     )
 
-    midday_optimize = steps.MarketTimeStep(
-        step="midday_optimize", anchor="close", offset_param="optimize_minutes_before_close", offset_scale=-1,
+    midday_optimize = MiddayOptimize(
+        anchor="close", offset_param="optimize_minutes_before_close", offset_scale=-1,
         lead_seconds=LEAD, trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=WAIT,
     )
 
     # Liquidation runs whatever happened upstream: the account is never left holding overnight. It retries
     # every 5 market seconds until the close, not after it (an attempt killed, or unable to start while the
     # api-server is down, is retried after one wall second): 20 retries cover the two minutes at 1x.
-    eod_liquidate = steps.MarketTimeStep(
-        step="eod_liquidate", anchor="close", offset_param="liquidate_minutes_before_close", offset_scale=-1,
+    eod_liquidate = EodLiquidate(
+        anchor="close", offset_param="liquidate_minutes_before_close", offset_scale=-1,
         lead_seconds=LEAD, trigger_rule=TriggerRule.ALL_DONE, retries=20, retry_delay=timedelta(seconds=1),
         retry_policy=MarketTimeRetry(market_seconds=5, until_close=True), execution_timeout=WAIT,
         on_success_callback=[EndOfDayAlert()], on_failure_callback=[*STEP_ALERT, EndOfDayAlert()],

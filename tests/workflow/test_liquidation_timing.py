@@ -24,7 +24,8 @@ from openbell.sim.testing import SimProcess
 from openbell.store.ledger import steps_for
 from openbell.workflow import operators, steps
 from openbell.workflow.operators import MarketTimeRetry, clock_speed
-from openbell.workflow.steps import MarketTimeStep, StepContext, prepare_liquidation
+from openbell.workflow.steps import StepContext, prepare_liquidation
+from openbell.workflow.timed import EodLiquidate
 
 
 @pytest.mark.parametrize(
@@ -101,11 +102,11 @@ def test_the_liquidation_is_prepared_before_its_market_time(monkeypatch: pytest.
     calls: list[str] = []
     ctx = object()
     monkeypatch.setattr(steps, "from_airflow", lambda context: ctx)
-    monkeypatch.setitem(steps.PREPARED, "eod_liquidate", (
-        lambda c: calls.append(f"prepare {c is ctx}"),
-        lambda c: calls.append(f"liquidate {c is ctx}") or {"ok": True},
-    ))
-    op = MarketTimeStep(step="eod_liquidate", anchor="close", offset_minutes=-2)
+    monkeypatch.setattr(EodLiquidate, "warm", lambda self, c: calls.append(f"prepare {c is ctx}"))
+    monkeypatch.setattr(EodLiquidate, "liquidate",
+                        lambda self, c: calls.append(f"liquidate {c is ctx}") or {"ok": True})
+    op = EodLiquidate(anchor="close", offset_minutes=-2)
+    assert op.task_id == "eod_liquidate"
     monkeypatch.setattr(op, "_clock", lambda: _Clock(1.0, calls))
     assert op.execute_complete({}, {"target": at_et("12:58", HALF_DAY).isoformat()}) == {"ok": True}
     assert calls == ["prepare True", "sleep until 12:58", "liquidate True"]

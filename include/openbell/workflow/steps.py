@@ -3,8 +3,9 @@
 The step context is the workflow's composition root: it builds the Alpaca adapter's ports from the run's
 connection and hands them to the trading core.
 
-Each function takes Airflow's task context, returns a small JSON summary (it lands in XCom, so it
-never holds credentials) and records its start and end in the step ledger, whatever the ending.
+Each step takes Airflow's task context or a step context, returns a small JSON summary (it lands in
+XCom, so it never holds credentials) and records its start and end in the step ledger, whatever the ending.
+The steps that wait for a market time run in their own operators, :mod:`openbell.workflow.timed`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from openbell.params import RunParams
 from openbell.store import ledger
 from openbell.store.db import ensure_current, make_engine
 from openbell.workflow.hooks import AlpacaHook, StateDbHook
-from openbell.workflow.operators import WaitForMarketTime
 
 if TYPE_CHECKING:
     from openbell.ports import BrokerPort, MarketDataPort, Venue
@@ -240,11 +240,6 @@ def liquidation_is_late(session: Session, now: datetime, *, is_backfill: bool) -
     return not is_backfill and now >= session.close
 
 
-def eod_liquidate(context: dict[str, Any]) -> dict[str, Any]:
-    """Close everything before the bell and prove the account flat; fails loudly if it is not."""
-    return run_eod_liquidate(from_airflow(context))
-
-
 def prepare_liquidation(ctx: StepContext) -> None:
     """Everything the liquidation needs that costs time, done before its market time: its modules,
     SQLAlchemy's mapper configuration (the first ORM write of a process configures every mapped class,
@@ -266,7 +261,7 @@ def prepare_liquidation(ctx: StepContext) -> None:
 
 
 def run_eod_liquidate(ctx: StepContext) -> dict[str, Any]:
-    """:func:`eod_liquidate` for one step context.
+    """Close everything before the bell and prove the account flat; fails loudly if it is not.
 
     Started after the close (see :func:`liquidation_is_late`), it never skips while the broker holds
     positions or open orders: it acts and reports itself late. Else it liquidates and proves the account
@@ -322,56 +317,3 @@ def _liquidate_late(ctx: StepContext, summary: dict[str, Any], now: datetime) ->
                   if report.open_orders_left else "no close order is working: close them by hand")
         raise RuntimeError(f"late liquidation of session {ctx.session.date} at {report.finished_at}: "
                            f"positions remain {report.positions_left}; {queued}")
-
-
-# Timed steps whose context is built and warmed before their market time (see MarketTimeStep.prepare).
-PREPARED: dict[str, tuple[Callable[[StepContext], None], Callable[[StepContext], dict[str, Any]]]] = {
-    "eod_liquidate": (prepare_liquidation, run_eod_liquidate),
-}
-TIMED_STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "wait_for_open": wait_for_open,
-    "midday_optimize": midday_optimize,
-    "eod_liquidate": eod_liquidate,
-}
-
-
-class MarketTimeStep(WaitForMarketTime):
-    """A step that waits, deferred, for its market time and then runs ``steps.<step>`` in the same task.
-
-    Waiting in the step's own task (rather than in an upstream sensor) means no second task start-up
-    lies between the market time and the action, which matters for the 15:58 liquidation. A step in
-    :data:`PREPARED` also builds and warms its context between the trigger and its market time, so the
-    connection lookups, the schema check and the broker's first connection cost no market time after it.
-    """
-
-    def __init__(self, *, step: str, **kwargs: Any) -> None:
-        if step not in TIMED_STEPS:
-            raise ValueError(f"unknown timed step {step!r}; one of {', '.join(TIMED_STEPS)}")
-        kwargs.setdefault("task_id", step)
-        super().__init__(**kwargs)
-        self.step = step
-        self._prepared: StepContext | None = None
-
-    def prepare(self, context: Any) -> None:
-        if self.step in PREPARED:
-            ctx = from_airflow(context)
-            PREPARED[self.step][0](ctx)
-            self._prepared = ctx
-
-    def _run_step(self, context: Any) -> dict[str, Any]:
-        if self._prepared is not None:
-            ctx, self._prepared = self._prepared, None
-            return PREPARED[self.step][1](ctx)
-        return TIMED_STEPS[self.step](context)
-
-    def execute(self, context: Any) -> dict[str, Any]:  # type: ignore[override]
-        if self.step == "wait_for_open":  # a malformed openbell_notify connection is refused before the day starts
-            from openbell.alerts.notify import check_channel
-
-            self.log.info(check_channel())
-        super().execute(context)  # defers, or returns at once when the time is past
-        return self._run_step(context)
-
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:  # type: ignore[override]
-        super().execute_complete(context, event)
-        return self._run_step(context)
