@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -12,6 +14,10 @@ from sqlalchemy import Engine
 from clock_endpoint import ClockEndpoint
 
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+# Strategy plug-ins outside the package, importable the way Airflow's workers import them from PYTHONPATH
+STRATEGIES = Path(__file__).resolve().parent / "strategies"
+sys.path.insert(0, str(STRATEGIES))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Vectorized backtest and minute-by-minute replay of a strategy over a long bar frame.
 
-``run`` computes every minute's targets at once with the strategy's vectorized form; ``replay`` feeds
-the same bars through ``on_minute`` exactly as the live loop does. The two agree minute for minute.
+``run`` computes every minute's targets at once with the strategy's vectorized twin, or by replaying
+``on_minute`` over the prepared arrays when it has none (:func:`openbell.strategy.targets`); ``replay`` feeds
+the bars through ``on_minute`` exactly as the live loop does. The two agree minute for minute.
 
 Execution model: the targets decided after minute t are traded at t's close and earn the next minutes'
 close-to-close returns (a symbol without a bar carries its price). Every session starts flat and is
@@ -28,6 +29,7 @@ from pydantic import BaseModel
 
 from openbell.policy import OrderPolicy
 from openbell.strategy import DEFAULT_UNIVERSE, Bar, Strategy, strategy_class, validate_params
+from openbell.strategy import targets as strategy_targets
 from openbell.strategy.data import MarketArrays, prepare
 from openbell.strategy.risk import RiskLimits, clip_weights, loss_breached
 
@@ -96,9 +98,10 @@ def _pnl(data: MarketArrays, w: np.ndarray, starts: np.ndarray,
 
 def vector_targets(strategy_name: str, params: Mapping[str, Any] | BaseModel | None, data: MarketArrays,
                    cache: dict[Any, Any] | None = None) -> np.ndarray:
-    """Targets (T,N) of a registered strategy on prepared arrays."""
+    """Targets (T,N) of a strategy (any spelling :func:`~openbell.strategy.resolve` accepts) on prepared arrays:
+    its vectorized twin's, or ``on_minute`` replayed when it has none."""
     p = validate_params(strategy_name, params)
-    return strategy_class(strategy_name).vector_targets(data, p, cache)
+    return strategy_targets(strategy_class(strategy_name), data, p, cache)
 
 
 def run(strategy_name: str, params: Mapping[str, Any] | BaseModel | None, bars: pd.DataFrame, *,
@@ -112,7 +115,7 @@ def run(strategy_name: str, params: Mapping[str, Any] | BaseModel | None, bars: 
             f"warmup_sessions must be an int in [0, {data.n_sessions - 1}] for {data.n_sessions} session(s),"
             f" got {warmup_sessions!r}"
         )
-    raw = strategy_class(strategy_name).vector_targets(data, p)
+    raw = vector_targets(strategy_name, p, data)
     net, turnover, held, latched = simulate(data, raw.copy(), cost_bps, limits)
     first = int(data.session_starts[warmup_sessions])
     index = data.times[first:]
@@ -163,7 +166,7 @@ def run_shares(strategy_name: str, params: Mapping[str, Any] | BaseModel | None,
                policy: OrderPolicy | None = None) -> ShareResult:
     """Backtest in shares: limits -> ``policy`` -> fills at each minute's close, as the live loop trades.
 
-    The targets are the strategy's vectorized ones (equal to ``on_minute``'s). Within a session the equity
+    The targets are :func:`vector_targets` (equal to ``on_minute``'s). Within a session the equity
     the loss latch and the policy see is the cash plus the positions at the minute's carried close, before
     the minute's orders; at the session's last bar every position is closed.
     """
@@ -179,7 +182,7 @@ def run_shares(strategy_name: str, params: Mapping[str, Any] | BaseModel | None,
             f" got {warmup_sessions!r}"
         )
     policy = policy or OrderPolicy()
-    raw = strategy_class(strategy_name).vector_targets(data, p)
+    raw = vector_targets(strategy_name, p, data)
     limited = clip_weights(raw, limits) if limits is not None else np.where(np.isfinite(raw), raw, 0.0)
     closes = pd.DataFrame(data.close).ffill().to_numpy()
     symbols, rate, first = data.symbols, cost_bps / 1e4, int(data.session_starts[warmup_sessions])

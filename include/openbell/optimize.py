@@ -1,7 +1,8 @@
 """Parameter search with walk-forward validation, under a wall-time budget, on up to 2 processes.
 
-Every candidate is evaluated once over all sessions (vectorized, see :mod:`openbell.backtest`); the
-per-session sums of its minute returns give the score of any window. Walk-forward: with ``train``
+Every candidate is evaluated once over all sessions (the strategy's vectorized twin, or ``on_minute``
+replayed when it has none: :func:`openbell.strategy.targets`); the per-session sums of its minute returns
+give the score of any window. Walk-forward: with ``train``
 sessions per window, fold i picks the candidate with the best score on sessions [i-train, i) and
 scores it on session i (the last session may be today so far). The out-of-sample score of
 re-optimizing is the Sharpe of those picks' returns pooled over all folds; the incumbent (fixed) is
@@ -24,7 +25,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from openbell.backtest import MINUTES_PER_YEAR, sharpe, simulate
-from openbell.strategy import DEFAULT_UNIVERSE, InvalidParams, params_schema, strategy_class, validate_params
+from openbell.strategy import DEFAULT_UNIVERSE, InvalidParams, params_schema, strategy_class, targets, validate_params
 from openbell.strategy.data import MarketArrays, prepare
 from openbell.strategy.risk import RiskLimits
 
@@ -79,7 +80,7 @@ class _Evaluator:
         out = np.empty((len(params), len(self.offsets), 3))
         for c, p in enumerate(params):
             model = self.cls.Params.model_validate(p)
-            w = self.cls.vector_targets(self.data, model, self.cache)
+            w = targets(self.cls, self.data, model, self.cache)
             net = simulate(self.data, w, self.cost_bps, self.limits)[0][self.first :]
             out[c, :, 0] = np.diff(np.r_[self.offsets, len(net)])
             out[c, :, 1] = np.add.reduceat(net, self.offsets)

@@ -7,12 +7,13 @@ messages. Two additions the model's own schema does not carry are made here:
 
 - NaN: JSON schema compares NaN false with every bound, so ``minimum``/``maximum`` let it through; every
   number also carries :data:`NOT_NAN`, and :class:`RunParams` refuses NaN anywhere, naming the field.
-- The strategy registry: the Params limit ``strategy`` to the registered names and ``strategy_params`` to
-  what one of the registered strategies' schemas accepts (exactly the chosen one's while there is one).
-  Airflow validates each Param on its own, so no Param schema can pick a strategy's schema by the value
-  of ``strategy``; that, and Python-only distinctions such as ``30.0`` for an integer, :class:`RunParams`
-  checks through the strategy itself, and the DAG's first task runs :func:`check_run_params` before it
-  waits for the open.
+- The strategies: the Param ``strategy`` takes a registered or published name (:func:`openbell.strategy.known`)
+  or a ``module:Class`` spelling, and ``strategy_params`` an object without NaN. Airflow validates each Param
+  on its own, so no Param schema can pick a strategy's schema by the value of ``strategy`` (and a class named
+  ``module:Class`` is not known when the DAG is parsed); whether the strategy resolves, meets the contract
+  and accepts ``strategy_params`` (Python-only distinctions such as ``30.0`` for an integer included),
+  :class:`RunParams` checks through :func:`openbell.strategy.resolve`, and the DAG's first task runs
+  :func:`check_run_params` before it waits for the open.
 
 The deployment's risk ceilings (:class:`RiskCeilings`: ``daily_loss_limit``, ``max_gross``,
 ``max_order_notional``, ``max_position_notional``, ``price_collar``) bound what a run may ask for: a run may
@@ -67,7 +68,11 @@ class RunParams(BaseModel):
     )
     history_days: int = Field(30, ge=1, le=90, description="Calendar days of bars.")
     warmup_sessions: int = Field(5, ge=1, le=60)
-    strategy: str = Field("momentum_rotation", min_length=1, description="Registered strategy name.")
+    strategy: str = Field(
+        "momentum_rotation", min_length=1,
+        description="A registered strategy name, a name an installed package publishes (entry points "
+                    "'openbell.strategies'), or module:Class.",
+    )
     strategy_params: dict[str, Any] | None = Field(
         None, description="Parameters overriding the latest stored version (validated by the strategy)."
     )
@@ -149,10 +154,10 @@ class RunParams(BaseModel):
 
     @model_validator(mode="after")
     def _strategy_accepts(self) -> RunParams:
-        from openbell.strategy import InvalidParams, strategy_class, validate_params
+        from openbell.strategy import InvalidParams, resolve, validate_params
 
         try:
-            strategy_class(self.strategy)
+            resolve(self.strategy)
         except InvalidParams as exc:
             raise InvalidRunParams(f"run parameter 'strategy': {exc}") from None
         try:
@@ -320,24 +325,21 @@ def deployment_ceilings() -> RiskCeilings:
     return RiskCeilings.parse(Variable.get(CEILINGS_VARIABLE, default=None))
 
 
+# module:Class, each part a Python identifier path ("(?!\n)$": a pattern is searched, and "$" also matches
+# before a trailing newline)
+CLASS_PATH = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(?!\n)$"
+
+
 def param_schemas() -> dict[str, dict[str, Any]]:
-    """Each Param's schema: :data:`SCHEMAS`, with ``strategy`` limited to the registered strategies and
-    ``strategy_params`` to what one of their schemas accepts (exactly the chosen one's while there is one)."""
-    from openbell.strategy import names, params_schema
+    """Each Param's schema: :data:`SCHEMAS`, with ``strategy`` limited to the known names (offered as examples
+    in the trigger form) or a ``module:Class`` spelling, and ``strategy_params`` to an object without NaN (the
+    chosen strategy's own schema is :class:`RunParams`' to check)."""
+    from openbell.strategy import known
 
     schemas = copy.deepcopy(SCHEMAS)
-    schemas["strategy"]["enum"] = names()
-    defs: dict[str, Any] = {}
-    choices: list[dict[str, Any]] = [{"type": "null"}]
-    for name in names():
-        own = _without_nan(params_schema(name))
-        for key, value in own.pop("$defs", {}).items():  # refs point at the root
-            if defs.setdefault(key, value) != value:
-                raise ValueError(f"strategy {name!r}: schema definition {key!r} clashes with another strategy's")
-        choices.append(own)
-    schemas["strategy_params"]["anyOf"] = choices
-    if defs:
-        schemas["strategy_params"]["$defs"] = defs
+    schemas["strategy"]["examples"] = known()
+    schemas["strategy"]["anyOf"] = [{"enum": known()}, {"pattern": CLASS_PATH}]
+    schemas["strategy_params"]["additionalProperties"] = copy.deepcopy(NOT_NAN)
     return schemas
 
 

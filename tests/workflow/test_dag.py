@@ -107,11 +107,13 @@ def test_params_refuse_nan_wrong_types_and_unknown_strategies_at_trigger_time(tm
         "optimize_budget_seconds": [nan],
         "history_days": [nan, 30.5, True],
         "universe": ["TQQQ", ["TQQQ\n"], ["TQQQ", "TQQQ"]],
-        "strategy": ["mean_reversion", ""],
-        "strategy_params": [{"lookback": 1}, {"threshold": nan}, {"bogus": 1}, "lookback=10"],
+        "strategy": ["mean_reversion", "", ":Leaders", "ob_example:", "a:b:c"],
+        "strategy_params": [{"threshold": nan}, "lookback=10"],
     }
-    accepted = {"max_weight": [0.5, 1], "strategy": ["momentum_rotation"],
-                "strategy_params": [None, {}, {"lookback": 10, "threshold": 0.5, "weighting": "score"}]}
+    # a strategy named module:Class is imported, and strategy_params checked against its schema, by the hook
+    accepted = {"max_weight": [0.5, 1], "strategy": ["momentum_rotation", "ob_example:Leaders"],
+                "strategy_params": [None, {}, {"lookback": 10, "threshold": 0.5, "weighting": "score"},
+                                    {"lookback": 1}]}
     line = _dagbag(
         tmp_path,
         f"""

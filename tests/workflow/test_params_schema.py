@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import math
+from importlib.metadata import EntryPoint
 from typing import Any
 
 import annotated_types
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
 
 from openbell.params import InvalidRunParams, RunParams, dag_params
-from openbell.strategy import base as strategy_base
+from openbell.strategy import GROUP
+from openbell.strategy import plugins as strategy_plugins
 
 
 def served() -> Any:
@@ -81,36 +82,40 @@ def test_the_fields_bounds_are_the_params_bounds(name: str) -> None:
     assert at_trigger(**{name: math.nan}).startswith("refused") and "NaN" in in_task(**{name: math.nan})
 
 
-def test_an_unknown_strategy_and_bad_strategy_params_are_refused_at_trigger_time() -> None:
-    refused = at_trigger(strategy="mean_reversion")
-    assert refused.startswith("refused: Invalid input for param strategy:") and "mean_reversion" in refused
-    for bad in [{"lookback": 1}, {"lookback": 30.5}, {"threshold": math.nan}, {"bogus": 1}, "lookback=10", []]:
+PLUG_IN = "ob_example:Leaders"  # tests/strategies, on sys.path as on the workers' PYTHONPATH
+
+
+def test_the_strategy_is_a_known_name_or_a_class_path_at_trigger_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The form offers the known names and takes module:Class too; whether that class imports and meets the
+    contract, the first task checks."""
+    monkeypatch.setattr(strategy_plugins, "published", lambda: {
+        "ob_leaders": EntryPoint(name="ob_leaders", value=PLUG_IN, group=GROUP)})
+    assert dag_params()["strategy"].schema["examples"] == ["momentum_rotation", "ob_leaders"]
+    for good in ["momentum_rotation", "ob_leaders", PLUG_IN, "ob_example.sub:Outer.Inner"]:
+        assert at_trigger(strategy=good) == "accepted", good
+    for good in ["momentum_rotation", "ob_leaders", PLUG_IN]:
+        assert in_task(strategy=good) == "accepted", good
+    for bad in ["mean_reversion", "", ":Leaders", "ob_example:", "a:b:c", "ob example:Leaders", f"{PLUG_IN}\n"]:
+        refused = at_trigger(strategy=bad)
+        assert refused.startswith("refused: Invalid input for param strategy:"), bad
+        assert in_task(strategy=bad).startswith("refused: run parameter 'strategy': "), bad
+    assert "does not import" in in_task(strategy="ob_no_such_module:Leaders")
+
+
+def test_strategy_params_are_an_object_at_trigger_time_and_the_strategys_own_in_the_task() -> None:
+    """Airflow validates each Param alone, so at trigger time strategy_params cannot depend on the strategy
+    chosen (which may be a class the DAG never saw); RunParams checks them against its schema, and the first
+    task runs it before the wait."""
+    for bad in ["lookback=10", [], {"threshold": math.nan}]:
         assert at_trigger(strategy_params=bad).startswith("refused: Invalid input for param strategy_params:"), bad
         assert in_task(strategy_params=bad).startswith("refused: run parameter 'strategy_params': "), bad
     for good in [None, {}, {"lookback": 10, "weighting": "score"}]:
         assert at_trigger(strategy_params=good) == "accepted" == in_task(strategy_params=good), good
-
-
-class _ReversionParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    window: int = Field(20, ge=2, le=50)
-
-
-class _Reversion:
-    name = "mean_reversion"
-    Params = _ReversionParams
-
-
-def test_with_two_strategies_the_params_accept_either_and_the_task_checks_the_chosen_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Airflow validates each Param alone, so at trigger time strategy_params must fit one registered strategy;
-    which one the run chose, RunParams checks (the first task runs it before the wait)."""
-    monkeypatch.setitem(strategy_base._REGISTRY, "mean_reversion", _Reversion)
-    assert at_trigger(strategy="mean_reversion", strategy_params={"window": 10}) == "accepted"
-    assert in_task(strategy="mean_reversion", strategy_params={"window": 10}) == "accepted"
-    assert at_trigger(strategy_params={"window": 1}).startswith("refused")  # fits neither strategy
-    assert at_trigger(strategy_params={"window": 10, "lookback": 10}).startswith("refused")
-    assert at_trigger(strategy="trend").startswith("refused")
-    mismatch = in_task(strategy="momentum_rotation", strategy_params={"window": 10})
-    assert mismatch.startswith("refused: run parameter 'strategy_params': ") and "window" in mismatch
+    for wrong in [{"lookback": 1}, {"lookback": 30.5}, {"bogus": 1}, {"window": 10}]:
+        assert at_trigger(strategy_params=wrong) == "accepted", wrong
+        refused = in_task(strategy_params=wrong)
+        assert refused.startswith("refused: run parameter 'strategy_params': invalid momentum_rotation params: "), wrong
+    assert at_trigger(strategy=PLUG_IN, strategy_params={"lookback": 1}) == "accepted"
+    assert in_task(strategy=PLUG_IN, strategy_params={"lookback": 1}) == "accepted"
+    assert "lookback: Input should be greater than or equal to 1" in in_task(strategy=PLUG_IN,
+                                                                            strategy_params={"lookback": 0})

@@ -1,4 +1,4 @@
-"""The strategy contract: bars in, target weights out; a registry of strategies by name."""
+"""What a strategy is: bars in, target weights out (:class:`Strategy`); the registry of built-in strategies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import pandas as pd
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,14 +42,16 @@ class Bar:
 
 @runtime_checkable
 class Strategy(Protocol):
-    """What the live loop and the backtest drive."""
+    """What the live loop and the backtest drive; it may also declare ``diagnostics() -> Mapping[str, float]``,
+    per-symbol values recorded with each decision."""
 
     name: str
     params: BaseModel
     universe: tuple[str, ...]
 
     def warmup(self, history: pd.DataFrame) -> None:
-        """Reset, then absorb a long frame (timestamp UTC, symbol, open, high, low, close, volume)."""
+        """Reset, then absorb a long frame (timestamp UTC, symbol, open, high, low, close, volume), possibly
+        empty."""
         ...
 
     def on_minute(self, ts: datetime, bars: Mapping[str, Bar]) -> dict[str, float]:
@@ -58,16 +60,19 @@ class Strategy(Protocol):
 
 
 class StrategyClass(Protocol):
-    """A registered strategy: a params model, a live constructor and a vectorized twin."""
+    """A strategy's class, whatever its origin (see :mod:`openbell.strategy.contract`): a name, a params
+    model and a constructor; optional: ``vector_targets``, the vectorized twin of ``on_minute``."""
 
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
 
     def __call__(self, params: Any, universe: Sequence[str] = ...) -> Strategy: ...
 
-    def vector_targets(
-        self, data: MarketArrays, params: Any, cache: dict[Any, Any] | None = None
-    ) -> np.ndarray: ...
+
+class VectorTwin(Protocol):
+    """The optional vectorized twin: every minute's targets (T,N) of ``data`` at once."""
+
+    def __call__(self, data: MarketArrays, params: Any, cache: dict[Any, Any] | None = None) -> np.ndarray: ...
 
 
 _REGISTRY: dict[str, Any] = {}
@@ -88,45 +93,6 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def strategy_class(name: str) -> Any:
-    """The class registered under ``name``; InvalidParams if unknown."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise InvalidParams(f"unknown strategy {name!r}; known: {', '.join(names())}") from None
-
-
-def validate_params(name: str, params: Mapping[str, Any] | BaseModel | None) -> BaseModel:
-    """The strategy's params model from a mapping (None means defaults); InvalidParams when refused."""
-    model: type[BaseModel] = strategy_class(name).Params
-    if params is None:
-        return model()
-    if isinstance(params, model):
-        return params
-    if not isinstance(params, Mapping):
-        raise InvalidParams(f"invalid {name} params: expected a mapping, got {type(params).__name__}")
-    try:
-        return model.model_validate(dict(params))
-    except ValidationError as exc:
-        raise InvalidParams(f"invalid {name} params: {_describe(exc)}") from None
-
-
-def params_schema(name: str) -> dict[str, Any]:
-    """The JSON schema of a strategy's params (bounds the optimizer searches and overrides must meet)."""
-    return strategy_class(name).Params.model_json_schema()
-
-
-def build(name: str, params: Mapping[str, Any] | BaseModel | None = None,
-          universe: Sequence[str] = DEFAULT_UNIVERSE) -> Strategy:
-    """A fresh strategy instance; raises InvalidParams with a clear message."""
-    cls = strategy_class(name)
-    return cls(validate_params(name, params), universe)
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "params"
-        parts.append(f"{field}: {err['msg']} (got {err['input']!r})")
-    return "; ".join(parts)
-
+def registered(name: str) -> Any | None:
+    """The class registered under ``name``, or None."""
+    return _REGISTRY.get(name)

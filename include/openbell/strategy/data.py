@@ -39,6 +39,9 @@ class MarketArrays:
     session_starts: np.ndarray  # (S+1,) row where each session starts, then T
     open: np.ndarray  # (T,N) raw, NaN where no bar
     close: np.ndarray  # (T,N) raw, NaN where no bar
+    high: np.ndarray  # (T,N) raw, NaN where no bar
+    low: np.ndarray  # (T,N) raw, NaN where no bar
+    volume: np.ndarray  # (T,N) raw, NaN where no bar
     has: np.ndarray  # (T,N) bool: a bar in this minute
     ret: np.ndarray  # (T,N) gap-excluded log return, 0 where no bar
     fresh: np.ndarray  # (T,N) bool: the symbol has printed in this session
@@ -53,7 +56,8 @@ class MarketArrays:
 
 
 def prepare(bars: pd.DataFrame, symbols: tuple[str, ...] | list[str]) -> MarketArrays:
-    """Validate a long bar frame and align it; bars of symbols outside ``symbols`` are ignored."""
+    """Validate a long bar frame and align it; bars of symbols outside ``symbols`` are ignored. Without
+    ``high``/``low`` columns they are the close, without ``volume`` 0."""
     if not isinstance(bars, pd.DataFrame):
         raise ValueError(f"bars must be a pandas DataFrame, got {type(bars).__name__}")
     missing = [c for c in REQUIRED_COLUMNS if c not in bars.columns]
@@ -62,7 +66,8 @@ def prepare(bars: pd.DataFrame, symbols: tuple[str, ...] | list[str]) -> MarketA
     symbols = tuple(symbols)
     if not symbols or len(set(symbols)) != len(symbols):
         raise ValueError(f"symbols must be non-empty and unique, got {symbols}")
-    frame = bars.loc[bars["symbol"].isin(symbols), list(REQUIRED_COLUMNS)]
+    frame = bars.loc[bars["symbol"].isin(symbols), list(REQUIRED_COLUMNS)].assign(
+        high=bars.get("high", bars["close"]), low=bars.get("low", bars["close"]), volume=bars.get("volume", 0.0))
     if frame.empty:
         raise ValueError("no bars for any symbol of the universe")
     ts = pd.to_datetime(frame["timestamp"])
@@ -91,10 +96,12 @@ def prepare(bars: pd.DataFrame, symbols: tuple[str, ...] | list[str]) -> MarketA
     sym_index = {s: i for i, s in enumerate(symbols)}
     s_codes = frame["symbol"].map(sym_index).to_numpy()
     n_t, n_s = len(times), len(symbols)
-    open_m = np.full((n_t, n_s), np.nan)
-    close_m = np.full((n_t, n_s), np.nan)
+    open_m, close_m, high_m, low_m, volume_m = (np.full((n_t, n_s), np.nan) for _ in range(5))
     open_m[t_codes, s_codes] = opens
     close_m[t_codes, s_codes] = closes
+    high_m[t_codes, s_codes] = frame["high"].to_numpy(dtype=float)
+    low_m[t_codes, s_codes] = frame["low"].to_numpy(dtype=float)
+    volume_m[t_codes, s_codes] = frame["volume"].to_numpy(dtype=float)
     has = ~np.isnan(close_m)
 
     local = times.tz_convert(NEW_YORK)
@@ -117,7 +124,8 @@ def prepare(bars: pd.DataFrame, symbols: tuple[str, ...] | list[str]) -> MarketA
     fresh = bar_day == day[:, None]
     return MarketArrays(
         times=times, symbols=symbols, day=day, minute=minute, session=session,
-        session_starts=np.r_[starts, n_t], open=open_m, close=close_m, has=has, ret=ret,
+        session_starts=np.r_[starts, n_t], open=open_m, close=close_m, high=high_m, low=low_m,
+        volume=volume_m, has=has, ret=ret,
         fresh=fresh, pnl=pnl,
     )
 

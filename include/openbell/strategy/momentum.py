@@ -193,6 +193,10 @@ class MomentumRotation:
         """The weights currently held as targets."""
         return {s: float(w) for s, w in zip(self.universe, self._held, strict=True)}
 
+    def diagnostics(self) -> dict[str, float]:
+        """The scores of the last rebalance, of the symbols that had one (recorded with each decision)."""
+        return dict(self.last_scores)
+
     def _step(self, ts: datetime, day: int, minute: int, opens: np.ndarray, closes: np.ndarray,
               has: np.ndarray) -> None:
         same = has & (self._last_day == day)

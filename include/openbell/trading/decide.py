@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from openbell.strategy import Bar, RiskGate
+from openbell.strategy import Bar, RiskGate, diagnostics
 from openbell.trading.context import LoopContext
 from openbell.trading.dispatch import Dispatcher
 from openbell.trading.fence import Fencing
@@ -80,6 +80,6 @@ class Decider:
             self._on_stop(self._gate.stop_reason or "stopped for the day")
         orders = dispatch.place(seq, weights, notes, ready, trade=trade)
         report.decisions += 1
-        scores = getattr(strategy, "last_scores", None) or {}
-        self._recorder.decision(t, seq, targets, weights, notes, orders, equity, params.version_id, scores,
+        self._recorder.decision(t, seq, targets, weights, notes, orders, equity, params.version_id,
+                                diagnostics(strategy),
                                 portfolio.cash, portfolio.gross_exposure())
