@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "airflow": ("openbell.runtime.airflow_cli", "run Airflow's processes for openbell (live or paper)"),
     "report": ("openbell.report", "print the report of one session from Postgres"),
     "drill": ("openbell.runtime.drills", "run fault drills (killed tasks, dropped streams, ...) on a simulated day"),
+    "strategy": ("openbell.strategy.scaffold", "write a new strategy and its test (strategy new NAME)"),
 }
 
 
