@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("openbell.runtime.demo", "run one simulated trading day through Airflow and report it"),
     "airflow": ("openbell.runtime.airflow_cli", "run Airflow's processes for openbell (live or paper)"),
     "report": ("openbell.report", "print the report of one session from Postgres"),
+    "backtest": ("openbell.runtime.backtest_cli", "backtest a strategy over stored or simulated sessions"),
     "drill": ("openbell.runtime.drills", "run fault drills (killed tasks, dropped streams, ...) on a simulated day"),
     "strategy": ("openbell.strategy.scaffold", "write a new strategy and its test (strategy new NAME)"),
 }

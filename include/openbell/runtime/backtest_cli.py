@@ -1,0 +1,284 @@
+"""``openbell backtest``: a strategy over past sessions, traded as live trading trades.
+
+The bars come from openbell's Postgres (``--db``, else the same database ``openbell db`` finds) or, with
+``--sim``, from the simulator's market. The figures are those of :func:`openbell.backtest.run_shares`: the
+deployment's risk limits (:func:`openbell.params.run_defaults`), then the live
+:class:`~openbell.policy.OrderPolicy` (whole shares, minimum notional, pre-trade limits), fills at each
+minute's close paying ``--cost-bps`` of the traded notional; :func:`openbell.backtest.run` (weights,
+vectorized) is shown beside them. ``--html`` writes the page of :mod:`openbell.performance.page`.
+
+Bad input is refused before any work with one line on stderr and exit code 2; nothing is written then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pandas as pd
+
+from openbell.dberrors import DatabaseUnavailable, redact
+from openbell.policy import OrderIntent, OrderPolicy
+from openbell.runtime.backtest_data import BacktestInputError, Span, simulator_bars, span, state_url, stored_bars
+
+if TYPE_CHECKING:
+    from openbell.backtest import BacktestResult
+    from openbell.params import RunParams
+    from openbell.performance import Figures, Record
+
+SYMBOL = re.compile(r"[A-Z0-9]+(?:[./][A-Z0-9]+)*")
+PROG = "openbell backtest"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"{PROG}: {message}; see '{PROG} --help'", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Backtest a strategy over stored or simulated sessions and print its figures.",
+                epilog="Without --db and OPENBELL_DATABASE_URL the bars are read from the openbell database of the "
+                       "embedded Postgres; --sim reads the simulator's market instead (loopback only).")
+    add = p.add_argument
+    add("--strategy", required=True, metavar="S", help="registered strategy name")
+    add("--params", metavar="JSON", help="strategy parameters as a JSON object (default: the strategy's defaults)")
+    add("--from", dest="start", required=True, type=date.fromisoformat, metavar="D1", help="first session, YYYY-MM-DD")
+    add("--to", dest="end", required=True, type=date.fromisoformat, metavar="D2", help="last session, YYYY-MM-DD")
+    add("--universe", metavar="SYM,SYM,...", help="comma-separated symbols (default: the run's default universe)")
+    add("--html", type=Path, metavar="FILE", help="write the report page to this file")
+    add("--force", action="store_true", help="overwrite the --html file if it exists")
+    add("--sim", action="store_true", help="backtest the simulator's market instead of stored bars")
+    add("--db", metavar="URL", help="state database URL (default: OPENBELL_DATABASE_URL or the embedded one)")
+    add("--cost-bps", type=float, default=1.0, metavar="X", help="costs in basis points of traded notional (1.0)")
+    add("--cash", type=float, default=100_000.0, metavar="X", help="capital each session starts with (100000)")
+    add("--warmup-sessions", type=int, metavar="N",
+        help="sessions before --from that warm the signals up (default: the run's warmup_sessions)")
+    return p
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked request."""
+
+    strategy: str
+    params: dict[str, Any]
+    span: Span
+    universe: list[str]
+    cost_bps: float
+    cash: float
+    html: Path | None
+    force: bool
+    settings: RunParams  # the deployment's run defaults: risk limits and order rules
+
+
+def _universe(text: str | None, default: list[str]) -> list[str]:
+    if text is None:
+        return list(default)
+    symbols = [s.strip().upper() for s in text.split(",") if s.strip()]
+    bad = [s for s in symbols if len(s) > 10 or not SYMBOL.fullmatch(s)]
+    if not symbols or bad:
+        raise BacktestInputError(f"--universe: not a symbol: {', '.join(bad) or repr(text)}"
+                                 " (comma-separated tickers, e.g. TQQQ,SQQQ)")
+    twice = sorted({s for s in symbols if symbols.count(s) > 1})
+    if twice:
+        raise BacktestInputError(f"--universe names {', '.join(twice)} more than once")
+    return symbols
+
+
+def _html_path(path: Path | None, force: bool) -> Path | None:
+    if path is None:
+        return None
+    if not path.parent.is_dir():
+        raise BacktestInputError(f"--html {path}: directory {path.parent} does not exist")
+    if path.is_dir():
+        raise BacktestInputError(f"--html {path} is a directory")
+    if path.exists() and not force:
+        raise BacktestInputError(f"--html {path} exists: pass --force to overwrite it")
+    return path
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """Every input checked, before any data is read; :class:`BacktestInputError` names the first refused."""
+    from openbell.params import InvalidRunParams, run_defaults
+    from openbell.strategy import InvalidParams, strategy_class, validate_params
+
+    try:
+        settings = run_defaults()
+        strategy_class(args.strategy)
+        raw = json.loads(args.params) if args.params is not None else None
+        if raw is not None and not isinstance(raw, dict):
+            raise BacktestInputError(f"--params must be a JSON object, got {args.params!r}")
+        params = validate_params(args.strategy, raw).model_dump()
+    except json.JSONDecodeError as exc:
+        raise BacktestInputError(f"--params is not JSON: {exc}") from None
+    except (InvalidParams, InvalidRunParams) as exc:
+        raise BacktestInputError(str(exc)) from None
+    warmup = settings.warmup_sessions if args.warmup_sessions is None else args.warmup_sessions
+    if not 0 <= warmup <= 60:
+        raise BacktestInputError(f"--warmup-sessions must be in 0..60, got {warmup}")
+    when = span(args.start, args.end, warmup)
+    universe = _universe(args.universe, list(settings.universe))
+    if not (math.isfinite(args.cost_bps) and args.cost_bps >= 0):
+        raise BacktestInputError(f"--cost-bps must be a number >= 0, got {args.cost_bps}")
+    if not (math.isfinite(args.cash) and args.cash > 0):
+        raise BacktestInputError(f"--cash must be a number > 0, got {args.cash}")
+    return Plan(args.strategy, params, when, universe, args.cost_bps, args.cash, _html_path(args.html, args.force),
+                args.force, settings)
+
+
+class Progress:
+    """Lines on stderr as the work goes (one line rewritten in place on a terminal)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = time.monotonic()
+        self.written = False
+
+    def __call__(self, message: str) -> None:
+        line = f"{PROG}: {message} [{time.monotonic() - self.started:.1f}s]"
+        self.stream.write(f"\r\x1b[2K{line}" if self.tty else line + "\n")
+        self.stream.flush()
+        self.written = True
+
+    def done(self) -> None:
+        """End the line rewritten in place, if any."""
+        if self.tty and self.written:
+            self.stream.write("\n")
+            self.written = False
+
+
+@dataclass(frozen=True)
+class _AnnouncingPolicy(OrderPolicy):
+    """The order policy, calling ``closing`` whenever it closes every position (a session's last bar)."""
+
+    closing: Callable[[], None] = field(default=lambda: None, compare=False, repr=False)
+
+    def close_all(self, holdings: Mapping[str, float]) -> tuple[OrderIntent, ...]:
+        self.closing()
+        return super().close_all(holdings)
+
+
+@dataclass
+class Outcome:
+    """What a backtest printed and drew."""
+
+    figures: Figures
+    record: Record
+    vector: BacktestResult
+    lines: list[str]
+
+
+def _vector(v: BacktestResult) -> str:
+    return f"{v.total_return:+.2%}, Sharpe {v.score:.2f}, max drawdown {v.max_drawdown:.2%}"
+
+
+def run(p: Plan, bars: pd.DataFrame, progress: Callable[[str], None], source: str) -> Outcome:
+    """The share-level backtest of ``p`` over ``bars``, its figures and the lines printed."""
+    from openbell import backtest
+    from openbell.performance import backtest_record, figures_of
+    from openbell.strategy.risk import RiskLimits
+
+    s = p.settings
+    limits = RiskLimits(max_weight=s.max_weight, max_gross=s.max_gross, daily_loss_limit=s.daily_loss_limit)
+    days = [x.date for x in p.span.sessions]
+    done = iter(range(1, len(days) + 1))
+
+    def closed() -> None:
+        n = next(done, len(days))
+        progress(f"traded {days[n - 1]} ({n}/{len(days)})")
+
+    policy = _AnnouncingPolicy(min_notional=s.min_notional, limits=s.order_limits(), closing=closed)
+    common: dict[str, Any] = {"warmup_sessions": len(p.span.warmup), "cost_bps": p.cost_bps, "limits": limits,
+                              "universe": p.universe}
+    try:
+        shares = backtest.run_shares(p.strategy, p.params, bars, cash=p.cash, policy=policy, **common)
+        vector = backtest.run(p.strategy, p.params, bars, **common)
+    except ValueError as exc:
+        raise BacktestInputError(f"the backtest cannot run on these bars: {exc}") from None
+    record = backtest_record(shares, bars, p.universe)
+    figures = figures_of(record)
+    lines = [
+        f"{PROG}: {p.strategy} from {p.span.sessions[0].date} to {p.span.sessions[-1].date},"
+        f" {len(p.span.sessions)} session(s) after {len(p.span.warmup)} warm-up, bars from {source}",
+        f"params: {json.dumps(p.params, sort_keys=True)}",
+        f"universe: {' '.join(p.universe)}",
+        f"each session starts flat with {p.cash:,.2f} and ends flat; risk limits max_weight {s.max_weight},"
+        f" max_gross {s.max_gross}, daily_loss_limit {s.daily_loss_limit}; whole shares, min notional"
+        f" {s.min_notional:g}; fills at each minute's close, costs {p.cost_bps:g} bps of traded notional",
+        "",
+        *(f"{label:<28}{value}" for label, value in figures.rows()),
+        "",
+        "P&L by symbol (net of costs):",
+        *(f"  {sym:<6}{pnl:>+14,.2f}  {pnl / p.cash:+.2%}" for sym, pnl in figures.per_symbol.items()),
+        "",
+        f"vectorized weights (backtest.run, compounding): total return {_vector(vector)}",
+    ]
+    return Outcome(figures, record, vector, lines)
+
+
+def write_page(p: Plan, outcome: Outcome, source: str) -> int:
+    """Write the page to ``p.html`` (whole, or not at all); its size in bytes."""
+    from openbell.performance import performance_page
+
+    assert p.html is not None
+    if p.html.exists() and not p.force:
+        raise BacktestInputError(f"--html {p.html} appeared meanwhile: pass --force to overwrite it")
+    rows = [*outcome.figures.rows(), ("vectorized weights (compounding)", _vector(outcome.vector))]
+    subtitle = [f"{len(p.span.sessions)} session(s) from {p.span.sessions[0].date} to {p.span.sessions[-1].date}"
+                f" after {len(p.span.warmup)} warm-up; bars from {source}",
+                f"params {json.dumps(p.params, sort_keys=True)}", f"universe {' '.join(p.universe)}",
+                f"{p.cash:,.0f} each session, whole shares through the live order policy, fills at each minute's"
+                f" close, costs {p.cost_bps:g} bps of traded notional"]
+    page = performance_page(outcome.record, title=f"Backtest: {p.strategy}", subtitle=subtitle, rows=rows,
+                            footer=f"openbell backtest, {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    data = page.encode()
+    tmp = p.html.with_name(f".{p.html.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "xb") as f:  # the umask's mode, as any file the user writes
+            f.write(data)
+        os.replace(tmp, p.html)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return len(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``openbell backtest --strategy S --from D1 --to D2 [options]``; exit 2 with one line when it cannot."""
+    from openbell.paths import home_dir
+    from openbell.pg.server import EmbeddedPostgresError
+
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    progress = Progress()
+    try:
+        p = plan(args)
+        if args.sim:
+            source = "the simulator"
+            bars = simulator_bars(p.universe, p.span, progress)
+        else:
+            url = state_url(args.db, home_dir())
+            source = redact(url)
+            bars = stored_bars(url, p.universe, p.span, progress)
+        outcome = run(p, bars, progress, source)
+        size = write_page(p, outcome, source) if p.html else 0
+    except (BacktestInputError, DatabaseUnavailable, EmbeddedPostgresError) as exc:
+        progress.done()
+        print(f"{PROG}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    progress.done()
+    print("\n".join(outcome.lines))
+    if p.html:
+        print(f"wrote {p.html} ({size / 1e6:.1f} MB)")
+    return 0
