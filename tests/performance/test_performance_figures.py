@@ -12,6 +12,7 @@ session 2025-11-21, AAA closes 104 100 100 98: buy trunc(5000/104) = 48 at 104 (
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, ClassVar
 
@@ -43,6 +44,15 @@ class _HalfInFirst:
 
     name: ClassVar[str] = "half_in_first"
     Params: ClassVar[type[BaseModel]] = _HalfParams
+
+    def __init__(self, params: _HalfParams, universe: Sequence[str]) -> None:
+        self.params, self.universe = params, tuple(universe)
+
+    def warmup(self, history: pd.DataFrame) -> None:
+        """Nothing to remember."""
+
+    def on_minute(self, ts: datetime, bars: Mapping[str, Any]) -> dict[str, float]:
+        return {s: (self.params.weight if i == 0 else 0.0) for i, s in enumerate(self.universe)}
 
     @classmethod
     def vector_targets(cls, data: Any, params: _HalfParams, cache: Any = None) -> np.ndarray:
