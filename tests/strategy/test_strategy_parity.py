@@ -15,7 +15,7 @@ from openbell.strategy.contract import vector_twin
 from openbell.strategy.data import prepare
 from openbell.strategy.replay import replay_targets
 
-# Each strategy runs its defaults; these add cases of its own (momentum: windows across sessions, odd buckets).
+# Each strategy runs its defaults; these add cases of its own (windows across sessions, odd buckets).
 EXTRA_CASES: dict[str, dict[str, dict]] = {
     "momentum_rotation": {
         "long-windows-cross-sessions": {
@@ -23,6 +23,14 @@ EXTRA_CASES: dict[str, dict[str, dict]] = {
             "weighting": "score",
         },
         "odd-buckets": {"lookback": 7, "vol_window": 13, "top_k": 6, "threshold": 0.0, "rebalance_minutes": 7},
+    },
+    "pair_rotation": {
+        "long-windows-strength-every-minute": {
+            "lookback": 240, "vol_window": 390, "top_pairs": 3, "threshold": 0.5, "rebalance_minutes": 1,
+            "weighting": "strength",
+        },
+        "odd-buckets-all-pairs": {"lookback": 7, "vol_window": 13, "top_pairs": 6, "threshold": 0.0,
+                                  "rebalance_minutes": 7},
     },
 }
 CASES = [(strategy, case, params) for strategy in names()

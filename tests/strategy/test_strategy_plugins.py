@@ -63,7 +63,7 @@ def test_a_registered_name_a_class_path_and_an_entry_point_resolve(monkeypatch: 
     assert resolve(SPEC) is Leaders
     publish(monkeypatch, ob_leaders=SPEC)
     assert resolve("ob_leaders") is Leaders
-    assert known() == ["momentum_rotation", "ob_leaders"]
+    assert known() == ["momentum_rotation", "ob_leaders", "pair_rotation"]
 
 
 def test_an_installed_distribution_publishes_a_strategy(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,7 +100,8 @@ def test_every_caller_takes_a_plug_in(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(("spec", "says"), [
-    ("momentum", "unknown strategy 'momentum'; known: momentum_rotation (or name a class as module:Class)"),
+    ("momentum", "unknown strategy 'momentum'; known: momentum_rotation, pair_rotation (or name a class as "
+                 "module:Class)"),
     ("ob_example:", "strategy 'ob_example:': the class is missing after ':'"),
     (":Leaders", "strategy ':Leaders': the module is missing before ':'"),
     ("ob_example:Leaders:x", "strategy 'ob_example:Leaders:x': a class is named module:Class, with a single ':'"),
@@ -117,7 +118,7 @@ def test_a_spelling_that_names_no_class_is_refused_saying_why(spec: str, says: s
 
 def test_the_unknown_name_lists_the_published_names_too(monkeypatch: pytest.MonkeyPatch) -> None:
     publish(monkeypatch, ob_leaders=SPEC)
-    assert "known: momentum_rotation, ob_leaders " in refusal("leaders")
+    assert "known: momentum_rotation, ob_leaders, pair_rotation " in refusal("leaders")
 
 
 @pytest.mark.parametrize(("code", "says"), [

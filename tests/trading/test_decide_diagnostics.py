@@ -60,6 +60,7 @@ def decide_once(strategy: Any) -> dict[str, float]:
 
 @pytest.mark.parametrize(("spec", "params"), [
     ("momentum_rotation", {"lookback": 5, "vol_window": 10, "rebalance_minutes": 1}),
+    ("pair_rotation", {"lookback": 5, "vol_window": 10, "rebalance_minutes": 1}),
     ("ob_example:Leaders", {"lookback": 5}),
 ])
 def test_the_decision_records_the_strategys_diagnostics(spec: str, params: dict[str, Any]) -> None:

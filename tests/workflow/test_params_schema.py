@@ -90,10 +90,10 @@ def test_the_strategy_is_a_known_name_or_a_class_path_at_trigger_time(monkeypatc
     contract, the first task checks."""
     monkeypatch.setattr(strategy_plugins, "published", lambda: {
         "ob_leaders": EntryPoint(name="ob_leaders", value=PLUG_IN, group=GROUP)})
-    assert dag_params()["strategy"].schema["examples"] == ["momentum_rotation", "ob_leaders"]
-    for good in ["momentum_rotation", "ob_leaders", PLUG_IN, "ob_example.sub:Outer.Inner"]:
+    assert dag_params()["strategy"].schema["examples"] == ["momentum_rotation", "ob_leaders", "pair_rotation"]
+    for good in ["momentum_rotation", "pair_rotation", "ob_leaders", PLUG_IN, "ob_example.sub:Outer.Inner"]:
         assert at_trigger(strategy=good) == "accepted", good
-    for good in ["momentum_rotation", "ob_leaders", PLUG_IN]:
+    for good in ["momentum_rotation", "pair_rotation", "ob_leaders", PLUG_IN]:
         assert in_task(strategy=good) == "accepted", good
     for bad in ["mean_reversion", "", ":Leaders", "ob_example:", "a:b:c", "ob example:Leaders", f"{PLUG_IN}\n"]:
         refused = at_trigger(strategy=bad)

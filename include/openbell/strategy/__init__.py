@@ -7,6 +7,7 @@ and params outside the strategy's JSON schema raise :class:`InvalidParams`.
 """
 
 from openbell.strategy import momentum as _momentum  # noqa: F401  (registers momentum_rotation)
+from openbell.strategy import pairs as _pairs  # noqa: F401  (registers pair_rotation)
 from openbell.strategy.base import (
     DEFAULT_UNIVERSE,
     INVERSE_PAIRS,
