@@ -37,15 +37,30 @@ class WindowParams(Protocol):
 
 class ReturnWindow:
     """The last ``size`` minutes of N symbols: gap-excluded log returns (``ret``) and whether each printed
-    (``has``), oldest row first."""
+    (``has``), oldest row first.
+
+    Rows are written into buffers twice the window's length and the window is a view of the last ``size``
+    written; the buffers are shifted once every ``size`` minutes instead of on every minute.
+    """
 
     def __init__(self, n: int, size: int) -> None:
         self.size = size
-        self.ret = np.zeros((size, n))
-        self.has = np.zeros((size, n), dtype=bool)
         self.rows = 0  # minutes pushed so far
+        self._ret = np.zeros((2 * size, n))
+        self._has = np.zeros((2 * size, n), dtype=bool)
+        self._end = size  # the window is rows [end - size, end) of the buffers
         self._last_close = np.full(n, np.nan)
         self._last_day = np.full(n, -1, dtype=np.int64)
+
+    @property
+    def ret(self) -> np.ndarray:
+        """(size, N) log returns, 0 where no bar (and before the first minute)."""
+        return self._ret[self._end - self.size : self._end]
+
+    @property
+    def has(self) -> np.ndarray:
+        """(size, N) whether each symbol printed in each minute."""
+        return self._has[self._end - self.size : self._end]
 
     @property
     def first_row(self) -> int:
@@ -64,9 +79,12 @@ class ReturnWindow:
             ret = np.where(same, np.log(closes / self._last_close), first)
         self._last_close = np.where(has, closes, self._last_close)
         self._last_day = np.where(has, day, self._last_day)
-        self.ret = np.roll(self.ret, -1, axis=0)
-        self.has = np.roll(self.has, -1, axis=0)
-        self.ret[-1], self.has[-1] = ret, has
+        if self._end == len(self._ret):
+            self._ret[: self.size] = self._ret[self.size :]
+            self._has[: self.size] = self._has[self.size :]
+            self._end = self.size
+        self._ret[self._end], self._has[self._end] = ret, has
+        self._end += 1
         self.rows += 1
 
 
