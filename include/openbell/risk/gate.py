@@ -160,20 +160,22 @@ class SendGate:
             kept, adding = _reducing(kept, holding)
             held += [Held(i, "reducing", f"{i.symbol}: {i.side} held, the risk state is REDUCING and it opens "
                                          "or adds") for i in adding]
-        return self._within_limits(kept, prices, holding, now, held), held
+        passed, refused = self._within_limits(kept, prices, holding, now)
+        return passed, held + refused
 
-    def _within_limits(self, intents: list[OrderIntent], prices: Mapping[str, float], holding: Callable[[str], float],
-                       now: datetime, held: list[Held]) -> list[OrderIntent]:
+    def _within_limits(self, intents: Sequence[OrderIntent], prices: Mapping[str, float],
+                       holding: Callable[[str], float], now: datetime) -> tuple[list[OrderIntent], list[Held]]:
+        """(passed, held): ``intents`` checked against the pre-trade limits; the passed ones count against the
+        rate limits as sent at ``now``."""
         recent = self._recent
         while recent and recent[0] <= now - RATE_WINDOW:
             recent.popleft()
         passed, refused = self.limits.check(intents, prices, self.last_prices, {i.symbol: holding(i.symbol)
                                                                                for i in intents},
                                             minute=len(recent), day=self.sent_today)
-        held += [Held(r.intent, "limit", r.note, r) for r in refused]
         recent.extend([now] * len(passed))
         self.sent_today += len(passed)
-        return list(passed)
+        return list(passed), [Held(r.intent, "limit", r.note, r) for r in refused]
 
     # -- the standing reason's listeners ----------------------------------------------------------------
 
