@@ -157,6 +157,22 @@ def test_a_restored_halt_reaches_the_listeners_on_refresh() -> None:
     assert told == ["the risk state is HALTED"]
 
 
+def test_a_change_of_the_risk_state_reaches_the_listeners_through_refresh() -> None:
+    g = gate()
+    refreshed: list[str | None] = []
+    told: list[str | None] = []
+    g.listen(told.append)
+    plain = g.refresh
+
+    def refresh() -> None:
+        plain()
+        refreshed.append(g.standing())
+
+    g.refresh = refresh  # type: ignore[method-assign]
+    g.risk.follow("HALTED", "operator", 0.0, NOW)
+    assert refreshed == told == ["the risk state is HALTED"]
+
+
 def test_the_gate_tells_its_listeners_when_it_opens_again() -> None:
     g = gate()
     told: list[str | None] = []

@@ -87,19 +87,19 @@ class SendGate:
     def liquidate(self) -> None:
         """The session is liquidating or closed: nothing leaves from now on."""
         self.liquidating = True
-        self._changed()
+        self.refresh()
 
     def block(self, reason: str) -> None:
         """The broker refuses the account every order: nothing leaves this session."""
         if self.trading_blocked is None:
             self.trading_blocked = reason
-            self._changed()
+            self.refresh()
 
     def refuse_credentials(self, reason: str) -> None:
         """The broker refused the key: nothing leaves, and the attempt fails."""
         if self.credentials_refused is None:
             self.credentials_refused = reason
-            self._changed()
+            self.refresh()
 
     def bar(self, symbol: str, side: str, why: str) -> None:
         """No ``side`` order in ``symbol`` for the rest of the session (not tradable, not fractionable)."""
@@ -180,13 +180,13 @@ class SendGate:
     # -- the standing reason's listeners ----------------------------------------------------------------
 
     def _on_risk(self, change: RiskChange) -> None:
-        self._changed()
+        """A change of the risk state, announced as any other (:meth:`refresh`)."""
+        self.refresh()
 
     def refresh(self) -> None:
-        """Tell the listeners the standing reason if it changed unannounced (a restored risk state)."""
-        self._changed()
-
-    def _changed(self) -> None:
+        """Tell the listeners the standing reason if it changed since they were last told. The gate calls it
+        after each of its own changes and each change of the risk state; the loop calls it after restoring a
+        risk state, which announces nothing."""
         why = self.standing()
         if why != self._standing:
             self._standing = why
