@@ -33,6 +33,7 @@ from openbell.risk.state import RiskState
 
 SEND_MARGIN = timedelta(seconds=2)  # market time: no order leaves this close to the liquidation
 RATE_WINDOW = timedelta(minutes=1)
+GATE_CLOSED = "the send gate closed before it was sent"  # begins why a worker did not send a job it held
 
 Rule = Literal["closed", "symbol_halted", "barred", "reducing", "limit"]
 
@@ -221,5 +222,10 @@ class GatedDeadline(Deadline):
     def refusal(self, wait: float = 0.0) -> str | None:
         reason = self.latch.reason
         if reason is not None:
-            return f"the send gate closed before it was sent: {reason}"
+            return f"{GATE_CLOSED}: {reason}"
         return super().refusal(wait)
+
+
+def closed_in_worker(reason: str | None) -> bool:
+    """``reason``, why an order job was not sent, says the send gate closed while a worker held it."""
+    return reason is not None and reason.startswith(GATE_CLOSED)
