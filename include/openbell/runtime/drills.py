@@ -230,7 +230,8 @@ def _ledger_facts(engine: Engine, d: date) -> dict[str, Any]:
             "abandoned_attempts", "writer", "first_live_decision_at", "bars_corrected", "halts", "orders_halted",
             "minutes_without_bars", "rejections_by_reason", "rejected", "lateness_p50_s", "lateness_p99_s",
             "orders_scaled", "orders_resized", "adjustment", "jumps", "adopted", "started_at", "finished_at",
-            "late", "risk_state", "loss_stop", "orders_not_sent", "orders_past_deadline")
+            "late", "risk_state", "loss_stop", "orders_not_sent", "orders_past_deadline",
+            "orders_gate_closed")
     out: dict[str, Any] = {}
     for row in steps_for(engine, d):
         summary = row["summary"] or {}
