@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dates import SESSION, the_session
-from openbell.policy import OrderIntent, OrderLimits
+from openbell.policy import OrderIntent, OrderLimits, OrderPolicy
 from openbell.ports import Deadline, SubmitResult
 from openbell.risk.gate import GatedDeadline, GateLatch, SendGate
 from openbell.risk.owner import RiskOwner
@@ -39,7 +39,7 @@ def _dispatcher() -> tuple[Dispatcher, _Recorder, AttemptReport]:
     recorder, report = _Recorder(), AttemptReport(SESSION.isoformat())
     ctx = LoopContext(the_session(SESSION), ("SSO",), None, None, recorder, report)  # type: ignore[arg-type]
     gate = SendGate(RiskOwner(RiskGate(RiskLimits())), OrderLimits(), trade_until=CUT_OFF)
-    return Dispatcher(ctx, Portfolio(), min_notional=1.0, gate=gate), recorder, report
+    return Dispatcher(ctx, Portfolio(), policy=OrderPolicy(min_notional=1.0), gate=gate), recorder, report
 
 
 def _not_sent(coid: str, deadline: Deadline) -> SubmitResult:

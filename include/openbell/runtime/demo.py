@@ -10,15 +10,19 @@ clock while it runs, and ends with the session's report. Exits non-zero unless e
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import re
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from types import FrameType
 
 from openbell import calendar
+from openbell.params import RUN_DEFAULTS_ENV, run_defaults
 from openbell.paths import home_dir
 from openbell.report import render
 from openbell.runtime.rehearsal import STOP_SIGNALS, Rehearsal, rehearse
@@ -44,6 +48,29 @@ def _block(day: Rehearsal) -> None:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
+
+
+def strategy_defaults(strategy: str | None, params: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """The deployment's run parameters (JSON for :data:`~openbell.params.RUN_DEFAULTS_ENV`) of a demo that
+    names a strategy and its parameters: the environment's own, with these on top, checked as a run's are
+    (the strategy resolved, its parameters against its schema). ``""`` when neither is given; InvalidRunParams
+    (or ValueError for JSON that is not an object) naming what is wrong."""
+    if strategy is None and params is None:
+        return ""
+    own = environ.get(RUN_DEFAULTS_ENV, "").strip()
+    values = run_defaults(environ).model_dump(mode="json", exclude_unset=True) if own else {}
+    if strategy is not None:
+        values["strategy"] = strategy
+    if params is not None:
+        try:
+            values["strategy_params"] = json.loads(params)
+        except ValueError as exc:
+            raise ValueError(f"--strategy-params is not JSON: {exc}") from None
+        if not isinstance(values["strategy_params"], dict):
+            raise ValueError(f"--strategy-params must be a JSON object, got {params[:80]!r}")
+    raw = json.dumps(values)
+    run_defaults({RUN_DEFAULTS_ENV: raw})  # refused here, before anything starts, as the DAG file would be
+    return raw
 
 
 EARLIEST_START = "04:00"  # the simulator's day starts no earlier than Alpaca's pre-market
@@ -72,7 +99,8 @@ def start_error(session_date: date, start: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``openbell demo [--date D] [--start HH:MM] [--speed S] [--sim-option ARG]... [--keep-running]``."""
+    """``openbell demo [--date D] [--start HH:MM] [--speed S] [--sim-option ARG]... [--strategy S]
+    [--strategy-params JSON] [--keep-running]``."""
     parser = argparse.ArgumentParser(prog="openbell demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--date", type=date.fromisoformat, help="session to simulate (default: the latest completed)")
     parser.add_argument("--start", default="09:25", metavar="HH:MM",
@@ -80,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=120.0, help="market seconds per wall second (default 120)")
     parser.add_argument("--sim-option", action="append", default=[], metavar="ARG",
                         help="pass an argument to the simulator, e.g. --sim-option=--seed-position=AAPL:10")
+    parser.add_argument("--strategy", help="the run's strategy: a registered name, module:Class (importable: on "
+                        "PYTHONPATH) or an openbell.strategies entry point (default: the deployment's)")
+    parser.add_argument("--strategy-params", metavar="JSON", help="the strategy's parameters, a JSON object")
     parser.add_argument("--keep-running", action="store_true", help="leave Airflow's UI up after the day")
     parser.add_argument("--json", action="store_true", help="print the final report as JSON")
     args = parser.parse_args(argv)
@@ -88,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     if calendar.session(session_date) is None:
         parser.error(f"{session_date} is not an NYSE session")
     refused = start_error(session_date, args.start)
+    try:
+        defaults = strategy_defaults(args.strategy, args.strategy_params)
+    except ValueError as exc:  # InvalidRunParams too
+        refused = refused or str(exc)
     if refused:
         print(f"openbell demo: {refused}", file=sys.stderr)
         return 2
@@ -95,14 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _interrupt)
     try:
         result = rehearse(session_date, speed=args.speed, start=args.start, sim_args=args.sim_option, home=home_dir(),
-                          keep_running=_block if args.keep_running else None)
+                          keep_running=_block if args.keep_running else None, run_defaults=defaults)
     except KeyboardInterrupt:
         print("\ninterrupted; every process the demo started is stopped", file=sys.stderr)
         return 130
     print()
     if args.json:
-        import json
-
         from openbell.jsonutil import json_default
 
         print(json.dumps(result.report, default=json_default, indent=2))

@@ -55,22 +55,15 @@ class Dispatcher:
 
     sender: OrderSender  # attached when the session runs
 
-    def __init__(
-        self,
-        ctx: LoopContext,
-        portfolio: Portfolio,
-        *,
-        min_notional: float,
-        gate: SendGate,
-    ) -> None:
+    def __init__(self, ctx: LoopContext, portfolio: Portfolio, *, policy: OrderPolicy, gate: SendGate) -> None:
         self._threads = ctx.threads
         self._recorder = ctx.recorder
         self._portfolio = portfolio
         self._report = ctx.report
         self.d = ctx.d
         self._universe = ctx.universe
-        self._min_notional = min_notional
-        self.policy = OrderPolicy(min_notional=min_notional, limits=gate.limits)
+        self._min_notional = policy.min_notional
+        self.policy = policy
         self.gate = gate
         self._clock = ctx.clock
         self.latencies: list[float] = []  # bar that completed the minute -> order handed to a worker's client
