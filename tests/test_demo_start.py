@@ -1,14 +1,16 @@
-"""``openbell demo --start HH:MM``: a start outside the session is refused with one line, before anything
-is started."""
+"""``openbell demo``'s options: a start outside the session, or a strategy or parameters a run would refuse,
+is refused with one line before anything is started."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
 
 from dates import HALF_DAY as HALF
 from dates import SESSION as FULL
+from openbell.params import RUN_DEFAULTS_ENV
 from openbell.runtime import demo
 from openbell.runtime.demo import start_error
 
@@ -62,3 +64,52 @@ def test_the_cli_passes_the_start_to_the_rehearsal(monkeypatch: pytest.MonkeyPat
     with pytest.raises(_Stop):
         demo.main(["--date", "2025-11-20", "--start", "15:40", "--speed", "30"])
     assert (seen["date"], seen["start"], seen["speed"]) == (FULL, "15:40", 30.0)
+
+
+def test_the_strategy_options_become_the_runs_defaults_over_the_deployments() -> None:
+    assert demo.strategy_defaults(None, None) == ""
+    env = {RUN_DEFAULTS_ENV: '{"daily_loss_limit": 0.02, "strategy_params": {"lookback": 20}}'}
+    raw = demo.strategy_defaults("momentum_rotation", '{"lookback": 10}', env)
+    assert json.loads(raw) == {"daily_loss_limit": 0.02, "strategy": "momentum_rotation",
+                               "strategy_params": {"lookback": 10}}
+    assert json.loads(demo.strategy_defaults("momentum_rotation", None, env))["strategy_params"] == {"lookback": 20}
+
+
+@pytest.mark.parametrize(("strategy", "params", "says"), [
+    ("nope", None, "unknown strategy 'nope'"),
+    (None, "{lookback: 10}", "--strategy-params is not JSON"),
+    (None, "[10]", "--strategy-params must be a JSON object"),
+    ("momentum_rotation", '{"lookback": 1}', "lookback"),
+    ("momentum_rotation", '{"bogus": 1}', "bogus"),
+])
+def test_a_strategy_the_run_would_refuse_is_refused_before_anything_starts(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], strategy: str | None,
+        params: str | None, says: str) -> None:
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("nothing may start")
+
+    monkeypatch.setattr(demo, "rehearse", never)
+    monkeypatch.delenv(RUN_DEFAULTS_ENV, raising=False)
+    argv = ["--date", "2025-11-20"] + (["--strategy", strategy] if strategy else []) + (
+        ["--strategy-params", params] if params else [])
+    assert demo.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("openbell demo: ") and says in err, err
+
+
+def test_the_cli_passes_the_strategy_to_the_rehearsal(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+
+    class _Stop(Exception):
+        pass
+
+    def rehearse(session_date: date, **kw: object) -> None:
+        seen.update(kw)
+        raise _Stop
+
+    monkeypatch.setattr(demo, "rehearse", rehearse)
+    monkeypatch.setattr(demo.signal, "signal", lambda *_: None)
+    monkeypatch.delenv(RUN_DEFAULTS_ENV, raising=False)
+    with pytest.raises(_Stop):
+        demo.main(["--date", "2025-11-20", "--strategy", "momentum_rotation", "--strategy-params", '{"top_k": 2}'])
+    assert json.loads(str(seen["run_defaults"])) == {"strategy": "momentum_rotation", "strategy_params": {"top_k": 2}}

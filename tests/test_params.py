@@ -43,6 +43,8 @@ def test_nan_is_refused_for_every_number(name: str) -> None:
         ({"history_days": 5.5}, "history_days", "not of type 'integer'"),
         ({"max_gross": math.inf}, "max_gross", "maximum"),
         ({"daily_loss_limit": 0}, "daily_loss_limit", "less than or equal to the minimum"),
+        ({"rebalance_band": 1.5}, "rebalance_band", "maximum"),
+        ({"rebalance_band": -0.1}, "rebalance_band", "minimum"),
         ({"universe": "TQQQ"}, "universe", "not of type 'array'"),
         ({"universe": []}, "universe", "should be non-empty"),
         ({"universe": ["tqqq"]}, "universe[0]", "does not match"),

@@ -80,6 +80,12 @@ class RunParams(BaseModel):
     max_gross: float = Field(1.0, gt=0, le=2)
     daily_loss_limit: float = Field(0.03, gt=0, le=0.5)
     min_notional: float = Field(100.0, ge=1, le=1_000_000)
+    rebalance_band: float = Field(
+        0.2, ge=0, le=1,
+        description="No order for a change smaller than this share of the target position (0.2: a position "
+                    "within 20% of its target is left alone; 0: trade every change worth min_notional). "
+                    "A close always goes.",
+    )
     max_order_notional: float | None = Field(
         None, gt=0, le=1e12, description="Pre-trade limit: largest order (shares x price); null: no limit.",
     )

@@ -193,10 +193,13 @@ def reducing_only(
 @dataclass(frozen=True)
 class OrderPolicy:
     """Settings of the order rules; ``band`` 0 trades every change worth ``min_notional``. ``limits`` are
-    applied by the send gate (:class:`openbell.risk.gate.SendGate`), not by :meth:`decide`."""
+    applied by the send gate (:class:`openbell.risk.gate.SendGate`), not by :meth:`decide`.
+
+    ``band`` is the rebalance band: no order for a change smaller than that share of the target position
+    (0.2: a position within 20% of its target is left alone); a close (target 0) always goes."""
 
     min_notional: float = 100.0
-    band: float = 0.0  # minimum |target weight - current weight| worth trading
+    band: float = 0.0  # no order for |target - current| under band x |target| (shares); a close always goes
     whole_shares: bool = True
     sells_first: bool = True
     limits: OrderLimits = OrderLimits()
@@ -246,7 +249,7 @@ class OrderPolicy:
             diff = target - current
             if abs(diff) * price < self.min_notional:
                 continue
-            if self.band and equity > 0 and abs(weight - current * price / equity) < self.band:
+            if self.band and target and abs(diff) < self.band * abs(target):
                 continue
             qty = math.floor(abs(diff)) if self.whole_shares else abs(diff)
             if qty <= 0:

@@ -22,8 +22,8 @@ from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.calendar import ET
 from openbell.params import DEFAULT_UNIVERSE
 from openbell.pg.throwaway import reachable_tempdir
-from openbell.runtime.demo import DayResult, Rehearsal, rehearse
 from openbell.runtime.drills import missing_minutes, run_in_scratch
+from openbell.runtime.rehearsal import DayResult, Rehearsal, rehearse
 from openbell.sim.testing import SimProcess
 
 pytestmark = pytest.mark.e2e
@@ -98,7 +98,7 @@ def test_a_whole_day(tmp_path: Path) -> None:
 
 
 def test_an_early_close_day_moves_the_optimization_and_the_liquidation(tmp_path: Path) -> None:
-    result, seen = _rehearse(tmp_path, date(2025, 11, 28), start="10:30")
+    result, seen = _rehearse(tmp_path, date(2025, 11, 28), start="11:00")
     steps = {s["step"]: s for s in result.report["steps"]}
     assert result.run_state == "success", result.task_states
     assert steps["eod_liquidate"]["status"] == "success" and result.report["flat_at_close"] is True

@@ -110,13 +110,17 @@ def test_fractional_shares():
     assert tna.qty == pytest.approx(0.2 * 10_000 / 30 - 60)
 
 
-def test_the_rebalance_band_skips_small_weight_changes():
+def test_the_rebalance_band_skips_changes_under_its_share_of_the_target_and_never_a_close():
     args = _policy_args(weights={"SSO": 0.3, "TNA": 0.2}, holdings={"SSO": 28.0, "TNA": 60.0})
-    # SSO is at 0.28 (change 0.02, $200), TNA at 0.18 (change 0.02, $180)
+    # SSO: 28 of a 30-share target (change 2, 6.7% of it); TNA: 60 of 66 (change 6, 9.1%)
     assert len(OrderPolicy(min_notional=100.0).decide(**args).intents) == 2
-    assert OrderPolicy(min_notional=100.0, band=0.025).decide(**args).intents == ()
-    d = OrderPolicy(min_notional=100.0, band=0.019).decide(**args)
-    assert [(o.symbol, o.qty) for o in d.intents] == [("SSO", 2.0), ("TNA", 6.0)]
+    assert OrderPolicy(min_notional=100.0, band=0.1).decide(**args).intents == ()
+    d = OrderPolicy(min_notional=100.0, band=0.08).decide(**args)
+    assert [(o.symbol, o.qty) for o in d.intents] == [("TNA", 6.0)]
+    # a close goes whatever the band: the target is 0
+    closing = _policy_args(weights={"SSO": 0.0}, holdings={"SSO": 28.0})
+    d = OrderPolicy(min_notional=100.0, band=0.99).decide(**closing)
+    assert [(o.symbol, o.side, o.qty) for o in d.intents] == [("SSO", "sell", 28.0)]
 
 
 def test_an_opposite_working_order_defers_the_symbol_and_held_orders_say_why():

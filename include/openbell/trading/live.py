@@ -49,7 +49,7 @@ from openbell.calendar import Session
 from openbell.calendar import session as session_of
 from openbell.clock import MarketClock, cached_now
 from openbell.metrics import SessionMetrics
-from openbell.policy import OrderLimits
+from openbell.policy import OrderLimits, OrderPolicy
 from openbell.ports import CredentialsError, StreamPort, Venue
 from openbell.risk.gate import SendGate
 from openbell.risk.owner import RiskOwner
@@ -147,7 +147,9 @@ class TradingAttempt:
                                   winding_down=lambda: self.phase.winding_down, last_prices=self.feed.barcheck.last)
         self.send_gate.halted = self.halts.halted  # no order for a halted symbol until it resumes
         self.risk_link = RiskLink(ctx, self.risk, self.send_gate, engine)
-        self.dispatch = Dispatcher(ctx, portfolio, min_notional=float(cfg.min_notional), gate=self.send_gate)
+        policy = OrderPolicy(min_notional=float(cfg.min_notional), band=float(cfg.rebalance_band),
+                             limits=self.send_gate.limits)
+        self.dispatch = Dispatcher(ctx, portfolio, policy=policy, gate=self.send_gate)
         self.decider = Decider(ctx, portfolio, self.gate, self.reload, self.dispatch, self.fencing,
                                trade_until=self.trade_until, on_stop=self.risk_link.loss_stop)
         self.sync = BrokerSync(ctx, portfolio, broker=self.broker, on_absent=self.dispatch.order_absent,

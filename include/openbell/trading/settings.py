@@ -15,17 +15,19 @@ from openbell.strategy.base import DEFAULT_UNIVERSE
 @dataclass(frozen=True)
 class LoopSettings:
     """The strategy (``strategy_name``; ``params_override`` fixes its parameters, else the stored version in
-    force), the risk limits (or a restored gate), the universe, the order rules and pre-trade limits, the
-    warmup, the stream watchdog (``silence_minutes``), how long a minute waits for its bars (``grace_seconds``
-    of market time, at least ``wall_grace`` wall seconds), how often the broker is synced (every
-    ``sync_every`` decisions), the order workers (processes and their threads), the market time no order may
-    reach (``trade_until``; default the close) and the trade stream's reconnect backoff (wall seconds)."""
+    force), the risk limits (or a restored gate), the universe, the order rules (``min_notional``,
+    ``rebalance_band``) and pre-trade limits, the warmup, the stream watchdog (``silence_minutes``), how long
+    a minute waits for its bars (``grace_seconds`` of market time, at least ``wall_grace`` wall seconds), how
+    often the broker is synced (every ``sync_every`` decisions), the order workers (processes and their
+    threads), the market time no order may reach (``trade_until``; default the close) and the trade stream's
+    reconnect backoff (wall seconds)."""
 
     strategy_name: str = "momentum_rotation"
     params_override: dict[str, Any] | None = None
     risk: RiskLimits | RiskGate | None = None
     universe: Sequence[str] = DEFAULT_UNIVERSE
     min_notional: float = 100.0
+    rebalance_band: float = 0.0
     limits: OrderLimits | None = None
     warmup_sessions: int = 5
     silence_minutes: float = 3.0

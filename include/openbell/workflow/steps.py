@@ -213,7 +213,8 @@ def live_trading(context: dict[str, Any]) -> dict[str, Any]:
                 params_override=p.strategy_params,
                 risk=RiskLimits(max_weight=p.max_weight, max_gross=p.max_gross,
                                 daily_loss_limit=p.daily_loss_limit),
-                universe=p.universe, min_notional=p.min_notional, warmup_sessions=p.warmup_sessions,
+                universe=p.universe, min_notional=p.min_notional, rebalance_band=p.rebalance_band,
+                warmup_sessions=p.warmup_sessions,
                 limits=p.order_limits(),
                 trade_until=ctx.session.close - timedelta(minutes=p.liquidate_minutes_before_close),
             )
