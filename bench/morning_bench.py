@@ -24,7 +24,7 @@ from sqlalchemy import text
 from openbell import calendar
 from openbell.clock import ClockMapping
 from openbell.pg.throwaway import reachable_tempdir
-from openbell.runtime.demo import Rehearsal, rehearse
+from openbell.runtime.rehearsal import Rehearsal, rehearse
 from openbell.store.ledger import steps_for
 
 SESSION = date(2025, 11, 20)

@@ -15,7 +15,7 @@ from openbell.dberrors import unavailable as _unavailable
 from openbell.params import RunParams
 from openbell.pg.server import EmbeddedPostgres
 from openbell.runtime.airflow import AirflowStack
-from openbell.runtime.demo import Rehearsal
+from openbell.runtime.rehearsal import Rehearsal
 from openbell.sim.simulator import SimConfig
 from openbell.sim.testing import SimProcess
 from openbell.workflow.steps import StepContext

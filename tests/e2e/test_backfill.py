@@ -17,7 +17,7 @@ from openbell.params import DEFAULT_UNIVERSE
 from openbell.pg.throwaway import reachable_tempdir
 from openbell.ports import Window
 from openbell.runtime.airflow import TERMINAL, AirflowStack
-from openbell.runtime.demo import DEMO_KEY, DEMO_SECRET, fresh_databases
+from openbell.runtime.rehearsal import DEMO_KEY, DEMO_SECRET, fresh_databases
 from openbell.sim.testing import SimProcess
 from openbell.store.db import make_engine, upgrade
 from openbell.store.ledger import steps_for

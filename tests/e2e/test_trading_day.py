@@ -22,8 +22,8 @@ from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.calendar import ET
 from openbell.params import DEFAULT_UNIVERSE
 from openbell.pg.throwaway import reachable_tempdir
-from openbell.runtime.demo import DayResult, Rehearsal, rehearse
 from openbell.runtime.drills import missing_minutes, run_in_scratch
+from openbell.runtime.rehearsal import DayResult, Rehearsal, rehearse
 from openbell.sim.testing import SimProcess
 
 pytestmark = pytest.mark.e2e

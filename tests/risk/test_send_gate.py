@@ -107,6 +107,16 @@ def test_a_pre_trade_limit_refuses_an_order_that_adds_but_never_one_that_only_re
     assert (refused.limit, refused.value, refused.bound) == ("max_order_notional", 1000.0, 500.0)
 
 
+def test_the_limit_check_returns_what_it_holds_and_changes_no_list_it_is_given() -> None:
+    g = gate(OrderLimits(max_order_notional=500.0))
+    big_close = OrderIntent("TQQQ", "sell", 20, 0.0)
+    intents = [big_close, BUY]
+    kept, held = g._within_limits(intents, PRICES, holding({"TQQQ": 20.0}), NOW)
+    assert intents == [big_close, BUY]
+    assert kept == [big_close] and [(h.intent, h.rule) for h in held] == [(BUY, "limit")]
+    assert g.sent_today == 1
+
+
 def test_the_rate_limits_count_admitted_orders_in_market_time() -> None:
     g = gate(OrderLimits(max_orders_per_minute=1, max_orders_per_day=2))
     buy = OrderIntent("SSO", "buy", 1, 0.01)
@@ -145,6 +155,22 @@ def test_a_restored_halt_reaches_the_listeners_on_refresh() -> None:
     g.refresh()
     g.refresh()
     assert told == ["the risk state is HALTED"]
+
+
+def test_a_change_of_the_risk_state_reaches_the_listeners_through_refresh() -> None:
+    g = gate()
+    refreshed: list[str | None] = []
+    told: list[str | None] = []
+    g.listen(told.append)
+    plain = g.refresh
+
+    def refresh() -> None:
+        plain()
+        refreshed.append(g.standing())
+
+    g.refresh = refresh  # type: ignore[method-assign]
+    g.risk.follow("HALTED", "operator", 0.0, NOW)
+    assert refreshed == told == ["the risk state is HALTED"]
 
 
 def test_the_gate_tells_its_listeners_when_it_opens_again() -> None:

@@ -13,7 +13,7 @@ import pytest
 from ui_helpers import CHROMIUM, CHROMIUM_FLAGS
 
 from openbell.pg.throwaway import reachable_tempdir
-from openbell.runtime.demo import Rehearsal, rehearse
+from openbell.runtime.rehearsal import Rehearsal, rehearse
 
 pytestmark = pytest.mark.e2e
 log = logging.getLogger(__name__)

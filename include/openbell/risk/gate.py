@@ -33,6 +33,7 @@ from openbell.risk.state import RiskState
 
 SEND_MARGIN = timedelta(seconds=2)  # market time: no order leaves this close to the liquidation
 RATE_WINDOW = timedelta(minutes=1)
+GATE_CLOSED = "the send gate closed before it was sent"  # begins why a worker did not send a job it held
 
 Rule = Literal["closed", "symbol_halted", "barred", "reducing", "limit"]
 
@@ -87,19 +88,19 @@ class SendGate:
     def liquidate(self) -> None:
         """The session is liquidating or closed: nothing leaves from now on."""
         self.liquidating = True
-        self._changed()
+        self.refresh()
 
     def block(self, reason: str) -> None:
         """The broker refuses the account every order: nothing leaves this session."""
         if self.trading_blocked is None:
             self.trading_blocked = reason
-            self._changed()
+            self.refresh()
 
     def refuse_credentials(self, reason: str) -> None:
         """The broker refused the key: nothing leaves, and the attempt fails."""
         if self.credentials_refused is None:
             self.credentials_refused = reason
-            self._changed()
+            self.refresh()
 
     def bar(self, symbol: str, side: str, why: str) -> None:
         """No ``side`` order in ``symbol`` for the rest of the session (not tradable, not fractionable)."""
@@ -160,31 +161,33 @@ class SendGate:
             kept, adding = _reducing(kept, holding)
             held += [Held(i, "reducing", f"{i.symbol}: {i.side} held, the risk state is REDUCING and it opens "
                                          "or adds") for i in adding]
-        return self._within_limits(kept, prices, holding, now, held), held
+        passed, refused = self._within_limits(kept, prices, holding, now)
+        return passed, held + refused
 
-    def _within_limits(self, intents: list[OrderIntent], prices: Mapping[str, float], holding: Callable[[str], float],
-                       now: datetime, held: list[Held]) -> list[OrderIntent]:
+    def _within_limits(self, intents: Sequence[OrderIntent], prices: Mapping[str, float],
+                       holding: Callable[[str], float], now: datetime) -> tuple[list[OrderIntent], list[Held]]:
+        """(passed, held): ``intents`` checked against the pre-trade limits; the passed ones count against the
+        rate limits as sent at ``now``."""
         recent = self._recent
         while recent and recent[0] <= now - RATE_WINDOW:
             recent.popleft()
         passed, refused = self.limits.check(intents, prices, self.last_prices, {i.symbol: holding(i.symbol)
                                                                                for i in intents},
                                             minute=len(recent), day=self.sent_today)
-        held += [Held(r.intent, "limit", r.note, r) for r in refused]
         recent.extend([now] * len(passed))
         self.sent_today += len(passed)
-        return list(passed)
+        return list(passed), [Held(r.intent, "limit", r.note, r) for r in refused]
 
     # -- the standing reason's listeners ----------------------------------------------------------------
 
     def _on_risk(self, change: RiskChange) -> None:
-        self._changed()
+        """A change of the risk state, announced as any other (:meth:`refresh`)."""
+        self.refresh()
 
     def refresh(self) -> None:
-        """Tell the listeners the standing reason if it changed unannounced (a restored risk state)."""
-        self._changed()
-
-    def _changed(self) -> None:
+        """Tell the listeners the standing reason if it changed since they were last told. The gate calls it
+        after each of its own changes and each change of the risk state; the loop calls it after restoring a
+        risk state, which announces nothing."""
         why = self.standing()
         if why != self._standing:
             self._standing = why
@@ -219,5 +222,10 @@ class GatedDeadline(Deadline):
     def refusal(self, wait: float = 0.0) -> str | None:
         reason = self.latch.reason
         if reason is not None:
-            return f"the send gate closed before it was sent: {reason}"
+            return f"{GATE_CLOSED}: {reason}"
         return super().refusal(wait)
+
+
+def closed_in_worker(reason: str | None) -> bool:
+    """``reason``, why an order job was not sent, says the send gate closed while a worker held it."""
+    return reason is not None and reason.startswith(GATE_CLOSED)

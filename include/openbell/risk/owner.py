@@ -55,6 +55,11 @@ class RiskOwner:
         """The loss stop set the state and no resume has lifted it."""
         return self.cause is RiskCause.LOSS_STOP and self.state is not RiskState.ACTIVE
 
+    @property
+    def stop_holds(self) -> bool:
+        """A trip of the loss stop would change nothing: it holds already (REDUCING or HALTED), or HALTED."""
+        return self.loss_stopped or self.state is RiskState.HALTED
+
     def listen(self, listener: Callable[[RiskChange], None]) -> None:
         """Call ``listener`` with every change from now on (on the thread that made it)."""
         self._listeners.append(listener)
@@ -91,8 +96,8 @@ class RiskOwner:
 
     def trip(self, reason: str, at: datetime | None) -> RiskChange | None:
         """The daily loss stop tripped: REDUCING while every position is closed. None when the state already
-        holds it (loss-stopped, or HALTED)."""
-        if self.loss_stopped or self.state is RiskState.HALTED:
+        holds it (:attr:`stop_holds`)."""
+        if self.stop_holds:
             return None
         self.gate.halt(reason)
         return self._move(RiskState.REDUCING, RiskCause.LOSS_STOP, at, reason)

@@ -21,21 +21,18 @@ import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 import requests
 
 from openbell.adapters.alpaca.config import CONN_ID, AlpacaConfig
 from openbell.dberrors import redact
 from openbell.paths import project_dir
+from openbell.runtime.airflow_api import ADMIN, DAG_ID, AirflowApi
 from openbell.workflow.hooks import STATE_CONN_ID
 
 log = logging.getLogger(__name__)
 
 PROCESSES = ("scheduler", "dag-processor", "triggerer", "api-server")
-DAG_ID = "trading_day"
-ADMIN = "admin"
 TERMINAL = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
@@ -60,19 +57,18 @@ def alpaca_connection(config: AlpacaConfig) -> str:
 
 
 @dataclass(repr=False)
-class AirflowStack:
+class AirflowStack(AirflowApi):
     """Airflow's four processes for openbell, under ``home``."""
 
     home: Path
     metadata_url: str
     state_url: str
-    alpaca: AlpacaConfig
+    alpaca: AlpacaConfig | None  # None: the alpaca connection is kept in Airflow's metastore (set_connection)
     api_port: int = 0
     extra_env: Mapping[str, str] = field(default_factory=dict)
     paused: bool = False  # the DAG starts paused: nothing runs before :meth:`unpause`
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
     sessions: set[int] = field(default_factory=set, init=False)  # every process session started, killed ones too
-    _token: str | None = field(default=None, init=False, repr=False)
 
     def __repr__(self) -> str:
         """The settings, database passwords hidden and only the names of ``extra_env``."""
@@ -135,11 +131,12 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "AIRFLOW_CONN_" + CONN_ID.upper(): alpaca_connection(self.alpaca),
             "AIRFLOW_CONN_" + STATE_CONN_ID.upper(): _airflow_uri(self.state_url),
             "OPENBELL_PROJECT_DIR": str(root),
             "PYTHONUNBUFFERED": "1",
         }
+        if self.alpaca is not None:
+            defaults["AIRFLOW_CONN_" + CONN_ID.upper()] = alpaca_connection(self.alpaca)
         env = dict(os.environ)
         # an Airflow setting the user exported wins over the stack's default for it
         env.update({k: v for k, v in defaults.items() if not (k.startswith("AIRFLOW__") and k in os.environ)})
@@ -272,66 +269,6 @@ class AirflowStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    # -- REST ------------------------------------------------------------------------------------
-
-    def token(self) -> str:
-        """A JWT for the admin user from the simple auth manager."""
-        if self._token is None:
-            resp = requests.post(
-                f"{self.api_url}/auth/token", json={"username": ADMIN, "password": self.admin_password}, timeout=10
-            )
-            if resp.status_code >= 300:
-                raise RuntimeError(f"login to Airflow failed: HTTP {resp.status_code}")
-            self._token = str(resp.json()["access_token"])
-        return self._token
-
-    def request(self, method: str, path: str, **kw: Any) -> Any:
-        """An authenticated call to Airflow's REST API; returns the decoded JSON."""
-        resp = requests.request(
-            method, f"{self.api_url}{path}", headers={"Authorization": f"Bearer {self.token()}"}, timeout=30, **kw
-        )
-        if resp.status_code >= 300:
-            raise RuntimeError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}")
-        return resp.json() if resp.content else None
-
-    def get(self, path: str, **kw: Any) -> Any:
-        return self.request("GET", path, **kw)
-
-    def import_errors(self) -> list[dict[str, Any]]:
-        try:
-            return list(self.get("/api/v2/importErrors").get("import_errors", []))
-        except (requests.RequestException, RuntimeError) as exc:
-            return [{"error": str(exc)}]
-
-    def dag_runs(self) -> list[dict[str, Any]]:
-        return list(self.get(f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 100}).get("dag_runs", []))
-
-    def dag_run(self, run_id: str) -> dict[str, Any]:
-        return dict(self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"))
-
-    def task_instances(self, run_id: str) -> list[dict[str, Any]]:
-        data = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances")
-        return list(data.get("task_instances", []))
-
-    def unpause(self) -> None:
-        """Let the scheduler create and run the DAG's runs, as the UI's toggle does."""
-        self.request("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
-
-    def task_instance(self, run_id: str, task_id: str) -> dict[str, Any]:
-        return dict(self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"))
-
-    def task_tries(self, run_id: str, task_id: str) -> list[dict[str, Any]]:
-        """Every try of one task in a run (start, end, state), oldest first."""
-        data = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/tries")
-        return sorted(data.get("task_instances", []), key=lambda t: int(t.get("try_number") or 0))
-
-    def clear_task(self, run_id: str, task_id: str) -> list[str]:
-        """Clear one task of a run, as "Clear" in the UI does; returns the task ids cleared."""
-        body = {"dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": False,
-                "reset_dag_runs": True}
-        data = self.request("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances", json=body)
-        return [str(ti["task_id"]) for ti in data.get("task_instances", [])]
 
 
 def _airflow_bin() -> str:

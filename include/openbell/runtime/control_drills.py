@@ -10,7 +10,8 @@ from urllib.parse import quote
 from sqlalchemy import text
 
 from openbell.adapters.alpaca.venue import alpaca_venue
-from openbell.runtime.airflow import ADMIN, TERMINAL
+from openbell.runtime.airflow import TERMINAL
+from openbell.runtime.airflow_api import ADMIN
 from openbell.runtime.demo import Rehearsal
 from openbell.runtime.drill_kit import (
     Drill,

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import text
 
 from openbell import calendar
-from openbell.runtime.demo import Rehearsal
+from openbell.runtime.rehearsal import Rehearsal
 from openbell.store.ledger import steps_for
 
 log = logging.getLogger(__name__)
@@ -35,13 +35,22 @@ class Drill:
     name: str
     about: str
     date: date = DAY
-    start: str = "14:15"
+    start: str = "14:15"  # at 120x the data steps and the loop's start-up take 35-45 market minutes: trading by 15:00
     speed: float = 120.0
     sim_args: tuple[str, ...] = ()
     inject: Inject | None = None
     separate_state_server: bool = False
     held: tuple[str, ...] = ()  # symbols a halt keeps open past the close: eod_liquidate must fail naming them
     run_defaults: str = ""  # the deployment's run parameters (JSON, OPENBELL_RUN_DEFAULTS) for the scheduled run
+    breaks_airflow: bool = False  # kills or restarts Airflow's own processes
+
+    @property
+    def shares_stage(self) -> bool:
+        """Whether the drill may run on a stage shared with other drills (:class:`openbell.runtime.rehearsal.Stage`):
+        one that leaves Airflow's processes alone and needs no run parameters of the deployment's own, on the
+        default day. A shared stage keeps openbell's state on a server of its own and each day's alpaca
+        connection in Airflow's metastore."""
+        return self.date == DAY and not self.breaks_airflow and not self.run_defaults
 
 
 # -- observing the day ----------------------------------------------------------------------------

@@ -9,6 +9,8 @@ and ``make bench`` run them all."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import logging
 import shutil
 import sys
@@ -31,8 +33,8 @@ from openbell.params import DEFAULT_UNIVERSE
 from openbell.pg.throwaway import reachable_tempdir
 from openbell.ports import MarketDataPort, Window
 from openbell.runtime.control_drills import CONTROL_DRILLS
-from openbell.runtime.demo import DayResult, Rehearsal, rehearse
 from openbell.runtime.drill_kit import (
+    DAY,
     EVERY_STEP,
     Drill,
     kill_attempt,
@@ -45,6 +47,7 @@ from openbell.runtime.drill_kit import (
     wait_for,
 )
 from openbell.runtime.platform_drills import PLATFORM_DRILLS, short_tokens
+from openbell.runtime.rehearsal import DayResult, Rehearsal, Stage, rehearse
 from openbell.store.ledger import steps_for
 
 log = logging.getLogger(__name__)
@@ -227,7 +230,8 @@ def _ledger_facts(engine: Engine, d: date) -> dict[str, Any]:
             "abandoned_attempts", "writer", "first_live_decision_at", "bars_corrected", "halts", "orders_halted",
             "minutes_without_bars", "rejections_by_reason", "rejected", "lateness_p50_s", "lateness_p99_s",
             "orders_scaled", "orders_resized", "adjustment", "jumps", "adopted", "started_at", "finished_at",
-            "late", "risk_state", "loss_stop", "orders_not_sent", "orders_past_deadline")
+            "late", "risk_state", "loss_stop", "orders_not_sent", "orders_past_deadline",
+            "orders_gate_closed")
     out: dict[str, Any] = {}
     for row in steps_for(engine, d):
         summary = row["summary"] or {}
@@ -278,8 +282,10 @@ def check_day(result: DayResult, seen: dict[str, Any], held: tuple[str, ...] = (
     return bad
 
 
-def run_drill(drill: Drill, home: Path, *, progress: Callable[[str], None] = log.info) -> DrillResult:
-    """Run one drill in ``home`` (a scratch directory) and check the day."""
+def run_drill(drill: Drill, home: Path, *, stage: Stage | None = None,
+              progress: Callable[[str], None] = log.info) -> DrillResult:
+    """Run one drill in ``home`` (a scratch directory), or on ``stage`` when given (one shared with other
+    drills, for a drill that :attr:`~openbell.runtime.drill_kit.Drill.shares_stage`), and check the day."""
     facts: dict[str, Any] = {"about": drill.about}
     seen: dict[str, Any] = {}
 
@@ -301,9 +307,15 @@ def run_drill(drill: Drill, home: Path, *, progress: Callable[[str], None] = log
 
     started = time.monotonic()
     try:
-        day = rehearse(drill.date, speed=drill.speed, start=drill.start, sim_args=drill.sim_args, home=home,
-                       separate_state_server=drill.separate_state_server, progress=progress,
-                       on_running=on_running, on_finished=on_finished, run_defaults=drill.run_defaults)
+        if stage is not None:
+            if not drill.shares_stage or (drill.separate_state_server and not stage.separate_state_server):
+                raise ValueError(f"drill {drill.name} cannot share this stage: run it on a stage of its own")
+            day = stage.rehearse(speed=drill.speed, start=drill.start, sim_args=drill.sim_args,
+                                 on_running=on_running, on_finished=on_finished)
+        else:
+            day = rehearse(drill.date, speed=drill.speed, start=drill.start, sim_args=drill.sim_args, home=home,
+                           separate_state_server=drill.separate_state_server, progress=progress,
+                           on_running=on_running, on_finished=on_finished, run_defaults=drill.run_defaults)
     except Exception as exc:
         return DrillResult(drill.name, [f"the drill could not run: {type(exc).__name__}: {exc}"], facts)
     facts["wall_seconds"] = round(time.monotonic() - started, 1)
@@ -333,12 +345,27 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown drill(s) {', '.join(unknown)}; choose from {', '.join(DRILLS)}")
     logging.basicConfig(level=logging.WARNING)
     failed = 0
-    for name in args.names or list(DRILLS):
-        print(f"drill {name}: {DRILLS[name].about}", flush=True)
-        result = run_in_scratch(name, Path(tempfile.gettempdir()), progress=lambda line: print(line, flush=True))
-        failed += not result.passed
-        print(json.dumps(result.facts, indent=2, default=str))
-        print(f"drill {name}: " + ("PASSED" if result.passed else "FAILED\n  " + "\n  ".join(result.violations)))
+    names = args.names or list(DRILLS)
+    # the drills that leave Airflow alone first, one after another on one stage; then each of the others on its own
+    names = [n for n in names if DRILLS[n].shares_stage] + [n for n in names if not DRILLS[n].shares_stage]
+    shown = functools.partial(print, flush=True)
+    with contextlib.ExitStack() as cleanup:
+        stage: Stage | None = None
+        for name in names:
+            drill = DRILLS[name]
+            shown(f"drill {name}: {drill.about}")
+            if drill.shares_stage and (stage is None or stage.spoiled):
+                home = reachable_tempdir(Path(tempfile.gettempdir()), "openbell-stage-")
+                cleanup.callback(shutil.rmtree, home, ignore_errors=True)
+                stage = cleanup.enter_context(Stage(DAY, home, separate_state_server=True, sim_args=None,
+                                                    progress=shown))
+            if drill.shares_stage:
+                result = run_drill(drill, Path(tempfile.gettempdir()), stage=stage, progress=shown)
+            else:
+                result = run_in_scratch(drill, Path(tempfile.gettempdir()), progress=shown)
+            failed += not result.passed
+            shown(json.dumps(result.facts, indent=2, default=str))
+            shown(f"drill {name}: " + ("PASSED" if result.passed else "FAILED\n  " + "\n  ".join(result.violations)))
     return 1 if failed else 0
 
 

@@ -21,7 +21,6 @@ import requests
 from sqlalchemy import text
 
 from openbell import calendar
-from openbell.runtime.demo import Rehearsal
 from openbell.runtime.drill_kit import Drill, Inject
 from openbell.runtime.drill_kit import attempts as _attempts
 from openbell.runtime.drill_kit import market_at as _at
@@ -29,6 +28,7 @@ from openbell.runtime.drill_kit import market_now as _now
 from openbell.runtime.drill_kit import running_attempt as _running
 from openbell.runtime.drill_kit import session_date as _session_date
 from openbell.runtime.drill_kit import wait_for as _wait
+from openbell.runtime.rehearsal import Rehearsal
 from openbell.store.ledger import ABANDONED
 
 DEFERRED = ("midday_optimize", "eod_liquidate")
@@ -223,25 +223,26 @@ def short_tokens(day: Rehearsal, facts: dict[str, Any]) -> None:
 
 
 def scheduler_restart_drill(start: str, at: str) -> Drill:
-    return Drill(name="scheduler_restart", start=start, inject=scheduler_restart(at),
+    return Drill(name="scheduler_restart", start=start, breaks_airflow=True, inject=scheduler_restart(at),
                  about=f"the scheduler and the task processes under it (LocalExecutor) are SIGKILLed at {at} and "
                        "the scheduler started again 2 market minutes later")
 
 
 def triggerer_restart_drill(start: str, at: str) -> Drill:
-    return Drill(name="triggerer_restart", start=start, inject=triggerer_restart(at),
+    return Drill(name="triggerer_restart", start=start, breaks_airflow=True, inject=triggerer_restart(at),
                  about=f"the triggerer is SIGKILLed at {at} while midday_optimize and eod_liquidate are deferred "
                        "and started again 20 market minutes later; both still act at their market times")
 
 
 def stack_restart_drill(start: str, at: str) -> Drill:
-    return Drill(name="stack_restart", start=start, inject=stack_restart(at),
+    return Drill(name="stack_restart", start=start, breaks_airflow=True, inject=stack_restart(at),
                  about=f"every Airflow process is SIGKILLed at {at} (a power cut) and the stack started again "
                        "20 market minutes later: reconcile, refill, resume, flat at the close")
 
 
 def api_server_outage_drill(start: str, at: str, down_seconds: float, speed: float) -> Drill:
-    return Drill(name="api_server_outage", start=start, speed=speed, inject=api_server_outage(at, down_seconds),
+    return Drill(name="api_server_outage", start=start, speed=speed, breaks_airflow=True,
+                 inject=api_server_outage(at, down_seconds),
                  about=f"the api-server is down for {down_seconds:g} wall seconds from {at} while live_trading "
                        "runs; trading continues or resumes, never two traders at once")
 
@@ -251,7 +252,7 @@ PLATFORM_DRILLS = (
     triggerer_restart_drill("11:15", "11:30"),
     api_server_outage_drill("10:40", "10:50", API_DOWN_SECONDS, speed=60.0),
     stack_restart_drill("10:45", "11:00"),
-    Drill(name="token_expiry", start="09:10", inject=short_tokens,
+    Drill(name="token_expiry", start="09:10", breaks_airflow=True, inject=short_tokens,
           about=f"the whole day with a {TOKEN_LIFETIME} s execution-token lifetime: one trading attempt "
                 "outlives many tokens"),
 )

@@ -34,7 +34,7 @@ def free_port() -> int:
 
 
 class SimProcess:
-    """A simulator subprocess on a free loopback port; a context manager (stop on exit)."""
+    """A simulator subprocess on a loopback port (a free one unless given); a context manager (stop on exit)."""
 
     def __init__(
         self,
@@ -47,6 +47,7 @@ class SimProcess:
         secret: str = "test-secret",
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
+        port: int = 0,
     ) -> None:
         self.date = date
         self.speed = speed
@@ -57,7 +58,7 @@ class SimProcess:
         self.startup_timeout = startup_timeout
         self._own_dir = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="openbell-sim-")) if data_dir is None else Path(data_dir)
-        self.port = free_port()
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.data_dir / "sim.log"
         self.proc: subprocess.Popen[bytes] | None = None

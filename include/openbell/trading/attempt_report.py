@@ -39,6 +39,7 @@ class AttemptReport:
     trading_blocked: str | None = None  # the broker's refusal that stopped every new order, if any
     credentials_refused: str | None = None  # the broker refused the key on an order: the attempt failed
     orders_past_deadline: int = 0  # handed to a worker, not sent: the trading cut-off came first
+    orders_gate_closed: int = 0  # handed to a worker, not sent: the send gate closed while the worker held it
     syncs_dropped: int = 0  # broker snapshots read across a fill or an order: not applied
     bars_refused: int = 0
     late_bars_stored: int = 0

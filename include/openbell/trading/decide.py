@@ -45,7 +45,7 @@ class Decider:
         self._recorder = ctx.recorder
         self._report = ctx.report
         self._trade_until = trade_until
-        self._on_stop = on_stop  # the risk gate is stopped: told before each minute's orders leave
+        self._on_stop = on_stop  # the risk gate stopped and no loss stop holding yet: told before the orders leave
         self.seq = 0
         self.today: Minutes = []
 
@@ -76,7 +76,8 @@ class Decider:
         trade = trade and self._fencing.ok and self._fencing.out is None
         dispatch = self._dispatcher
         trade = trade and not dispatch.gate.liquidating and t + MINUTE < self._trade_until  # the liquidation ends it
-        if self._gate.stopped:  # the loss stop trips once (the risk owner): REDUCING, closing all, until flat
+        if self._gate.stopped and not dispatch.gate.risk.stop_holds:
+            # the loss stop trips once: REDUCING, closing all, until flat, then HALTED; never asked again meanwhile
             self._on_stop(self._gate.stop_reason or "stopped for the day")
         orders = dispatch.place(seq, weights, notes, ready, trade=trade)
         report.decisions += 1

@@ -31,7 +31,7 @@ from openbell.broker.rows import order_row
 from openbell.clock import cached_wall_at
 from openbell.policy import OrderPolicy
 from openbell.ports import Refusal, SubmitResult
-from openbell.risk.gate import Held, SendGate
+from openbell.risk.gate import Held, SendGate, closed_in_worker
 from openbell.trading.context import LoopContext
 from openbell.trading.portfolio import OrderIntent, Portfolio
 from openbell.trading.sender import OrderJob, OrderSender, Sent
@@ -240,8 +240,9 @@ class Dispatcher:
         self._recorder.order(row)
 
     def _not_sent(self, seq: int, intent: OrderIntent, result: SubmitResult) -> None:
-        """An order that never reached the broker: its deadline (the trading cut-off) passed in the worker, or
-        the broker refused the credentials (no order can go: the attempt fails, see :mod:`openbell.trading.live`)."""
+        """An order that never reached the broker: its deadline (the trading cut-off) passed in the worker, the
+        send gate closed while the worker held it, or the broker refused the credentials (no order can go: the
+        attempt fails, see :mod:`openbell.trading.live`)."""
         coid = result.client_order_id
         self._portfolio.order_done(coid)
         report = self._report
@@ -253,7 +254,10 @@ class Dispatcher:
                 log.error("THE BROKER REFUSED THE CREDENTIALS on %s (%s): no new order; this attempt fails",
                           coid, result.reason)
         else:
-            report.orders_past_deadline += 1
+            if closed_in_worker(result.reason):
+                report.orders_gate_closed += 1
+            else:
+                report.orders_past_deadline += 1
             log.warning("%s: not sent, %s", coid, result.reason)
         self._notes.append(f"{intent.symbol}: {intent.side} of {intent.qty:g} not sent ({result.reason})")
         self._recorder.order(book.OrderRow(

@@ -63,9 +63,9 @@ class RiskLink:
             gate.halt(f"daily loss limit{extra}: the broker's equity {equity:.2f} vs {start:.2f} at the open")
 
     def loss_stop(self, reason: str) -> None:
-        """The risk gate is stopped (each decision says so): the first time, the loss stop trips, REDUCING with
-        every universe position closed, minute after minute, until the broker reports them closed
-        (:meth:`synced`), then HALTED; stored for every later attempt, alerted."""
+        """The risk gate is stopped (the decision that finds it so while no loss stop holds says so, once): the
+        loss stop trips, REDUCING with every universe position closed, minute after minute, until the broker
+        reports them closed (:meth:`synced`), then HALTED; stored for every later attempt, alerted."""
         at = cached_now(self._ctx.clock)
         if self.risk.trip(reason, at) is None:
             return  # tripped already, or HALTED

@@ -1,0 +1,321 @@
+"""A simulated day through Airflow: Postgres, Airflow's four processes and the simulator, the session's
+run from the NYSE timetable, followed until it ends.
+
+A :class:`Stage` owns the long-lived parts (the Postgres server, Airflow's metadata database and
+processes) and rehearses days on them one after another: each day gets a fresh state database, a fresh
+simulator and a fresh run of the session, so the days share nothing but the platform. :func:`rehearse`
+is one day on a stage of its own (``openbell demo``, ``openbell drill``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from openbell import calendar
+from openbell.params import RUN_DEFAULTS_ENV
+from openbell.pg.databases import drop_database, ensure_database
+from openbell.pg.server import EmbeddedPostgres
+from openbell.report import build_report
+from openbell.runtime.airflow import TERMINAL, AirflowStack, free_port
+from openbell.runtime.airflow_api import DAG_ID
+from openbell.sim.testing import SimProcess
+from openbell.store.db import make_engine, upgrade
+
+log = logging.getLogger(__name__)
+
+DEMO_KEY = "openbell-demo-key"
+DEMO_SECRET = "openbell-demo-secret"
+STACK_GRACE = 15.0  # seconds Airflow's processes (and the trading task's clean stop) get before SIGKILL
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+CONTROL_DAG = "trading_control"
+
+
+@dataclass
+class DayResult:
+    """The outcome of a rehearsed day."""
+
+    run_id: str
+    run_state: str
+    task_states: dict[str, str]
+    report: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        steps_ok = all(s["status"] in ("success", "skipped") for s in self.report["steps"])
+        return self.run_state == "success" and steps_ok and self.report["flat_at_close"]
+
+
+@dataclass
+class Rehearsal:
+    """What a rehearsal's hooks can reach while the day runs."""
+
+    stack: AirflowStack
+    sim: SimProcess
+    server: EmbeddedPostgres  # the server holding openbell's state database
+    state_url: str = field(repr=False)
+    run_id: str = ""
+
+    @functools.cached_property
+    def engine(self) -> Engine:
+        """One engine on the state database for everything the hooks and the report read."""
+        return make_engine(self.state_url)
+
+
+def fresh_databases(home: Path, tag: str, *, separate: bool = False) -> tuple[str, str, list[EmbeddedPostgres]]:
+    """Empty databases for openbell's state and Airflow's metadata, by default on one embedded server.
+
+    With ``separate`` the state database gets a server of its own (``home/pg-state``), so it can be
+    restarted without touching Airflow. Returns the state URL, the Airflow URL and the servers, state's first.
+    """
+    servers = [EmbeddedPostgres(home / "pg-state")] if separate else []
+    servers.append(EmbeddedPostgres(home / "pg"))
+    try:
+        for server in servers:
+            server.start()
+        urls = []
+        for name, server in ((f"openbell_{tag}", servers[0]), (f"airflow_{tag}", servers[-1])):
+            drop_database(server.url(), name)
+            urls.append(ensure_database(server.url(), name))
+    except BaseException:
+        stop_all([server.stop for server in reversed(servers)])
+        raise
+    return urls[0], urls[1], servers
+
+
+class Stage:
+    """Postgres and Airflow for rehearsing the days of ``session_date``, one after another (a context manager).
+
+    The deployment's run parameters (``run_defaults``, JSON) and state server (``separate_state_server``) are
+    the stage's, as they are a deployment's, and so is the alpaca connection, in the environment, for a
+    simulator with ``sim_args`` (its rate limit); with ``sim_args=None`` each day's own connection is kept in
+    Airflow's metastore. Each day brings its own simulator (its options, speed and start) and gets its own
+    state database and run. A day that fails midway spoils the stage (:attr:`spoiled`): its run may still hold
+    a task, so no further day may share the stage."""
+
+    def __init__(self, session_date: date, home: Path, *, separate_state_server: bool = False, run_defaults: str = "",
+                 sim_args: Sequence[str] | None = (), progress: Callable[[str], None] = print) -> None:
+        self.session_date = session_date
+        # The simulator options the alpaca connection is for (its rate limit), passed in the environment as a
+        # deployment does; None: each day's own connection, kept in Airflow's metastore.
+        self.sim_args = None if sim_args is None else tuple(sim_args)
+        self.home = home
+        self.separate_state_server = separate_state_server
+        self.run_defaults = run_defaults
+        self.progress = progress
+        self.sim_port = free_port()  # every day's simulator answers here: the alpaca connection's address
+        self.days = 0
+        self.spoiled = False
+        self._stops: list[Callable[[], None]] = []
+
+    def __enter__(self) -> Stage:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop Airflow first (the trading task stops while Postgres still takes its last writes), then Postgres."""
+        stops, self._stops = self._stops, []
+        stop_all(list(reversed(stops)))
+
+    def _start(self) -> None:
+        tag = self.session_date.strftime("%Y%m%d")
+        self.progress(f"starting Postgres under {self.home / 'pg'}")
+        self.state_url, airflow_url, self.servers = fresh_databases(self.home, tag,
+                                                                    separate=self.separate_state_server)
+        self._stops += [server.stop for server in reversed(self.servers)]
+        env = {"OPENBELL_DAG_END_DATE": self.session_date.isoformat(),
+               **({RUN_DEFAULTS_ENV: self.run_defaults} if self.run_defaults else {})}
+        self.connection = None if self.sim_args is None else self._simulator(sim_args=self.sim_args).config()
+        self.stack = AirflowStack(self.home / "airflow", airflow_url, self.state_url, self.connection, paused=True,
+                                  extra_env=env)
+        self.progress("migrating Airflow's metadata database and starting scheduler, dag-processor, triggerer, "
+                      "api-server")
+        self.stack.migrate()
+        self._stops.append(functools.partial(self.stack.stop, grace=STACK_GRACE))
+        self.stack.start()
+        self.stack.wait_ready()
+        self.progress(f"Airflow is up at {self.stack.api_url} (user admin, password in "
+                      f"{self.stack.home / 'passwords.json'})")
+
+    def _simulator(self, speed: float = 120.0, start: str = "09:25", sim_args: Sequence[str] = ()) -> SimProcess:
+        """The simulator of a day (not started): on the stage's port, with the demo's key."""
+        return SimProcess(date=self.session_date.isoformat(), speed=speed, start=start,
+                          data_dir=self.home / "sim" / self.session_date.strftime("%Y%m%d"), key=DEMO_KEY,
+                          secret=DEMO_SECRET, extra_args=list(sim_args), port=self.sim_port)
+
+    def _fresh_day(self) -> None:
+        """Before every day but the first: the previous day's runs gone, the schedule of the session computed
+        again, the state database empty."""
+        self.stack.pause()
+        for dag_id in (DAG_ID, CONTROL_DAG):
+            self.stack.delete_runs(dag_id)
+        self.stack.reparse()
+        server = self.servers[0].url()
+        name = f"openbell_{self.session_date:%Y%m%d}"
+        drop_database(server, name)
+        ensure_database(server, name)
+
+    def rehearse(
+        self,
+        *,
+        speed: float,
+        start: str = "09:25",
+        sim_args: Sequence[str] = (),
+        timeout: float = 1800,
+        on_running: Callable[[Rehearsal], None] | None = None,
+        on_finished: Callable[[Rehearsal], None] | None = None,
+        keep_running: Callable[[Rehearsal], None] | None = None,
+    ) -> DayResult:
+        """Run the session through Airflow against a fresh simulator from ``start`` (market time, ET).
+
+        ``on_running`` is called once the run exists (tests inject faults there), ``on_finished`` after it
+        ended, while the simulator still answers (tests ask the broker there); ``keep_running`` before the
+        simulator stops (the demo waits there for Ctrl-C)."""
+        if self.spoiled:
+            raise RuntimeError("this stage's last day failed midway: rehearse on a new stage")
+        if self.connection is not None and self._simulator(speed, start, sim_args).config() != self.connection:
+            raise ValueError(f"simulator options {list(sim_args)} need an alpaca connection other than the stage's "
+                             "(a rate limit): rehearse this day on a stage of its own")
+        self.spoiled = True  # until this day ends as it should
+        if self.days:
+            self._fresh_day()
+        self.days += 1
+        upgrade(self.state_url)
+        sim = self._simulator(speed, start, sim_args)
+        shutil.rmtree(sim.data_dir, ignore_errors=True)
+        day = Rehearsal(self.stack, sim, self.servers[0], self.state_url)
+        try:
+            sim.start()
+            if self.connection is None:
+                self.stack.set_connection(sim.config())
+            self.stack.unpause()  # only now: no task may start before the simulated market exists
+            self.progress(f"simulator for {self.session_date} at {sim.base_url}, {speed:g}x market speed, "
+                          f"from {start} ET")
+            run_id = day.run_id = _wait_for_run(self.stack, self.session_date, timeout=120)
+            self.progress(f"run {run_id} created by the NYSE timetable")
+            if on_running:
+                on_running(day)
+            state, tasks = _follow(self.stack, sim, run_id, timeout, self.progress)
+            if on_finished:
+                on_finished(day)
+            result = DayResult(run_id, state, tasks, build_report(day.engine, self.session_date))
+            if keep_running:
+                keep_running(day)
+            self.spoiled = False
+            return result
+        finally:
+            stops: list[Callable[[], None]] = []
+            if "engine" in day.__dict__:
+                stops.append(day.engine.dispose)
+            if self.spoiled:  # a task may still run: Airflow stops before the simulator it talks to
+                stops.append(self.close)
+            stop_all([*stops, sim.stop])
+
+
+def rehearse(
+    session_date: date,
+    *,
+    speed: float,
+    start: str = "09:25",
+    sim_args: Sequence[str] = (),
+    home: Path,
+    separate_state_server: bool = False,
+    keep_running: Callable[[Rehearsal], None] | None = None,
+    timeout: float = 1800,
+    progress: Callable[[str], None] = print,
+    on_running: Callable[[Rehearsal], None] | None = None,
+    on_finished: Callable[[Rehearsal], None] | None = None,
+    run_defaults: str = "",
+) -> DayResult:
+    """Run ``session_date`` through Airflow against a fresh simulator and fresh databases, on a stage of its
+    own under ``home`` (see :meth:`Stage.rehearse`). With ``separate_state_server`` openbell's state lives
+    on a Postgres server of its own (tests restart it); ``run_defaults`` (JSON) are the deployment's run
+    parameters (:data:`openbell.params.RUN_DEFAULTS_ENV`) of the scheduled run."""
+    with Stage(session_date, home, separate_state_server=separate_state_server, run_defaults=run_defaults,
+               sim_args=sim_args, progress=progress) as stage:
+        return stage.rehearse(speed=speed, start=start, sim_args=sim_args, timeout=timeout, on_running=on_running,
+                              on_finished=on_finished, keep_running=keep_running)
+
+
+def stop_all(stops: Sequence[Callable[[], None]]) -> None:
+    """Run every stop in order, each even if another failed, with Ctrl-C and SIGTERM held off meanwhile:
+    a second interrupt must not cut the cleanup short and leave processes behind."""
+    with _uninterrupted():
+        for stop in stops:
+            try:
+                stop()
+            except Exception as exc:
+                log.warning("stopping %s failed: %s", getattr(stop, "__qualname__", stop), exc)
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ignore SIGINT, SIGTERM and SIGHUP meanwhile (only the main thread can)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _wait_for_run(stack: AirflowStack, session_date: date, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    s = calendar.session(session_date)
+    assert s is not None
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        for run in stack.dag_runs():
+            if run.get("data_interval_start") and datetime.fromisoformat(run["data_interval_start"]) == s.open:
+                return str(run["dag_run_id"])
+        time.sleep(0.5)
+    raise TimeoutError(f"the scheduler created no run for {session_date} within {timeout:.0f}s")
+
+
+def _follow(
+    stack: AirflowStack, sim: SimProcess, run_id: str, timeout: float, progress: Callable[[str], None]
+) -> tuple[str, dict[str, str]]:
+    """Print task state changes with the market time until the run ends."""
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    state = "running"
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        tasks = {ti["task_id"]: str(ti.get("state") or "none") for ti in stack.task_instances(run_id)}
+        changed = {k: v for k, v in tasks.items() if seen.get(k) != v}
+        if changed:
+            try:
+                market = datetime.fromisoformat(sim.clock()["market_time"]).astimezone(calendar.ET)
+                stamp = market.strftime("%H:%M ET")
+            except Exception:
+                stamp = "--:-- ET"
+            for task_id, st in sorted(changed.items()):
+                progress(f"  [{stamp}] {task_id:<18} {st}")
+            seen.update(changed)
+        state = str(stack.dag_run(run_id).get("state"))
+        if state in ("success", "failed") and all(v in TERMINAL for v in tasks.values()):
+            return state, tasks
+        time.sleep(1)
+    raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f}s (tasks: {seen})")
