@@ -174,10 +174,12 @@ def build_report(engine: Engine, session_date: date) -> dict[str, Any]:
 
 
 def _risk_line(risk: dict[str, Any]) -> str:
-    """The risk state at the end: who set it (the loss stop or an operator) and the extra loss budget granted."""
+    """The risk state at the end: who set it (the loss stop, an operator or the strategy's failures) and the extra
+    loss budget granted."""
     if not risk.get("by"):
         return f"risk state at the end: {risk.get('state', 'ACTIVE')} (never changed)"
-    who = {"loss_stop": "the loss stop", "operator": "an operator"}.get(risk.get("cause") or "", "unknown")
+    who = {"loss_stop": "the loss stop", "operator": "an operator",
+           "strategy_failed": "the strategy's failures"}.get(risk.get("cause") or "", "unknown")
     extra = f"; extra loss budget granted today {risk['extra_loss']:.2f}" if risk.get("extra_loss") else ""
     return f"risk state at the end: {risk['state']}, set by {who} ({risk['by']}): {risk.get('reason')}{extra}"
 
@@ -215,7 +217,7 @@ def render(report: dict[str, Any]) -> str:
     changes = report.get("risk_changes") or []
     lines.append("risk state changes:" + ("" if changes else " none"))
     for r in changes:
-        cause = " (loss stop)" if r.get("cause") == "loss_stop" else ""
+        cause = {"loss_stop": " (loss stop)", "strategy_failed": " (strategy failed)"}.get(r.get("cause") or "", "")
         extra = f", extra loss budget {float(r['extra_loss']):.2f}" if r.get("extra_loss") else ""
         lines.append(f"  {et_time(r['market_time'])}  {r.get('from')} -> {r.get('to')} by {r.get('by')}{cause}:"
                      f" {r.get('reason')}{extra}")

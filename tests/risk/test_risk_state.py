@@ -11,7 +11,7 @@ from openbell.risk.state import MOVES, RiskCause, RiskMoveRefused, RiskState, ch
 from openbell.strategy import RiskGate, RiskLimits
 
 A, R, H = RiskState.ACTIVE, RiskState.REDUCING, RiskState.HALTED
-OP, LOSS = RiskCause.OPERATOR, RiskCause.LOSS_STOP
+OP, LOSS, STRAT = RiskCause.OPERATOR, RiskCause.LOSS_STOP, RiskCause.STRATEGY_FAILED
 AT = datetime(2025, 11, 20, 19, 0, tzinfo=UTC)
 
 
@@ -93,3 +93,57 @@ def test_a_restored_state_holds_without_a_change() -> None:
     active, _ = owner()
     active.restore("ACTIVE", None, "", 0.0)
     assert not active.gate.stopped
+
+
+def test_the_strategys_failures_only_move_active_to_reducing_and_an_operator_resumes_it() -> None:
+    assert {move for move, causes in MOVES.items() if STRAT in causes} == {(A, R)}
+    assert check_move(A, R, STRAT) is STRAT
+    for before, after in ((R, R), (R, H), (A, H), (R, A), (H, A), (A, A)):
+        with pytest.raises(RiskMoveRefused):
+            check_move(before, after, STRAT)
+    assert check_move(R, A, OP, STRAT) is OP  # a plain resume, as after an operator's halt
+    assert check_move(R, R, OP, STRAT) is OP  # an operator's halt takes it over
+    assert check_move(R, H, OP, STRAT) is OP  # so does a flatten
+    assert check_move(R, R, LOSS, STRAT) is LOSS  # and the loss stop, which closes every position
+
+
+def test_the_strategys_failures_reduce_an_active_session_once_keeping_the_targets() -> None:
+    risk, changes = owner()
+    change = risk.strategy_failed("the strategy failed 5 minutes in a row", AT)
+    assert change is not None and (risk.state, risk.cause) == (R, STRAT)
+    assert not risk.flattening and not risk.loss_stopped and not risk.gate.stopped  # positions kept, not closed
+    assert risk.strategy_failed("again", AT) is None
+    assert risk.follow("REDUCING", "strategy_failed", 0.0, AT) is None  # its own state written back
+    assert [c.as_dict() for c in changes] == [
+        {"state": "REDUCING", "market_time": AT.isoformat(), "cause": "strategy_failed"}]
+    resumed = risk.follow("ACTIVE", "operator", 0.0, AT)
+    assert resumed is not None and (risk.state, risk.cause) == (A, OP)
+
+
+def test_the_strategys_failures_leave_a_halt_a_loss_stop_or_a_flatten_as_they_are() -> None:
+    halted, _ = owner()
+    halted.follow("REDUCING", "operator", 0.0, AT)
+    assert halted.strategy_failed("failing", AT) is None and halted.cause is OP
+    stopped, _ = owner()
+    stopped.trip("loss", AT)
+    assert stopped.strategy_failed("failing", AT) is None and stopped.flattening
+    flat, _ = owner()
+    flat.follow("HALTED", "operator", 0.0, AT)
+    assert flat.strategy_failed("failing", AT) is None and flat.state is H
+
+
+def test_a_loss_stop_takes_over_the_strategys_reducing_and_closes_every_position() -> None:
+    risk, changes = owner()
+    risk.strategy_failed("failing", AT)
+    assert not risk.stop_holds
+    assert risk.trip("daily loss 4% exceeds limit 3%", AT) is not None
+    assert (risk.state, risk.cause, risk.flattening, risk.gate.stopped) == (R, LOSS, True, True)
+    assert risk.follow("REDUCING", "strategy_failed", 0.0, AT) is None  # a late read of the earlier state
+    assert risk.flat(AT) is not None and (risk.state, risk.cause) == (H, LOSS)
+    assert [c.cause for c in changes] == [STRAT, LOSS, LOSS]
+
+
+def test_a_restored_reducing_of_the_strategys_failures_keeps_the_targets() -> None:
+    risk, changes = owner()
+    risk.restore("REDUCING", "strategy_failed", "the strategy failed 5 minutes in a row (by openbell)", 0.0)
+    assert (risk.state, risk.cause, risk.flattening, risk.gate.stopped, changes) == (R, STRAT, False, False, [])

@@ -1,5 +1,6 @@
-"""Who set a session's risk state (the loss stop or an operator) and the extra loss budget granted by resumes:
-migration 0005 (with its backfill and its downgrade), set_risk's ``cause=``/``extra_loss=``, the journal."""
+"""Who set a session's risk state (the loss stop, an operator or the strategy's failures) and the extra loss budget
+granted by resumes: migrations 0005 and 0006 (with their backfill and their downgrade), set_risk's
+``cause=``/``extra_loss=``, the journal."""
 
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ def _risk_events(engine: Engine) -> list[dict[str, Any]]:
         return list(conn.execute(text("SELECT payload FROM events WHERE kind = 'risk_state' ORDER BY id")).scalars())
 
 
+def _migrate(engine: Engine, revision: str, *, down: bool = False) -> None:
+    cfg = db._alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+
 def _set_04(engine: Engine, day: date, state: str, by: str | None) -> None:
     """A session row as 0004 stored it (no cause)."""
     with engine.begin() as conn:
@@ -42,7 +50,7 @@ def test_migration_0005_adds_cause_and_extra_loss_backfills_the_cause_and_goes_b
         _set_04(engine, date(2025, 11, 17), "HALTED", "openbell")  # the loss stop, as 0004 stored it
         _set_04(engine, date(2025, 11, 18), "REDUCING", "alice")  # an operator's halt
         _set_04(engine, date(2025, 11, 19), "ACTIVE", None)  # never set
-        assert db.upgrade(empty_db_url) == "0005"
+        _migrate(engine, "0005")
         columns = {c["name"]: c for c in inspect(engine).get_columns("trading_sessions")}
         assert set(columns) >= NEW_COLUMNS
         assert columns["risk_cause"]["nullable"] and not columns["extra_loss"]["nullable"]
@@ -58,7 +66,27 @@ def test_migration_0005_adds_cause_and_extra_loss_backfills_the_cause_and_goes_b
         with engine.connect() as conn:
             assert conn.execute(text("SELECT risk_state FROM trading_sessions WHERE session_date = '2025-11-17'"
                                      )).scalar_one() == "HALTED"
-        assert db.upgrade(empty_db_url) == "0005"
+        _migrate(engine, "0005")
+    finally:
+        engine.dispose()
+
+
+def test_migration_0006_lets_the_strategys_failures_set_the_state_and_goes_back_down_as_an_operator(
+        empty_db_url: str) -> None:
+    engine = db.make_engine(empty_db_url)
+    try:
+        _migrate(engine, "0005")
+        set_phase(engine, DAY, "trading")
+        with pytest.raises(IntegrityError, match="ck_trading_sessions_risk_cause"), engine.begin() as conn:
+            conn.execute(text("UPDATE trading_sessions SET risk_cause = 'strategy_failed'"))
+        assert db.upgrade(empty_db_url) == "0006"
+        stored = set_risk(engine, DAY, "REDUCING", "the strategy failed 5 minutes in a row", "openbell", at=AT,
+                          cause="strategy_failed")
+        assert (stored.state, stored.cause, stored.loss_stopped) == ("REDUCING", "strategy_failed", False)
+        assert _risk_events(engine)[-1]["cause"] == "strategy_failed"
+        _migrate(engine, "0005", down=True)
+        assert get_risk(engine, DAY).cause == "operator"  # resumed plainly by the older code too
+        assert db.upgrade(empty_db_url) == "0006"
     finally:
         engine.dispose()
 

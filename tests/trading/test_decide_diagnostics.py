@@ -13,6 +13,7 @@ import pytest
 from openbell import backtest
 from openbell.strategy import Bar, RiskGate, RiskLimits, build
 from openbell.trading.decide import Decider
+from openbell.trading.guard import StrategyGuard
 
 SYMBOLS = ("TQQQ", "SQQQ")
 
@@ -44,17 +45,20 @@ def warmed(spec: str, params: dict[str, Any]) -> Any:
 def decide_once(strategy: Any) -> dict[str, float]:
     """One traded minute through the decider, with stand-ins for the loop's other parts; what it recorded."""
     recorder = Recorder()
-    ctx = SimpleNamespace(recorder=recorder, report=SimpleNamespace(first_live_decision_at=None, decisions=0))
+    t = datetime(2024, 3, 12, 15, 0, tzinfo=UTC)
+    ctx = SimpleNamespace(recorder=recorder, report=SimpleNamespace(first_live_decision_at=None, decisions=0),
+                          clock=SimpleNamespace(now=lambda: t), universe=SYMBOLS)
     portfolio = SimpleNamespace(prices={}, equity=lambda: 100_000.0, cash=100_000.0, gross_exposure=lambda: 0.0)
     params = SimpleNamespace(strategy=strategy, candidate=None, version_id=None)
     gate = SimpleNamespace(risk=SimpleNamespace(flattening=False), liquidating=False)
     dispatch = SimpleNamespace(gate=gate, place=lambda *a, **k: [])
-    t = datetime(2024, 3, 12, 15, 0, tzinfo=UTC)
-    decider = Decider(ctx, portfolio, RiskGate(RiskLimits()), params, dispatch,  # type: ignore[arg-type]
+    guard = StrategyGuard(ctx, RiskGate(RiskLimits()), budget=timedelta(seconds=20),  # type: ignore[arg-type]
+                          reduce_after=5, on_reduce=print)
+    decider = Decider(ctx, portfolio, guard, params, dispatch,  # type: ignore[arg-type]
                       SimpleNamespace(ok=True, out=None), trade_until=t + timedelta(hours=1), on_stop=print)
     bars = {s: Bar(s, t, 50.0, 50.0, 50.0, 50.0, 100.0) for s in SYMBOLS}
     decider.decide(t, bars, None, trade=True)
-    assert ctx.report.decisions == 1
+    assert ctx.report.decisions == 1 and guard.in_a_row == 0  # the strategy's output was taken
     return recorder.scores[0]
 
 

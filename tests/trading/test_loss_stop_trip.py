@@ -5,7 +5,7 @@ parameters, the fencing, the recorder and the helper threads; no simulator, no P
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,6 +18,7 @@ from openbell.strategy import RiskGate, RiskLimits
 from openbell.trading.attempt_report import AttemptReport
 from openbell.trading.context import LoopContext
 from openbell.trading.decide import Decider
+from openbell.trading.guard import StrategyGuard
 from openbell.trading.minutes import MINUTE
 from openbell.trading.portfolio import Portfolio
 from openbell.trading.risklink import RiskLink
@@ -76,7 +77,8 @@ def _loop() -> tuple[Decider, RiskLink, list[str], _Pool]:
 
     params = SimpleNamespace(strategy=_Strategy(), candidate=None, version_id=None)
     fencing = SimpleNamespace(ok=True, out=None)
-    decider = Decider(ctx, Portfolio(cash=100_000.0), gate, params, _Dispatcher(send_gate), fencing,  # type: ignore[arg-type]
+    guard = StrategyGuard(ctx, gate, budget=timedelta(seconds=20), reduce_after=5, on_reduce=link.strategy_failed)
+    decider = Decider(ctx, Portfolio(cash=100_000.0), guard, params, _Dispatcher(send_gate), fencing,  # type: ignore[arg-type]
                       trade_until=CUT_OFF, on_stop=on_stop)
     return decider, link, requests, pool
 

@@ -1,5 +1,6 @@
-"""The Trading view tells a loss stop from an operator's halt and shows the extra loss budget granted: in the
-snapshot, in the live row, and on the page (which also asks for a budget before resuming after a loss stop)."""
+"""The Trading view tells a loss stop from an operator's halt (and from the strategy's failures) and shows the
+extra loss budget granted: in the snapshot, in the live row, and on the page (which also asks for a budget before
+resuming after a loss stop)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def test_the_page_shows_who_set_the_state_and_asks_for_a_budget_after_a_loss_sto
     script = (STATIC / "app.js").read_text()
     assert 'id="control-extra-loss"' in page and 'type="number"' in page
     assert "r.risk_cause" in script and "r.extra_loss" in script  # the live row
-    for shown in ('"set by"', '"the loss stop"', '"an operator"', '"extra loss granted"'):
+    for shown in ('"set by"', '"the loss stop"', '"an operator"', '"the strategy\'s failures"', '"extra loss granted"'):
         assert shown in script, shown
     assert "extra_loss_budget" in script  # sent with a resume, only when given
     assert "a resume needs an extra loss budget" in script

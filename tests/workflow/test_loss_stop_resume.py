@@ -1,6 +1,7 @@
 """A session the loss stop stopped is not resumed by a plain ``resume``: the trigger must carry an explicit extra
 loss budget (dollars > 0), bounded for the day by the deployment's daily loss ceiling times the open equity;
-the budget is stored (cumulative), journaled, alerted and in the ledger. Bad budgets change nothing."""
+the budget is stored (cumulative), journaled, alerted and in the ledger. Bad budgets change nothing. A session the
+strategy's failures reduced resumes plainly, as after an operator's halt."""
 
 from __future__ import annotations
 
@@ -193,6 +194,27 @@ def test_a_plain_resume_after_an_operators_halt_stays_as_it_was(sim: SimProcess,
     assert (risk.state, risk.cause, risk.extra_loss) == ("ACTIVE", "operator", 0.0)
     assert "extra_loss_budget" not in summary
     assert not any("Extra loss budget" in a["body"] for a in alerts)
+
+
+def test_a_session_the_strategys_failures_reduced_resumes_plainly_and_takes_no_budget(
+    sim: SimProcess, state_url: str, engine: Engine, alerts: list[dict[str, Any]]
+) -> None:
+    set_phase(engine, SESSION, "trading")
+    record_open_equity(engine, SESSION, OPEN)
+    set_risk(engine, SESSION, "REDUCING", "the strategy failed 5 minutes in a row", "openbell",
+             cause="strategy_failed")
+    with pytest.raises(ControlRefused) as info:
+        _run(sim, state_url, "resume", 500)
+    assert str(info.value).startswith(f"resume refused: session {SESSION} is REDUCING by openbell (strategy_failed): "
+                                      "it was not stopped by the loss stop"), str(info.value)
+    summary = _run(sim, state_url, "resume", run="2", reason="strategy fixed")
+    risk = get_risk(engine, SESSION)
+    assert (risk.state, risk.cause, risk.by, risk.extra_loss) == ("ACTIVE", "operator", "alice", 0.0)
+    assert summary["risk_cause_before"] == "strategy_failed" and "extra_loss_budget" not in summary
+    assert _events(engine)[-1] == {"from": "REDUCING", "to": "ACTIVE", "reason": "strategy fixed", "by": "alice",
+                                   "cause": "operator"}
+    [sent] = alerts
+    assert sent["title"] == f"openbell {SESSION}: resume by alice"
 
 
 def test_halt_and_flatten_of_a_loss_stopped_session_keep_it_loss_stopped(

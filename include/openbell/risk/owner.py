@@ -102,6 +102,14 @@ class RiskOwner:
         self.gate.halt(reason)
         return self._move(RiskState.REDUCING, RiskCause.LOSS_STOP, at, reason)
 
+    def strategy_failed(self, reason: str, at: datetime | None) -> RiskChange | None:
+        """The strategy failed too many minutes in a row: an ACTIVE session goes REDUCING (only orders that shrink
+        a position leave; what is held is kept). None when the session is not ACTIVE: a halt, the loss stop or a
+        flatten already holds at least as much."""
+        if self.state is not RiskState.ACTIVE:
+            return None
+        return self._move(RiskState.REDUCING, RiskCause.STRATEGY_FAILED, at, reason)
+
     def flat(self, at: datetime | None) -> RiskChange | None:
         """The broker shows every position closed: a loss stop's REDUCING ends HALTED (None otherwise)."""
         if not self.flattening:

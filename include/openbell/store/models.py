@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from openbell.risk.state import RISK_CAUSES, RISK_STATES  # ACTIVE, REDUCING, HALTED; loss_stop, operator
+from openbell.risk.state import RISK_CAUSES, RISK_STATES  # ACTIVE, REDUCING, HALTED; loss_stop, operator, ...
 
 STEP_STATUSES = ("running", "success", "failed", "skipped")
 PHASES = ("pre_open", "trading", "liquidating", "closed")

@@ -65,9 +65,9 @@ def get_session(engine: Engine, session_date: date) -> TradingSession | None:
 @dataclass(frozen=True)
 class RiskRecord:
     """A session's risk state (``RISK_STATES``), why, by whom and when it was set, and its open equity;
-    ``cause`` says who set it (``loss_stop``: the daily loss stop, ``operator``: ``trading_control``, None:
-    never set) and ``extra_loss`` is the extra loss budget (dollars) resumes after a loss stop granted today,
-    cumulative."""
+    ``cause`` says who set it (``loss_stop``: the daily loss stop, ``operator``: ``trading_control``,
+    ``strategy_failed``: the strategy failed too many minutes in a row, None: never set) and ``extra_loss`` is the
+    extra loss budget (dollars) resumes after a loss stop granted today, cumulative."""
 
     state: str = "ACTIVE"
     reason: str | None = None
@@ -123,10 +123,10 @@ def set_risk(
     event ``{from, to, reason, by}`` (with ``cause`` and ``extra_loss`` when given) in the same transaction;
     return the new record.
 
-    ``by`` is who decided (an Airflow user name, or ``openbell`` for the loss stop); ``at`` is the market
-    time of the change (default: now); ``cause`` is ``loss_stop`` or ``operator`` (None: not known, stored
-    as such); ``extra_loss``, when given, is the day's new cumulative extra loss budget in dollars (when not,
-    the stored one is kept).
+    ``by`` is who decided (an Airflow user name, or ``openbell`` for its own changes); ``at`` is the market
+    time of the change (default: now); ``cause`` is one of ``RISK_CAUSES`` (None: not known, stored as such);
+    ``extra_loss``, when given, is the day's new cumulative extra loss budget in dollars (when not, the stored one
+    is kept).
     """
     if state not in RISK_STATES:
         raise ValueError(f"invalid risk state {state!r}; use one of {', '.join(RISK_STATES)}")

@@ -57,6 +57,9 @@ class AttemptReport:
     risk_state: str = "ACTIVE"  # at the end of the attempt
     risk_changes: list[dict[str, str]] = field(default_factory=list)  # operator halts, flattens, resumes seen
     loss_stop: str | None = None  # why the daily loss stop tripped in this attempt
+    strategy_failures: int = 0  # minutes skipped: the strategy raised, overran its time budget or was refused
+    strategy_failures_by_kind: dict[str, int] = field(default_factory=dict)  # raised, late, a refusal's kind
+    strategy_reduced: str | None = None  # why the strategy's failures in a row moved the session to REDUCING
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     latency_samples: int = 0

@@ -1,24 +1,23 @@
 """One minute's decision: strategy, risk limits, the orders out, then the record queued.
 
 This is the hot path: nothing here waits for Postgres or the broker. Orders leave (through the
-:class:`Dispatcher`) before the decision's rows are queued for the writer.
+:class:`Dispatcher`) before the decision's rows are queued for the writer. The strategy is called through the
+:class:`~openbell.trading.guard.StrategyGuard`: a minute it fails is skipped, positions kept.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from openbell.strategy import Bar, RiskGate, diagnostics
+from openbell.strategy import Bar, diagnostics
 from openbell.trading.context import LoopContext
 from openbell.trading.dispatch import Dispatcher
 from openbell.trading.fence import Fencing
+from openbell.trading.guard import StrategyGuard
 from openbell.trading.minutes import MINUTE
 from openbell.trading.portfolio import Portfolio
 from openbell.trading.reload import Minutes, ParamReload
-
-log = logging.getLogger(__name__)
 
 
 class Decider:
@@ -29,7 +28,7 @@ class Decider:
         self,
         ctx: LoopContext,
         portfolio: Portfolio,
-        gate: RiskGate,
+        guard: StrategyGuard,
         params: ParamReload,
         dispatch: Dispatcher,
         fencing: Fencing,
@@ -38,7 +37,8 @@ class Decider:
         on_stop: Callable[[str], None],
     ) -> None:
         self._portfolio = portfolio
-        self._gate = gate
+        self._guard = guard
+        self._gate = guard.gate
         self._params = params
         self._dispatcher = dispatch
         self._fencing = fencing
@@ -60,14 +60,7 @@ class Decider:
         for b in bars.values():
             portfolio.prices[b.symbol] = b.close
         equity = portfolio.equity()
-        try:
-            targets = strategy.on_minute(t, bars)
-            weights, notes = self._gate.apply(targets, equity)
-        except Exception as exc:  # a strategy or risk failure skips this minute's trading, loudly
-            log.exception("decision at %s failed", t)
-            # a loss stop's closes still go: they need no target
-            targets, weights, notes = {}, {}, [f"decision failed: {exc}"]
-            trade = trade and self._dispatcher.gate.risk.flattening
+        minute = self._guard.minute(strategy, t, bars, equity)
         seq = self.seq
         self.seq += 1
         self.today.append((t, bars))
@@ -79,8 +72,10 @@ class Decider:
         if self._gate.stopped and not dispatch.gate.risk.stop_holds:
             # the loss stop trips once: REDUCING, closing all, until flat, then HALTED; never asked again meanwhile
             self._on_stop(self._gate.stop_reason or "stopped for the day")
-        orders = dispatch.place(seq, weights, notes, ready, trade=trade)
+        if minute.skipped:  # no strategy order; a loss stop's closes still go (even its first): they need no target
+            trade = trade and dispatch.gate.risk.flattening
+        orders = dispatch.place(seq, minute.weights, minute.notes, ready, trade=trade)
         report.decisions += 1
-        self._recorder.decision(t, seq, targets, weights, notes, orders, equity, params.version_id,
+        self._recorder.decision(t, seq, minute.targets, minute.weights, minute.notes, orders, equity, params.version_id,
                                 diagnostics(strategy),
                                 portfolio.cash, portfolio.gross_exposure())

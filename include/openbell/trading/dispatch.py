@@ -219,12 +219,8 @@ class Dispatcher:
                 reject_reason=result.reason,
             )
             self._recorder.event("order_rejected", {
-                "client_order_id": coid,
-                "outcome": result.outcome,
-                "reason": result.reason,
-                "http_status": result.http_status,
-                "code": result.code,
-                "refusal": kind,
+                "client_order_id": coid, "outcome": result.outcome, "reason": result.reason,
+                "http_status": result.http_status, "code": result.code, "refusal": kind,
             })
             if kind == "buying_power":
                 self._recorder.order(row)

@@ -16,6 +16,7 @@ the caller's composition root), builds one part per job on them, and drives the 
 - :mod:`~openbell.trading.feed`: bars checked, stored and assembled into minutes; REST refills
 - :mod:`~openbell.trading.halts`: the symbols halted now (the data stream's statuses)
 - :mod:`~openbell.trading.decide`: one minute's decision (strategy, risk limits)
+- :mod:`~openbell.trading.guard`: the strategy called within its time budget, its output checked, failures counted
 - :mod:`~openbell.trading.dispatch`: orders out, unknown outcomes and resends
 - :mod:`~openbell.risk.owner`, :mod:`~openbell.risk.gate`: the risk state's one owner, the send gate
 - :mod:`~openbell.trading.risklink`: the risk state restored, followed, the loss stop tripped and stored
@@ -61,6 +62,7 @@ from openbell.trading.decide import Decider
 from openbell.trading.dispatch import UNSENT_GRACE, Dispatcher
 from openbell.trading.feed import MinuteFeed
 from openbell.trading.fence import Fencing, SessionLock, SessionLocked
+from openbell.trading.guard import StrategyGuard
 from openbell.trading.halts import HaltWatch
 from openbell.trading.housekeeping import Housekeeping, pause_gc
 from openbell.trading.minutes import MINUTE, MinuteBook, bars_frame, floor_minute
@@ -150,7 +152,11 @@ class TradingAttempt:
         policy = OrderPolicy(min_notional=float(cfg.min_notional), band=float(cfg.rebalance_band),
                              limits=self.send_gate.limits)
         self.dispatch = Dispatcher(ctx, portfolio, policy=policy, gate=self.send_gate)
-        self.decider = Decider(ctx, portfolio, self.gate, self.reload, self.dispatch, self.fencing,
+        self.guard = StrategyGuard(ctx, self.gate, budget=timedelta(seconds=cfg.strategy_budget_seconds),
+                                   reduce_after=cfg.strategy_failures_to_reduce,
+                                   on_reduce=self.risk_link.strategy_failed)
+        self.risk.listen(self.guard.risk_changed)  # a resume starts the count of failures over
+        self.decider = Decider(ctx, portfolio, self.guard, self.reload, self.dispatch, self.fencing,
                                trade_until=self.trade_until, on_stop=self.risk_link.loss_stop)
         self.sync = BrokerSync(ctx, portfolio, broker=self.broker, on_absent=self.dispatch.order_absent,
                                on_equity=self.risk_link.broker_equity, on_synced=self.risk_link.synced,

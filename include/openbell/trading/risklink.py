@@ -1,6 +1,6 @@
 """The live loop's side of the risk state: restored at the start, followed as stored, the loss stop tripped and
-ended flat, each change reported, stored and alerted (:class:`RiskLink`). The state itself is the
-:class:`~openbell.risk.owner.RiskOwner`'s."""
+ended flat, the session reduced after the strategy's failures in a row, each change reported, stored and alerted
+(:class:`RiskLink`). The state itself is the :class:`~openbell.risk.owner.RiskOwner`'s."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from openbell.alerts.notify import Level, alert
 from openbell.clock import cached_now
 from openbell.risk.gate import SendGate
 from openbell.risk.owner import RiskChange, RiskOwner
+from openbell.risk.state import RiskCause
 from openbell.store.sessions import RiskRecord, set_risk
 from openbell.trading.alerting import et_minute
 from openbell.trading.context import LoopContext
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 
 class RiskLink:
     """One attempt's risk state in the loop: ``risk`` owns it, ``send_gate`` is told of a restored one, the
-    changes are reported in the attempt's report and the loss stop's stored in ``engine``."""
+    changes are reported in the attempt's report and its own (the loss stop's, the strategy's failures') stored in
+    ``engine``."""
 
     def __init__(self, ctx: LoopContext, risk: RiskOwner, send_gate: SendGate, engine: Engine) -> None:
         self._ctx = ctx
@@ -73,6 +75,17 @@ class RiskLink:
         self.report.loss_stop = reason
         self._ctx.threads.pool.submit(self.store_halt, reason, at)
 
+    def strategy_failed(self, reason: str) -> None:
+        """The strategy failed too many minutes in a row (the guard says so after each failure from then on): an
+        ACTIVE session goes REDUCING, positions kept, only orders that shrink one leave; stored for every later
+        attempt and alerted, once. Nothing when the session is not ACTIVE."""
+        at = cached_now(self._ctx.clock)
+        if self.risk.strategy_failed(reason, at) is None:
+            return
+        log.error("session %s: %s; REDUCING: positions kept, only orders that shrink one leave", self.d, reason)
+        self.report.strategy_reduced = reason
+        self._ctx.threads.pool.submit(self.store_strategy_failed, reason, at)
+
     def synced(self, positions: dict[str, float]) -> None:
         """On the loop, after a broker sync applied whole (no order working): a loss stop whose closes the
         broker now shows done halts the session."""
@@ -84,10 +97,11 @@ class RiskLink:
             log.error("session %s: loss stop flat at %s: HALTED", self.d, at.isoformat())
             self._ctx.threads.pool.submit(self.store, "HALTED", change.reason, at)
 
-    def store(self, state: str, reason: str, at: datetime) -> None:
-        """On a helper thread: the loss stop's state stored (cause ``loss_stop``) for every later attempt."""
+    def store(self, state: str, reason: str, at: datetime, cause: RiskCause = RiskCause.LOSS_STOP) -> None:
+        """On a helper thread: this attempt's own state stored (by ``openbell``, with ``cause``) for every later
+        attempt."""
         try:
-            set_risk(self.engine, self.d, state, reason, "openbell", at=at, cause="loss_stop")
+            set_risk(self.engine, self.d, state, reason, "openbell", at=at, cause=str(cause))
         except Exception:
             log.exception("storing the risk state %s failed; this attempt keeps it", state)
 
@@ -98,4 +112,20 @@ class RiskLink:
         alert("loss_stop", at.isoformat(timespec="minutes"),
               f"openbell {self.d}: loss stop at {et_minute(at)}, trading stopped: closing every position, then "
               "HALTED", reason,
+              session_date=self.d, engine=self.engine, level=Level.FAILURE)
+
+    def store_strategy_failed(self, reason: str, at: datetime) -> None:
+        """The strategy's failures stored as REDUCING (cause ``strategy_failed``) and alerted, once per move (keyed
+        by the market minute it happened at), with what the operator can do."""
+        self.store("REDUCING", reason, at, RiskCause.STRATEGY_FAILED)
+        alert("strategy_failed", at.isoformat(timespec="minutes"),
+              f"openbell {self.d}: the strategy kept failing, REDUCING since {et_minute(at)}",
+              f"{reason}.\n"
+              "Each failed minute was skipped and every position kept. From now on only orders that shrink a "
+              "position leave (the strategy is still asked every minute); the end-of-day liquidation closes what "
+              "is held.\n"
+              "To trade normally again once the cause is fixed (the first failure of each kind is in the "
+              "live_trading task's log; a new attempt of that task loads the strategy's code anew), trigger "
+              "trading_control with action resume (no extra loss budget needed); to close every position now, "
+              "action flatten.",
               session_date=self.d, engine=self.engine, level=Level.FAILURE)

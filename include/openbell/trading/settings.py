@@ -10,6 +10,7 @@ from typing import Any
 from openbell.policy import OrderLimits
 from openbell.strategy import RiskGate, RiskLimits
 from openbell.strategy.base import DEFAULT_UNIVERSE
+from openbell.trading.guard import DEFAULT_BUDGET_SECONDS, DEFAULT_REDUCE_AFTER
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,10 @@ class LoopSettings:
     ``rebalance_band``) and pre-trade limits, the warmup, the stream watchdog (``silence_minutes``), how long
     a minute waits for its bars (``grace_seconds`` of market time, at least ``wall_grace`` wall seconds), how
     often the broker is synced (every ``sync_every`` decisions), the order workers (processes and their
-    threads), the market time no order may reach (``trade_until``; default the close) and the trade stream's
-    reconnect backoff (wall seconds)."""
+    threads), the market time no order may reach (``trade_until``; default the close), the trade stream's
+    reconnect backoff (wall seconds), the market seconds a strategy's ``on_minute`` may take
+    (``strategy_budget_seconds``) and the strategy's failures in a row that move the session to REDUCING
+    (``strategy_failures_to_reduce``)."""
 
     strategy_name: str = "momentum_rotation"
     params_override: dict[str, Any] | None = None
@@ -38,3 +41,5 @@ class LoopSettings:
     order_threads: int | None = None
     trade_until: datetime | None = None
     trade_stream_backoff: tuple[float, float] = (0.25, 5.0)
+    strategy_budget_seconds: float = DEFAULT_BUDGET_SECONDS
+    strategy_failures_to_reduce: int = DEFAULT_REDUCE_AFTER

@@ -11,7 +11,8 @@
   cumulative over the day's resumes and bounded by the deployment's daily loss ceiling
   (:func:`~openbell.params.deployment_ceilings`) times the open equity, so a day loses at most twice that
   ceiling however often it is resumed. The budget is stored with the risk state, journaled, in the ledger
-  and alerted; every trading attempt counts it.
+  and alerted; every trading attempt counts it. A session openbell moved to ``REDUCING`` after the strategy
+  failed too many minutes in a row (risk cause ``strategy_failed``) is resumed plainly, as after a halt.
 
 A request is checked before anything changes: an unknown action, an empty reason, a date that is no NYSE
 session, a session not in progress by the run's market clock, a plain resume of a session the loss stop

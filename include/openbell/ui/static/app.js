@@ -153,7 +153,8 @@
   function renderRisk(d) {
     const r = d.risk || { state: "ACTIVE" };
     $("risk").textContent = r.state; $("risk").className = `badge risk ${r.state}`;
-    const cause = r.cause === "loss_stop" ? "the loss stop" : r.cause === "operator" ? "an operator" : "–";
+    const cause = r.cause === "loss_stop" ? "the loss stop" : r.cause === "operator" ? "an operator"
+      : r.cause === "strategy_failed" ? "the strategy's failures" : "–";
     $("risk").title = r.reason ? `risk state (set by ${cause}): ${r.reason}` : "risk state";
     const items = [
       ["state", r.state, r.state === "HALTED" ? "bad" : r.state === "REDUCING" ? "warn" : ""],
