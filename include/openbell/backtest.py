@@ -12,8 +12,9 @@ turnover (sum of absolute weight changes). With ``limits``, targets are clipped 
 
 ``run_shares`` trades shares instead of weights: each minute the limited targets go through the live
 :class:`~openbell.policy.OrderPolicy` (whole shares, ``min_notional``, band) and fill at the minute's close,
-paying ``cost_bps`` on the traded notional. The vectorized ``run`` is the fast approximation the optimizer
-uses; the two differ by the rounding to whole shares and the orders ``min_notional`` leaves out.
+paying ``cost_bps`` on the traded notional (:func:`trade_shares` trades any targets so, e.g. a day's replay
+with its parameter versions, closing at the trading cut-off). The vectorized ``run`` is the fast approximation
+the optimizer uses; the two differ by the rounding to whole shares and the orders ``min_notional`` leaves out.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from openbell.policy import OrderPolicy
+from openbell.policy import OrderIntent, OrderPolicy
 from openbell.strategy import DEFAULT_UNIVERSE, Bar, Strategy, strategy_class, validate_params
 from openbell.strategy import targets as strategy_targets
 from openbell.strategy.data import MarketArrays, prepare
@@ -166,23 +167,49 @@ def run_shares(strategy_name: str, params: Mapping[str, Any] | BaseModel | None,
                policy: OrderPolicy | None = None) -> ShareResult:
     """Backtest in shares: limits -> ``policy`` -> fills at each minute's close, as the live loop trades.
 
-    The targets are :func:`vector_targets` (equal to ``on_minute``'s). Within a session the equity
-    the loss latch and the policy see is the cash plus the positions at the minute's carried close, before
-    the minute's orders; at the session's last bar every position is closed.
+    The targets are :func:`vector_targets` (equal to ``on_minute``'s), traded by :func:`trade_shares`.
     """
     p = validate_params(strategy_name, params)
+    _check_money(cash, cost_bps)
+    data = prepare(bars, tuple(universe))
+    _check_warmup(warmup_sessions, data)
+    raw = vector_targets(strategy_name, p, data)
+    return trade_shares(strategy_name, p.model_dump(), data, raw, warmup_sessions=warmup_sessions,
+                        cost_bps=cost_bps, limits=limits, cash=cash, policy=policy)
+
+
+def _check_money(cash: float, cost_bps: float) -> None:
     if not (isinstance(cash, int | float) and math.isfinite(cash) and cash > 0):
         raise ValueError(f"cash must be a positive number, got {cash!r}")
     if not (isinstance(cost_bps, int | float) and math.isfinite(cost_bps) and cost_bps >= 0):
         raise ValueError(f"cost_bps must be a non-negative number, got {cost_bps!r}")
-    data = prepare(bars, tuple(universe))
+
+
+def _check_warmup(warmup_sessions: int, data: MarketArrays) -> None:
     if not isinstance(warmup_sessions, int) or not 0 <= warmup_sessions < data.n_sessions:
         raise ValueError(
             f"warmup_sessions must be an int in [0, {data.n_sessions - 1}] for {data.n_sessions} session(s),"
             f" got {warmup_sessions!r}"
         )
+
+
+def trade_shares(strategy_name: str, params: dict[str, Any], data: MarketArrays, raw: np.ndarray, *,
+                 warmup_sessions: int = 1, cost_bps: float = 1.0, limits: RiskLimits | None = None,
+                 cash: float = 100_000.0, policy: OrderPolicy | None = None,
+                 close_at: Sequence[pd.Timestamp] | None = None) -> ShareResult:
+    """Trade the targets ``raw`` (T,N on ``data``, before the risk limits) in shares, as the live loop does.
+
+    Within a session the equity the loss latch and the policy see is the cash plus the positions at the
+    minute's carried close, before the minute's orders. Every position is closed at the session's last bar,
+    or, with ``close_at`` (one market time per evaluated session: the trading cut-off), at the close of the
+    first minute ending at or after it; no order goes after that. ``strategy_name`` and ``params`` only label
+    the result.
+    """
+    _check_money(cash, cost_bps)
+    _check_warmup(warmup_sessions, data)
+    if close_at is not None and len(close_at) != data.n_sessions - warmup_sessions:
+        raise ValueError(f"close_at needs one time per evaluated session, got {len(close_at)}")
     policy = policy or OrderPolicy()
-    raw = vector_targets(strategy_name, p, data)
     limited = clip_weights(raw, limits) if limits is not None else np.where(np.isfinite(raw), raw, 0.0)
     closes = pd.DataFrame(data.close).ffill().to_numpy()
     symbols, rate, first = data.symbols, cost_bps / 1e4, int(data.session_starts[warmup_sessions])
@@ -190,9 +217,11 @@ def run_shares(strategy_name: str, params: Mapping[str, Any] | BaseModel | None,
     equity = np.empty(len(data.times) - first)
     orders: list[tuple[Any, ...]] = []
     stopped: list[int] = []
+    minute = pd.Timedelta(minutes=1)
     for s in range(warmup_sessions, data.n_sessions):
         a, b = int(data.session_starts[s]), int(data.session_starts[s + 1])
-        money, latched = float(cash), False
+        until = None if close_at is None else pd.Timestamp(close_at[s - warmup_sessions])
+        money, latched, closed = float(cash), False, False
         shares: dict[str, float] = {}
         for t in range(a, b):
             prices = {sym: float(px) for sym, px in zip(symbols, closes[t], strict=True) if px > 0}
@@ -200,8 +229,11 @@ def run_shares(strategy_name: str, params: Mapping[str, Any] | BaseModel | None,
             if limits is not None and not latched and loss_breached(limits, before, float(cash)):
                 latched = True
                 stopped.append(int(data.day[a]))
-            if t == b - 1:
-                intents, kind = policy.close_all(shares), "close"
+            if closed:
+                intents: tuple[OrderIntent, ...] = ()
+                kind = "close"
+            elif t == b - 1 or (until is not None and data.times[t] + minute >= until):
+                intents, kind, closed = policy.close_all(shares), "close", True
             else:
                 targets = dict(zip(symbols, [0.0] * len(symbols) if latched else limited[t].tolist(), strict=True))
                 intents, kind = policy.decide(targets, before, prices, shares, None, symbols).intents, "policy"
@@ -223,7 +255,7 @@ def run_shares(strategy_name: str, params: Mapping[str, Any] | BaseModel | None,
     session_pnl = pd.Series(equity[ends] - float(cash), index=data.session_days()[warmup_sessions:], name="pnl")
     return ShareResult(
         strategy=strategy_name,
-        params=p.model_dump(),
+        params=params,
         cash=float(cash),
         orders=pd.DataFrame(orders, columns=ORDER_COLUMNS),
         positions=pd.DataFrame(held, index=index, columns=list(symbols)),

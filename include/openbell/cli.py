@@ -10,7 +10,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("openbell.runtime.db_cli", "manage openbell's state database (upgrade, url)"),
     "demo": ("openbell.runtime.demo", "run one simulated trading day through Airflow and report it"),
     "airflow": ("openbell.runtime.airflow_cli", "run Airflow's processes for openbell (live or paper)"),
-    "report": ("openbell.report", "print the report of one session from Postgres"),
+    "report": ("openbell.runtime.report_cli", "print a session's report from Postgres (--html: its page)"),
     "backtest": ("openbell.runtime.backtest_cli", "backtest a strategy over stored or simulated sessions"),
     "drill": ("openbell.runtime.drills", "run fault drills (killed tasks, dropped streams, ...) on a simulated day"),
     "strategy": ("openbell.strategy.scaffold", "write a new strategy and its test (strategy new NAME)"),

@@ -1,24 +1,15 @@
 """One session's report from Postgres: steps, orders, fills, P&L, parameter versions, risk state changes,
 flatness. The text prints every time as New York time (the market's), marked ``ET``; the JSON keeps each
-time as stored, with its UTC offset."""
+time as stored, with its UTC offset. The command is :mod:`openbell.runtime.report_cli`."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, text
 
 from openbell import calendar
-from openbell.dberrors import DatabaseUnavailable, redact
-from openbell.jsonutil import json_default
-from openbell.paths import home_dir
-from openbell.store.db import make_engine
 from openbell.store.ledger import steps_for
 from openbell.store.sessions import get_risk
 
@@ -232,97 +223,3 @@ def render(report: dict[str, Any]) -> str:
         lines.append("halts: " + (", ".join(f"{h.get('symbol')} {h.get('change')} {et_time(h.get('market_time'))}"
                                              for h in market["halts"]) or "none"))
     return "\n".join(lines)
-
-
-class ReportError(Exception):
-    """The report cannot be made; the message (one line) says what to do."""
-
-
-def rehearsal_database(session_date: date) -> str:
-    """The database ``openbell demo --date D`` writes the rehearsal of ``D`` to."""
-    return f"openbell_{session_date:%Y%m%d}"
-
-
-def _databases(server_url: str) -> set[str]:
-    engine = make_engine(server_url, pool_size=1, max_overflow=0)
-    try:
-        with engine.connect() as conn:
-            return set(conn.execute(text("SELECT datname FROM pg_database WHERE NOT datistemplate")).scalars())
-    finally:
-        engine.dispose()
-
-
-def state_url_for(session_date: date, home: Path) -> str:
-    """Where ``session_date`` is reported from without ``--url``: ``$OPENBELL_DATABASE_URL``, else on the
-    embedded server under ``home/pg`` the day's rehearsal database when it exists, else ``openbell``."""
-    from openbell.pg.server import EmbeddedPostgres
-    from openbell.pg.urls import STATE_DATABASE
-
-    if os.environ.get("OPENBELL_DATABASE_URL"):
-        return os.environ["OPENBELL_DATABASE_URL"]
-    todo = f"rehearse the day with `openbell demo --date {session_date}` or pass --url"
-    server = EmbeddedPostgres(home / "pg")
-    if not (server.pgdata / "PG_VERSION").exists():
-        raise ReportError(f"no embedded Postgres under {server.data_dir} and no OPENBELL_DATABASE_URL: {todo}")
-    server.start()
-    names = _databases(server.url())
-    for name in (rehearsal_database(session_date), STATE_DATABASE):
-        if name in names:
-            return server.url(name)
-    raise ReportError(f"neither {rehearsal_database(session_date)} nor {STATE_DATABASE} exists on the embedded"
-                      f" Postgres under {server.data_dir}: {todo}")
-
-
-def _sessions(engine: Engine) -> list[date]:
-    with engine.connect() as conn:
-        return list(conn.execute(text(
-            "SELECT DISTINCT session_date FROM step_runs ORDER BY session_date DESC LIMIT 5")).scalars())
-
-
-def load_report(url: str, session_date: date) -> dict[str, Any]:
-    """The report of ``session_date`` from ``url``; :class:`ReportError` when the database has no openbell
-    schema or nothing recorded for that session."""
-    where = redact(url)
-    try:
-        engine = make_engine(url, pool_size=1, max_overflow=0)
-    except ValueError as exc:
-        raise ReportError(str(exc)) from None
-    try:
-        if not inspect(engine).has_table("step_runs"):
-            raise ReportError(f"no openbell schema in {where}: run `openbell db upgrade --url URL` or pass --url"
-                              " of the database that recorded the session")
-        report = build_report(engine, session_date)
-        if not (report["steps"] or report["orders"] or report["fills"] or "equity_start" in report["pnl"]):
-            held = ", ".join(d.isoformat() for d in _sessions(engine)) or "none"
-            raise ReportError(f"nothing recorded for session {session_date} in {where} (sessions there: {held}):"
-                              f" rehearse it with `openbell demo --date {session_date}` or pass --url")
-        return report
-    finally:
-        engine.dispose()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``openbell report --date D [--json] [--url URL]``; exit 2 with one line on stderr when it cannot."""
-    from openbell.pg.server import EmbeddedPostgresError
-
-    parser = argparse.ArgumentParser(
-        prog="openbell report", description="Print one session's report.",
-        epilog="Without --url and OPENBELL_DATABASE_URL, a rehearsed day is read from its database "
-               "openbell_YYYYMMDD on the embedded Postgres, any other day from openbell.")
-    parser.add_argument("--date", required=True, type=date.fromisoformat, help="session date, YYYY-MM-DD")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("--url", help="state database URL (default: OPENBELL_DATABASE_URL or the embedded one)")
-    args = parser.parse_args(argv)
-    try:
-        url = args.url or state_url_for(args.date, home_dir())
-        report = load_report(url, args.date)
-    except (ReportError, DatabaseUnavailable, EmbeddedPostgresError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"openbell report: {message}", file=sys.stderr)
-        return 2
-    if args.json:
-        json.dump(report, sys.stdout, default=json_default, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(render(report))
-    return 0

@@ -23,7 +23,7 @@ UP, DOWN, LINE, BENCH = "#1a9850", "#d73027", "#1f4e9a", "#8c8c8c"
 FONT = "-apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 
 
-def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
+def layout(fig: go.Figure, title: str, height: int) -> go.Figure:
     fig.update_layout(template="plotly_white", title={"text": title, "x": 0.01, "font": {"size": 15}},
                       height=height, margin={"l": 60, "r": 20, "t": 48, "b": 40}, font={"family": FONT},
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
@@ -52,17 +52,19 @@ def session_axis(index: pd.DatetimeIndex) -> tuple[np.ndarray, list[str], list[i
 
 def _minute_figure(index: pd.DatetimeIndex, title: str, height: int) -> tuple[go.Figure, np.ndarray, list[str]]:
     keep, when, ticks, labels = session_axis(index)
-    fig = _layout(go.Figure(), title, height)
+    fig = layout(go.Figure(), title, height)
     fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=labels, showgrid=True, zeroline=False)
     return fig, keep, when
 
 
-def equity_chart(equity: pd.Series, benchmark: pd.Series | None = None, *, label: str = "strategy") -> go.Figure:
-    """The equity after each minute, and buy-and-hold of the universe on the same minutes."""
+def equity_chart(equity: pd.Series, benchmark: pd.Series | None = None, *, label: str = "strategy",
+                 benchmark_label: str = "buy-and-hold, equal weight") -> go.Figure:
+    """The equity after each minute, and buy-and-hold of the universe (or another ``benchmark``) on the same
+    minutes."""
     fig, keep, when = _minute_figure(pd.DatetimeIndex(equity.index), "Equity", 380)
     lines = [(label, equity, LINE, "solid")]
     if benchmark is not None:
-        lines.append(("buy-and-hold, equal weight", benchmark, BENCH, "dot"))
+        lines.append((benchmark_label, benchmark, BENCH, "dot"))
     for name, series, color, dash in lines:
         fig.add_trace(go.Scatter(x=keep, y=series.to_numpy(dtype=float)[keep], customdata=when, name=name,
                                  mode="lines", line={"color": color, "width": 1.6, "dash": dash},
@@ -85,7 +87,7 @@ def drawdown_chart(drawdowns: pd.Series) -> go.Figure:
 def contributions_chart(pnl: pd.Series, capital: float) -> go.Figure:
     """The P&L of each symbol, net of its costs, best at the top."""
     ordered = pnl.sort_values()
-    fig = _layout(go.Figure(), "P&L by symbol", max(220, 60 + 26 * len(ordered)))
+    fig = layout(go.Figure(), "P&L by symbol", max(220, 60 + 26 * len(ordered)))
     fig.add_trace(go.Bar(x=ordered.to_numpy(dtype=float), y=[str(s) for s in ordered.index], orientation="h",
                          marker={"color": [UP if v >= 0 else DOWN for v in ordered]},
                          text=[f"{v / capital:+.2%}" for v in ordered], textposition="auto",
@@ -97,7 +99,7 @@ def contributions_chart(pnl: pd.Series, capital: float) -> go.Figure:
 
 def daily_chart(daily: pd.Series) -> go.Figure:
     """Each session's return."""
-    fig = _layout(go.Figure(), "Daily returns", 280)
+    fig = layout(go.Figure(), "Daily returns", 280)
     values = daily.to_numpy(dtype=float)
     fig.add_trace(go.Bar(x=[str(d) for d in daily.index], y=values, marker={"color": [UP if v >= 0 else DOWN
                                                                                       for v in values]},
@@ -113,7 +115,7 @@ def monthly_chart(daily: pd.Series) -> go.Figure:
     table = monthly_returns(daily)
     z = table.to_numpy(dtype=float)
     text = [["" if np.isnan(v) else f"{v:+.2%}" for v in row] for row in z]
-    fig = _layout(go.Figure(), "Monthly returns", max(180, 110 + 40 * len(table)))
+    fig = layout(go.Figure(), "Monthly returns", max(180, 110 + 40 * len(table)))
     bound = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 0.01
     fig.add_trace(go.Heatmap(z=z, x=[months.month_abbr[m] for m in table.columns], y=[str(y) for y in table.index],
                              text=text, texttemplate="%{text}", colorscale="RdYlGn", zmid=0.0, zmin=-bound,

@@ -2,7 +2,8 @@
 fetched when it is viewed) with the figures, the charts of :mod:`openbell.performance.charts` and the trades.
 
 :func:`performance_page` takes a :class:`~openbell.performance.figures.Record`, so a backtest over many
-sessions and a single day's record make the same page.
+sessions and a single day's record make the same page; :func:`document`, :func:`chart_html` and
+:func:`figures_html` build other pages of the same look (the day report's).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ table.trades { border-collapse: collapse; font-size: 12px; width: 100%; font-var
 table.trades th, table.trades td { padding: 3px 8px; border-bottom: 1px solid #eef0f4; text-align: right; }
 table.trades th:nth-child(-n+3), table.trades td:nth-child(-n+3) { text-align: left; }
 summary { cursor: pointer; padding: 6px 4px; font-weight: 600; }
+.notice { background: #fff4e5; border-left: 4px solid #e8a33d; padding: 10px 16px; font-size: 14px; }
+section h2 { font-size: 15px; font-weight: 600; margin: 8px 4px; }
+td.bad { color: #b2182b; }
 footer { color: #7a8398; font-size: 12px; text-align: center; padding-bottom: 24px; }
 @media (max-width: 900px) { .grid { grid-template-columns: 1fr; } }
 """
@@ -54,12 +58,14 @@ def _plotly_js() -> str:
     return get_plotlyjs()
 
 
-def _chart(fig: object, div_id: str) -> str:
+def chart_html(fig: object, div_id: str) -> str:
+    """A plotly figure as a ``div`` whose id is ``div_id`` (the library itself is in the document's head)."""
     return pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id, config=CONFIG,
                        default_width="100%", default_height=f"{fig.layout.height}px")  # type: ignore[attr-defined]
 
 
-def _figures_html(rows: Sequence[tuple[str, str]]) -> str:
+def figures_html(rows: Sequence[tuple[str, str]]) -> str:
+    """The (label, value) rows as the page's block of figures."""
     items = "".join(f'<div class="figure"><span>{html.escape(k)}</span><span>{html.escape(v)}</span></div>'
                     for k, v in rows)
     return f'<section class="figures" id="figures">{items}</section>'
@@ -85,15 +91,22 @@ def performance_page(record: Record, *, title: str, subtitle: Sequence[str] = ()
     value), the charts, then the trades. One HTML document; its only script is inlined."""
     equity = record.equity
     sections = [
-        _figures_html(rows) if rows else "",
-        f"<section>{_chart(charts.equity_chart(equity, record.benchmark), 'equity')}</section>",
-        f"<section>{_chart(charts.drawdown_chart(drawdown(equity, record.capital)), 'drawdown')}</section>",
+        figures_html(rows) if rows else "",
+        f"<section>{chart_html(charts.equity_chart(equity, record.benchmark), 'equity')}</section>",
+        f"<section>{chart_html(charts.drawdown_chart(drawdown(equity, record.capital)), 'drawdown')}</section>",
         '<div class="grid">'
-        f"<section>{_chart(charts.contributions_chart(record.symbol_pnl, record.capital), 'contributions')}</section>"
-        f"<section>{_chart(charts.daily_chart(record.daily), 'daily')}</section></div>",
-        f"<section style=\"margin-top:16px\">{_chart(charts.monthly_chart(record.daily), 'monthly')}</section>",
+        f"<section>{chart_html(charts.contributions_chart(record.symbol_pnl, record.capital), 'contributions')}"
+        "</section>"
+        f"<section>{chart_html(charts.daily_chart(record.daily), 'daily')}</section></div>",
+        f"<section style=\"margin-top:16px\">{chart_html(charts.monthly_chart(record.daily), 'monthly')}</section>",
         _trades_html(record.trades),
     ]
+    return document(title, subtitle, sections, footer)
+
+
+def document(title: str, subtitle: Sequence[str], sections: Sequence[str], footer: str = "") -> str:
+    """One HTML document: ``title`` and ``subtitle`` lines in the header, the ``sections`` (HTML) in order, the
+    plotting library inlined in the head."""
     lines = "".join(f"<p>{html.escape(line)}</p>" for line in subtitle)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

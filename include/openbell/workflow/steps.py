@@ -199,7 +199,8 @@ def reconcile(context: dict[str, Any]) -> dict[str, Any]:
 
 
 def live_trading(context: dict[str, Any]) -> dict[str, Any]:
-    """Trade the session until its close; every attempt resumes from Postgres and the broker."""
+    """Trade the session until its close; every attempt resumes from Postgres and the broker. The run's
+    parameters go into the step's summary (``run_params``): the day's report replays the day with them."""
     from openbell.strategy.risk import RiskLimits
     from openbell.trading import SessionOver, run_trading_attempt
 
@@ -207,6 +208,7 @@ def live_trading(context: dict[str, Any]) -> dict[str, Any]:
     p = ctx.params
     with recorded(ctx, "live_trading") as record:
         require_live(ctx)
+        record.summary["run_params"] = p.model_dump(mode="json")  # what the day's report replays
         try:
             report = run_trading_attempt(
                 ctx.venue, ctx.engine, ctx.session.date, clock=ctx.clock, strategy_name=p.strategy,
