@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Engine
 
 from dates import SESSION, the_session
-from openbell.policy import OrderLimits
+from openbell.policy import OrderLimits, OrderPolicy
 from openbell.risk.gate import SendGate
 from openbell.risk.owner import RiskOwner
 from openbell.risk.state import RiskCause, RiskState
@@ -129,7 +129,7 @@ class Loop:
         self.link = RiskLink(ctx, self.risk, self.send_gate, engine=None)  # type: ignore[arg-type]
         self.portfolio = Portfolio(cash=95_000.0, positions=dict(HELD), prices={"SSO": 50.0, "TQQQ": 20.0})
         self.portfolio.set_buying_power(95_000.0)
-        self.dispatch = Dispatcher(ctx, self.portfolio, min_notional=100.0, gate=self.send_gate)
+        self.dispatch = Dispatcher(ctx, self.portfolio, policy=OrderPolicy(min_notional=100.0), gate=self.send_gate)
         self.dispatch.sender = self.sender  # type: ignore[assignment]
         self.guard = StrategyGuard(ctx, self.gate, budget=timedelta(seconds=budget), reduce_after=reduce_after,
                                    on_reduce=self.link.strategy_failed)
