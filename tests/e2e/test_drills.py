@@ -6,7 +6,6 @@ every session minute stored for every symbol), plus proof that the fault really 
 from __future__ import annotations
 
 import logging
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, time, timedelta
@@ -16,12 +15,10 @@ from typing import Any
 import pytest
 
 from openbell import calendar
-from openbell.pg.throwaway import reachable_tempdir
 from openbell.runtime.airflow import PROCESSES
-from openbell.runtime.drill_kit import DAY, Drill
-from openbell.runtime.drills import DRILLS, DrillResult, run_drill, run_in_scratch
+from openbell.runtime.drill_kit import Drill
+from openbell.runtime.drills import DRILLS, DrillResult, SharedStage, run_in_scratch
 from openbell.runtime.platform_drills import SUITE_PLATFORM_DRILLS, TOKEN_LIFETIME
-from openbell.runtime.rehearsal import Stage
 from openbell.store.ledger import ABANDONED
 
 pytestmark = pytest.mark.e2e
@@ -305,43 +302,18 @@ def _run(drill: Drill, result: DrillResult) -> None:
     CHECKS[drill.name](result)
 
 
-class _Stages:
-    """One stage for the drills that share it; a new one after a day that spoiled it."""
-
-    def __init__(self, parent: Path) -> None:
-        self.parent = parent
-        self.stage: Stage | None = None
-        self.home: Path | None = None
-
-    def current(self) -> Stage:
-        if self.stage is None or self.stage.spoiled:
-            self.close()
-            self.home = reachable_tempdir(self.parent, "openbell-stage-")
-            stage = Stage(DAY, self.home, separate_state_server=True, sim_args=None, progress=log.info)
-            self.stage = stage.__enter__()
-        return self.stage
-
-    def close(self) -> None:
-        if self.stage is not None:
-            self.stage.close()
-        if self.home is not None:
-            shutil.rmtree(self.home, ignore_errors=True)
-        self.stage = self.home = None
-
-
 class TestOnOneStage:
     """The drills that leave Airflow alone run one after another on one Airflow stack and Postgres server, each
     with its own simulator, state database and run of the session."""
 
     @pytest.fixture(scope="class")
-    def stages(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Stages]:
-        stages = _Stages(tmp_path_factory.mktemp("stage"))
-        yield stages
-        stages.close()
+    def stages(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStage]:
+        with SharedStage(tmp_path_factory.mktemp("stage")) as stages:
+            yield stages
 
     @pytest.mark.parametrize("drill", ON_STAGE, ids=[d.name for d in ON_STAGE])
-    def test_drill(self, drill: Drill, stages: _Stages, tmp_path: Path) -> None:
-        _run(drill, run_drill(drill, tmp_path, stage=stages.current(), progress=log.info))
+    def test_drill(self, drill: Drill, stages: SharedStage) -> None:
+        _run(drill, stages.run(drill))
 
 
 @pytest.mark.parametrize("drill", OWN_STAGE, ids=[d.name for d in OWN_STAGE])

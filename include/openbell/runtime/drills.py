@@ -9,8 +9,8 @@ and ``make bench`` run them all."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
+import json
 import logging
 import shutil
 import sys
@@ -138,7 +138,8 @@ CHURN = ('{"strategy_params": {"lookback": 5, "vol_window": 10, "top_k": 3, "thr
 DRILLS: dict[str, Drill] = {d.name: d for d in (
     Drill("sparse_day", "a whole session on the IEX-like default market (thin names miss minutes), with a "
           "position outside the universe held overnight (market seed 7) and a 30 s execution-token lifetime",
-          start="09:10", sim_args=("--seed", "7", "--seed-position", "AAPL:7"), inject=short_tokens),
+          start="09:10", sim_args=("--seed", "7", "--seed-position", "AAPL:7"), inject=short_tokens,
+          breaks_airflow=True),
     Drill("corrections", "a fifth of the bars are re-sent corrected on updatedBars 30 market seconds later",
           sim_args=("--corrections", "0.2")),
     Drill("halt_and_resume", "SSO (NYSE Arca: Tape B, so status 2 at the halt and 3 at the resumption) is "
@@ -333,10 +334,47 @@ def run_in_scratch(drill: str | Drill, parent: Path, **kw: Any) -> DrillResult:
         shutil.rmtree(home, ignore_errors=True)
 
 
+class SharedStage:
+    """The stage the drills that :attr:`~openbell.runtime.drill_kit.Drill.shares_stage` run on, one after
+    another, under ``parent``: kept while its days go as they should, a new one after a day that spoiled it
+    (a context manager; the stage and its home are removed on exit)."""
+
+    def __init__(self, parent: Path, progress: Callable[[str], None] = log.info) -> None:
+        self.parent, self.progress = parent, progress
+        self.stage: Stage | None = None
+        self.home: Path | None = None  # the stage's
+
+    def __enter__(self) -> SharedStage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def current(self) -> Stage:
+        """The stage to run the next drill on."""
+        if self.stage is None or self.stage.spoiled:
+            self.close()
+            self.home = reachable_tempdir(self.parent, "openbell-stage-")
+            stage = Stage(DAY, self.home, separate_state_server=True, sim_args=None, progress=self.progress)
+            self.stage = stage.__enter__()
+        return self.stage
+
+    def run(self, drill: Drill) -> DrillResult:
+        """Run ``drill`` on the shared stage if it may share it, else on a stage of its own."""
+        if drill.shares_stage:
+            return run_drill(drill, self.parent, stage=self.current(), progress=self.progress)
+        return run_in_scratch(drill, self.parent, progress=self.progress)
+
+    def close(self) -> None:
+        if self.stage is not None:
+            self.stage.close()
+        if self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
+        self.stage = self.home = None
+
+
 def main(argv: list[str] | None = None) -> int:
     """``openbell drill [NAME ...]``: run fault drills against the simulator; exits 1 if any failed."""
-    import json
-
     parser = argparse.ArgumentParser(prog="openbell drill", description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"drills to run (default: all): {', '.join(DRILLS)}")
     args = parser.parse_args(argv)
@@ -344,25 +382,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown drill(s) {', '.join(unknown)}; choose from {', '.join(DRILLS)}")
     logging.basicConfig(level=logging.WARNING)
-    failed = 0
-    names = args.names or list(DRILLS)
+    failed, names = 0, args.names or list(DRILLS)
     # the drills that leave Airflow alone first, one after another on one stage; then each of the others on its own
     names = [n for n in names if DRILLS[n].shares_stage] + [n for n in names if not DRILLS[n].shares_stage]
     shown = functools.partial(print, flush=True)
-    with contextlib.ExitStack() as cleanup:
-        stage: Stage | None = None
+    with SharedStage(Path(tempfile.gettempdir()), progress=shown) as stages:
         for name in names:
-            drill = DRILLS[name]
-            shown(f"drill {name}: {drill.about}")
-            if drill.shares_stage and (stage is None or stage.spoiled):
-                home = reachable_tempdir(Path(tempfile.gettempdir()), "openbell-stage-")
-                cleanup.callback(shutil.rmtree, home, ignore_errors=True)
-                stage = cleanup.enter_context(Stage(DAY, home, separate_state_server=True, sim_args=None,
-                                                    progress=shown))
-            if drill.shares_stage:
-                result = run_drill(drill, Path(tempfile.gettempdir()), stage=stage, progress=shown)
-            else:
-                result = run_in_scratch(drill, Path(tempfile.gettempdir()), progress=shown)
+            shown(f"drill {name}: {DRILLS[name].about}")
+            result = stages.run(DRILLS[name])
             failed += not result.passed
             shown(json.dumps(result.facts, indent=2, default=str))
             shown(f"drill {name}: " + ("PASSED" if result.passed else "FAILED\n  " + "\n  ".join(result.violations)))
