@@ -4,19 +4,16 @@ anything, for a day against its replay, a day without one, and several days; scr
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
 from day_fixture import DAY, seed_day
-from page_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
 from sqlalchemy import Engine
 
 from openbell.dayreport.page import day_page, range_page
 from openbell.dayreport.summary import day_result
+from page_browser import browser, draw
 
 
 def self_contained(text: str) -> None:
@@ -71,32 +68,7 @@ DRAWN = """() => {
 
 
 def _draw(path: Path, shot: Path, charts: int) -> dict[str, Any]:
-    from playwright.sync_api import sync_playwright
-
-    asked: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
-        try:
-            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-            tab.on("request", lambda request: asked.append(request.url))
-            tab.goto(path.as_uri(), wait_until="load")
-            tab.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}",
-                                  timeout=60_000)
-            tab.wait_for_timeout(300)  # the responsive resize settles
-            drawn = tab.evaluate(DRAWN)
-            tab.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, ARTIFACTS / shot.name)
-    print(f"\nday report screenshot: {ARTIFACTS / shot.name}")
-    assert asked == [path.as_uri()], f"the page asked for more than itself: {asked}"
-    assert shot.stat().st_size > 50_000
-    return drawn
-
-
-browser = pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
-                             reason="Debian chromium is not installed (`make browser` installs it)")
+    return draw(path, shot, charts, DRAWN)
 
 
 @browser
