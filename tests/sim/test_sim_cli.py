@@ -17,7 +17,7 @@ FLAGS = ["--date", "--speed", "--start", "--host", "--port", "--data-dir", "--ap
          "--slippage-bps", "--seed-position", "--cash", "--csv-dir", "--max-stream-connections",
          "--drop-streams-at", "--silence-at", "--refuse-reconnect-seconds", "--rest-error-rate", "--rest-delay-ms",
          "--background", "--sparse", "--dense", "--corrections", "--halt", "--split", "--rate-limit",
-         "--trading-blocked", "--not-tradable", "--not-fractionable"]
+         "--trading-blocked", "--not-tradable", "--not-fractionable", "--not-shortable", "--hard-to-borrow"]
 
 
 def test_help_documents_every_flag() -> None:
@@ -75,6 +75,8 @@ BAD_VALUES: dict[str, list[str]] = {
     "--rate-limit": ["0", "-1", "nan", "1.5", "abc", "inf"],
     "--not-tradable": ["../../x", "", "TOOLONGSYMBOL"],
     "--not-fractionable": ["../../x", "", "TOOLONGSYMBOL"],
+    "--not-shortable": ["../../x", "", "TOOLONGSYMBOL"],
+    "--hard-to-borrow": ["../../x", "", "TOOLONGSYMBOL"],
 }
 SWITCHES = ["--reset-clock", "--partial-fills", "--no-sip", "--background", "--sparse", "--dense", "--trading-blocked"]
 

@@ -1,7 +1,9 @@
 """The simulated broker: account, market orders, positions and trade updates, persisted on every change.
 
 Market orders fill at the market's current price plus slippage while the session is open; submitted
-while it is closed they are accepted and queued for the next open, as Alpaca does for day orders.
+while it is closed they are accepted and queued for the next open, as Alpaca does for day orders. A limit
+order fills once the current price (the open of the minute in progress) reaches its limit, at that price or
+the limit, whichever is better for it; until then it stays working, checked at every minute.
 Orders for a halted symbol are held until it trades again; day orders still working at the close
 expire. Splits adjust the positions held across them at their session's open.
 The account and positions are read in :mod:`~openbell.sim.accounting`, orders are validated and
@@ -12,16 +14,16 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from openbell.sim.accounting import EPS, Market, asset_id, fmt
-from openbell.sim.ordering import OPEN_STATUSES, WORKING, OrderDesk
+from openbell.sim.ordering import OPEN_STATUSES, WORKING, AssetFlags, OrderDesk
 from openbell.sim.playback import iso_z
 from openbell.sim.store import StateStore
 
-__all__ = ["OPEN_STATUSES", "WORKING", "Broker", "Market", "asset_id", "fmt"]
+__all__ = ["OPEN_STATUSES", "WORKING", "AssetFlags", "Broker", "Market", "asset_id", "fmt"]
 
 
 class Broker(OrderDesk):
@@ -37,8 +39,7 @@ class Broker(OrderDesk):
         multiplier: float = 2.0,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         trading_blocked: bool = False,
-        not_tradable: Iterable[str] = (),
-        not_fractionable: Iterable[str] = (),
+        assets: AssetFlags | None = None,
     ) -> None:
         self.store = store
         self.market = market
@@ -48,8 +49,11 @@ class Broker(OrderDesk):
         self.partial_fills = False
         self.reject_symbols: set[str] = set()
         self.trading_blocked = trading_blocked
-        self.not_tradable = set(not_tradable)
-        self.not_fractionable = set(not_fractionable)
+        assets = assets or AssetFlags()
+        self.not_tradable = set(assets.not_tradable)
+        self.not_fractionable = set(assets.not_fractionable)
+        self.not_shortable = set(assets.not_shortable)
+        self.hard_to_borrow = set(assets.hard_to_borrow)
         self.counters = {"rejected_by_exchange": 0, "fills": 0, "duplicate_client_order_ids": 0, "expired": 0}
         acct = store.get_meta("account")
         if acct is None:
@@ -97,7 +101,7 @@ class Broker(OrderDesk):
             return False
         for o in self.working():
             self._execute(o)
-        return any(not self.market.halted(o["symbol"]) for o in self._working.values())
+        return any(not self.market.halted(o["symbol"]) and o.get("_limit") is None for o in self._working.values())
 
     def _execute(self, o: dict[str, Any]) -> None:
         symbol = o["symbol"]
@@ -120,6 +124,11 @@ class Broker(OrderDesk):
         side = o["side"]
         slip = self.slippage_bps / 1e4
         px = round(price * (1 + slip) if side == "buy" else price * (1 - slip), 4)
+        limit = o.get("_limit")
+        if limit is not None:
+            if (side == "buy" and price > limit) or (side == "sell" and price < limit):
+                return  # not marketable: it keeps working
+            px = min(px, limit) if side == "buy" else max(px, limit)
         total = o["_notional"] / px if o["_notional"] is not None else float(o["qty"])
         total = round(total, 9)
         remaining = total - o["_filled"]

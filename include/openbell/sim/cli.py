@@ -238,6 +238,12 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--not-fractionable", dest="not_fractionable", type=_symbol, action="append", default=[],
                    metavar="SYM", help="the asset is not fractionable: a fractional or notional order that opens or "
                    "adds to a position is refused with 422 'requested asset is not fractionable' (repeatable)")
+    g.add_argument("--not-shortable", dest="not_shortable", type=_symbol, action="append", default=[],
+                   metavar="SYM", help="the asset is not shortable (nor easy to borrow): a sell that opens or adds "
+                   "to a short is refused with 422 'asset SYM cannot be sold short' (repeatable)")
+    g.add_argument("--hard-to-borrow", dest="hard_to_borrow", type=_symbol, action="append", default=[],
+                   metavar="SYM", help="the asset is shortable but not easy to borrow: a sell that opens or adds to "
+                   "a short is refused with 422 'asset SYM cannot be sold short' (repeatable)")
     g = p.add_argument_group("faults (also settable at runtime: POST /sim/faults, a JSON body sent with the API key)")
     g.add_argument("--drop-streams-at", type=_hhmm, action="append", default=[], metavar="HH:MM",
                    help="close every stream connection at this market time (repeatable)")
@@ -303,6 +309,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, bool]:
         trading_blocked=args.trading_blocked,
         not_tradable=list(args.not_tradable),
         not_fractionable=list(args.not_fractionable),
+        not_shortable=list(args.not_shortable),
+        hard_to_borrow=list(args.hard_to_borrow),
     )
     return cfg, key == DEMO_KEY and secret == DEMO_SECRET
 

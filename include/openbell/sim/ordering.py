@@ -1,13 +1,19 @@
-"""The broker's order desk: market orders validated as Alpaca validates them, with Alpaca's status codes
-and messages, and the order queries, cancels and position closes built on them.
+"""The broker's order desk: market and limit orders validated as Alpaca validates them, with Alpaca's status
+codes and messages, and the order queries, cancels and position closes built on them.
 
-Every request is fully validated before anything changes, so a refused request changes nothing.
+Fractional quantities (up to 9 decimals) and notional orders (dollars, 2 decimals) are DAY orders of a
+fractionable asset; a notional order is a market order. A limit price takes whole cents at or above $1 and
+up to 4 decimals below. A sell that opens or adds to a short needs a whole quantity and an asset that is both
+shortable and easy to borrow. Every request is fully validated before anything changes, so a refused request
+changes nothing.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +27,18 @@ TIFS = ("day", "gtc", "ioc", "fok", "opg", "cls")
 SHORT_BUFFER = 1.03  # a market short is valued 3% above the current price for buying power
 TRADING_BLOCKED = "account is not authorized to trade"
 NOT_FRACTIONABLE = "requested asset is not fractionable"
+NOT_SHORTABLE = "asset {} cannot be sold short"
+SUB_PENNY = "invalid limit_price {}. sub-penny increment does not fulfill minimum pricing criteria"
+
+
+@dataclass(frozen=True)
+class AssetFlags:
+    """Symbols whose asset is not tradable, not fractionable, not shortable or hard to borrow."""
+
+    not_tradable: Iterable[str] = ()
+    not_fractionable: Iterable[str] = ()
+    not_shortable: Iterable[str] = ()
+    hard_to_borrow: Iterable[str] = ()
 
 
 def _num(body: dict[str, Any], key: str) -> float | None:
@@ -36,11 +54,30 @@ def _num(body: dict[str, Any], key: str) -> float | None:
     return x
 
 
+def _limit_price(body: dict[str, Any], otype: str) -> float | None:
+    """The limit price of a limit order (None for a market order), refused as Alpaca refuses it."""
+    limit = _num(body, "limit_price")
+    if otype == "market":
+        if limit is not None:
+            raise unprocessable("limit_price is not allowed for market orders")
+        return None
+    if limit is None:
+        raise unprocessable("limit_price is required for limit orders")
+    if limit <= 0:
+        raise unprocessable("limit_price must be > 0")
+    places = 2 if limit >= 1.0 else 4
+    if abs(limit - round(limit, places)) > 1e-9:
+        raise unprocessable(SUB_PENNY.format(body.get("limit_price")))
+    return round(limit, places)
+
+
 class OrderDesk(Accounting):
     """Order submission, queries, cancels and position closes."""
 
     not_tradable: set[str]
     not_fractionable: set[str]
+    not_shortable: set[str]
+    hard_to_borrow: set[str]
 
     def _public(self, o: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in o.items() if not k.startswith("_")}
@@ -56,8 +93,8 @@ class OrderDesk(Accounting):
         if o["status"] not in WORKING:
             self._working.pop(o["id"], None)
 
-    def _parse(self, body: Any) -> tuple[str, str, str, float | None, float | None, str]:
-        """(symbol, side, time in force, qty, notional, client order id) of a valid order body."""
+    def _parse(self, body: Any) -> tuple[str, str, str, float | None, float | None, str, float | None]:
+        """(symbol, side, time in force, qty, notional, client order id, limit price) of a valid order body."""
         if not isinstance(body, dict):
             raise bad_request("request body format is invalid")
         if self.trading_blocked:
@@ -74,8 +111,10 @@ class OrderDesk(Accounting):
         if side not in ("buy", "sell"):
             raise unprocessable(f"invalid side: {side!r}")
         otype = body.get("type", body.get("order_type"))
-        if otype != "market":
-            raise unprocessable(f"order type {otype!r} is not supported: the simulator fills market orders only")
+        if otype not in ("market", "limit"):
+            raise unprocessable(f"order type {otype!r} is not supported: the simulator fills market and limit "
+                                "orders only")
+        limit = _limit_price(body, otype)
         tif = body.get("time_in_force")
         if tif not in TIFS:
             raise unprocessable(f"invalid time_in_force: {tif!r}")
@@ -93,6 +132,8 @@ class OrderDesk(Accounting):
                 raise unprocessable("notional must be > 0")
             if tif != "day":
                 raise unprocessable("notional orders must be DAY orders")
+            if otype != "market":
+                raise unprocessable("notional orders must be market orders")
         if qty is not None and abs(qty - round(qty)) > EPS and tif != "day":
             raise unprocessable("fractional orders must be DAY orders")
         cid = body.get("client_order_id")
@@ -103,11 +144,11 @@ class OrderDesk(Accounting):
         if cid in self.by_client:
             self.counters["duplicate_client_order_ids"] += 1
             raise unprocessable("client_order_id must be unique")
-        return symbol, side, tif, qty, notional, cid
+        return symbol, side, tif, qty, notional, cid, limit
 
     def submit(self, body: Any) -> dict[str, Any]:
-        """Validate and accept a market order; raise ApiError (and change nothing) if refused."""
-        symbol, side, tif, qty, notional, cid = self._parse(body)
+        """Validate and accept a market or limit order; raise ApiError (and change nothing) if refused."""
+        symbol, side, tif, qty, notional, cid, limit = self._parse(body)
         price = self.market.price(symbol) or self.market.prev_close(symbol)
         if price is None:
             raise forbidden(f"no price available for {symbol}")
@@ -119,7 +160,7 @@ class OrderDesk(Accounting):
             raise unprocessable(NOT_FRACTIONABLE)
         if any(o["symbol"] == symbol and o["side"] != side for o in self._working.values()):
             raise forbidden("potential wash trade detected. use complex orders")
-        value = est_qty * price
+        value = est_qty * (price if limit is None or side == "sell" else limit)
         if reducing:
             avail = abs(pos_qty) - self._held(symbol, side)
             if est_qty > avail + EPS:
@@ -130,19 +171,22 @@ class OrderDesk(Accounting):
         else:
             if side == "sell" and fractional:
                 raise forbidden("fractional orders are not allowed to short")
+            if side == "sell" and (symbol in self.not_shortable or symbol in self.hard_to_borrow):
+                raise unprocessable(NOT_SHORTABLE.format(symbol))
             if side == "sell":
-                value *= SHORT_BUFFER
+                value = est_qty * max(limit or 0.0, price * SHORT_BUFFER)
             available = self.buying_power()
             if value > available + EPS:  # Alpaca's body says both figures
                 raise forbidden("insufficient buying power", buying_power=fmt(round(available, 2)),
                                 cost_basis=fmt(round(value, 2)))
-        return self._accept(symbol, side, tif, qty, notional, cid, est_qty, value, reducing)
+        return self._accept(symbol, side, tif, qty, notional, cid, est_qty, value, reducing, limit)
 
     def _accept(self, symbol: str, side: str, tif: str, qty: float | None, notional: float | None, cid: str,
-                est_qty: float, value: float, reducing: bool) -> dict[str, Any]:
+                est_qty: float, value: float, reducing: bool, limit: float | None) -> dict[str, Any]:
         now = iso_z(self.market.now())
         self.acct["seq"] += 1
         is_open = self.market.is_open()
+        otype = "market" if limit is None else "limit"
         order = {
             "id": str(uuid.uuid4()), "client_order_id": cid,
             "created_at": now, "updated_at": now, "submitted_at": now, "filled_at": None, "expired_at": None,
@@ -150,13 +194,13 @@ class OrderDesk(Accounting):
             "replaced_at": None, "replaced_by": None, "replaces": None,
             "asset_id": asset_id(symbol), "symbol": symbol, "asset_class": "us_equity",
             "notional": fmt(notional), "qty": fmt(qty), "filled_qty": "0", "filled_avg_price": None,
-            "order_class": "simple", "order_type": "market", "type": "market", "side": side,
+            "order_class": "simple", "order_type": otype, "type": otype, "side": side,
             "position_intent": f"{side}_to_{'close' if reducing else 'open'}", "time_in_force": tif,
-            "limit_price": None, "stop_price": None, "status": "new" if is_open else "accepted",
+            "limit_price": fmt(limit), "stop_price": None, "status": "new" if is_open else "accepted",
             "extended_hours": False, "legs": None, "trail_percent": None, "trail_price": None, "hwm": None,
             "subtag": None, "source": None,
             "_seq": self.acct["seq"], "_opening": not reducing, "_est_value": value, "_notional": notional,
-            "_est_qty": est_qty, "_filled": 0.0, "_cost": 0.0,
+            "_est_qty": est_qty, "_filled": 0.0, "_cost": 0.0, "_limit": limit,
         }
         self.orders[order["id"]] = order
         self.by_client[cid] = order["id"]

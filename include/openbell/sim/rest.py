@@ -241,8 +241,8 @@ def _asset(sim: Simulator, symbol: str) -> dict[str, Any]:
         "maintenance_margin_requirement": 30,
         "margin_requirement_long": "30",
         "margin_requirement_short": "30",
-        "shortable": True,
-        "easy_to_borrow": True,
+        "shortable": symbol not in broker.not_shortable,
+        "easy_to_borrow": symbol not in broker.not_shortable and symbol not in broker.hard_to_borrow,
         "fractionable": symbol not in broker.not_fractionable,
         "attributes": [],
     }

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from openbell.calendar import ET, Session
-from openbell.sim.broker import Broker
+from openbell.sim.broker import AssetFlags, Broker
 from openbell.sim.faults import Faults
 from openbell.sim.feed import BarStore, Rules
 from openbell.sim.halts import Halt, HaltBook, status_message
@@ -79,6 +79,8 @@ class SimConfig:
     trading_blocked: bool = False
     not_tradable: list[str] = field(default_factory=list)
     not_fractionable: list[str] = field(default_factory=list)
+    not_shortable: list[str] = field(default_factory=list)
+    hard_to_borrow: list[str] = field(default_factory=list)
 
 
 class MarketView:
@@ -131,7 +133,8 @@ class Simulator:
         self.trade_hub = TradeHub(self.check_auth)
         self.broker = Broker(self.store, MarketView(self), slippage_bps=cfg.slippage_bps, cash=cfg.cash,
                              on_event=self.trade_hub.publish, trading_blocked=cfg.trading_blocked,
-                             not_tradable=cfg.not_tradable, not_fractionable=cfg.not_fractionable)
+                             assets=AssetFlags(cfg.not_tradable, cfg.not_fractionable, cfg.not_shortable,
+                                               cfg.hard_to_borrow))
         for sym in [*(s for s, _ in cfg.seed_positions), *self.broker.positions]:
             self.bars.add_symbol(sym)  # a position outside the universe is still priced and served
         fresh = self.broker.fresh
