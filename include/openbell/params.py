@@ -32,7 +32,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
@@ -103,6 +103,22 @@ class RunParams(BaseModel):
         0.05, gt=0, le=1,
         description="Pre-trade limit: an order sized at a price this far (0.05: 5%) from the last trade "
                     "is refused; null: no collar.",
+    )
+    fractional: bool = Field(
+        False, description="Size orders in fractions of a share (up to 9 decimals) for the assets the broker "
+                           "says are fractionable; any other asset, and every short, in whole shares.",
+    )
+    order_type: Literal["market", "limit"] = Field(
+        "market", description="'market', or 'limit': a marketable DAY limit at the decided price x (1 + "
+                              "limit_collar) for a buy, x (1 - limit_collar) for a sell; one the market does not "
+                              "reach keeps working until it fills, is cancelled or expires at the close.",
+    )
+    limit_collar: float = Field(
+        0.002, gt=0, le=0.05, description="How far beyond the decided price a limit order reaches (0.002: 0.2%).",
+    )
+    allow_short: bool = Field(
+        False, description="Let negative target weights become short sales, of assets the broker says are "
+                           "shortable and easy to borrow (any other: target 0, with a note).",
     )
     open_offset_minutes: float = Field(0.0, ge=0, le=60, description="Start after the open.")
     optimize_minutes_before_close: float = Field(90.0, ge=10, le=360)

@@ -1,11 +1,16 @@
-"""The order policy: risk-limited target weights in, market order intents out.
+"""The order policy: risk-limited target weights in, order intents out.
 
 One set of rules for live trading, the share-level backtest and the liquidation: whole shares
-(``trunc(weight * equity / price)``), no order worth less than ``min_notional``, no trade for a weight
+(``trunc(weight * equity / price)``; fractions of up to 9 decimals for the symbols in ``fractional``, the
+fractionable assets of a run that allows fractions, a short always whole shares), a position never carried
+through zero by one order (the broker refuses it: the close goes first, the new side at the next decision),
+no order worth less than ``min_notional``, no trade for a weight
 change under the rebalance ``band``, sells before buys, no order against an opposite-side order still
 working in the symbol (the broker would refuse it as a potential wash trade; the symbol is deferred to
 the next decision), and buys scaled down together to the buying power left (:meth:`OrderPolicy.fit`).
-Every intent is sent as a DAY market order. Pure: no I/O, no clock, no state.
+Every intent is sent as a DAY order: a market order, or with ``order_type`` "limit" a marketable limit at the
+decided price x (1 +/- ``limit_collar``) (buys above, sells below; whole cents, 4 decimals under $1). The
+liquidation's closes are market orders. Pure: no I/O, no clock, no state.
 
 Pre-trade limits (:class:`OrderLimits`, checked by the send gate) refuse an order outright, never resize
 it: its notional, the position it would leave, the orders sent in the last minute and the day, and a
@@ -25,18 +30,34 @@ from dataclasses import dataclass, replace
 
 DEFERRED_NOTE = "{}: order deferred, an opposite-side order is working"
 BUYING_POWER_NOTE = "{}: buy of {} {} to fit the buying power ({:.2f})"
+ORDER_TYPES = ("market", "limit")
+QTY_PLACES = 9  # Alpaca takes up to 9 decimals of a share
 LIMITS = ("max_order_notional", "max_position_notional", "max_orders_per_day", "max_orders_per_minute",
           "price_collar")
 
 
 @dataclass(frozen=True)
 class OrderIntent:
-    """A market order the loop wants to send."""
+    """An order the loop wants to send: a market order, or a limit order at ``limit_price``."""
 
     symbol: str
     side: str  # "buy" | "sell"
     qty: float
     target_weight: float
+    limit_price: float | None = None
+
+
+def limit_price(side: str, price: float, collar: float) -> float:
+    """A marketable limit price ``collar`` beyond ``price`` (a buy above, a sell below), in the increments the
+    broker takes: whole cents at or above $1, 4 decimals below."""
+    raw = price * (1.0 + collar) if side == "buy" else price * (1.0 - collar)
+    return round(raw, 2 if raw >= 1.0 else 4)
+
+
+def fraction_down(x: float) -> float:
+    """``x`` cut toward zero to :data:`QTY_PLACES` decimals."""
+    scale = 10**QTY_PLACES
+    return math.trunc(round(x * scale, 3)) / scale
 
 
 @dataclass(frozen=True)
@@ -193,7 +214,9 @@ def reducing_only(
 @dataclass(frozen=True)
 class OrderPolicy:
     """Settings of the order rules; ``band`` 0 trades every change worth ``min_notional``. ``limits`` are
-    applied by the send gate (:class:`openbell.risk.gate.SendGate`), not by :meth:`decide`.
+    applied by the send gate (:class:`openbell.risk.gate.SendGate`), not by :meth:`decide`. ``fractional``
+    names the symbols sized in fractions of a share; ``order_type`` and ``limit_collar`` make the orders
+    marketable limits (:func:`limit_price`).
 
     ``band`` is the rebalance band: no order for a change smaller than that share of the target position
     (0.2: a position within 20% of its target is left alone); a close (target 0) always goes."""
@@ -203,6 +226,9 @@ class OrderPolicy:
     whole_shares: bool = True
     sells_first: bool = True
     limits: OrderLimits = OrderLimits()
+    fractional: frozenset[str] = frozenset()
+    order_type: str = "market"
+    limit_collar: float = 0.002
 
     def __post_init__(self) -> None:
         if not _finite(self.min_notional, 0.0):
@@ -214,6 +240,12 @@ class OrderPolicy:
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.limits, OrderLimits):
             raise ValueError(f"limits must be OrderLimits, got {self.limits!r}")
+        if not isinstance(self.fractional, frozenset):
+            raise ValueError(f"fractional must be a frozenset of symbols, got {self.fractional!r}")
+        if self.order_type not in ORDER_TYPES:
+            raise ValueError(f"order_type must be one of {ORDER_TYPES}, got {self.order_type!r}")
+        if not _finite(self.limit_collar, 0.0) or not 0 < self.limit_collar <= 0.05:
+            raise ValueError(f"limit_collar must be a number in (0, 0.05], got {self.limit_collar!r}")
 
     def decide(
         self,
@@ -240,37 +272,54 @@ class OrderPolicy:
             price = prices.get(symbol)
             if not price or price <= 0 or not math.isfinite(price):
                 continue
-            weight = float(weights.get(symbol, 0.0))
-            current = holdings.get(symbol, 0.0)
-            if self.whole_shares:
-                target: float = math.trunc(weight * equity / price) if equity > 0 else 0
-            else:
-                target = weight * equity / price if equity > 0 else 0.0
-            diff = target - current
-            if abs(diff) * price < self.min_notional:
+            intent = self._intent(symbol, float(weights.get(symbol, 0.0)), equity, price, holdings.get(symbol, 0.0))
+            if intent is None:
                 continue
-            if self.band and target and abs(diff) < self.band * abs(target):
-                continue
-            qty = math.floor(abs(diff)) if self.whole_shares else abs(diff)
-            if qty <= 0:
-                continue
-            side = "buy" if diff > 0 else "sell"
-            if working and any(s != side for s in working.get(symbol, ())):
+            if working and any(s != intent.side for s in working.get(symbol, ())):
                 deferred.append(symbol)
                 continue
-            out.append(OrderIntent(symbol, side, float(qty), weight))
+            out.append(intent)
         if self.sells_first:
             out.sort(key=lambda o: o.side != "sell")
         decision = Decision(tuple(out), tuple(deferred), (), tuple(DEFERRED_NOTE.format(s) for s in deferred))
         return decision if hold is None else decision.hold(hold)
 
+    def _target(self, symbol: str, weight: float, equity: float, price: float, current: float) -> float:
+        """The position ``weight`` asks for, in the shares the broker takes; 0 (a close first) when it lies on the
+        other side of zero from ``current``."""
+        raw = weight * equity / price if equity > 0 else 0.0
+        if symbol in self.fractional:
+            target = float(math.trunc(raw)) if raw < 0 else fraction_down(raw)
+        else:
+            target = float(math.trunc(raw)) if self.whole_shares else raw
+        return 0.0 if target * current < 0 else target
+
+    def _intent(self, symbol: str, weight: float, equity: float, price: float, current: float) -> OrderIntent | None:
+        """The order moving ``current`` toward ``weight``; None when none is worth sending."""
+        target = self._target(symbol, weight, equity, price, current)
+        diff = target - current
+        if abs(diff) * price < self.min_notional:
+            return None
+        if self.band and target and abs(diff) < self.band * abs(target):
+            return None
+        if symbol in self.fractional:
+            qty = round(abs(diff), QTY_PLACES)
+        else:
+            qty = math.floor(abs(diff)) if self.whole_shares else abs(diff)
+        if qty <= 0:
+            return None
+        side = "buy" if diff > 0 else "sell"
+        limit = limit_price(side, price, self.limit_collar) if self.order_type == "limit" else None
+        return OrderIntent(symbol, side, float(qty), weight, limit)
+
     def fit(
         self, intents: Sequence[OrderIntent], prices: Mapping[str, float], budget: float
     ) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
         """The intents with their buys scaled down together to cost at most ``budget`` (the buying power
-        left), and a note per buy changed. A scaled buy worth less than ``min_notional`` is dropped; sells
-        are kept as they are. Whole shares round down."""
-        cost = sum(i.qty * prices.get(i.symbol, 0.0) for i in intents if i.side == "buy")
+        left), and a note per buy changed (a limit buy costs its limit price). A scaled buy worth less than
+        ``min_notional`` is dropped; sells are kept as they are. Whole shares round down, fractions to 9
+        decimals."""
+        cost = sum(i.qty * (i.limit_price or prices.get(i.symbol, 0.0)) for i in intents if i.side == "buy")
         if cost <= budget:
             return tuple(intents), ()
         scale = max(0.0, budget) / cost
@@ -281,7 +330,10 @@ class OrderPolicy:
                 out.append(i)
                 continue
             qty = i.qty * scale
-            qty = float(math.floor(qty)) if self.whole_shares else qty
+            if i.symbol in self.fractional:
+                qty = fraction_down(qty)
+            elif self.whole_shares:
+                qty = float(math.floor(qty))
             if qty <= 0 or qty * prices.get(i.symbol, 0.0) < self.min_notional:
                 notes.append(BUYING_POWER_NOTE.format(i.symbol, f"{i.qty:g}", "dropped", budget))
                 continue
@@ -290,7 +342,7 @@ class OrderPolicy:
         return tuple(out), tuple(notes)
 
     def close_all(self, holdings: Mapping[str, float]) -> tuple[OrderIntent, ...]:
-        """Orders closing every position in full (no minimum, no band: the liquidation), sells first."""
+        """Market orders closing every position in full (no minimum, no band: the liquidation), sells first."""
         out = [
             OrderIntent(symbol, "sell" if qty > 0 else "buy", float(abs(qty)), 0.0)
             for symbol, qty in sorted(holdings.items())

@@ -16,7 +16,9 @@ U = ["ERX", "FAS", "SSO", "TNA", "TQQQ"]
 
 def reference(p: Portfolio, weights: Mapping[str, float], universe: Iterable[str], min_notional: float,
               deferred: list[str] | None = None) -> list[OrderIntent]:
-    """The live loop's rules as they were written before the policy existed: the oracle it must match."""
+    """The live loop's rules as they were written before the policy existed, plus the one added with short
+    sales (a position is closed before it is opened on the other side: the broker refuses a sell of more than
+    is held, a buy of more than is short): the oracle it must match."""
     equity = p.equity()
     out: list[OrderIntent] = []
     for symbol in sorted(universe):
@@ -25,6 +27,8 @@ def reference(p: Portfolio, weights: Mapping[str, float], universe: Iterable[str
             continue
         weight = float(weights.get(symbol, 0.0))
         target = math.trunc(weight * equity / price) if equity > 0 else 0
+        if target * p.expected(symbol) < 0:
+            target = 0
         diff = target - p.expected(symbol)
         if abs(diff) * price < min_notional:
             continue

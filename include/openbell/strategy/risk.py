@@ -1,9 +1,9 @@
 """Risk limits applied to any strategy's targets before they reach the broker.
 
-Invalid weights (NaN, inf, non-numeric, negative when shorts are not allowed, unknown symbols) become 0
-or are dropped, each with a note; per-symbol and gross limits clip; once the equity has lost more
-than ``daily_loss_limit`` since the day's start (plus the extra loss budget in dollars an operator granted
-with a resume, :meth:`RiskGate.resume`), every target is 0 until such a resume (latched).
+Invalid weights (NaN, inf, non-numeric, negative when shorts are not allowed or the symbol may not be sold
+short, unknown symbols) become 0 or are dropped, each with a note; per-symbol and gross limits clip; once
+the equity has lost more than ``daily_loss_limit`` since the day's start (plus the extra loss budget in
+dollars an operator granted with a resume, :meth:`RiskGate.resume`), every target is 0 until such a resume (latched).
 Each kind of change is logged at WARNING once per (symbol, reason) and day, and counted after that.
 """
 
@@ -22,12 +22,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RiskLimits:
-    """Limits on target weights (fractions of equity)."""
+    """Limits on target weights (fractions of equity). With ``allow_short``, ``shortable`` (None: any) names
+    the symbols a negative weight may stand for: the assets the broker says are shortable and easy to borrow."""
 
     max_weight: float = 0.25
     max_gross: float = 1.0
     daily_loss_limit: float | None = 0.03
     allow_short: bool = False
+    shortable: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if not _number(self.max_weight) or not 0 < self.max_weight <= 1:
@@ -40,6 +42,8 @@ class RiskLimits:
             raise ValueError(f"daily_loss_limit must be None or in (0, 0.5], got {self.daily_loss_limit!r}")
         if not isinstance(self.allow_short, bool):
             raise ValueError(f"allow_short must be a bool, got {self.allow_short!r}")
+        if self.shortable is not None and not isinstance(self.shortable, frozenset):
+            raise ValueError(f"shortable must be a frozenset of symbols or None, got {self.shortable!r}")
 
 
 def _number(x: object) -> bool:
@@ -157,6 +161,10 @@ class RiskGate:
                 value = 0.0
             elif value < 0 and not self.limits.allow_short:
                 self._note(notes, symbol, "short", f"{symbol}: short weight {value:g} not allowed, set to 0")
+                value = 0.0
+            elif value < 0 and self.limits.shortable is not None and symbol not in self.limits.shortable:
+                self._note(notes, symbol, "not_shortable",
+                           f"{symbol}: short weight {value:g} set to 0, the asset is not shortable and easy to borrow")
                 value = 0.0
             elif abs(value) > self.limits.max_weight:
                 self._note(notes, symbol, "max_weight",
