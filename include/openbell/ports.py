@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 # not_sent: the order never reached the broker (its deadline passed first, or the broker refused the key)
 Outcome = Literal["submitted", "existing", "rejected", "unknown", "not_sent"]
 # why the broker refused an order, venue-neutral (the adapter reads its venue's codes and messages)
-Refusal = Literal["buying_power", "wash_trade", "not_tradable", "not_fractionable", "trading_blocked", "credentials",
-                  "other"]
-REFUSALS: tuple[Refusal, ...] = ("buying_power", "wash_trade", "not_tradable", "not_fractionable",
+Refusal = Literal["buying_power", "wash_trade", "not_tradable", "not_fractionable", "not_shortable",
+                  "trading_blocked", "credentials", "other"]
+REFUSALS: tuple[Refusal, ...] = ("buying_power", "wash_trade", "not_tradable", "not_fractionable", "not_shortable",
                                  "trading_blocked", "credentials", "other")
 OrderScope = Literal["open", "all"]
 
@@ -118,6 +118,18 @@ class AccountReport:
 
 
 @dataclass(frozen=True, slots=True)
+class AssetTerms:
+    """What the broker says about trading one asset: tradable, in fractions, sold short (``shortable`` and
+    ``easy_to_borrow`` both needed)."""
+
+    symbol: str
+    tradable: bool
+    fractionable: bool
+    shortable: bool
+    easy_to_borrow: bool
+
+
+@dataclass(frozen=True, slots=True)
 class TradeReport:
     """One trade update (``new``, ``fill``, ``partial_fill``, ``canceled``, ...) with its order's state."""
 
@@ -180,7 +192,7 @@ class OrderChannel(Protocol):
         """Open the connection the orders will use (raises when the broker cannot be reached)."""
 
     def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str,
-                      deadline: Deadline | None = None) -> SubmitResult:
+                      deadline: Deadline | None = None, limit_price: float | None = None) -> SubmitResult:
         """:meth:`BrokerPort.submit_market` on this connection."""
         ...
 
@@ -190,8 +202,9 @@ class BrokerPort(Protocol):
     credentials raise :class:`CredentialsError`. Picklable: order workers rebuild it in their process."""
 
     def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str,
-                      deadline: Deadline | None = None) -> SubmitResult:
-        """A DAY market order for ``qty`` shares under a deterministic id; never two orders for one id
+                      deadline: Deadline | None = None, limit_price: float | None = None) -> SubmitResult:
+        """A DAY market order (a limit order at ``limit_price`` when given) for ``qty`` shares (fractions
+        allowed) under a deterministic id; never two orders for one id
         (an unclear outcome asks the broker for the id before anything is sent again). With a ``deadline``
         no request to send it starts, nor waits for the request budget, past that market time: the
         outcome is then ``not_sent`` (``unknown`` if an earlier send of it may have reached the broker)."""
@@ -238,6 +251,10 @@ class BrokerPort(Protocol):
 
     def asset_tradable(self, symbol: str) -> bool | None:
         """Whether the broker trades ``symbol``; None when it does not know the symbol."""
+        ...
+
+    def asset_terms(self, symbol: str) -> AssetTerms | None:
+        """The broker's terms for ``symbol``; None when it does not know the symbol."""
         ...
 
     def order_channel(self) -> OrderChannel:

@@ -121,7 +121,7 @@ class Dispatcher:
     def _job(self, coid: str, intent: OrderIntent) -> OrderJob:
         """The worker's job for ``intent``: sent no later than the trading cut-off, else not at all."""
         cut_off = self.gate.deadline(cached_wall_at(self._clock, self.gate.trade_until))
-        return OrderJob(coid, intent.symbol, intent.qty, intent.side, cut_off)
+        return OrderJob(coid, intent.symbol, intent.qty, intent.side, cut_off, intent.limit_price)
 
     def _held(self, held: list[Held], notes: list[str], seq: int) -> None:
         """What the gate held, counted in the report, noted in the decision; a pre-trade limit's refusal is

@@ -37,7 +37,7 @@ import logging
 import math
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -150,7 +150,8 @@ class TradingAttempt:
         self.send_gate.halted = self.halts.halted  # no order for a halted symbol until it resumes
         self.risk_link = RiskLink(ctx, self.risk, self.send_gate, engine)
         policy = OrderPolicy(min_notional=float(cfg.min_notional), band=float(cfg.rebalance_band),
-                             limits=self.send_gate.limits)
+                             limits=self.send_gate.limits, order_type=cfg.order_type, limit_collar=cfg.limit_collar)
+        self._fractional = bool(cfg.fractional)
         self.dispatch = Dispatcher(ctx, portfolio, policy=policy, gate=self.send_gate)
         self.guard = StrategyGuard(ctx, self.gate, budget=timedelta(seconds=cfg.strategy_budget_seconds),
                                    reduce_after=cfg.strategy_failures_to_reduce,
@@ -217,6 +218,11 @@ class TradingAttempt:
         self.feed.start(start_minute)
         self.streams.last_seen = max(start_minute, floor_minute(now))
         prep.load_account(self.portfolio, self.feed.barcheck, warm_bars)
+        if self._fractional or self.gate.limits.allow_short:  # the assets' terms, read once per day
+            fractionable, shortable = prep.asset_terms()
+            self.dispatch.policy = replace(self.dispatch.policy, fractional=fractionable if self._fractional
+                                           else frozenset())
+            self.gate.limits = replace(self.gate.limits, shortable=shortable)
         self.report.start_equity = round(self.portfolio.equity(), 2)
         prep.start_day(self.gate, self.portfolio)
         self.risk_link.restore(prep.risk())

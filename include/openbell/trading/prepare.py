@@ -1,8 +1,10 @@
 """Preparation before the loop trades (blocking): reconcile with the broker, the warmup's bars with no
-gap at the open, the account as the broker holds it, and the day's starting equity for the loss limit."""
+gap at the open, the account as the broker holds it, the assets' terms (fractions, short sales) once per day,
+and the day's starting equity for the loss limit."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -22,6 +24,8 @@ from openbell.trading.barcheck import BarCheck
 from openbell.trading.minutes import frame_bars
 from openbell.trading.phasewatch import WINDING_DOWN
 from openbell.trading.portfolio import Portfolio
+
+log = logging.getLogger(__name__)
 
 
 class Preparation:
@@ -113,6 +117,27 @@ class Preparation:
             key = parse_client_order_id(o.client_order_id)
             portfolio.adopt_working(o.client_order_id, o.symbol, o.side, qty, o.filled_qty or 0.0,
                                     key.decision_seq if key else -2)
+
+    def asset_terms(self) -> tuple[frozenset[str], frozenset[str]]:
+        """(fractionable, shortable and easy to borrow): the universe's symbols as the broker's assets say. An
+        asset the broker does not know or cannot tell about counts as neither: whole shares, no short."""
+        fractionable: set[str] = set()
+        shortable: set[str] = set()
+        for symbol in self._universe:
+            try:
+                terms = self._broker.asset_terms(symbol)
+            except Exception as exc:
+                log.warning("asset %s unreadable (%s): whole shares and no short sale today", symbol,
+                            self._broker.describe(exc))
+                continue
+            if terms is None or not terms.tradable:
+                continue
+            if terms.fractionable:
+                fractionable.add(symbol)
+            if terms.shortable and terms.easy_to_borrow:
+                shortable.add(symbol)
+        log.info("assets: fractionable %s; shortable and easy to borrow %s", sorted(fractionable), sorted(shortable))
+        return frozenset(fractionable), frozenset(shortable)
 
     def start_day(self, gate: RiskGate, portfolio: Portfolio) -> None:
         """The loss limit counts from the broker's equity at the open: stored by the session's first attempt

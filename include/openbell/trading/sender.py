@@ -56,14 +56,16 @@ _PARENT_ENV = "OPENBELL_ORDER_WORKER_PARENT"
 
 @dataclass(frozen=True)
 class OrderJob:
-    """One market order to send under its deterministic id, not after ``deadline`` (market time: the
-    trading cut-off; the worker checks it before each request and never waits for the budget past it)."""
+    """One order to send under its deterministic id, not after ``deadline`` (market time: the trading
+    cut-off; the worker checks it before each request and never waits for the budget past it): a market
+    order, or a limit order at ``limit_price``."""
 
     client_order_id: str
     symbol: str
     qty: float
     side: str
     deadline: Deadline | None = None
+    limit_price: float | None = None
 
 
 @dataclass(frozen=True)
@@ -299,9 +301,10 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         while (item := jobs.get()) is not None:
             number, job = item
             sent_at = time.perf_counter()
+            limit = {} if job.limit_price is None else {"limit_price": job.limit_price}
             try:
                 result = channel.submit_market(job.client_order_id, job.symbol, job.qty, job.side,
-                                               deadline=_gated(job.deadline, latch))
+                                               deadline=_gated(job.deadline, latch), **limit)
             except Exception as exc:
                 result = SubmitResult(job.client_order_id, "unknown", reason=broker.describe(exc))
             reply(("sent", number, result, sent_at, time.perf_counter()))

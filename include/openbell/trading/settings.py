@@ -16,14 +16,15 @@ from openbell.trading.guard import DEFAULT_BUDGET_SECONDS, DEFAULT_REDUCE_AFTER
 @dataclass(frozen=True)
 class LoopSettings:
     """The strategy (``strategy_name``; ``params_override`` fixes its parameters, else the stored version in
-    force), the risk limits (or a restored gate), the universe, the order rules (``min_notional``,
-    ``rebalance_band``) and pre-trade limits, the warmup, the stream watchdog (``silence_minutes``), how long
-    a minute waits for its bars (``grace_seconds`` of market time, at least ``wall_grace`` wall seconds), how
-    often the broker is synced (every ``sync_every`` decisions), the order workers (processes and their
-    threads), the market time no order may reach (``trade_until``; default the close), the trade stream's
-    reconnect backoff (wall seconds), the market seconds a strategy's ``on_minute`` may take
-    (``strategy_budget_seconds``) and the strategy's failures in a row that move the session to REDUCING
-    (``strategy_failures_to_reduce``)."""
+    force), the risk limits (or a restored gate; its ``allow_short`` lets short weights through), the universe,
+    the order rules (``min_notional``, ``rebalance_band``, ``fractional`` sizing for fractionable assets,
+    ``order_type`` "market" or "limit" with its ``limit_collar``) and pre-trade limits, the warmup, the stream
+    watchdog (``silence_minutes``), how long a minute waits for its bars (``grace_seconds`` of market time, at
+    least ``wall_grace`` wall seconds), how often the broker is synced (every ``sync_every`` decisions), the
+    order workers (processes and their threads), the market time no order may reach (``trade_until``; default
+    the close), the trade stream's reconnect backoff (wall seconds), the market seconds a strategy's
+    ``on_minute`` may take (``strategy_budget_seconds``) and the strategy's failures in a row that move the
+    session to REDUCING (``strategy_failures_to_reduce``)."""
 
     strategy_name: str = "momentum_rotation"
     params_override: dict[str, Any] | None = None
@@ -32,6 +33,9 @@ class LoopSettings:
     min_notional: float = 100.0
     rebalance_band: float = 0.0
     limits: OrderLimits | None = None
+    fractional: bool = False
+    order_type: str = "market"
+    limit_collar: float = 0.002
     warmup_sessions: int = 5
     silence_minutes: float = 3.0
     grace_seconds: float = 2.0

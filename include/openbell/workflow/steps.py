@@ -214,10 +214,11 @@ def live_trading(context: dict[str, Any]) -> dict[str, Any]:
                 ctx.venue, ctx.engine, ctx.session.date, clock=ctx.clock, strategy_name=p.strategy,
                 params_override=p.strategy_params,
                 risk=RiskLimits(max_weight=p.max_weight, max_gross=p.max_gross,
-                                daily_loss_limit=p.daily_loss_limit),
+                                daily_loss_limit=p.daily_loss_limit, allow_short=p.allow_short),
                 universe=p.universe, min_notional=p.min_notional, rebalance_band=p.rebalance_band,
                 warmup_sessions=p.warmup_sessions,
-                limits=p.order_limits(),
+                limits=p.order_limits(), fractional=p.fractional, order_type=p.order_type,
+                limit_collar=p.limit_collar,
                 trade_until=ctx.session.close - timedelta(minutes=p.liquidate_minutes_before_close),
             )
         except SessionOver as exc:

@@ -16,7 +16,7 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.models import Order
-from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
+from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
 
 from openbell.adapters.alpaca.budget import pace_of
 from openbell.adapters.alpaca.config import AlpacaConfig
@@ -25,6 +25,7 @@ from openbell.adapters.alpaca.retry import call, error_message, is_auth_error, i
 from openbell.adapters.alpaca.transport import OrderSession, order_client
 from openbell.ports import (
     AccountReport,
+    AssetTerms,
     BrokerRefusal,
     Deadline,
     DeadlinePassed,
@@ -74,8 +75,10 @@ def submit(
     side: OrderSide | str,
     attempts: int = 4,
     deadline: Deadline | None = None,
+    limit_price: float | None = None,
 ) -> SubmitResult:
-    """Send a DAY market order for ``qty`` shares under a deterministic id.
+    """Send a DAY market order for ``qty`` shares (fractions allowed) under a deterministic id; a DAY limit
+    order at ``limit_price`` when given.
 
     On a duplicate-id 422, a timeout or any transient failure, the broker is asked for the id
     before anything else is tried: an order that exists is returned as ``existing``. Because the
@@ -89,13 +92,10 @@ def submit(
     """
     if qty <= 0:
         raise ValueError(f"qty must be > 0, not {qty}")
-    request = MarketOrderRequest(
-        symbol=symbol,
-        qty=qty,
-        side=OrderSide(side),
-        time_in_force=TimeInForce.DAY,
-        client_order_id=client_order_id,
-    )
+    fields = {"symbol": symbol, "qty": qty, "side": OrderSide(side), "time_in_force": TimeInForce.DAY,
+              "client_order_id": client_order_id}
+    request: MarketOrderRequest = (MarketOrderRequest(**fields) if limit_price is None
+                                   else LimitOrderRequest(**fields, limit_price=limit_price))
     policy = retrying(attempts=attempts, base_delay=LOOKUP_BASE_DELAY, max_delay=LOOKUP_MAX_DELAY,
                       retry_on=lambda exc: isinstance(exc, _NotPlaced), pace=lambda: pace_of(client))
     session = getattr(client, "_session", None)
@@ -160,10 +160,10 @@ class AlpacaOrderChannel:
         self._client.get_clock()
 
     def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str,
-                      deadline: Deadline | None = None) -> SubmitResult:
+                      deadline: Deadline | None = None, limit_price: float | None = None) -> SubmitResult:
         """:func:`submit` on this connection."""
         return submit(self._client, client_order_id=client_order_id, symbol=symbol, qty=qty, side=side,
-                      deadline=deadline)
+                      deadline=deadline, limit_price=limit_price)
 
 
 class AlpacaBroker:
@@ -199,9 +199,9 @@ class AlpacaBroker:
     # -- orders --------------------------------------------------------------------------------
 
     def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str,
-                      deadline: Deadline | None = None) -> SubmitResult:
+                      deadline: Deadline | None = None, limit_price: float | None = None) -> SubmitResult:
         return submit(self.client, client_order_id=client_order_id, symbol=symbol, qty=qty, side=side,
-                      deadline=deadline)
+                      deadline=deadline, limit_price=limit_price)
 
     def find_order(self, client_order_id: str) -> OrderReport | None:
         order = find_order(self.client, client_order_id)
@@ -239,6 +239,10 @@ class AlpacaBroker:
         return account_report(self._call(self.client.get_account, what="get_account"))
 
     def asset_tradable(self, symbol: str) -> bool | None:
+        terms = self.asset_terms(symbol)
+        return None if terms is None else terms.tradable
+
+    def asset_terms(self, symbol: str) -> AssetTerms | None:
         try:
             asset = self._call(self.client.get_asset, symbol, what=f"get_asset({symbol})",
                                conn_id=self.config.conn_id)
@@ -246,7 +250,8 @@ class AlpacaBroker:
             if status_of(exc) in (404, 422):
                 return None
             raise
-        return bool(getattr(asset, "tradable", True))
+        return AssetTerms(symbol, bool(getattr(asset, "tradable", True)), bool(getattr(asset, "fractionable", False)),
+                          bool(getattr(asset, "shortable", False)), bool(getattr(asset, "easy_to_borrow", False)))
 
     # -- cancelling and closing ----------------------------------------------------------------
 

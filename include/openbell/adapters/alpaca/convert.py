@@ -32,6 +32,7 @@ REFUSAL_WORDS: tuple[tuple[Refusal, tuple[str, ...]], ...] = (
     ("wash_trade", ("wash trade",)),
     ("buying_power", ("buying power",)),
     ("not_fractionable", ("not fractionable",)),
+    ("not_shortable", ("cannot be sold short",)),
     ("not_tradable", ("not tradable", "not tradeable", "is not active", "asset not found")),
 )
 

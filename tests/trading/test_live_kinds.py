@@ -1,0 +1,75 @@
+"""A live attempt with every order kind against the simulator: fractional sizing of fractionable assets,
+marketable limit orders, short sales of shortable easy-to-borrow assets only; the liquidation (while the loop
+runs, as the day's 15:58 task does) leaves the account flat with no order working."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest
+from sqlalchemy import Engine
+
+from dates import SESSION
+from openbell.adapters.alpaca.broker import AlpacaBroker
+from openbell.adapters.alpaca.data import AlpacaMarketData
+from openbell.adapters.alpaca.venue import alpaca_venue
+from openbell.broker.liquidate import LiquidationReport, liquidate
+from openbell.calendar import previous_sessions, session
+from openbell.clock import clock_for
+from openbell.ports import Window
+from openbell.sim.testing import SimProcess
+from openbell.store.bars import upsert_bars
+from openbell.strategy import RiskLimits
+from openbell.trading import run_trading_attempt
+
+UNIVERSE = ["SDS", "SSO", "TQQQ", "XLF"]
+
+
+def test_fractional_limit_and_short_orders_trade_and_the_liquidation_ends_flat(engine: Engine, tmp_path: Path) -> None:
+    s = session(SESSION)
+    assert s is not None
+    args = ["--hard-to-borrow", "SDS", "--not-fractionable", "XLF"]
+    with SimProcess(date="2025-11-20", speed=90, start="15:50", data_dir=tmp_path / "sim", extra_args=args) as sim:
+        config = sim.config()
+        clock = clock_for(config)
+        prior = previous_sessions(SESSION, 1)
+        upsert_until = clock.now() - timedelta(minutes=1)
+        upsert_bars(engine, AlpacaMarketData(config).bars(UNIVERSE, Window(prior[0].open, upsert_until)),
+                    source="rest")
+        cut_off = s.close - timedelta(minutes=3)
+        liquidation: dict[str, LiquidationReport] = {}
+
+        def liquidate_at_cut_off() -> None:
+            while clock.now() < cut_off:
+                time.sleep(0.05)
+            liquidation["report"] = liquidate(AlpacaBroker(config), engine, SESSION, clock,
+                                              deadline=s.close - timedelta(minutes=1))
+
+        side = threading.Thread(target=liquidate_at_cut_off, daemon=True)
+        side.start()
+        report = run_trading_attempt(
+            alpaca_venue(config), engine, SESSION, clock=clock, strategy_name="kinds_strategies:LongShort",
+            params_override={}, universe=UNIVERSE, warmup_sessions=1, trade_until=cut_off,
+            risk=RiskLimits(max_weight=0.4, daily_loss_limit=None, allow_short=True),
+            fractional=True, order_type="limit", limit_collar=0.002, min_notional=10.0,
+        )
+        side.join(30)
+        client = config.trading_client()
+        orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500))
+        positions = client.get_all_positions()
+        still_open = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN))
+    assert report.orders > 0
+    limits = [o for o in orders if o.type == "limit"]
+    assert limits and all(o.time_in_force == "day" and o.limit_price for o in limits)
+    by_symbol = {(o.symbol, o.side.value) for o in limits}
+    assert ("SSO", "buy") in by_symbol and ("XLF", "buy") in by_symbol and ("TQQQ", "sell") in by_symbol
+    assert not [o for o in orders if o.symbol == "SDS"]  # hard to borrow: its short target was clipped to 0
+    sso = [float(o.qty) for o in limits if o.symbol == "SSO" and o.side.value == "buy"]
+    assert any(q != int(q) for q in sso)  # fractionable: sized in fractions
+    assert all(float(o.qty) == int(float(o.qty)) for o in limits if o.symbol in ("XLF", "TQQQ"))
+    assert liquidation["report"].flat
+    assert positions == [] and still_open == []
