@@ -92,7 +92,8 @@ def test_a_backtest_over_stored_bars_prints_the_share_level_figures(
                           warmup_sessions=1, cost_bps=2.0, universe=UNIVERSE,
                           limits=RiskLimits(max_weight=d.max_weight, max_gross=d.max_gross,
                                             daily_loss_limit=d.daily_loss_limit),
-                          policy=OrderPolicy(min_notional=d.min_notional, limits=d.order_limits()))
+                          policy=OrderPolicy(min_notional=d.min_notional, band=d.rebalance_band,
+                                             limits=d.order_limits()))
     assert len(expected.orders) > 10
     assert f"(P&L {expected.total_pnl:+,.2f} on 100,000.00)" in out
     assert re.search(rf"^trades +{len(expected.orders)} \(", out, re.M), out

@@ -39,6 +39,7 @@ class Settings:
     max_gross: float
     daily_loss_limit: float
     min_notional: float
+    rebalance_band: float
     liquidate_minutes_before_close: float
 
 
@@ -131,6 +132,8 @@ def settings_of(recorded: dict[str, Any] | None, version_strategies: set[str]) -
         universe=tuple(values["universe"]), warmup_sessions=int(values["warmup_sessions"]),
         max_weight=float(values["max_weight"]), max_gross=float(values["max_gross"]),
         daily_loss_limit=float(values["daily_loss_limit"]), min_notional=float(values["min_notional"]),
+        # a day recorded before the band existed traded every change worth min_notional
+        rebalance_band=float(recorded.get("rebalance_band", 0.0) if recorded is not None else values["rebalance_band"]),
         liquidate_minutes_before_close=float(values["liquidate_minutes_before_close"]))
 
 

@@ -99,7 +99,8 @@ def _subtitle(result: DayResult) -> list[str]:
     s, day = result.day.settings, result.day
     lines = [f"strategy {s.strategy} ({s.source}); parameter versions {result.versions()}",
              f"universe {' '.join(s.universe)}; max_weight {s.max_weight:g}, max_gross {s.max_gross:g},"
-             f" daily_loss_limit {s.daily_loss_limit:g}, min notional {s.min_notional:g};"
+             f" daily_loss_limit {s.daily_loss_limit:g}, min notional {s.min_notional:g}, rebalance band"
+             f" {s.rebalance_band:g};"
              f" trading cut-off {_t(day.trade_until)} ET"]
     rep = result.replayed
     if rep is not None:

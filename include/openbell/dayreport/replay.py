@@ -98,9 +98,9 @@ def replay_day(day: LiveDay) -> Replay | NoReplay:
     raw = stitched.reindex(data.times).to_numpy(dtype=float)
     limits = RiskLimits(max_weight=s.max_weight, max_gross=s.max_gross, daily_loss_limit=s.daily_loss_limit)
     first = next(iter(params.values()))
+    policy = OrderPolicy(min_notional=s.min_notional, band=s.rebalance_band)
     result = backtest.trade_shares(name, first, data, raw, warmup_sessions=0, cost_bps=0.0, limits=limits,
-                                   cash=day.capital, policy=OrderPolicy(min_notional=s.min_notional),
-                                   close_at=[day.trade_until])
+                                   cash=day.capital, policy=policy, close_at=[day.trade_until])
     before = pd.to_datetime(day.bars["timestamp"], utc=True)
     warm = before[before < pd.Timestamp(day.session.open)].dt.tz_convert(ET).dt.date.nunique()
     return Replay(result=result, version_at=version_at, params=params, warmup_sessions=int(warm))

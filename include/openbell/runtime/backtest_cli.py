@@ -199,7 +199,8 @@ def run(p: Plan, bars: pd.DataFrame, progress: Callable[[str], None], source: st
         n = next(done, len(days))
         progress(f"traded {days[n - 1]} ({n}/{len(days)})")
 
-    policy = _AnnouncingPolicy(min_notional=s.min_notional, limits=s.order_limits(), closing=closed)
+    policy = _AnnouncingPolicy(min_notional=s.min_notional, band=s.rebalance_band, limits=s.order_limits(),
+                               closing=closed)
     common: dict[str, Any] = {"warmup_sessions": len(p.span.warmup), "cost_bps": p.cost_bps, "limits": limits,
                               "universe": p.universe}
     try:
@@ -216,7 +217,8 @@ def run(p: Plan, bars: pd.DataFrame, progress: Callable[[str], None], source: st
         f"universe: {' '.join(p.universe)}",
         f"each session starts flat with {p.cash:,.2f} and ends flat; risk limits max_weight {s.max_weight},"
         f" max_gross {s.max_gross}, daily_loss_limit {s.daily_loss_limit}; whole shares, min notional"
-        f" {s.min_notional:g}; fills at each minute's close, costs {p.cost_bps:g} bps of traded notional",
+        f" {s.min_notional:g}, rebalance band {s.rebalance_band:g}; fills at each minute's close, costs"
+        f" {p.cost_bps:g} bps of traded notional",
         "",
         *(f"{label:<28}{value}" for label, value in figures.rows()),
         "",
