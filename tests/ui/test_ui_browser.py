@@ -89,7 +89,7 @@ def test_the_trading_view_updates_live(tmp_path: Path) -> None:
     shot = tmp_path / "trading-view.png"
     seen: dict[str, Any] = {}
     try:
-        rehearse(date(2025, 11, 20), speed=120, start="14:15", home=home, progress=log.info,
+        rehearse(date(2025, 11, 20), speed=120, start="13:30", home=home, progress=log.info,
                  on_running=lambda day: _watch(day, tmp_path / "chromium-profile", shot, seen))
     finally:
         shutil.rmtree(home, ignore_errors=True)
