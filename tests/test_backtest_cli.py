@@ -86,6 +86,7 @@ def test_a_backtest_over_stored_bars_prints_the_share_level_figures(
     for label in FIGURES:
         assert label in out, label
     assert "4 session(s) after 1 warm-up" in out and "vectorized weights (backtest.run" in out
+    assert "targets: the vectorized twin" in out
     # the figures are run_shares' with the deployment's limits and order policy
     d = run_defaults()
     expected = run_shares("momentum_rotation", None, load_bars(engine, UNIVERSE, DAYS[0].open, DAYS[-1].close),
@@ -208,19 +209,23 @@ def test_the_simulator_refuses_symbols_it_does_not_know(capsys: pytest.CaptureFi
 
 
 def test_the_command_backtests_the_simulators_market(tmp_path: Path) -> None:
-    """As a user runs it on a fresh machine: ``openbell backtest --sim``, the page overwritten with --force."""
+    """As a user runs it on a fresh machine: ``openbell backtest --sim``, the page overwritten with --force; the
+    strategy a plug-in from a package of its own (on PYTHONPATH), with no vectorized twin."""
     html = tmp_path / "sim.html"
     html.write_text("an older report")
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBELL_DATABASE_URL", "OPENBELL_HOME")}
     env["OPENBELL_HOME"] = str(tmp_path / "home")  # no database anywhere: --sim needs none
+    env["PYTHONPATH"] = str(Path(__file__).parent / "strategies")
     out = subprocess.run(
-        [sys.executable, "-m", "openbell.cli", "backtest", "--strategy", "momentum_rotation", "--from", "2025-11-18",
+        [sys.executable, "-m", "openbell.cli", "backtest", "--strategy", "ob_example.laggards:LeadersAndLaggards",
+         "--params", '{"lookback": 10}', "--from", "2025-11-18",
          "--to", "2025-11-20", "--warmup-sessions", "1", "--sim", "--html", str(html), "--force"],
         env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     for label in FIGURES:
         assert label in out.stdout, label
     assert "3 session(s) after 1 warm-up, bars from the simulator" in out.stdout
+    assert "targets: on_minute replayed" in out.stdout, out.stdout
     assert "simulator on http://127.0.0.1:" in out.stderr
     for i, day in enumerate(("2025-11-17", "2025-11-18", "2025-11-19", "2025-11-20"), 1):
         assert f"fetched {day} ({i}/4)" in out.stderr, out.stderr

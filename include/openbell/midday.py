@@ -33,9 +33,13 @@ def optimize_session(
     ``OPTIMIZE_WINDOW`` of market time (at a fast simulator speed a minute of wall time is hours of
     market). The incumbent is the latest stored version, or the strategy's default parameters
     (what live trading runs) when there is none: a version is written only if re-optimizing beats
-    it out of sample (walk-forward). A winner that the strategy's schema refuses is not stored.
+    it out of sample (walk-forward). A winner that the strategy's schema refuses is not stored. A run
+    whose ``strategy_params`` fix the parameters (live trading then loads no version) is not searched.
     """
     now = clock.now()
+    if params.strategy_params is not None:  # the run fixed them: live trading loads no version today
+        return {"strategy": params.strategy, "market_time": now.isoformat(), "new_version": None,
+                "skipped": "the run's strategy_params fix the strategy's parameters for the day: no search"}
     budget = min(params.optimize_budget_seconds, max(1.0, clock.wall_deadline(now + OPTIMIZE_WINDOW) - time.time()))
     history = previous_sessions(session.date, params.optimize_sessions)
     bars = load_bars(engine, params.universe, history[0].open, min(now, session.close))
@@ -52,6 +56,7 @@ def optimize_session(
                           daily_loss_limit=params.daily_loss_limit),
     )
     summary: dict[str, Any] = {
+        "strategy": params.strategy,
         "market_time": now.isoformat(),
         "bars": len(bars),
         "budget_s": round(budget, 3),

@@ -38,6 +38,7 @@ def _broker_view(sim: SimProcess) -> dict[str, Any]:
     orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500, nested=False))
     return {
         "client_order_ids": [o.client_order_id for o in orders],
+        "orders": [o.model_dump(mode="json") for o in orders],
         "positions": {p.symbol: float(p.qty) for p in client.get_all_positions()},
     }
 
@@ -97,10 +98,38 @@ def test_a_whole_day(tmp_path: Path) -> None:
     assert used and used[0]["decisions"] > 0
 
 
-def test_an_early_close_day_moves_the_optimization_and_the_liquidation(tmp_path: Path) -> None:
-    result, seen = _rehearse(tmp_path, date(2025, 11, 28), start="11:00")
+STRATEGIES = Path(__file__).parents[1] / "strategies"  # ob_example, a plug-in package outside openbell
+LONG_SHORT = "ob_example.laggards:LeadersAndLaggards"  # no vectorized twin
+
+
+def test_an_early_close_day_moves_the_optimization_and_the_liquidation(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The half day after Thanksgiving, traded by a plug-in strategy from outside the package, with fractional
+    limit orders and short sales allowed, as a deployment's run defaults set them."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(STRATEGIES), os.environ.get("PYTHONPATH")])))
+    defaults = {"strategy": LONG_SHORT, "fractional": True, "order_type": "limit", "allow_short": True}
+    result, seen = _rehearse(tmp_path, date(2025, 11, 28), start="11:00", run_defaults=json.dumps(defaults))
     steps = {s["step"]: s for s in result.report["steps"]}
     assert result.run_state == "success", result.task_states
+    # the plug-in traded through Airflow's workers: limit orders, fractions of a share, short sales
+    ids = {o["client_order_id"] for o in result.report["orders"] if o["origin"] == "strategy"}
+    limits = [o for o in seen["orders"] if o["client_order_id"] in ids and o["type"] == "limit"]
+    assert limits and all(o["limit_price"] and o["time_in_force"] == "day" for o in limits), seen["orders"]
+    assert any(float(o["qty"]) != int(float(o["qty"])) for o in limits if o["side"] == "buy"), limits
+    held: dict[str, float] = {}
+    shorted: set[str] = set()
+    for fill in sorted(result.report["fills"], key=lambda f: str(f["ts"])):
+        qty = float(fill["qty"])
+        held[fill["symbol"]] = held.get(fill["symbol"], 0.0) + (-qty if fill["side"] == "sell" else qty)
+        if held[fill["symbol"]] < -1e-9:
+            shorted.add(fill["symbol"])
+            assert held[fill["symbol"]] == int(held[fill["symbol"]]), fill  # a short in whole shares
+    assert shorted, "no sale opened a short position"
+    optimized = steps["midday_optimize"]["summary"]
+    assert optimized["strategy"] == LONG_SHORT and optimized["evaluated"] > 1, optimized
+    if optimized["new_version"] is not None:  # hot-loaded: the decisions after it used it
+        used = [u for u in result.report["param_versions_used"] if u["id"] == optimized["new_version"]]
+        assert used and used[0]["decisions"] > 0, result.report["param_versions_used"]
     assert steps["eod_liquidate"]["status"] == "success" and result.report["flat_at_close"] is True
     assert seen["positions"] == {}
     assert seen["holes"] == {}  # all 210 minutes of the short session, for every symbol

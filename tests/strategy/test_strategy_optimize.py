@@ -141,3 +141,17 @@ def test_midday_on_day_one_keeps_the_defaults_unless_beaten(state_url: str) -> N
         assert second["new_version"] == latest_params(engine, "momentum_rotation").id != weak.id
     finally:
         engine.dispose()
+
+
+def test_midday_leaves_parameters_the_run_fixed(state_url: str) -> None:
+    """A run that sets strategy_params trades them all day (no version is loaded): no search, no version."""
+    day = session(date(2024, 3, 13))
+    assert day is not None
+    engine = db.make_engine(state_url)
+    try:
+        run = RunParams(strategy_params=NOISE)
+        summary = midday.optimize_session(engine, day, MiddayClock(day.close - timedelta(minutes=90)), run)
+        assert summary["new_version"] is None and "fix the strategy's parameters" in summary["skipped"]
+        assert latest_params(engine, "momentum_rotation") is None
+    finally:
+        engine.dispose()

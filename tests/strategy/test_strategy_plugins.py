@@ -335,3 +335,16 @@ def test_diagnostics_are_what_the_strategy_declares(bars: pd.DataFrame, caplog: 
     with caplog.at_level(logging.ERROR, logger="openbell.strategy.contract"):
         assert diagnostics(Failing(LeadersParams(), DEFAULT_UNIVERSE)) == {}
     assert "Failing.diagnostics() failed" in caplog.text
+
+
+def test_a_plug_in_in_a_submodule_holds_the_fallers_short(bars: pd.DataFrame) -> None:
+    """``module.sub:Class`` resolves; the long/short plug-in the early-close day trades goes short as it says."""
+    spec = "ob_example.laggards:LeadersAndLaggards"
+    assert validate_params(spec, {"short_k": 2}).model_dump() == {"lookback": 15, "top_k": 2, "gross": 0.5,
+                                                                  "short_k": 2, "short_gross": 0.2}
+    held = backtest.run(spec, {"lookback": 10, "short_k": 2, "short_gross": 0.3}, bars,
+                        warmup_sessions=1).targets.to_numpy()
+    shorts = np.where(held < 0, held, 0.0).sum(axis=1)
+    assert np.isclose(shorts, -0.3).mean() > 0.5  # two symbols falling most of the time
+    assert np.isclose(np.where(held > 0, held, 0.0).sum(axis=1), 0.5).mean() > 0.5
+    assert (held.min(axis=1) >= -0.15 - 1e-12).all()

@@ -30,6 +30,8 @@ import pandas as pd
 from openbell.dberrors import DatabaseUnavailable, redact
 from openbell.policy import OrderIntent, OrderPolicy
 from openbell.runtime.backtest_data import BacktestInputError, Span, simulator_bars, span, state_url, stored_bars
+from openbell.strategy import strategy_class
+from openbell.strategy.contract import vector_twin
 
 if TYPE_CHECKING:
     from openbell.backtest import BacktestResult
@@ -214,6 +216,7 @@ def run(p: Plan, bars: pd.DataFrame, progress: Callable[[str], None], source: st
         f"{PROG}: {p.strategy} from {p.span.sessions[0].date} to {p.span.sessions[-1].date},"
         f" {len(p.span.sessions)} session(s) after {len(p.span.warmup)} warm-up, bars from {source}",
         f"params: {json.dumps(p.params, sort_keys=True)}",
+        f"targets: {'the vectorized twin' if vector_twin(strategy_class(p.strategy)) else 'on_minute replayed'}",
         f"universe: {' '.join(p.universe)}",
         f"each session starts flat with {p.cash:,.2f} and ends flat; risk limits max_weight {s.max_weight},"
         f" max_gross {s.max_gross}, daily_loss_limit {s.daily_loss_limit}; whole shares, min notional"
