@@ -88,6 +88,22 @@ def test_a_symbol_and_side_the_broker_barred_gets_no_second_order() -> None:
     assert "asset is not tradable" in held[0].note
 
 
+def test_a_symbol_whose_short_sale_the_broker_refused_gets_no_short_sale_but_its_closes_leave() -> None:
+    g = gate()
+    g.bar_shorts("TQQQ", "not_shortable: asset TQQQ cannot be sold short")
+    close = OrderIntent("TQQQ", "sell", 20, 0.0)
+    opens_short = OrderIntent("TQQQ", "sell", 5, -0.05)
+    kept, held = admit(g, close, positions={"TQQQ": 20.0})
+    assert kept == [close] and held == []  # a sale of what is held is no short sale
+    kept, held = admit(g, opens_short, positions={"TQQQ": 0.0})
+    assert kept == [] and [(h.intent, h.rule) for h in held] == [(opens_short, "barred")]
+    assert "no short sale" in held[0].note and "cannot be sold short" in held[0].note
+    kept, held = admit(g, opens_short, positions={"TQQQ": -5.0})  # adding to a short already held
+    assert kept == [] and held[0].rule == "barred"
+    cover = OrderIntent("TQQQ", "buy", 5, 0.0)
+    assert admit(g, cover, positions={"TQQQ": -5.0})[0] == [cover]
+
+
 def test_reducing_lets_only_orders_that_shrink_a_position_leave() -> None:
     g = gate()
     g.risk.follow("REDUCING", "operator", 0.0, NOW)

@@ -249,6 +249,29 @@ def test_a_symbol_refused_as_not_fractionable_gets_no_second_order(engine: Engin
     run(scenario)
 
 
+def test_a_symbol_whose_short_sale_was_refused_is_sold_short_no_more(engine: Engine, tmp_path: Path) -> None:
+    """The asset's terms said shortable in the morning; the broker refuses a short sale now (no longer easy
+    to borrow): no second short sale of it today, however often the strategy still wants one."""
+
+    async def scenario() -> None:
+        with sim_run(tmp_path, ["--hard-to-borrow=TQQQ"]) as sim:
+            async with prepared(sim, engine) as live:
+                first, _ = await place(live, {"TQQQ": -0.1})
+                await answered(live, 1)
+                second, notes = await place(live, {"TQQQ": -0.1, "SSO": 0.2})
+                await answered(live, 1)
+                await settled(live)
+                orders = broker_orders(sim)
+        assert len(first) == 1 and [parse_client_order_id(c).symbol for c in second] == ["SSO"]  # type: ignore[union-attr]
+        assert [o.symbol for o in orders] == ["SSO"]
+        assert live.report.rejections_by_reason == {"not_shortable": 1} and live.report.orders_barred == 1
+        assert any("TQQQ: no short sale sent, the broker refused one earlier today" in n for n in notes), notes
+        [event] = rejection_events(engine)
+        assert event["refusal"] == "not_shortable"
+
+    run(scenario)
+
+
 def test_a_blocked_account_stops_every_new_order(engine: Engine, tmp_path: Path) -> None:
     async def scenario() -> None:
         with sim_run(tmp_path, ["--trading-blocked"]) as sim:

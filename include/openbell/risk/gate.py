@@ -70,6 +70,7 @@ class SendGate:
         self.last_prices: Mapping[str, float] = last_prices if last_prices is not None else {}
         self.halted: set[str] = set()  # symbols whose trading is halted now
         self.barred: dict[tuple[str, str], str] = {}  # (symbol, side) -> the broker's refusal that bars it
+        self.no_shorts: dict[str, str] = {}  # symbol -> the broker's refusal of a short sale of it
         self.liquidating = False
         self.trading_blocked: str | None = None
         self.credentials_refused: str | None = None
@@ -105,6 +106,11 @@ class SendGate:
     def bar(self, symbol: str, side: str, why: str) -> None:
         """No ``side`` order in ``symbol`` for the rest of the session (not tradable, not fractionable)."""
         self.barred[(symbol, side)] = why
+
+    def bar_shorts(self, symbol: str, why: str) -> None:
+        """No sale that opens or adds to a short position in ``symbol`` for the rest of the session (the broker
+        refused one: not shortable, or no longer easy to borrow); sales of shares held still leave."""
+        self.no_shorts[symbol] = why
 
     def standing(self) -> str | None:
         """Why no order may leave whatever the time (None: the gate is open)."""
@@ -155,6 +161,9 @@ class SendGate:
             elif (barred := self.barred.get((i.symbol, i.side))) is not None:
                 held.append(Held(i, "barred", f"{i.symbol}: no {i.side} sent, the broker refused it earlier "
                                               f"today ({barred})"))
+            elif i.side == "sell" and i.symbol in self.no_shorts and holding(i.symbol) - i.qty < -1e-9:
+                held.append(Held(i, "barred", f"{i.symbol}: no short sale sent, the broker refused one earlier "
+                                              f"today ({self.no_shorts[i.symbol]})"))
             else:
                 kept.append(i)
         if kept and self.risk.state is RiskState.REDUCING:

@@ -7,8 +7,9 @@ own id, otherwise it ends as ``not_sent``.
 
 A refused order is recorded with the broker's message, code and kind of refusal and never sent again in a
 loop: a symbol and side refused as not tradable or not fractionable is barred at the gate for the rest of
-the session, a blocked account closes the gate, a wash trade is left to the next decision, and an order too
-large for the buying power is resized once (:meth:`Dispatcher.on_submitted`). Buys are scaled to the buying
+the session, so are the short sales of a symbol whose short sale was refused (its closes still leave), a
+blocked account closes the gate, a wash trade is left to the next decision, and an order too large for the
+buying power is resized once (:meth:`Dispatcher.on_submitted`). Buys are scaled to the buying
 power left before they reach the gate. Once the loss stop has tripped (the risk owner's ``flattening``) each
 decision closes every universe position in full instead of following the targets.
 
@@ -266,6 +267,9 @@ class Dispatcher:
         if kind in BARRING:
             self.gate.bar(intent.symbol, intent.side, f"{kind}: {result.reason}")
             what += "; no such order again this session"
+        elif kind == "not_shortable":
+            self.gate.bar_shorts(intent.symbol, f"{kind}: {result.reason}")
+            what += "; no short sale of it again this session"
         elif kind == "trading_blocked" and self.gate.trading_blocked is None:
             self.gate.block(result.reason or kind)
             report.trading_blocked = self.gate.trading_blocked
