@@ -1,6 +1,7 @@
 """Driving the live loop's parts against a real simulator and Postgres, as ``TradingAttempt.run`` drives them:
 a session prepared and attached (writer, helper pool, order workers), then what a stream or the decider
-would hand in. Shared by the money-safety, rejection and pre-trade-limit tests."""
+would hand in. Shared by the money-safety, rejection and pre-trade-limit tests; the simulator and the stored
+bars a whole attempt starts from (:func:`sim_run`, :func:`store_history`) by the live session tests too."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,11 @@ from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import Engine, text
 
 from dates import SESSION
+from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.calendar import previous_sessions, session
-from openbell.clock import clock_for
+from openbell.clock import MarketClock, clock_for
 from openbell.ports import Window
 from openbell.sim.testing import SimProcess
 from openbell.store.bars import upsert_bars
@@ -41,9 +44,7 @@ async def prepared(sim: SimProcess, engine: Engine, *, setup: Callable[[TradingA
     s = session(SESSION)
     assert s is not None
     config = sim.config()
-    clock = clock_for(config)
-    history = AlpacaMarketData(config).bars(UNIVERSE, Window(previous_sessions(SESSION, 1)[0].open, clock.now()))
-    upsert_bars(engine, history, source="rest")
+    clock = store_history(engine, config, UNIVERSE)
     settings = LoopSettings(universe=UNIVERSE, warmup_sessions=1, **options)
     live = TradingAttempt(alpaca_venue(config), engine, s, settings, clock=clock)
     if setup is not None:
@@ -86,9 +87,22 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(scenario())
 
 
-def sim_run(tmp_path: Path, args: Sequence[str] = (), *, date_: str = "2025-11-20") -> SimProcess:
-    """A simulator at 1x from 11:00 (the market barely moves while a test places its decisions)."""
-    return SimProcess(date=date_, speed=1, start="11:00", data_dir=tmp_path / "sim", extra_args=list(args))
+def sim_run(tmp_path: Path, args: Sequence[str] = (), *, date_: str = "2025-11-20", speed: float = 1,
+            start: str = "11:00") -> SimProcess:
+    """A simulator of ``date_`` keeping its data under ``tmp_path``, by default at 1x from 11:00 (the market barely
+    moves while a test places its decisions)."""
+    return SimProcess(date=date_, speed=speed, start=start, data_dir=tmp_path / "sim", extra_args=list(args))
+
+
+def store_history(engine: Engine, config: AlpacaConfig, universe: Sequence[str], *, sessions: int = 1,
+                  lag: timedelta = timedelta(0)) -> MarketClock:
+    """What the download step leaves before trading starts: the bars of ``universe`` from the open of the
+    ``sessions`` sessions before SESSION until ``lag`` before the simulator's market time; the simulator's clock."""
+    clock = clock_for(config)
+    prior = previous_sessions(SESSION, sessions)
+    upsert_bars(engine, AlpacaMarketData(config).bars(list(universe), Window(prior[0].open, clock.now() - lag)),
+                source="rest")
+    return clock
 
 
 def broker_orders(sim: SimProcess) -> list[Order]:

@@ -16,14 +16,13 @@ from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 from sqlalchemy import Engine, text
 
 from dates import SESSION
+from live_parts import sim_run, store_history
 from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.broker import client_order_id, parse_client_order_id
-from openbell.calendar import ET, previous_sessions, session
+from openbell.calendar import ET, session
 from openbell.clock import clock_for
 from openbell.ports import Window
-from openbell.sim.testing import SimProcess
-from openbell.store.bars import upsert_bars
 from openbell.store.sessions import set_phase
 from openbell.store.versions import add_params
 from openbell.strategy import DEFAULT_UNIVERSE, RiskLimits
@@ -55,14 +54,10 @@ def test_live_session_trades_until_the_close(engine: Engine, tmp_path: Path) -> 
     assert s is not None
     universe = list(DEFAULT_UNIVERSE)
     # 120x: every fault below lands a few wall seconds after the loop trades, even on a loaded machine
-    with SimProcess(date="2025-11-20", speed=120, start="15:15", data_dir=tmp_path / "sim") as sim:
+    with sim_run(tmp_path, speed=120, start="15:15") as sim:
         config = sim.config()
-        clock = clock_for(config)
         # what the download step leaves: two prior sessions and today until a few minutes ago
-        prior = previous_sessions(SESSION, 2)
-        stored_until = clock.now() - timedelta(minutes=3)
-        upsert_bars(engine, AlpacaMarketData(config).bars(universe, Window(prior[0].open, stored_until)),
-                    source="rest")
+        clock = store_history(engine, config, universe, sessions=2, lag=timedelta(minutes=3))
         first = add_params(engine, "momentum_rotation", BUSY, source="manual")
         side: dict[str, object] = {}
 
@@ -151,7 +146,7 @@ def test_live_session_trades_until_the_close(engine: Engine, tmp_path: Path) -> 
 def test_a_second_attempt_cannot_trade_beside_the_first_and_a_closed_session_is_refused(
     engine: Engine, tmp_path: Path
 ) -> None:
-    with SimProcess(date="2025-11-20", speed=60, start="16:05", data_dir=tmp_path / "sim") as sim:
+    with sim_run(tmp_path, speed=60, start="16:05") as sim:
         config = sim.config()
         clock = clock_for(config)
         with SessionLock(engine, SESSION, wait=0), pytest.raises(SessionLocked, match="already being traded"):
@@ -166,12 +161,9 @@ def test_fills_made_while_the_trade_stream_is_down_are_recovered_exactly(engine:
     universe = list(DEFAULT_UNIVERSE)
     faults = ["--drop-streams-at", "15:36", "--drop-streams-at", "15:46"]
     # 120x: the first drop comes 5 wall seconds after the start, once the loop trades even on a loaded machine
-    with SimProcess(date="2025-11-20", speed=120, start="15:26", data_dir=tmp_path / "sim", extra_args=faults) as sim:
+    with sim_run(tmp_path, faults, speed=120, start="15:26") as sim:
         config = sim.config()
-        clock = clock_for(config)
-        prior = previous_sessions(SESSION, 2)
-        upsert_bars(engine, AlpacaMarketData(config).bars(universe, Window(prior[0].open, clock.now())),
-                    source="rest")
+        clock = store_history(engine, config, universe, sessions=2)
         report = run_trading_attempt(
             alpaca_venue(config), engine, SESSION, clock=clock, params_override=BUSY,
             risk=RiskLimits(max_weight=0.4, daily_loss_limit=None), universe=universe, warmup_sessions=2,
@@ -202,7 +194,7 @@ def test_fills_made_while_the_trade_stream_is_down_are_recovered_exactly(engine:
 def test_an_order_working_at_the_broker_holds_back_the_opposite_side(engine: Engine, tmp_path: Path) -> None:
     s = session(SESSION)
     assert s is not None
-    with SimProcess(date="2025-11-20", speed=1, start="09:25", data_dir=tmp_path / "sim") as sim:
+    with sim_run(tmp_path, start="09:25") as sim:
         config = sim.config()
         client = config.trading_client()
         # an earlier attempt's buy, queued for the open (the market is closed at 09:25)
@@ -228,17 +220,14 @@ def test_bars_the_venue_corrects_are_stored_as_corrected(engine: Engine, tmp_pat
     assert s is not None
     universe = ["SSO", "TQQQ", "SQQQ"]
     args = ["--corrections", "0.3"]
-    with SimProcess(date="2025-11-20", speed=120, start="15:44", data_dir=tmp_path / "sim", extra_args=args) as sim:
+    with sim_run(tmp_path, args, speed=120, start="15:44") as sim:
         config = sim.config()
-        clock = clock_for(config)
-        prior = previous_sessions(SESSION, 1)
-        data = AlpacaMarketData(config)
-        upsert_bars(engine, data.bars(universe, Window(prior[0].open, clock.now())), source="rest")
+        clock = store_history(engine, config, universe)
         report = run_trading_attempt(alpaca_venue(config), engine, SESSION, clock=clock, params_override=BUSY,
                                   universe=universe, risk=RiskLimits(max_weight=0.4, daily_loss_limit=None),
                                   warmup_sessions=1)
         window = Window(s.close - timedelta(minutes=14), s.close - timedelta(minutes=2))  # corrections out by then
-        broker = data.bars(universe, window)
+        broker = AlpacaMarketData(config).bars(universe, window)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT symbol, ts, close FROM bars WHERE ts >= :a AND ts < :b"),
                             {"a": window.start, "b": window.end})
@@ -257,18 +246,14 @@ def test_an_iex_like_market_is_decided_every_minute_without_refilling_no_trade_m
     s = session(SESSION)
     assert s is not None
     universe = list(DEFAULT_UNIVERSE)
-    with SimProcess(date="2025-11-20", speed=60, start="15:25", data_dir=tmp_path / "sim") as sim:
+    with sim_run(tmp_path, speed=60, start="15:25") as sim:
         config = sim.config()
-        clock = clock_for(config)
-        data = AlpacaMarketData(config)
-        prior = previous_sessions(SESSION, 1)
-        upsert_bars(engine, data.bars(universe, Window(prior[0].open, clock.now() - timedelta(minutes=2))),
-                    source="rest")
+        clock = store_history(engine, config, universe, lag=timedelta(minutes=2))
         report = run_trading_attempt(alpaca_venue(config), engine, SESSION, clock=clock, params_override=BUSY,
                                   universe=universe, risk=RiskLimits(max_weight=0.4, daily_loss_limit=None),
                                   warmup_sessions=1)
         window = Window(s.close - timedelta(minutes=20), s.close - timedelta(minutes=1))
-        broker = data.bars(universe, window)
+        broker = AlpacaMarketData(config).bars(universe, window)
     with engine.connect() as conn:
         minutes = [r[0] for r in conn.execute(text("SELECT ts FROM decisions ORDER BY seq"))]
         stored = {(r[0], r[1]) for r in conn.execute(
@@ -290,12 +275,9 @@ def test_a_halted_symbol_gets_no_order_until_it_resumes(engine: Engine, tmp_path
     assert s is not None
     universe = ["SSO", "TQQQ", "TNA"]
     args = ["--dense", "--halt", "TQQQ:15:44-15:50", "--seed-position", "TQQQ:50"]
-    with SimProcess(date="2025-11-20", speed=60, start="15:36", data_dir=tmp_path / "sim", extra_args=args) as sim:
+    with sim_run(tmp_path, args, speed=60, start="15:36") as sim:
         config = sim.config()
-        clock = clock_for(config)
-        data = AlpacaMarketData(config)
-        prior = previous_sessions(SESSION, 1)
-        upsert_bars(engine, data.bars(universe, Window(prior[0].open, clock.now())), source="rest")
+        clock = store_history(engine, config, universe)
         report = run_trading_attempt(alpaca_venue(config), engine, SESSION, clock=clock, params_override=BUSY,
                                   universe=universe, risk=RiskLimits(max_weight=0.4, daily_loss_limit=None),
                                   warmup_sessions=1)
@@ -317,12 +299,9 @@ def test_the_loss_stop_halts_the_session_for_every_later_attempt(engine: Engine,
     assert s is not None
     universe = ["SSO", "TQQQ", "TNA"]
     args = ["--dense", "--slippage-bps", "80"]
-    with SimProcess(date="2025-11-20", speed=60, start="15:30", data_dir=tmp_path / "sim", extra_args=args) as sim:
+    with sim_run(tmp_path, args, speed=60, start="15:30") as sim:
         config = sim.config()
-        clock = clock_for(config)
-        data = AlpacaMarketData(config)
-        prior = previous_sessions(SESSION, 1)
-        upsert_bars(engine, data.bars(universe, Window(prior[0].open, clock.now())), source="rest")
+        clock = store_history(engine, config, universe)
         risk = RiskLimits(max_weight=0.4, daily_loss_limit=0.001)
         opts = {"params_override": BUSY, "universe": universe, "risk": risk, "warmup_sessions": 1}
 

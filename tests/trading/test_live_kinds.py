@@ -14,15 +14,11 @@ from alpaca.trading.requests import GetOrdersRequest
 from sqlalchemy import Engine
 
 from dates import SESSION
+from live_parts import sim_run, store_history
 from openbell.adapters.alpaca.broker import AlpacaBroker
-from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.broker.liquidate import LiquidationReport, liquidate
-from openbell.calendar import previous_sessions, session
-from openbell.clock import clock_for
-from openbell.ports import Window
-from openbell.sim.testing import SimProcess
-from openbell.store.bars import upsert_bars
+from openbell.calendar import session
 from openbell.strategy import RiskLimits
 from openbell.trading import run_trading_attempt
 
@@ -33,13 +29,9 @@ def test_fractional_limit_and_short_orders_trade_and_the_liquidation_ends_flat(e
     s = session(SESSION)
     assert s is not None
     args = ["--hard-to-borrow", "SDS", "--not-fractionable", "XLF"]
-    with SimProcess(date="2025-11-20", speed=90, start="15:50", data_dir=tmp_path / "sim", extra_args=args) as sim:
+    with sim_run(tmp_path, args, speed=90, start="15:50") as sim:
         config = sim.config()
-        clock = clock_for(config)
-        prior = previous_sessions(SESSION, 1)
-        upsert_until = clock.now() - timedelta(minutes=1)
-        upsert_bars(engine, AlpacaMarketData(config).bars(UNIVERSE, Window(prior[0].open, upsert_until)),
-                    source="rest")
+        clock = store_history(engine, config, UNIVERSE, lag=timedelta(minutes=1))
         cut_off = s.close - timedelta(minutes=3)
         liquidation: dict[str, LiquidationReport] = {}
 

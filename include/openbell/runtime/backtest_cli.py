@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -23,13 +22,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from openbell.dberrors import DatabaseUnavailable, redact
 from openbell.policy import OrderIntent, OrderPolicy
 from openbell.runtime.backtest_data import BacktestInputError, Span, simulator_bars, span, state_url, stored_bars
+from openbell.runtime.command_kit import Parser, output_path, refused, write_whole
 from openbell.strategy import strategy_class
 from openbell.strategy.contract import vector_twin
 
@@ -42,16 +42,10 @@ SYMBOL = re.compile(r"[A-Z0-9]+(?:[./][A-Z0-9]+)*")
 PROG = "openbell backtest"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"{PROG}: {message}; see '{PROG} --help'", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Backtest a strategy over stored or simulated sessions and print its figures.",
-                epilog="Without --db and OPENBELL_DATABASE_URL the bars are read from the openbell database of the "
-                       "embedded Postgres; --sim reads the simulator's market instead (loopback only).")
+    p = Parser(prog=PROG, description="Backtest a strategy over stored or simulated sessions and print its figures.",
+               epilog="Without --db and OPENBELL_DATABASE_URL the bars are read from the openbell database of the "
+                      "embedded Postgres; --sim reads the simulator's market instead (loopback only).")
     add = p.add_argument
     add("--strategy", required=True, metavar="S", help="registered strategy name")
     add("--params", metavar="JSON", help="strategy parameters as a JSON object (default: the strategy's defaults)")
@@ -98,18 +92,6 @@ def _universe(text: str | None, default: list[str]) -> list[str]:
     return symbols
 
 
-def _html_path(path: Path | None, force: bool) -> Path | None:
-    if path is None:
-        return None
-    if not path.parent.is_dir():
-        raise BacktestInputError(f"--html {path}: directory {path.parent} does not exist")
-    if path.is_dir():
-        raise BacktestInputError(f"--html {path} is a directory")
-    if path.exists() and not force:
-        raise BacktestInputError(f"--html {path} exists: pass --force to overwrite it")
-    return path
-
-
 def plan(args: argparse.Namespace) -> Plan:
     """Every input checked, before any data is read; :class:`BacktestInputError` names the first refused."""
     from openbell.params import InvalidRunParams, run_defaults
@@ -135,8 +117,8 @@ def plan(args: argparse.Namespace) -> Plan:
         raise BacktestInputError(f"--cost-bps must be a number >= 0, got {args.cost_bps}")
     if not (math.isfinite(args.cash) and args.cash > 0):
         raise BacktestInputError(f"--cash must be a number > 0, got {args.cash}")
-    return Plan(args.strategy, params, when, universe, args.cost_bps, args.cash, _html_path(args.html, args.force),
-                args.force, settings)
+    html = output_path(args.html, args.force, BacktestInputError)
+    return Plan(args.strategy, params, when, universe, args.cost_bps, args.cash, html, args.force, settings)
 
 
 class Progress:
@@ -238,8 +220,6 @@ def write_page(p: Plan, outcome: Outcome, source: str) -> int:
     from openbell.performance import performance_page
 
     assert p.html is not None
-    if p.html.exists() and not p.force:
-        raise BacktestInputError(f"--html {p.html} appeared meanwhile: pass --force to overwrite it")
     rows = [*outcome.figures.rows(), ("vectorized weights (compounding)", _vector(outcome.vector))]
     subtitle = [f"{len(p.span.sessions)} session(s) from {p.span.sessions[0].date} to {p.span.sessions[-1].date}"
                 f" after {len(p.span.warmup)} warm-up; bars from {source}",
@@ -248,16 +228,7 @@ def write_page(p: Plan, outcome: Outcome, source: str) -> int:
                 f" close, costs {p.cost_bps:g} bps of traded notional"]
     page = performance_page(outcome.record, title=f"Backtest: {p.strategy}", subtitle=subtitle, rows=rows,
                             footer=f"openbell backtest, {time.strftime('%Y-%m-%d %H:%M %Z')}")
-    data = page.encode()
-    tmp = p.html.with_name(f".{p.html.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # the umask's mode, as any file the user writes
-            f.write(data)
-        os.replace(tmp, p.html)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return len(data)
+    return write_whole(p.html, page.encode(), p.force, BacktestInputError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,8 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         size = write_page(p, outcome, source) if p.html else 0
     except (BacktestInputError, DatabaseUnavailable, EmbeddedPostgresError) as exc:
         progress.done()
-        print(f"{PROG}: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return refused(PROG, exc)
     progress.done()
     print("\n".join(outcome.lines))
     if p.html:

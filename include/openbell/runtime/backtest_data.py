@@ -13,11 +13,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, text
 
 from openbell import calendar
 from openbell.calendar import ET, Session
 from openbell.dberrors import redact
+from openbell.runtime.state_db import openbell_engine
 
 Progress = Callable[[str], None]
 EDGE = timedelta(minutes=15)  # a stored session whose bars start later or end earlier than this is partial
@@ -127,17 +128,10 @@ def stored_bars(url: str, universe: Sequence[str], when: Span, progress: Progres
     """The stored bars of ``universe`` over ``when``'s sessions, loaded a session at a time; refused when a
     symbol has no bar stored at all or a session's bars are not whole."""
     from openbell.store.bars import load_bars
-    from openbell.store.db import make_engine
 
     where = redact(url)
-    try:
-        engine = make_engine(url, pool_size=1, max_overflow=0)
-    except ValueError as exc:
-        raise BacktestInputError(str(exc)) from None
-    try:
-        if not inspect(engine).has_table("bars"):
-            raise BacktestInputError(f"no openbell schema in {where}: run `openbell db upgrade`, pass --db URL of"
-                                     " the database the data steps store bars in, or use --sim")
+    hint = "run `openbell db upgrade`, pass --db URL of the database the data steps store bars in, or use --sim"
+    with openbell_engine(url, table="bars", refuse=BacktestInputError, hint=hint) as engine:
         with engine.connect() as conn:
             stored = list(conn.execute(_STORED_SYMBOLS).scalars())
         unknown = [s for s in universe if s not in stored]
@@ -158,8 +152,6 @@ def stored_bars(url: str, universe: Sequence[str], when: Span, progress: Progres
             frames.append(load_bars(engine, universe, s.open, s.close))
             progress(f"loaded {s.date} ({n}/{len(when.all)}), {len(frames[-1])} bars")
         return pd.concat(frames, ignore_index=True)
-    finally:
-        engine.dispose()
 
 
 # -- the simulator's market -----------------------------------------------------------------------------

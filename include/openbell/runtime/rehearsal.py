@@ -192,7 +192,8 @@ class Stage:
         simulator stops (the demo waits there for Ctrl-C)."""
         if self.spoiled:
             raise RuntimeError("this stage's last day failed midway: rehearse on a new stage")
-        if self.connection is not None and self._simulator(speed, start, sim_args).config() != self.connection:
+        sim = self._simulator(speed, start, sim_args)
+        if self.connection is not None and sim.config() != self.connection:
             raise ValueError(f"simulator options {list(sim_args)} need an alpaca connection other than the stage's "
                              "(a rate limit): rehearse this day on a stage of its own")
         self.spoiled = True  # until this day ends as it should
@@ -200,7 +201,6 @@ class Stage:
             self._fresh_day()
         self.days += 1
         upgrade(self.state_url)
-        sim = self._simulator(speed, start, sim_args)
         shutil.rmtree(sim.data_dir, ignore_errors=True)
         day = Rehearsal(self.stack, sim, self.servers[0], self.state_url)
         try:

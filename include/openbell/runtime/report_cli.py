@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from openbell import calendar
 from openbell.dberrors import DatabaseUnavailable
 from openbell.jsonutil import json_default
 from openbell.report import render
+from openbell.runtime.command_kit import Parser, output_path, refused, write_whole
 from openbell.runtime.report_source import (
     NothingRecorded,
     ReportError,
@@ -38,17 +38,11 @@ if TYPE_CHECKING:
 PROG = "openbell report"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"{PROG}: {message}; see '{PROG} --help'", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Print one session's report; --html also writes the day's page against its"
-                                       " replay. --from/--to report several sessions, a row each.",
-                epilog="Without --url and OPENBELL_DATABASE_URL, a rehearsed day is read from its database "
-                       "openbell_YYYYMMDD on the embedded Postgres, any other day from openbell.")
+    p = Parser(prog=PROG, description="Print one session's report; --html also writes the day's page against its"
+                                      " replay. --from/--to report several sessions, a row each.",
+               epilog="Without --url and OPENBELL_DATABASE_URL, a rehearsed day is read from its database "
+                      "openbell_YYYYMMDD on the embedded Postgres, any other day from openbell.")
     add = p.add_argument
     add("--date", type=date.fromisoformat, metavar="D", help="session date, YYYY-MM-DD")
     add("--from", dest="start", type=date.fromisoformat, metavar="D1", help="first session of a range, YYYY-MM-DD")
@@ -68,18 +62,6 @@ class Plan:
     is_range: bool
     html: Path | None
     force: bool
-
-
-def _html_path(path: Path | None, force: bool) -> Path | None:
-    if path is None:
-        return None
-    if not path.parent.is_dir():
-        raise ReportError(f"--html {path}: directory {path.parent} does not exist")
-    if path.is_dir():
-        raise ReportError(f"--html {path} is a directory")
-    if path.exists() and not force:
-        raise ReportError(f"--html {path} exists: pass --force to overwrite it")
-    return path
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -102,7 +84,7 @@ def plan(args: argparse.Namespace) -> Plan:
                 raise ReportError(f"no NYSE session from {args.start} to {args.end} (weekends and holidays only)")
     except calendar.CalendarRangeError as exc:
         raise ReportError(str(exc)) from None
-    return Plan(days, ranged, _html_path(args.html, args.force), args.force)
+    return Plan(days, ranged, output_path(args.html, args.force, ReportError), args.force)
 
 
 def _url(args: argparse.Namespace, d: date) -> str:
@@ -121,18 +103,7 @@ def day_result(url: str, d: date) -> DayResult:
 
 def write_page(path: Path, force: bool, page: str) -> int:
     """Write ``page`` to ``path`` (whole, or not at all); its size in bytes."""
-    if path.exists() and not force:
-        raise ReportError(f"--html {path} appeared meanwhile: pass --force to overwrite it")
-    data = page.encode()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return len(data)
+    return write_whole(path, page.encode(), force, ReportError)
 
 
 def _footer() -> str:
@@ -203,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
         p = plan(args)
         lines = several_days(args, p) if p.is_range else one_day(args, p)
     except (ReportError, DatabaseUnavailable, EmbeddedPostgresError) as exc:
-        print(f"{PROG}: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return refused(PROG, exc)
     print("\n".join(lines))
     return 0

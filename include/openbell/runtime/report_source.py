@@ -5,16 +5,16 @@ and the refusals, each a :class:`ReportError` whose one-line message says what t
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, text
 
 from openbell.dberrors import redact
 from openbell.report import build_report
+from openbell.runtime.state_db import openbell_engine
 from openbell.store.db import make_engine
 
 
@@ -73,20 +73,11 @@ def _sessions(engine: Engine) -> list[date]:
             "SELECT DISTINCT session_date FROM step_runs ORDER BY session_date DESC LIMIT 5")).scalars())
 
 
-@contextmanager
-def state_engine(url: str) -> Iterator[Engine]:
+def state_engine(url: str) -> AbstractContextManager[Engine]:
     """An engine on ``url``, which must hold openbell's schema; disposed on exit."""
-    try:
-        engine = make_engine(url, pool_size=1, max_overflow=0)
-    except ValueError as exc:
-        raise ReportError(str(exc)) from None
-    try:
-        if not inspect(engine).has_table("step_runs"):
-            raise ReportError(f"no openbell schema in {redact(url)}: run `openbell db upgrade --url URL` or pass"
-                              " --url of the database that recorded the session")
-        yield engine
-    finally:
-        engine.dispose()
+    return openbell_engine(url, table="step_runs", refuse=ReportError,
+                           hint="run `openbell db upgrade --url URL` or pass --url of the database that recorded"
+                                " the session")
 
 
 def load_report(url: str, session_date: date) -> dict[str, Any]:
