@@ -120,6 +120,13 @@ class RunParams(BaseModel):
         False, description="Let negative target weights become short sales, of assets the broker says are "
                            "shortable and easy to borrow (any other: target 0, with a note).",
     )
+    strategy_budget_seconds: float = Field(
+        20.0, gt=0, le=60, description="Market seconds on_minute may take; a later answer is a strategy failure "
+                                       "(the minute is skipped, positions kept).",
+    )
+    strategy_failures_to_reduce: int = Field(
+        5, ge=1, le=390, description="Strategy failures in a row that move the session to REDUCING.",
+    )
     open_offset_minutes: float = Field(0.0, ge=0, le=60, description="Start after the open.")
     optimize_minutes_before_close: float = Field(90.0, ge=10, le=360)
     liquidate_minutes_before_close: float = Field(2.0, ge=1, le=30)

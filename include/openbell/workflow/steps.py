@@ -218,7 +218,8 @@ def live_trading(context: dict[str, Any]) -> dict[str, Any]:
                 universe=p.universe, min_notional=p.min_notional, rebalance_band=p.rebalance_band,
                 warmup_sessions=p.warmup_sessions,
                 limits=p.order_limits(), fractional=p.fractional, order_type=p.order_type,
-                limit_collar=p.limit_collar,
+                limit_collar=p.limit_collar, strategy_budget_seconds=p.strategy_budget_seconds,
+                strategy_failures_to_reduce=p.strategy_failures_to_reduce,
                 trade_until=ctx.session.close - timedelta(minutes=p.liquidate_minutes_before_close),
             )
         except SessionOver as exc:
