@@ -68,14 +68,10 @@ class RunParams(BaseModel):
     )
     history_days: int = Field(30, ge=1, le=90, description="Calendar days of bars.")
     warmup_sessions: int = Field(5, ge=1, le=60)
-    strategy: str = Field(
-        "momentum_rotation", min_length=1,
-        description="A registered strategy name, a name an installed package publishes (entry points "
-                    "'openbell.strategies'), or module:Class.",
-    )
-    strategy_params: dict[str, Any] | None = Field(
-        None, description="Parameters overriding the latest stored version (validated by the strategy)."
-    )
+    strategy: str = Field("momentum_rotation", min_length=1, description="A registered strategy name, a name an "
+                          "installed package publishes (entry points 'openbell.strategies'), or module:Class.")
+    strategy_params: dict[str, Any] | None = Field(None, description="The strategy's parameters for the whole day "
+                                                   "(no midday search); null: the latest stored version.")
     max_weight: float = Field(0.25, gt=0, le=1)
     max_gross: float = Field(1.0, gt=0, le=2)
     daily_loss_limit: float = Field(0.03, gt=0, le=0.5)
@@ -120,13 +116,10 @@ class RunParams(BaseModel):
         False, description="Let negative target weights become short sales, of assets the broker says are "
                            "shortable and easy to borrow (any other: target 0, with a note).",
     )
-    strategy_budget_seconds: float = Field(
-        20.0, gt=0, le=60, description="Market seconds on_minute may take; a later answer is a strategy failure "
-                                       "(the minute is skipped, positions kept).",
-    )
-    strategy_failures_to_reduce: int = Field(
-        5, ge=1, le=390, description="Strategy failures in a row that move the session to REDUCING.",
-    )
+    strategy_budget_seconds: float = Field(20.0, gt=0, le=60, description="Market seconds on_minute may take; a "
+                                           "later answer is a strategy failure (minute skipped, positions kept).")
+    strategy_failures_to_reduce: int = Field(5, ge=1, le=390, description="Strategy failures in a row that move "
+                                             "the session to REDUCING.")
     open_offset_minutes: float = Field(0.0, ge=0, le=60, description="Start after the open.")
     optimize_minutes_before_close: float = Field(90.0, ge=10, le=360)
     liquidate_minutes_before_close: float = Field(2.0, ge=1, le=30)
