@@ -9,13 +9,15 @@ import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
-from openbell.backtest import run_shares
+from openbell import backtest as backtest_module
+from openbell.backtest import ShareResult, run_shares
 from openbell.calendar import Session, sessions_between
 from openbell.params import run_defaults
 from openbell.policy import OrderPolicy
@@ -156,6 +158,87 @@ def test_without_a_database_it_says_to_pass_one_or_use_the_simulator(
             needles=("no embedded Postgres under", "pass --db URL", "--sim"))
 
 
+# -- order kinds: fractions and short sales ---------------------------------------------------------------
+
+LAGGARDS = ("--strategy", "ob_example.laggards:LeadersAndLaggards", "--params", '{"lookback": 10}', "--universe",
+            ",".join(UNIVERSE), "--warmup-sessions", "1", "--from", "2025-11-19", "--to", "2025-11-20")
+WHOLE = "; whole shares, "
+SHORTS = "short sales allowed (every symbol taken as shortable and easy to borrow)"
+FRACTIONS = "fractions of a share (every symbol taken as fractionable)"
+
+
+def traded(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+           *args: str) -> tuple[str, ShareResult]:
+    """The command's output and the share-level result it printed."""
+    seen: list[ShareResult] = []
+
+    def spy(*a: Any, **k: Any) -> ShareResult:
+        seen.append(run_shares(*a, **k))
+        return seen[-1]
+
+    monkeypatch.setattr(backtest_module, "run_shares", spy)
+    code, out, err = backtest(capsys, *args)
+    assert code == 0, err
+    return out, seen[-1]
+
+
+def _opened_shorts(r: ShareResult) -> pd.DataFrame:
+    """The sales that left a position short."""
+    after = r.positions.stack()
+    ends = {(t, sym): q for (t, sym), q in after.items()}
+    sells = r.orders[(r.orders["side"] == "sell") & (r.orders["kind"] == "policy")]
+    return sells[[ends[(t, sym)] < 0 for t, sym in zip(sells["time"], sells["symbol"], strict=True)]]
+
+
+def test_allow_short_sells_the_short_targets_short_and_without_it_they_are_clipped(
+        engine: Engine, state_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("OPENBELL_RUN_DEFAULTS", raising=False)
+    upsert_bars(engine, synthetic_bars(DAYS[-3:]), source="test")
+    out, shorted = traded(monkeypatch, capsys, *LAGGARDS, "--db", state_url, "--allow-short")
+    assert SHORTS in out and WHOLE in out
+    opened = _opened_shorts(shorted)
+    assert len(opened) > 0 and (shorted.positions < 0).any().any()
+    short = shorted.positions.where(shorted.positions < 0).stack().dropna()
+    assert (short == short.round()).all()  # a short is whole shares
+    assert (shorted.positions.iloc[-1] == 0).all()  # closed at the session's last bar
+    out, clipped = traded(monkeypatch, capsys, *LAGGARDS, "--db", state_url)
+    assert "short sales" not in out and "; whole shares, min notional" in out
+    assert len(clipped.orders) > 0 and (clipped.positions >= 0).all().all() and _opened_shorts(clipped).empty
+    # the run default turns them on as the flag does
+    monkeypatch.setenv("OPENBELL_RUN_DEFAULTS", '{"allow_short": true}')
+    out, by_default = traded(monkeypatch, capsys, *LAGGARDS, "--db", state_url)
+    assert SHORTS in out and by_default.orders.equals(shorted.orders)
+
+
+def test_fractional_sizes_orders_in_fractions_of_a_share(
+        engine: Engine, state_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("OPENBELL_RUN_DEFAULTS", raising=False)
+    upsert_bars(engine, synthetic_bars(DAYS[-2:]), source="test")
+    args = (*BASE, "--from", "2025-11-20", "--to", "2025-11-20", "--db", state_url)
+    out, whole = traded(monkeypatch, capsys, *args)
+    assert WHOLE in out and "fractions" not in out
+    assert (whole.orders["qty"] == whole.orders["qty"].round()).all()
+    out, fractions = traded(monkeypatch, capsys, *args, "--fractional")
+    assert f"; {FRACTIONS}, min notional" in out, out
+    qty = fractions.orders["qty"]
+    assert (qty != qty.round()).sum() > len(qty) // 2
+    assert (qty == qty.round(9)).all()  # at most 9 decimals, as Alpaca takes them
+
+
+def test_allow_short_changes_nothing_for_a_long_only_strategy(
+        engine: Engine, state_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("OPENBELL_RUN_DEFAULTS", raising=False)
+    upsert_bars(engine, synthetic_bars(DAYS[-2:]), source="test")
+    args = (*BASE, "--from", "2025-11-20", "--to", "2025-11-20", "--db", state_url)
+    out, long_only = traded(monkeypatch, capsys, *args)
+    out_short, allowed = traded(monkeypatch, capsys, *args, "--allow-short")
+    lines, lines_short = out.splitlines(), out_short.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("each session starts flat"))
+    assert SHORTS in lines_short[header] and SHORTS not in lines[header]
+    assert lines[:header] + lines[header + 1:] == lines_short[:header] + lines_short[header + 1:]
+    assert len(long_only.orders) > 0 and allowed.orders.equals(long_only.orders)
+
+
 # -- bad input, refused before any data is read ----------------------------------------------------------
 
 D = ("--from", "2025-11-17", "--to", "2025-11-20", "--db", "postgresql://nobody@127.0.0.1:9/none")
@@ -180,6 +263,10 @@ D = ("--from", "2025-11-17", "--to", "2025-11-20", "--db", "postgresql://nobody@
     (("--strategy", "momentum_rotation", "--cost-bps", "-1", *D), ("--cost-bps must be a number >= 0",)),
     (("--strategy", "momentum_rotation", "--warmup-sessions", "61", *D), ("--warmup-sessions must be in 0..60",)),
     (("--from", "2025-11-17", "--to", "2025-11-20"), ("the following arguments are required: --strategy",)),
+    (("--strategy", "momentum_rotation", "--allow-short=yes", *D),
+     ("argument --allow-short: ignored explicit argument 'yes'",)),
+    (("--strategy", "momentum_rotation", "--fractional=false", *D),
+     ("argument --fractional: ignored explicit argument 'false'",)),
 ])
 def test_bad_input_is_refused_with_one_line(args: tuple[str, ...], needles: tuple[str, ...], tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:

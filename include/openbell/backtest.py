@@ -8,10 +8,12 @@ Execution model: the targets decided after minute t are traded at t's close and 
 close-to-close returns (a symbol without a bar carries its price). Every session starts flat and is
 liquidated at its last bar's close; nothing is held overnight. Costs are ``cost_bps`` per unit of
 turnover (sum of absolute weight changes). With ``limits``, targets are clipped like
-:class:`~openbell.strategy.risk.RiskGate` does and the daily loss latch flattens the rest of a session.
+:class:`~openbell.strategy.risk.RiskGate` does (a short of a symbol outside ``limits.shortable`` set to 0
+first) and the daily loss latch flattens the rest of a session.
 
 ``run_shares`` trades shares instead of weights: each minute the limited targets go through the live
-:class:`~openbell.policy.OrderPolicy` (whole shares, ``min_notional``, band) and fill at the minute's close,
+:class:`~openbell.policy.OrderPolicy` (whole shares or the policy's ``fractional`` symbols in fractions, shorts
+when ``limits.allow_short``, ``min_notional``, band) and fill at the minute's close, a limit order too,
 paying ``cost_bps`` on the traded notional (:func:`trade_shares` trades any targets so, e.g. a day's replay
 with its parameter versions, closing at the trading cut-off). The vectorized ``run`` is the fast approximation
 the optimizer uses; the two differ by the rounding to whole shares and the orders ``min_notional`` leaves out.
@@ -71,7 +73,7 @@ def simulate(data: MarketArrays, targets: np.ndarray, cost_bps: float,
     """(net returns (T,), turnover (T,), held weights (T,N), latched session numbers) of targets."""
     if not (isinstance(cost_bps, int | float) and math.isfinite(cost_bps) and cost_bps >= 0):
         raise ValueError(f"cost_bps must be a non-negative number, got {cost_bps!r}")
-    w = clip_weights(targets, limits) if limits is not None else np.where(np.isfinite(targets), targets, 0.0)
+    w = limited(targets, limits, data.symbols)
     starts, ends = data.session_starts[:-1], data.session_starts[1:] - 1
     w[ends] = 0.0
     net, turnover = _pnl(data, w, starts, cost_bps)
@@ -87,6 +89,18 @@ def simulate(data: MarketArrays, targets: np.ndarray, cost_bps: float,
         if latched:
             net, turnover = _pnl(data, w, starts, cost_bps)
     return net, turnover, w, latched
+
+
+def limited(raw: np.ndarray, limits: RiskLimits | None, symbols: Sequence[str]) -> np.ndarray:
+    """Targets (T,N on ``symbols``) within ``limits`` as :class:`~openbell.strategy.risk.RiskGate` applies them:
+    a short of a symbol not in ``limits.shortable`` (when it names some) set to 0, then :func:`clip_weights`."""
+    if limits is None:
+        return np.where(np.isfinite(raw), raw, 0.0)
+    if limits.allow_short and limits.shortable is not None:
+        barred = [j for j, sym in enumerate(symbols) if sym not in limits.shortable]
+        raw = raw.copy()
+        raw[:, barred] = np.where(raw[:, barred] < 0, 0.0, raw[:, barred])
+    return clip_weights(raw, limits)
 
 
 def _pnl(data: MarketArrays, w: np.ndarray, starts: np.ndarray,
@@ -210,7 +224,7 @@ def trade_shares(strategy_name: str, params: dict[str, Any], data: MarketArrays,
     if close_at is not None and len(close_at) != data.n_sessions - warmup_sessions:
         raise ValueError(f"close_at needs one time per evaluated session, got {len(close_at)}")
     policy = policy or OrderPolicy()
-    limited = clip_weights(raw, limits) if limits is not None else np.where(np.isfinite(raw), raw, 0.0)
+    within = limited(raw, limits, data.symbols)
     closes = pd.DataFrame(data.close).ffill().to_numpy()
     symbols, rate, first = data.symbols, cost_bps / 1e4, int(data.session_starts[warmup_sessions])
     held = np.zeros((len(data.times) - first, len(symbols)))
@@ -235,7 +249,7 @@ def trade_shares(strategy_name: str, params: dict[str, Any], data: MarketArrays,
             elif t == b - 1 or (until is not None and data.times[t] + minute >= until):
                 intents, kind, closed = policy.close_all(shares), "close", True
             else:
-                targets = dict(zip(symbols, [0.0] * len(symbols) if latched else limited[t].tolist(), strict=True))
+                targets = dict(zip(symbols, [0.0] * len(symbols) if latched else within[t].tolist(), strict=True))
                 intents, kind = policy.decide(targets, before, prices, shares, None, symbols).intents, "policy"
             for o in intents:
                 price = prices[o.symbol]

@@ -20,6 +20,7 @@ the replay held from 50 to 51) + refused -84 (28 AAA held by the replay from 104
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
@@ -65,9 +66,11 @@ def _order(conn: Connection, day: date, coid: str, symbol: str, side: str, qty: 
                                           reject_reason=reject))
 
 
-def seed_day(engine: Engine, day: date = DAY, *, strategy: str = STRATEGY, run_params: bool = True) -> None:
+def seed_day(engine: Engine, day: date = DAY, *, strategy: str = STRATEGY, run_params: bool = True,
+             kinds: dict[str, Any] | None = None, terms: dict[str, list[str]] | None = None) -> None:
     """The day above (on ``day``, the first five minutes of the session before it stored too) in ``engine``'s
-    database."""
+    database; ``kinds`` are run parameters recorded besides :data:`RUN_PARAMS` (``fractional``, ``allow_short``),
+    ``terms`` the assets' terms the live attempt recorded."""
     before = previous_sessions(day, 1)[0].date
     upsert_bars(engine, pd.concat([bars(before, 5), bars(day)], ignore_index=True), "test")
 
@@ -99,4 +102,6 @@ def seed_day(engine: Engine, day: date = DAY, *, strategy: str = STRATEGY, run_p
                                                     "decision_seq": seq[i]}, ts=minute(i + 1))
     with step(engine, day, "live_trading") as record:
         if run_params:
-            record.summary["run_params"] = {**RUN_PARAMS, "strategy": strategy}
+            record.summary["run_params"] = {**RUN_PARAMS, "strategy": strategy, **(kinds or {})}
+        if terms is not None:
+            record.summary["asset_terms"] = terms

@@ -1,7 +1,8 @@
 """Strategies the day report's tests replay, named ``day_strategies:Class`` (this directory is on sys.path).
 
 ``StepIn`` holds ``weight`` of the equity in AAA from 09:32 ET on, and a quarter in BBB from 09:33 to 09:35 ET;
-it decides by the minute alone, so its orders are worked out by hand in ``day_fixture``.
+it decides by the minute alone, so its orders are worked out by hand in ``day_fixture``. ``StepInShort`` holds
+the quarter of BBB short instead.
 """
 
 from __future__ import annotations
@@ -43,3 +44,10 @@ class StepIn:
         if "09:33" <= hhmm < "09:36":
             weights["BBB"] = 0.25
         return weights
+
+
+class StepInShort(StepIn):
+    name = "step_in_short"
+
+    def on_minute(self, ts: datetime, bars: Mapping[str, Any]) -> dict[str, float]:
+        return {s: -w if s == "BBB" and w else w for s, w in super().on_minute(ts, bars).items()}

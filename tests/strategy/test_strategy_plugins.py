@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from importlib.metadata import EntryPoint
 from typing import Any
 
@@ -22,6 +23,7 @@ from openbell.strategy import (
     GROUP,
     Bar,
     InvalidParams,
+    RiskLimits,
     build,
     diagnostics,
     known,
@@ -348,3 +350,19 @@ def test_a_plug_in_in_a_submodule_holds_the_fallers_short(bars: pd.DataFrame) ->
     assert np.isclose(shorts, -0.3).mean() > 0.5  # two symbols falling most of the time
     assert np.isclose(np.where(held > 0, held, 0.0).sum(axis=1), 0.5).mean() > 0.5
     assert (held.min(axis=1) >= -0.15 - 1e-12).all()
+
+
+def test_the_share_backtest_sells_short_only_the_shortable_symbols(bars: pd.DataFrame) -> None:
+    """With ``RiskLimits.shortable`` naming some symbols, a short target of any other is 0, as the live risk gate
+    sets it; without a list every symbol may be sold short."""
+    spec, params = "ob_example.laggards:LeadersAndLaggards", {"lookback": 10, "short_k": 2, "short_gross": 0.3}
+    limits = RiskLimits(max_weight=0.5, daily_loss_limit=None, allow_short=True)
+    every = backtest.run_shares(spec, params, bars, limits=limits, cash=1e6)
+    shorted = set(every.positions.columns[(every.positions < 0).any()])
+    assert len(shorted) >= 3
+    some = frozenset(sorted(shorted)[:2])
+    only = backtest.run_shares(spec, params, bars, limits=replace(limits, shortable=some), cash=1e6)
+    assert set(only.positions.columns[(only.positions < 0).any()]) == some
+    assert len(only.orders) > 0
+    vector = backtest.run(spec, params, bars, limits=replace(limits, shortable=some)).weights
+    assert set(vector.columns[(vector < 0).any()]) == some

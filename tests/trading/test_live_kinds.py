@@ -55,6 +55,8 @@ def test_fractional_limit_and_short_orders_trade_and_the_liquidation_ends_flat(e
         positions = client.get_all_positions()
         still_open = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN))
     assert report.orders > 0
+    # the terms it read, recorded for the day's replay: SDS hard to borrow, XLF not fractionable
+    assert report.asset_terms == {"fractionable": ["SDS", "SSO", "TQQQ"], "shortable": ["SSO", "TQQQ", "XLF"]}
     limits = [o for o in orders if o.type == "limit"]
     assert limits and all(o.time_in_force == "day" and o.limit_price for o in limits)
     by_symbol = {(o.symbol, o.side.value) for o in limits}

@@ -1,5 +1,6 @@
 """The live step records the run's parameters in its summary, where the day's report finds them to replay
-the day with the same strategy, parameters, universe, limits and cut-off."""
+the day with the same strategy, parameters, universe, limits and cut-off, and the assets' terms the attempt
+read (which symbols it could size in fractions or sell short)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from sqlalchemy import Engine
 
 from dates import SESSION, the_session
 from openbell import trading
-from openbell.dayreport.live import recorded_run_params
+from openbell.dayreport.live import recorded_asset_terms, recorded_run_params
 from openbell.params import RunParams
 from openbell.store.ledger import steps_for
 from openbell.trading.attempt_report import AttemptReport
 from openbell.workflow import steps
+
+TERMS = {"fractionable": ["SQQQ", "TQQQ"], "shortable": ["TQQQ"]}
 
 
 def test_the_live_step_records_the_run_parameters(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -28,7 +31,7 @@ def test_the_live_step_records_the_run_parameters(engine: Engine, monkeypatch: p
 
     def attempt(*args: Any, **options: Any) -> AttemptReport:
         asked.update(options)
-        return AttemptReport(session_date=SESSION.isoformat())
+        return AttemptReport(session_date=SESSION.isoformat(), asset_terms=TERMS)
 
     monkeypatch.setattr(steps, "from_airflow", lambda context: ctx)
     monkeypatch.setattr(steps, "require_live", lambda ctx: None)
@@ -40,3 +43,4 @@ def test_the_live_step_records_the_run_parameters(engine: Engine, monkeypatch: p
     [row] = steps_for(engine, SESSION)
     assert row["summary"]["run_params"] == expected
     assert recorded_run_params(engine, SESSION) == expected
+    assert row["summary"]["asset_terms"] == TERMS and recorded_asset_terms(engine, SESSION) == TERMS

@@ -4,7 +4,9 @@ and of the warm-up sessions before it.
 
 The settings are those the ``live_trading`` step recorded (its summary's ``run_params``); a day recorded
 without them takes its strategy from the parameter versions its decisions used, everything else from the
-deployment's run defaults (:func:`openbell.params.run_defaults`), and says so (:attr:`Settings.source`).
+deployment's run defaults (:func:`openbell.params.run_defaults`), and says so (:attr:`Settings.source`). The
+assets' terms (which symbols were fractionable, which shortable and easy to borrow) are those the day's last
+``live_trading`` attempt that read them recorded (its summary's ``asset_terms``), if any.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ REJECTED, NOT_SENT = "rejected", "not_sent"
 class Settings:
     """What the day traded and how: the strategy (any spelling :func:`openbell.strategy.resolve` takes), the
     parameters the run fixed (``override``; None: the stored versions), the universe, the warm-up, the risk
-    limits, the order rules and the trading cut-off; ``source`` says where they come from."""
+    limits, the order rules and the trading cut-off; ``source`` says where they come from. ``fractionable`` and
+    ``shortable`` are the assets' terms the day read (None: not recorded)."""
 
     strategy: str
     source: str
@@ -41,6 +44,10 @@ class Settings:
     min_notional: float
     rebalance_band: float
     liquidate_minutes_before_close: float
+    fractional: bool = False
+    allow_short: bool = False
+    fractionable: tuple[str, ...] | None = None
+    shortable: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,9 +122,27 @@ def recorded_run_params(engine: Engine, session_date: date) -> dict[str, Any] | 
     return found if isinstance(found, dict) else None
 
 
-def settings_of(recorded: dict[str, Any] | None, version_strategies: set[str]) -> Settings:
+def recorded_asset_terms(engine: Engine, session_date: date) -> dict[str, Any] | None:
+    """The assets' terms (``fractionable``, ``shortable``: symbol lists) the day's last ``live_trading`` attempt
+    that read them recorded."""
+    with engine.connect() as conn:
+        found = conn.execute(text(
+            "SELECT summary -> 'asset_terms' FROM step_runs WHERE session_date = :d AND step = 'live_trading'"
+            " AND jsonb_typeof(summary -> 'asset_terms') = 'object' ORDER BY started_at DESC, id DESC LIMIT 1"),
+            {"d": session_date}).scalar()
+    return found if isinstance(found, dict) else None
+
+
+def _symbols(terms: dict[str, Any] | None, key: str) -> tuple[str, ...] | None:
+    found = (terms or {}).get(key)
+    return tuple(str(s) for s in found) if isinstance(found, list) else None
+
+
+def settings_of(recorded: dict[str, Any] | None, version_strategies: set[str],
+                terms: dict[str, Any] | None = None) -> Settings:
     """The day's settings: ``recorded`` over the run defaults; the strategy, when not recorded, of the
-    parameter versions the decisions used (``version_strategies``) if they name one."""
+    parameter versions the decisions used (``version_strategies``) if they name one; ``terms`` the assets'
+    terms the day read (:func:`recorded_asset_terms`)."""
     values = {**_defaults(), **(recorded or {})}
     if recorded is not None:
         source = "recorded by the day's live_trading step"
@@ -134,7 +159,11 @@ def settings_of(recorded: dict[str, Any] | None, version_strategies: set[str]) -
         daily_loss_limit=float(values["daily_loss_limit"]), min_notional=float(values["min_notional"]),
         # a day recorded before the band existed traded every change worth min_notional
         rebalance_band=float(recorded.get("rebalance_band", 0.0) if recorded is not None else values["rebalance_band"]),
-        liquidate_minutes_before_close=float(values["liquidate_minutes_before_close"]))
+        liquidate_minutes_before_close=float(values["liquidate_minutes_before_close"]),
+        # a day recorded before the order kinds existed traded whole shares, long only
+        fractional=bool(recorded.get("fractional", False) if recorded is not None else values["fractional"]),
+        allow_short=bool(recorded.get("allow_short", False) if recorded is not None else values["allow_short"]),
+        fractionable=_symbols(terms, "fractionable"), shortable=_symbols(terms, "shortable"))
 
 
 def _refused(engine: Engine, d: date, orders: pd.DataFrame, minute_of: dict[int, pd.Timestamp]) -> pd.DataFrame:
@@ -190,7 +219,8 @@ def load_day(engine: Engine, session_date: date) -> LiveDay:
                                    {"d": d}).scalar()
     used = sorted({int(v) for v in decisions["version"] if v is not None})
     versions = _versions(engine, used)
-    settings = settings_of(recorded_run_params(engine, d), {v["strategy"] for v in versions.values()})
+    settings = settings_of(recorded_run_params(engine, d), {v["strategy"] for v in versions.values()},
+                           recorded_asset_terms(engine, d))
     warmup = calendar.previous_sessions(d, settings.warmup_sessions)
     bars = load_bars(engine, settings.universe, warmup[0].open if warmup else s.open, s.close)
     return LiveDay(

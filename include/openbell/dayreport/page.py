@@ -105,7 +105,8 @@ def _subtitle(result: DayResult) -> list[str]:
     rep = result.replayed
     if rep is not None:
         lines.append(f"replay: warmed up on {rep.warmup_sessions} stored session(s) before the day, every minute"
-                     f" decided, fills at the decided minute's close, no costs, closed at the cut-off")
+                     f" decided, fills at the decided minute's close, no costs, closed at the cut-off"
+                     + (f"; {rep.kinds}" if rep.kinds else ""))
     return lines
 
 

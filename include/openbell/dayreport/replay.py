@@ -8,7 +8,10 @@ once per parameter version the day used. Each minute takes the targets of the ve
 of the last live decision at or before it (before the first decision, the first decision's); a decision
 without a version ran on the run's fixed parameters, else on the strategy's defaults. The targets go through
 the day's risk limits and the live order policy (:func:`openbell.backtest.trade_shares`), starting flat with
-the day's opening equity, without costs, every position closed at the trading cut-off.
+the day's opening equity, without costs, every position closed at the trading cut-off. A day that allowed
+fractions or short sales is replayed with them, for the assets the day read as fractionable, or shortable and
+easy to borrow (:attr:`~openbell.dayreport.live.Settings.fractionable`, ``shortable``); when those terms were
+not recorded every symbol is taken as both, and :attr:`Replay.kinds` says so.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import pandas as pd
 from openbell import backtest
 from openbell.backtest import ShareResult
 from openbell.calendar import ET
-from openbell.dayreport.live import LiveDay
+from openbell.dayreport.live import LiveDay, Settings
 from openbell.policy import OrderPolicy
 from openbell.strategy import InvalidParams, RiskLimits, build, resolve
 from openbell.strategy.data import prepare
@@ -33,12 +36,14 @@ Version = int | None
 class Replay:
     """The replayed day: ``result`` (orders of kind ``policy`` before the cut-off, ``close`` at it; equity and
     positions after each minute), the version in force at each minute (``version_at``), the parameters of
-    each version replayed and the warm-up sessions that had stored bars."""
+    each version replayed and the warm-up sessions that had stored bars; ``kinds`` how it sized and sold short
+    (:func:`order_kinds`; None: whole shares, long only)."""
 
     result: ShareResult
     version_at: pd.Series
     params: dict[Version, dict[str, Any]]
     warmup_sessions: int
+    kinds: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,22 @@ def versions_in_force(minutes: pd.DatetimeIndex, decisions: pd.DataFrame) -> pd.
     versions = [None if pd.isna(v) else int(v) for v in ordered["version"]]
     positions = at.searchsorted(minutes, side="right") - 1
     return pd.Series([versions[max(int(i), 0)] for i in positions], index=minutes, dtype=object, name="version")
+
+
+UNRECORDED = "the assets' terms the day read are not recorded: every symbol taken as {}"
+
+
+def order_kinds(s: Settings) -> str | None:
+    """The fractions and short sales the replay trades, for which symbols and why; None: neither."""
+    kinds = []
+    if s.fractional:
+        kinds.append(f"fractions of a share for every symbol ({UNRECORDED.format('fractionable')})"
+                     if s.fractionable is None else
+                     f"fractions of a share for {', '.join(s.fractionable) or 'no symbol'} (fractionable that day)")
+    if s.allow_short:
+        kinds.append(f"short sales of every symbol ({UNRECORDED.format('shortable')})" if s.shortable is None else
+                     f"short sales of {', '.join(s.shortable) or 'no symbol'} (shortable and easy to borrow that day)")
+    return "; ".join(kinds) or None
 
 
 def _params(day: LiveDay, version: Version) -> dict[str, Any] | None:
@@ -96,11 +117,14 @@ def replay_day(day: LiveDay) -> Replay | NoReplay:
     stitched = pd.DataFrame(rows, index=minutes, columns=list(s.universe))
     data = prepare(today, s.universe)
     raw = stitched.reindex(data.times).to_numpy(dtype=float)
-    limits = RiskLimits(max_weight=s.max_weight, max_gross=s.max_gross, daily_loss_limit=s.daily_loss_limit)
+    limits = RiskLimits(max_weight=s.max_weight, max_gross=s.max_gross, daily_loss_limit=s.daily_loss_limit,
+                        allow_short=s.allow_short, shortable=None if s.shortable is None else frozenset(s.shortable))
     first = next(iter(params.values()))
-    policy = OrderPolicy(min_notional=s.min_notional, band=s.rebalance_band)
+    fractional = frozenset(s.universe if s.fractionable is None else s.fractionable) if s.fractional else frozenset()
+    policy = OrderPolicy(min_notional=s.min_notional, band=s.rebalance_band, fractional=fractional)
     result = backtest.trade_shares(name, first, data, raw, warmup_sessions=0, cost_bps=0.0, limits=limits,
                                    cash=day.capital, policy=policy, close_at=[day.trade_until])
     before = pd.to_datetime(day.bars["timestamp"], utc=True)
     warm = before[before < pd.Timestamp(day.session.open)].dt.tz_convert(ET).dt.date.nunique()
-    return Replay(result=result, version_at=version_at, params=params, warmup_sessions=int(warm))
+    return Replay(result=result, version_at=version_at, params=params, warmup_sessions=int(warm),
+                  kinds=order_kinds(s))

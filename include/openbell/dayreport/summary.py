@@ -79,6 +79,8 @@ def day_lines(result: DayResult) -> list[str]:
     lines = [f"live against the replay ({s.strategy}; parameter versions: {result.versions()}):"]
     if isinstance(result.replay, NoReplay):
         lines.append(f"  no replay: {result.replay.reason}")
+    elif result.replay.kinds:
+        lines.append(f"  replayed with {result.replay.kinds}")
     lines.append(f"  live P&L {_money(c.live_pnl)}, replay P&L {_money(c.replay_pnl)},"
                  f" difference {_money(c.difference)}")
     if c.attribution:

@@ -5,7 +5,10 @@ The bars come from openbell's Postgres (``--db``, else the same database ``openb
 deployment's risk limits (:func:`openbell.params.run_defaults`), then the live
 :class:`~openbell.policy.OrderPolicy` (whole shares, minimum notional, pre-trade limits), fills at each
 minute's close paying ``--cost-bps`` of the traded notional; :func:`openbell.backtest.run` (weights,
-vectorized) is shown beside them. ``--html`` writes the page of :mod:`openbell.performance.page`.
+vectorized) is shown beside them. The run defaults ``fractional`` and ``allow_short`` (or ``--fractional`` and
+``--allow-short``, which can only turn them on) trade fractions and short sales; the bars do not say which
+assets are fractionable or shortable, so every symbol is taken as both, and the header says so. ``--html``
+writes the page of :mod:`openbell.performance.page`.
 
 Bad input is refused before any work with one line on stderr and exit code 2; nothing is written then.
 """
@@ -60,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--cash", type=float, default=100_000.0, metavar="X", help="capital each session starts with (100000)")
     add("--warmup-sessions", type=int, metavar="N",
         help="sessions before --from that warm the signals up (default: the run's warmup_sessions)")
+    add("--fractional", action="store_true",
+        help="size orders in fractions of a share, every symbol taken as fractionable (shorts stay whole shares);"
+             " only turns it on: the run default fractional=true cannot be turned off here")
+    add("--allow-short", action="store_true",
+        help="let negative target weights become short sales, every symbol taken as shortable and easy to"
+             " borrow; only turns it on: the run default allow_short=true cannot be turned off here")
     return p
 
 
@@ -76,6 +85,8 @@ class Plan:
     html: Path | None
     force: bool
     settings: RunParams  # the deployment's run defaults: risk limits and order rules
+    fractional: bool = False  # the run default or --fractional: every symbol sized in fractions
+    allow_short: bool = False  # the run default or --allow-short: every symbol may be sold short
 
 
 def _universe(text: str | None, default: list[str]) -> list[str]:
@@ -118,7 +129,8 @@ def plan(args: argparse.Namespace) -> Plan:
     if not (math.isfinite(args.cash) and args.cash > 0):
         raise BacktestInputError(f"--cash must be a number > 0, got {args.cash}")
     html = output_path(args.html, args.force, BacktestInputError)
-    return Plan(args.strategy, params, when, universe, args.cost_bps, args.cash, html, args.force, settings)
+    return Plan(args.strategy, params, when, universe, args.cost_bps, args.cash, html, args.force, settings,
+                fractional=settings.fractional or args.fractional, allow_short=settings.allow_short or args.allow_short)
 
 
 class Progress:
@@ -164,6 +176,14 @@ class Outcome:
     lines: list[str]
 
 
+def kinds(p: Plan) -> str:
+    """How the orders are sized and which sides they take, as the header says it."""
+    size = "fractions of a share (every symbol taken as fractionable)" if p.fractional else "whole shares"
+    short = ", short sales allowed (every symbol taken as shortable and easy to borrow)" if p.allow_short else ""
+    limit = p.settings.order_type == "limit"
+    return size + short + (", marketable limit orders (filled at the close as market orders)" if limit else "")
+
+
 def _vector(v: BacktestResult) -> str:
     return f"{v.total_return:+.2%}, Sharpe {v.score:.2f}, max drawdown {v.max_drawdown:.2%}"
 
@@ -175,7 +195,8 @@ def run(p: Plan, bars: pd.DataFrame, progress: Callable[[str], None], source: st
     from openbell.strategy.risk import RiskLimits
 
     s = p.settings
-    limits = RiskLimits(max_weight=s.max_weight, max_gross=s.max_gross, daily_loss_limit=s.daily_loss_limit)
+    limits = RiskLimits(max_weight=s.max_weight, max_gross=s.max_gross, daily_loss_limit=s.daily_loss_limit,
+                        allow_short=p.allow_short)  # shortable None: any symbol
     days = [x.date for x in p.span.sessions]
     done = iter(range(1, len(days) + 1))
 
@@ -184,7 +205,8 @@ def run(p: Plan, bars: pd.DataFrame, progress: Callable[[str], None], source: st
         progress(f"traded {days[n - 1]} ({n}/{len(days)})")
 
     policy = _AnnouncingPolicy(min_notional=s.min_notional, band=s.rebalance_band, limits=s.order_limits(),
-                               closing=closed)
+                               fractional=frozenset(p.universe) if p.fractional else frozenset(),
+                               order_type=s.order_type, limit_collar=s.limit_collar, closing=closed)
     common: dict[str, Any] = {"warmup_sessions": len(p.span.warmup), "cost_bps": p.cost_bps, "limits": limits,
                               "universe": p.universe}
     try:
@@ -201,7 +223,7 @@ def run(p: Plan, bars: pd.DataFrame, progress: Callable[[str], None], source: st
         f"targets: {'the vectorized twin' if vector_twin(strategy_class(p.strategy)) else 'on_minute replayed'}",
         f"universe: {' '.join(p.universe)}",
         f"each session starts flat with {p.cash:,.2f} and ends flat; risk limits max_weight {s.max_weight},"
-        f" max_gross {s.max_gross}, daily_loss_limit {s.daily_loss_limit}; whole shares, min notional"
+        f" max_gross {s.max_gross}, daily_loss_limit {s.daily_loss_limit}; {kinds(p)}, min notional"
         f" {s.min_notional:g}, rebalance band {s.rebalance_band:g}; fills at each minute's close, costs"
         f" {p.cost_bps:g} bps of traded notional",
         "",
@@ -224,7 +246,7 @@ def write_page(p: Plan, outcome: Outcome, source: str) -> int:
     subtitle = [f"{len(p.span.sessions)} session(s) from {p.span.sessions[0].date} to {p.span.sessions[-1].date}"
                 f" after {len(p.span.warmup)} warm-up; bars from {source}",
                 f"params {json.dumps(p.params, sort_keys=True)}", f"universe {' '.join(p.universe)}",
-                f"{p.cash:,.0f} each session, whole shares through the live order policy, fills at each minute's"
+                f"{p.cash:,.0f} each session, {kinds(p)} through the live order policy, fills at each minute's"
                 f" close, costs {p.cost_bps:g} bps of traded notional"]
     page = performance_page(outcome.record, title=f"Backtest: {p.strategy}", subtitle=subtitle, rows=rows,
                             footer=f"openbell backtest, {time.strftime('%Y-%m-%d %H:%M %Z')}")

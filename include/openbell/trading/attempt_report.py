@@ -70,6 +70,9 @@ class AttemptReport:
     writer: dict[str, int] = field(default_factory=dict)
     reconcile: dict[str, Any] = field(default_factory=dict)
     risk_clips: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the assets' terms read when the attempt prepared (a run allowing fractions or short sales): the universe's
+    # fractionable symbols and its shortable and easy to borrow ones; the day's replay sizes and shorts by them
+    asset_terms: dict[str, list[str]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -119,8 +119,9 @@ class Preparation:
                                     key.decision_seq if key else -2)
 
     def asset_terms(self) -> tuple[frozenset[str], frozenset[str]]:
-        """(fractionable, shortable and easy to borrow): the universe's symbols as the broker's assets say. An
-        asset the broker does not know or cannot tell about counts as neither: whole shares, no short."""
+        """(fractionable, shortable and easy to borrow): the universe's symbols as the broker's assets say,
+        recorded in the report (``asset_terms``). An asset the broker does not know or cannot tell about counts as
+        neither: whole shares, no short."""
         fractionable: set[str] = set()
         shortable: set[str] = set()
         for symbol in self._universe:
@@ -137,6 +138,7 @@ class Preparation:
             if terms.shortable and terms.easy_to_borrow:
                 shortable.add(symbol)
         log.info("assets: fractionable %s; shortable and easy to borrow %s", sorted(fractionable), sorted(shortable))
+        self._report.asset_terms = {"fractionable": sorted(fractionable), "shortable": sorted(shortable)}
         return frozenset(fractionable), frozenset(shortable)
 
     def start_day(self, gate: RiskGate, portfolio: Portfolio) -> None:
