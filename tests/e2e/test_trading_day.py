@@ -104,11 +104,11 @@ LONG_SHORT = "ob_example.laggards:LeadersAndLaggards"  # no vectorized twin
 
 def test_an_early_close_day_moves_the_optimization_and_the_liquidation(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """The half day after Thanksgiving, traded by a plug-in strategy from outside the package, with fractional
+    """The whole half day after Thanksgiving, traded by a plug-in strategy from outside the package, with fractional
     limit orders and short sales allowed, as a deployment's run defaults set them."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(STRATEGIES), os.environ.get("PYTHONPATH")])))
     defaults = {"strategy": LONG_SHORT, "fractional": True, "order_type": "limit", "allow_short": True}
-    result, seen = _rehearse(tmp_path, date(2025, 11, 28), start="11:00", run_defaults=json.dumps(defaults))
+    result, seen = _rehearse(tmp_path, date(2025, 11, 28), run_defaults=json.dumps(defaults))  # from 09:25
     steps = {s["step"]: s for s in result.report["steps"]}
     assert result.run_state == "success", result.task_states
     # the plug-in traded through Airflow's workers: limit orders, fractions of a share, short sales
