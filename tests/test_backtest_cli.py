@@ -210,11 +210,17 @@ def test_allow_short_sells_the_short_targets_short_and_without_it_they_are_clipp
     assert SHORTS in out and by_default.orders.equals(shorted.orders)
 
 
-def test_fractional_sizes_orders_in_fractions_of_a_share(
-        engine: Engine, state_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def one_day(engine: Engine, state_url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, ...]:
+    """The arguments of a one-session momentum backtest over stored bars, with no run defaults set."""
     monkeypatch.delenv("OPENBELL_RUN_DEFAULTS", raising=False)
     upsert_bars(engine, synthetic_bars(DAYS[-2:]), source="test")
-    args = (*BASE, "--from", "2025-11-20", "--to", "2025-11-20", "--db", state_url)
+    return (*BASE, "--from", "2025-11-20", "--to", "2025-11-20", "--db", state_url)
+
+
+def test_fractional_sizes_orders_in_fractions_of_a_share(
+        one_day: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    args = one_day
     out, whole = traded(monkeypatch, capsys, *args)
     assert WHOLE in out and "fractions" not in out
     assert (whole.orders["qty"] == whole.orders["qty"].round()).all()
@@ -226,10 +232,8 @@ def test_fractional_sizes_orders_in_fractions_of_a_share(
 
 
 def test_allow_short_changes_nothing_for_a_long_only_strategy(
-        engine: Engine, state_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.delenv("OPENBELL_RUN_DEFAULTS", raising=False)
-    upsert_bars(engine, synthetic_bars(DAYS[-2:]), source="test")
-    args = (*BASE, "--from", "2025-11-20", "--to", "2025-11-20", "--db", state_url)
+        one_day: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    args = one_day
     out, long_only = traded(monkeypatch, capsys, *args)
     out_short, allowed = traded(monkeypatch, capsys, *args, "--allow-short")
     lines, lines_short = out.splitlines(), out_short.splitlines()
