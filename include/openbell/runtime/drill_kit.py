@@ -26,6 +26,10 @@ DAY = date(2025, 11, 20)
 EVERY_STEP = ("wait_for_open", "download", "todays_bars", "reconcile", "live_trading", "midday_optimize",
               "eod_liquidate")
 Inject = Callable[[Rehearsal, dict[str, Any]], None]
+# The deployment's run parameters of drills that need many orders: a strategy that rebalances every minute on
+# score weights, whatever the day's default strategy would hold (the request budget, buying power, a resume).
+CHURN = ('{"strategy_params": {"lookback": 5, "vol_window": 10, "top_k": 3, "threshold": 0.0, '
+         '"rebalance_minutes": 1, "weighting": "score"}}')
 
 
 @dataclass(frozen=True)

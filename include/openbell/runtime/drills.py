@@ -34,6 +34,7 @@ from openbell.pg.throwaway import reachable_tempdir
 from openbell.ports import MarketDataPort, Window
 from openbell.runtime.control_drills import CONTROL_DRILLS
 from openbell.runtime.drill_kit import (
+    CHURN,
     DAY,
     EVERY_STEP,
     Drill,
@@ -130,10 +131,6 @@ def _orders_at_the_cut_off(day: Rehearsal, facts: dict[str, Any]) -> None:
         f"{o.client_order_id} at {o.submitted_at.isoformat()}" for o in ours
         if o.submitted_at is not None and o.submitted_at >= cut_off)
 
-
-# A strategy that rebalances every minute on score weights: many orders for the request budget.
-CHURN = ('{"strategy_params": {"lookback": 5, "vol_window": 10, "top_k": 3, "threshold": 0.0, '
-         '"rebalance_minutes": 1, "weighting": "score"}}')
 
 DRILLS: dict[str, Drill] = {d.name: d for d in (
     Drill("sparse_day", "a whole session on the IEX-like default market (thin names miss minutes), with a "
