@@ -32,10 +32,11 @@ $(CHROMIUM):
 	  && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium \
 	  || echo "chromium not installed: the browser test will be skipped"
 
-# The end-to-end tests run in two lanes, the tests without Airflow beside them at the lowest CPU priority
-# (tests/run_suite.sh says why that fits on 2 cores).
+# Tests without Airflow run two at a time (they mostly wait on simulated clocks); the end-to-end tests,
+# each a whole Airflow stack and a simulated day at up to 120x, one at a time.
 test: $(STAMP) lint browser
-	tests/run_suite.sh $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -p no:cacheprovider -m "not e2e" -n 2 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -p no:cacheprovider -m e2e --durations=30 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -p no:cacheprovider -m "not e2e" $(PYTEST_ARGS)

@@ -302,7 +302,6 @@ def _run(drill: Drill, result: DrillResult) -> None:
     CHECKS[drill.name](result)
 
 
-@pytest.mark.xdist_group("stage")  # one lane of `make test` (tests/run_suite.sh) holds the whole class
 class TestOnOneStage:
     """The drills that leave Airflow alone run one after another on one Airflow stack and Postgres server, each
     with its own simulator, state database and run of the session."""

@@ -3,7 +3,6 @@ through the ``trading_control`` DAG, triggered through Airflow's REST API as the
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -15,7 +14,6 @@ from openbell.runtime.airflow import TERMINAL
 from openbell.runtime.airflow_api import ADMIN
 from openbell.runtime.demo import Rehearsal
 from openbell.runtime.drill_kit import (
-    CHURN,
     Drill,
     kill_attempt,
     market_at,
@@ -125,10 +123,8 @@ def _loss_stop_while_exposed(day: Rehearsal, facts: dict[str, Any]) -> None:
 
 
 # The deployment's defaults for the loss-stop drill's scheduled run: a 3% loss limit (two buys of a quarter of
-# the equity filled 8% worse than the market trip it), one order a minute (the stop's closes outnumber it), and
-# a strategy that buys as soon as trading starts (CHURN), so that the stop trips well before the halt ends
-# whenever the data steps let trading start.
-TIGHT = json.dumps({"daily_loss_limit": 0.03, "max_orders_per_minute": 1, **json.loads(CHURN)})
+# the equity filled 8% worse than the market trip it), one order a minute (the stop's closes outnumber it).
+TIGHT = '{"daily_loss_limit": 0.03, "max_orders_per_minute": 1}'
 SSO_HALT_ENDS = "15:20"  # trading starts about 14:50 at 120x (the data steps come first)
 
 CONTROL_DRILLS = (
