@@ -19,7 +19,7 @@ from openbell.strategy import InvalidParams, build
 
 GOOD = {"lookback": 90, "vol_window": 90, "top_k": 2, "threshold": 1.0, "rebalance_minutes": 30,
         "weighting": "equal", "gross": 1.0}
-NOISE = {"lookback": 2, "vol_window": 5, "threshold": 0.0, "rebalance_minutes": 1}
+NOISE = {"lookback": 2, "vol_window": 5, "threshold": 0.0, "exit_threshold": 10.0, "rebalance_minutes": 1}
 
 
 class TickingClock:

@@ -63,6 +63,50 @@ def test_flat_when_nothing_qualifies():
     assert not select_weights(row(), PAIRS, p).any()
 
 
+def rows(*scores: dict[str, float]) -> np.ndarray:
+    return np.vstack([row(**r) for r in scores])
+
+
+def names(w: np.ndarray) -> list[set[str]]:
+    return [{U[i] for i in np.flatnonzero(r)} for r in w]
+
+
+def test_a_chosen_symbol_keeps_its_slot_while_it_stays_above_the_exit_threshold():
+    p = MomentumParams(top_k=1, threshold=1.0, exit_threshold=0.5)
+    s = rows({"ERX": 1.5, "TNA": 1.2}, {"ERX": 0.6, "TNA": 3.0}, {"ERX": 0.5, "TNA": 3.0}, {"ERX": 2.0, "TNA": 2.5})
+    # a newcomer scoring higher does not displace it; at or below exit_threshold it leaves for the best other
+    assert names(select_weights(s, PAIRS, p, days=np.zeros(4))) == [{"ERX"}, {"ERX"}, {"TNA"}, {"TNA"}]
+    # without the rows before (each row a session of its own): always the best above threshold
+    assert names(select_weights(s, PAIRS, p)) == [{"ERX"}, {"TNA"}, {"TNA"}, {"TNA"}]
+
+
+def test_each_session_starts_with_nothing_chosen():
+    p = MomentumParams(top_k=1, threshold=1.0)
+    s = rows({"ERX": 1.5, "TNA": 1.2}, {"ERX": 1.4, "TNA": 2.0})
+    assert names(select_weights(s, PAIRS, p, days=np.array([0, 0]))) == [{"ERX"}, {"ERX"}]
+    assert names(select_weights(s, PAIRS, p, days=np.array([0, 1]))) == [{"ERX"}, {"TNA"}]
+    # what was chosen at the rebalance before the first row stays, as live trading carries it
+    held = np.zeros(len(U), dtype=bool)
+    held[U.index("TNA")] = True
+    assert names(select_weights(row(ERX=3.0, TNA=0.2), PAIRS, p, held=held)) == [{"TNA"}]
+
+
+def test_a_kept_symbol_whose_pair_leg_scores_better_leaves():
+    p = MomentumParams(top_k=2, threshold=1.0, exit_threshold=0.0)
+    s = rows({"TQQQ": 1.5}, {"TQQQ": 0.8, "SQQQ": 1.1})
+    assert names(select_weights(s, PAIRS, p, days=np.zeros(2))) == [{"TQQQ"}, {"SQQQ"}]
+
+
+def test_the_buffer_halves_the_turnover_of_the_rotation(synthetic):
+    _, data = synthetic
+    def changes(params: dict) -> int:
+        w = backtest.vector_targets("momentum_rotation", params, data)
+        return int((np.abs(np.diff(w, axis=0)) > 1e-12).sum())
+    rotation = changes({"top_k": 2, "threshold": 0.5, "exit_threshold": 10.0, "rebalance_minutes": 1})
+    buffered = changes({"top_k": 2, "threshold": 0.5, "exit_threshold": 0.0, "rebalance_minutes": 1})
+    assert rotation > 50 and buffered < rotation / 2, (rotation, buffered)
+
+
 @pytest.fixture(scope="module")
 def synthetic() -> tuple[pd.DataFrame, object]:
     bars = make_bars(3, seed=5)

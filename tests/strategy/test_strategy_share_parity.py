@@ -19,8 +19,8 @@ from openbell.trading.portfolio import Fill, Portfolio
 CASES = {
     "defaults": ({}, RiskLimits(), OrderPolicy(), 1.0),
     "latched": (  # trading noise at 5 bps trips a 2% daily loss limit on two of the three days
-        {"top_k": 1, "threshold": 0.0, "rebalance_minutes": 1, "lookback": 5, "vol_window": 10},
-        RiskLimits(max_weight=0.5, daily_loss_limit=0.02), OrderPolicy(min_notional=500.0), 5.0),
+        {"top_k": 1, "threshold": 0.0, "exit_threshold": 10.0, "rebalance_minutes": 1, "lookback": 5,
+         "vol_window": 10}, RiskLimits(max_weight=0.5, daily_loss_limit=0.02), OrderPolicy(min_notional=500.0), 5.0),
     "band-and-score": (
         {"top_k": 3, "threshold": 0.5, "rebalance_minutes": 1, "weighting": "score"},
         RiskLimits(max_weight=0.3, max_gross=0.8), OrderPolicy(min_notional=50.0, band=0.01), 2.0),

@@ -14,6 +14,7 @@ from openbell.runtime.airflow import TERMINAL
 from openbell.runtime.airflow_api import ADMIN
 from openbell.runtime.demo import Rehearsal
 from openbell.runtime.drill_kit import (
+    CHURN,
     Drill,
     kill_attempt,
     market_at,
@@ -123,8 +124,9 @@ def _loss_stop_while_exposed(day: Rehearsal, facts: dict[str, Any]) -> None:
 
 
 # The deployment's defaults for the loss-stop drill's scheduled run: a 3% loss limit (two buys of a quarter of
-# the equity filled 8% worse than the market trip it), one order a minute (the stop's closes outnumber it).
-TIGHT = '{"daily_loss_limit": 0.03, "max_orders_per_minute": 1}'
+# the equity filled 8% worse than the market trip it), one order a minute (the stop's closes outnumber it), and
+# the default strategy entering on any positive score, so that it fills both of its slots when trading starts.
+TIGHT = '{"daily_loss_limit": 0.03, "max_orders_per_minute": 1, "strategy_params": {"threshold": 0.0}}'
 SSO_HALT_ENDS = "15:20"  # trading starts about 14:50 at 120x (the data steps come first)
 
 CONTROL_DRILLS = (
@@ -138,6 +140,7 @@ CONTROL_DRILLS = (
           sim_args=("--slippage-bps", "800", "--seed-position", "SSO:200", "--halt", f"SSO:14:16-{SSO_HALT_ENDS}"),
           run_defaults=TIGHT, inject=_loss_stop_while_exposed),
     Drill("flatten_and_resume", f"the {ADMIN} user runs trading_control flatten at 14:45 (flat, HALTED, no order) "
-          "and resume at 15:15 (the strategy trades again); AAPL 10, outside the universe, is held until the flatten",
-          sim_args=("--seed-position", "AAPL:10"), inject=_flatten_then_resume),
+          "and resume at 15:15 (a strategy rebalancing every minute trades again); AAPL 10, outside the universe, "
+          "is held until the flatten", sim_args=("--seed-position", "AAPL:10"), run_defaults=CHURN,
+          inject=_flatten_then_resume),
 )

@@ -145,8 +145,8 @@ DRILLS: dict[str, Drill] = {d.name: d for d in (
     Drill("reverse_split", "SQQQ reverse-splits 1-for-10 at the open of 2025-11-17, inside the warmup and the "
           "optimizer's 20 sessions", sim_args=("--split", "SQQQ:0.1:2025-11-17")),
     Drill("rejections", "a short of 120 MSFT held from before the day leaves buying power below equity: buys "
-          "are fitted to it, and what the broker still refuses is resized once",
-          sim_args=("--seed-position", "MSFT:-120")),
+          "of a strategy rebalancing every minute are fitted to it, and what the broker still refuses is resized "
+          "once", sim_args=("--seed-position", "MSFT:-120"), run_defaults=CHURN),
     Drill("rate_limited", "the broker allows 30 Trading API requests a minute (Alpaca: 200) and openbell's "
           "connection says so: orders, syncs and lookups share that budget", sim_args=("--rate-limit", "30")),
     Drill("slow_close", "from 15:50 at 10x a strategy rebalancing every minute meets a broker that allows 12 "
