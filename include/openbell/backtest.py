@@ -92,15 +92,11 @@ def simulate(data: MarketArrays, targets: np.ndarray, cost_bps: float,
 
 
 def limited(raw: np.ndarray, limits: RiskLimits | None, symbols: Sequence[str]) -> np.ndarray:
-    """Targets (T,N on ``symbols``) within ``limits`` as :class:`~openbell.strategy.risk.RiskGate` applies them:
-    a short of a symbol not in ``limits.shortable`` (when it names some) set to 0, then :func:`clip_weights`."""
+    """Targets (T,N on ``symbols``) within ``limits`` as :class:`~openbell.strategy.risk.RiskGate` applies them
+    (:func:`~openbell.strategy.risk.clip_weights`)."""
     if limits is None:
         return np.where(np.isfinite(raw), raw, 0.0)
-    if limits.allow_short and limits.shortable is not None:
-        barred = [j for j, sym in enumerate(symbols) if sym not in limits.shortable]
-        raw = raw.copy()
-        raw[:, barred] = np.where(raw[:, barred] < 0, 0.0, raw[:, barred])
-    return clip_weights(raw, limits)
+    return clip_weights(raw, limits, symbols)
 
 
 def _pnl(data: MarketArrays, w: np.ndarray, starts: np.ndarray,

@@ -137,3 +137,13 @@ def test_a_latency_critical_caller_logs_the_first_changes_when_it_has_time(caplo
     gate.apply({"SSO": 0.5}, 100_000.0)
     gate.flush_logs()
     assert len(caplog.records) == 1 and gate.clip_counts() == {"max_weight": {"SSO": 2}}
+
+
+def test_a_short_of_a_symbol_the_broker_will_not_lend_is_zeroed_live_and_in_the_backtest_alike():
+    limits = RiskLimits(max_weight=0.5, max_gross=1.0, daily_loss_limit=None, allow_short=True,
+                        shortable=frozenset({"SQQQ"}))
+    live, notes = RiskGate(limits).apply({"SQQQ": -0.3, "SDS": -0.3, "SPY": 0.3}, equity=1e5)
+    assert live == {"SQQQ": -0.3, "SDS": 0.0, "SPY": 0.3}
+    assert any("SDS" in n and "not shortable" in n for n in notes), notes
+    vectorized = backtest.limited(np.array([[-0.3, -0.3, 0.3]]), limits, ["SQQQ", "SDS", "SPY"])
+    assert vectorized.tolist() == [[-0.3, 0.0, 0.3]]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,11 +50,15 @@ def _number(x: object) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def clip_weights(w: np.ndarray, limits: RiskLimits) -> np.ndarray:
-    """Weights (..., N) within the limits: non-finite -> 0, shorts -> 0 unless allowed, caps, gross."""
+def clip_weights(w: np.ndarray, limits: RiskLimits, symbols: Sequence[str] | None = None) -> np.ndarray:
+    """Weights (..., N) within the limits: non-finite -> 0, shorts -> 0 unless allowed (and, with ``symbols`` the
+    N columns' names, of a symbol outside ``limits.shortable`` when it names some), caps, gross."""
     w = np.where(np.isfinite(w), w, 0.0)
     if not limits.allow_short:
         w = np.maximum(w, 0.0)
+    elif limits.shortable is not None and symbols is not None:
+        barred = np.array([sym not in limits.shortable for sym in symbols], dtype=bool)
+        w = np.where(barred & (w < 0), 0.0, w)
     w = np.clip(w, -limits.max_weight, limits.max_weight)
     gross = np.abs(w).sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -174,7 +178,7 @@ class RiskGate:
         gross = float(np.abs(np.clip(arr, -self.limits.max_weight, self.limits.max_weight)).sum())
         if gross > self.limits.max_gross:
             self._note(notes, "*", "max_gross", f"gross {gross:g} scaled down to max_gross {self.limits.max_gross:g}")
-        clipped = clip_weights(arr, self.limits) if len(arr) else arr
+        clipped = clip_weights(arr, self.limits, symbols) if len(arr) else arr
 
         loss = self.limits.daily_loss_limit
         drawdown = 1.0 - equity / self.day_start_equity
