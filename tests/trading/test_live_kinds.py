@@ -26,14 +26,15 @@ from openbell.trading import AttemptReport, run_trading_attempt
 UNIVERSE = ["SDS", "SSO", "TQQQ", "XLF"]
 
 
-def _attempt(engine: Engine, tmp_path: Path, order_type: str, speed: float = 90
+def _attempt(engine: Engine, tmp_path: Path, order_type: str
              ) -> tuple[AttemptReport, LiquidationReport, list[Order], list[Position], list[Order]]:
-    """A LongShort attempt from 15:50 (market time ``speed`` x) with fractions, short sales and ``order_type``,
-    liquidated at 15:57: its report, the liquidation's, and the broker's orders, positions and open orders."""
+    """A LongShort attempt from 15:50 (market time at 60x: a loaded machine still decides every minute live)
+    with fractions, short sales and ``order_type``, liquidated at 15:57: its report, the liquidation's, and the
+    broker's orders, positions and open orders."""
     s = session(SESSION)
     assert s is not None
     args = ["--hard-to-borrow", "SDS", "--not-fractionable", "XLF"]
-    with sim_run(tmp_path, args, speed=speed, start="15:50") as sim:
+    with sim_run(tmp_path, args, speed=60, start="15:50") as sim:
         config = sim.config()
         clock = store_history(engine, config, UNIVERSE, lag=timedelta(minutes=1))
         cut_off = s.close - timedelta(minutes=3)
@@ -80,7 +81,7 @@ def test_fractional_limit_and_short_orders_trade_and_the_liquidation_ends_flat(e
 
 def test_notional_buys_of_fractionable_assets_fill_fractions_and_every_sale_goes_by_quantity(
         engine: Engine, tmp_path: Path) -> None:
-    report, liquidated, orders, positions, still_open = _attempt(engine, tmp_path, "notional", speed=60)
+    report, liquidated, orders, positions, still_open = _attempt(engine, tmp_path, "notional")
     assert report.orders > 0 and report.rejected == 0
     notional = [o for o in orders if o.notional is not None]
     assert notional and {o.symbol for o in notional} == {"SSO"}  # XLF is not fractionable, TQQQ is sold short
