@@ -231,6 +231,20 @@ def test_fractional_sizes_orders_in_fractions_of_a_share(
     assert (qty == qty.round(9)).all()  # at most 9 decimals, as Alpaca takes them
 
 
+def test_notional_buys_fill_as_market_orders_for_the_shares_their_whole_cents_buy(
+        one_day: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    args = one_day
+    monkeypatch.setenv("OPENBELL_RUN_DEFAULTS", '{"fractional": true, "order_type": "notional"}')
+    out, notional = traded(monkeypatch, capsys, *args)
+    assert f"; {FRACTIONS}, notional buys (filled at the close as market orders of the shares expected)" in out
+    buys = notional.orders[(notional.orders["side"] == "buy") & (notional.orders["kind"] == "policy")]
+    assert len(buys) > 0 and ((buys["notional"] - buys["notional"].round(2)).abs() < 1e-6).all()  # whole cents
+    monkeypatch.setenv("OPENBELL_RUN_DEFAULTS", '{"fractional": true}')
+    _, fractions = traded(monkeypatch, capsys, *args)
+    cents = fractions.orders[fractions.orders["side"] == "buy"]["notional"]
+    assert ((cents - cents.round(2)).abs() > 1e-6).any()  # sized by quantity, the cost is not whole cents
+
+
 def test_allow_short_changes_nothing_for_a_long_only_strategy(
         one_day: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     args = one_day

@@ -13,9 +13,10 @@ first) and the daily loss latch flattens the rest of a session.
 
 ``run_shares`` trades shares instead of weights: each minute the limited targets go through the live
 :class:`~openbell.policy.OrderPolicy` (whole shares or the policy's ``fractional`` symbols in fractions, shorts
-when ``limits.allow_short``, ``min_notional``, band) and fill at the minute's close, a limit order too,
-paying ``cost_bps`` on the traded notional (:func:`trade_shares` trades any targets so, e.g. a day's replay
-with its parameter versions, closing at the trading cut-off). The vectorized ``run`` is the fast approximation
+when ``limits.allow_short``, ``min_notional``, band) and fill at the minute's close, a limit order too, and a
+notional buy as a market order of its ``qty`` (the shares its dollars buy at the decided price), paying
+``cost_bps`` on the traded notional (:func:`trade_shares` trades any targets so, e.g. a day's replay with its
+parameter versions, closing at the trading cut-off). The vectorized ``run`` is the fast approximation
 the optimizer uses; the two differ by the rounding to whole shares and the orders ``min_notional`` leaves out.
 """
 

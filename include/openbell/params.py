@@ -82,19 +82,14 @@ class RunParams(BaseModel):
                     "within 20% of its target is left alone; 0: trade every change worth min_notional). "
                     "A close always goes.",
     )
-    max_order_notional: float | None = Field(
-        None, gt=0, le=1e12, description="Pre-trade limit: largest order (shares x price); null: no limit.",
-    )
-    max_position_notional: float | None = Field(
-        None, gt=0, le=1e12,
-        description="Pre-trade limit: largest position per symbol an order may build; null: no limit.",
-    )
-    max_orders_per_minute: int | None = Field(
-        60, ge=1, le=10_000, description="Pre-trade limit: orders sent in any minute; null: no limit.",
-    )
-    max_orders_per_day: int | None = Field(
-        2000, ge=1, le=1_000_000, description="Pre-trade limit: orders sent in the session; null: no limit.",
-    )
+    max_order_notional: float | None = Field(None, gt=0, le=1e12, description="Pre-trade limit: largest order "
+                                             "(shares x price, a notional order's dollars); null: no limit.")
+    max_position_notional: float | None = Field(None, gt=0, le=1e12, description="Pre-trade limit: largest "
+                                                "position per symbol an order may build; null: no limit.")
+    max_orders_per_minute: int | None = Field(60, ge=1, le=10_000, description="Pre-trade limit: orders sent in "
+                                              "any minute; null: no limit.")
+    max_orders_per_day: int | None = Field(2000, ge=1, le=1_000_000, description="Pre-trade limit: orders sent "
+                                           "in the session; null: no limit.")
     price_collar: float | None = Field(
         0.05, gt=0, le=1,
         description="Pre-trade limit: an order sized at a price this far (0.05: 5%) from the last trade "
@@ -104,14 +99,15 @@ class RunParams(BaseModel):
         False, description="Size orders in fractions of a share (up to 9 decimals) for the assets the broker "
                            "says are fractionable; any other asset, and every short, in whole shares.",
     )
-    order_type: Literal["market", "limit"] = Field(
+    order_type: Literal["market", "limit", "notional"] = Field(
         "market", description="'market', or 'limit': a marketable DAY limit at the decided price x (1 + "
                               "limit_collar) for a buy, x (1 - limit_collar) for a sell; one the market does not "
-                              "reach keeps working until it fills, is cancelled or expires at the close.",
+                              "reach keeps working until it fills, is cancelled or expires at the close; or "
+                              "'notional' (needs fractional): a buy of a fractionable asset is a market order for "
+                              "dollars (shares x decided price, cut to cents; none under $1), other orders by qty.",
     )
-    limit_collar: float = Field(
-        0.002, gt=0, le=0.05, description="How far beyond the decided price a limit order reaches (0.002: 0.2%).",
-    )
+    limit_collar: float = Field(0.002, gt=0, le=0.05, description="How far beyond the decided price a limit "
+                                "order reaches (0.002: 0.2%).")
     allow_short: bool = Field(
         False, description="Let negative target weights become short sales, of assets the broker says are "
                            "shortable and easy to borrow (any other: target 0, with a note).",
@@ -160,11 +156,14 @@ class RunParams(BaseModel):
         return values
 
     @model_validator(mode="after")
-    def _limits_agree(self) -> RunParams:
+    def _fields_agree(self) -> RunParams:
         minute, day = self.max_orders_per_minute, self.max_orders_per_day
         if minute is not None and day is not None and minute > day:
             raise InvalidRunParams(f"run parameter 'max_orders_per_minute': {minute} is more than "
                                    f"max_orders_per_day ({day})")
+        if self.order_type == "notional" and not self.fractional:
+            raise InvalidRunParams("run parameter 'order_type': 'notional' needs fractional true (notional orders "
+                                   "buy fractions of a share), got fractional false")
         return self
 
     def order_limits(self) -> OrderLimits:

@@ -9,7 +9,10 @@ change under the rebalance ``band``, sells before buys, no order against an oppo
 working in the symbol (the broker would refuse it as a potential wash trade; the symbol is deferred to
 the next decision), and buys scaled down together to the buying power left (:meth:`OrderPolicy.fit`).
 Every intent is sent as a DAY order: a market order, or with ``order_type`` "limit" a marketable limit at the
-decided price x (1 +/- ``limit_collar``) (buys above, sells below; whole cents, 4 decimals under $1). The
+decided price x (1 +/- ``limit_collar``) (buys above, sells below; whole cents, 4 decimals under $1). With
+``order_type`` "notional" a buy that opens or adds to a long of a ``fractional`` symbol is a market order for
+dollars (:func:`notional_buy`: its quantity x the decided price, cut to cents; none under Alpaca's $1), its
+``qty`` the shares those dollars buy at that price; sells, covers and whole-share symbols keep a quantity. The
 liquidation's closes are market orders. Pure: no I/O, no clock, no state.
 
 Pre-trade limits (:class:`OrderLimits`, checked by the send gate) refuse an order outright, never resize
@@ -30,21 +33,24 @@ from dataclasses import dataclass, replace
 
 DEFERRED_NOTE = "{}: order deferred, an opposite-side order is working"
 BUYING_POWER_NOTE = "{}: buy of {} {} to fit the buying power ({:.2f})"
-ORDER_TYPES = ("market", "limit")
+ORDER_TYPES = ("market", "limit", "notional")
 QTY_PLACES = 9  # Alpaca takes up to 9 decimals of a share
+MIN_ORDER_DOLLARS = 1.0  # Alpaca's smallest notional order
 LIMITS = ("max_order_notional", "max_position_notional", "max_orders_per_day", "max_orders_per_minute",
           "price_collar")
 
 
 @dataclass(frozen=True)
 class OrderIntent:
-    """An order the loop wants to send: a market order, or a limit order at ``limit_price``."""
+    """An order the loop wants to send: a market order, a limit order at ``limit_price``, or a market order for
+    ``notional`` dollars (``qty`` then the shares they are expected to buy)."""
 
     symbol: str
     side: str  # "buy" | "sell"
     qty: float
     target_weight: float
     limit_price: float | None = None
+    notional: float | None = None
 
 
 def limit_price(side: str, price: float, collar: float) -> float:
@@ -58,6 +64,16 @@ def fraction_down(x: float) -> float:
     """``x`` cut toward zero to :data:`QTY_PLACES` decimals."""
     scale = 10**QTY_PLACES
     return math.trunc(round(x * scale, 3)) / scale
+
+
+def notional_buy(qty: float, price: float) -> tuple[float, float] | None:
+    """(dollars, shares) of a notional buy of about ``qty`` shares at ``price``: ``qty x price`` cut to cents,
+    and the shares those dollars buy at ``price`` (cut to :data:`QTY_PLACES`); None under
+    :data:`MIN_ORDER_DOLLARS`."""
+    dollars = math.floor(round(qty * price * 100, 6)) / 100
+    if dollars < MIN_ORDER_DOLLARS or price <= 0:
+        return None
+    return dollars, fraction_down(dollars / price)
 
 
 @dataclass(frozen=True)
@@ -146,7 +162,7 @@ class OrderLimits:
         collar = self.price_collar
         if collar is not None and last is not None and last > 0 and abs(price / last - 1.0) > collar:
             return Refused(intent, "price_collar", abs(price / last - 1.0), collar)
-        notional = intent.qty * price
+        notional = intent.notional if intent.notional is not None else intent.qty * price
         if self.max_order_notional is not None and notional > self.max_order_notional:
             return Refused(intent, "max_order_notional", notional, self.max_order_notional)
         after = holding + (intent.qty if intent.side == "buy" else -intent.qty)
@@ -216,7 +232,8 @@ class OrderPolicy:
     """Settings of the order rules; ``band`` 0 trades every change worth ``min_notional``. ``limits`` are
     applied by the send gate (:class:`openbell.risk.gate.SendGate`), not by :meth:`decide`. ``fractional``
     names the symbols sized in fractions of a share; ``order_type`` and ``limit_collar`` make the orders
-    marketable limits (:func:`limit_price`).
+    marketable limits (:func:`limit_price`), or ``order_type`` "notional" the buys of ``fractional`` symbols
+    that open or add to a long notional market orders (:func:`notional_buy`).
 
     ``band`` is the rebalance band: no order for a change smaller than that share of the target position
     (0.2: a position within 20% of its target is left alone); a close (target 0) always goes."""
@@ -309,6 +326,9 @@ class OrderPolicy:
         if qty <= 0:
             return None
         side = "buy" if diff > 0 else "sell"
+        if self.order_type == "notional" and side == "buy" and current >= 0 and symbol in self.fractional:
+            dollars = notional_buy(qty, price)
+            return None if dollars is None else OrderIntent(symbol, side, dollars[1], weight, notional=dollars[0])
         limit = limit_price(side, price, self.limit_collar) if self.order_type == "limit" else None
         return OrderIntent(symbol, side, float(qty), weight, limit)
 
@@ -316,10 +336,11 @@ class OrderPolicy:
         self, intents: Sequence[OrderIntent], prices: Mapping[str, float], budget: float
     ) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
         """The intents with their buys scaled down together to cost at most ``budget`` (the buying power
-        left), and a note per buy changed (a limit buy costs its limit price). A scaled buy worth less than
-        ``min_notional`` is dropped; sells are kept as they are. Whole shares round down, fractions to 9
-        decimals."""
-        cost = sum(i.qty * (i.limit_price or prices.get(i.symbol, 0.0)) for i in intents if i.side == "buy")
+        left), and a note per buy changed (a limit buy costs its limit price, a notional one its dollars). A
+        scaled buy worth less than ``min_notional`` (a notional one: under $1) is dropped; sells are kept as they
+        are. Whole shares round down, fractions to 9 decimals."""
+        cost = sum(i.notional if i.notional is not None else i.qty * (i.limit_price or prices.get(i.symbol, 0.0))
+                   for i in intents if i.side == "buy")
         if cost <= budget:
             return tuple(intents), ()
         scale = max(0.0, budget) / cost
@@ -334,10 +355,14 @@ class OrderPolicy:
                 qty = fraction_down(qty)
             elif self.whole_shares:
                 qty = float(math.floor(qty))
-            if qty <= 0 or qty * prices.get(i.symbol, 0.0) < self.min_notional:
+            price = prices.get(i.symbol, 0.0)
+            dollars = notional_buy(qty, price) if i.notional is not None else None
+            if qty <= 0 or qty * price < self.min_notional or (i.notional is not None and dollars is None):
                 notes.append(BUYING_POWER_NOTE.format(i.symbol, f"{i.qty:g}", "dropped", budget))
                 continue
-            out.append(replace(i, qty=qty))
+            if dollars is not None:
+                qty = dollars[1]
+            out.append(replace(i, qty=qty, notional=None if dollars is None else dollars[0]))
             notes.append(BUYING_POWER_NOTE.format(i.symbol, f"{i.qty:g}", f"scaled to {qty:g}", budget))
         return tuple(out), tuple(notes)
 

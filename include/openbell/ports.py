@@ -192,7 +192,8 @@ class OrderChannel(Protocol):
         """Open the connection the orders will use (raises when the broker cannot be reached)."""
 
     def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str,
-                      deadline: Deadline | None = None, limit_price: float | None = None) -> SubmitResult:
+                      deadline: Deadline | None = None, limit_price: float | None = None,
+                      notional: float | None = None) -> SubmitResult:
         """:meth:`BrokerPort.submit_market` on this connection."""
         ...
 
@@ -202,9 +203,11 @@ class BrokerPort(Protocol):
     credentials raise :class:`CredentialsError`. Picklable: order workers rebuild it in their process."""
 
     def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str,
-                      deadline: Deadline | None = None, limit_price: float | None = None) -> SubmitResult:
+                      deadline: Deadline | None = None, limit_price: float | None = None,
+                      notional: float | None = None) -> SubmitResult:
         """A DAY market order (a limit order at ``limit_price`` when given) for ``qty`` shares (fractions
-        allowed) under a deterministic id; never two orders for one id
+        allowed), or for ``notional`` dollars when given (``qty`` then only the estimate openbell counts; the
+        broker is not sent it), under a deterministic id; never two orders for one id
         (an unclear outcome asks the broker for the id before anything is sent again). With a ``deadline``
         no request to send it starts, nor waits for the request budget, past that market time: the
         outcome is then ``not_sent`` (``unknown`` if an earlier send of it may have reached the broker)."""

@@ -265,3 +265,16 @@ def test_the_broker_pickles_as_its_settings_for_the_order_workers() -> None:
     again = pickle.loads(pickle.dumps(broker))
     assert (again.config, again.attempts) == (CONFIG, 3)
     assert "secret" not in repr(again) and again.client is not broker.client
+
+
+def test_an_order_request_sends_a_quantity_a_limit_price_or_dollars() -> None:
+    from openbell.adapters.alpaca.broker import _request
+
+    fields = _request("n", "SPY", 2.5, "buy", None, 250.55).to_request_fields()
+    assert fields["notional"] == 250.55 and "qty" not in fields and fields["type"] == "market"
+    assert fields["time_in_force"] == "day"
+    assert _request("q", "SPY", 2.5, "sell", None, None).to_request_fields()["qty"] == 2.5
+    limit = _request("l", "SPY", 3, "buy", 10.01, None).to_request_fields()
+    assert (limit["qty"], limit["limit_price"], limit["type"]) == (3, 10.01, "limit")
+    with pytest.raises(ValueError, match="notional order is a market order"):
+        _request("x", "SPY", 2.5, "buy", 10.01, 250.55)

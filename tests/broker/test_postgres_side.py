@@ -146,3 +146,21 @@ def test_recovery_leaves_the_book_alone_when_asked(engine: Engine) -> None:
         found = recover_fills(conn, SESSION, _broker_order(coid, "filled", "10", "50.5"), move_book=False)
         assert found is not None and found.price == pytest.approx(50.5)
         assert conn.execute(text("SELECT count(*) FROM positions")).scalar() == 0
+
+
+def test_a_notional_order_keeps_its_dollars_and_the_shares_expected_whichever_row_comes_first(engine: Engine) -> None:
+    from openbell.broker.book import upsert_order
+    from openbell.broker.rows import order_row
+
+    coid = client_order_id(SESSION, 9, "TQQQ")
+    body = {**_order(coid, "filled", "4.95"), "qty": None, "notional": "250.55"}
+    # the trade stream's fill (Alpaca says no qty) is written before the submit's answer with the estimate
+    apply_trade_update(engine, SESSION, trade_report(TradeUpdate(**{
+        "event": "fill", "execution_id": str(uuid.uuid4()), "timestamp": "2025-11-20T20:00:02Z", "price": "50.5",
+        "qty": "4.95", "position_qty": "4.95", "order": body})))
+    with engine.begin() as conn:
+        upsert_order(conn, order_row(order_report(Order(**{**body, "status": "new", "filled_qty": "0"})), SESSION,
+                                     "strategy", "target weight 0.0025", 4.96))
+        upsert_order(conn, order_row(order_report(Order(**body)), SESSION, "strategy"))  # a later poll
+        row = conn.execute(text("SELECT status, qty, notional, filled_qty FROM orders")).one()
+    assert (row[0], float(row[1]), float(row[2]), float(row[3])) == ("filled", 4.96, 250.55, 4.95)

@@ -19,7 +19,7 @@ from openbell.dayreport.live import load_day
 from openbell.dayreport.page import day_page
 from openbell.dayreport.replay import Replay, replay_day
 from openbell.dayreport.summary import day_lines, day_result
-from openbell.policy import fraction_down
+from openbell.policy import fraction_down, notional_buy
 from openbell.store.ledger import step
 
 SHORT = "day_strategies:StepInShort"
@@ -81,3 +81,15 @@ def test_a_day_that_allowed_neither_replays_whole_shares_long_only(engine: Engin
     assert _orders(replay) == [("09:32", "AAA", "buy", 20.0), ("09:38", "AAA", "buy", 28.0),
                                ("09:44", "AAA", "sell", 48.0)]
     assert replay.kinds is None and not any("replayed with" in line for line in day_lines(day_result(engine, DAY)))
+
+
+def test_a_day_of_notional_buys_replays_them_as_market_orders_for_the_shares_their_cents_buy(engine: Engine) -> None:
+    seed_day(engine, strategy=SHORT, kinds={**KINDS, "order_type": "notional"})
+    replay = _replayed(engine)
+    dollars, shares = notional_buy(fraction_down(0.5 * 10_030 / 104) - 20, 104.0) or (0.0, 0.0)
+    assert dollars == 2_934.99 and shares == 28.221057692  # 28.221153846 x 104 = 2,934.999999984, cut to cents
+    assert _orders(replay) == [("09:32", "AAA", "buy", 20.0), ("09:33", "BBB", "sell", 50.0),
+                               ("09:36", "BBB", "buy", 50.0),  # buying a short back goes by quantity
+                               ("09:38", "AAA", "buy", shares), ("09:44", "AAA", "sell", 20.0 + shares)]
+    assert replay.kinds is not None and "; notional buys of those (filled at the close as market orders of the" \
+        " shares expected); short sales" in replay.kinds

@@ -42,3 +42,17 @@ def test_a_fill_recovered_by_polling_is_not_applied_again_when_replayed() -> Non
     assert not p.on_fill(Fill("e1", "b", "SSO", "buy", 4, 100.0, remaining=6, final=False, cum_filled=4))
     assert p.positions == {"SSO": 10} and p.cash == 9_000.0
     assert p.recover("b", "SSO", "buy", 10, 100.0) == 0
+
+
+def test_a_notional_buy_works_for_its_estimate_less_its_fills_until_it_is_final() -> None:
+    p = _portfolio()
+    p.add_working("n", OrderIntent("SSO", "buy", 2.5, 0.025, notional=250.0), 0)
+    assert p.expected("SSO") == 2.5
+    # the broker says no qty for a notional order: what it still has to fill is not known
+    assert p.on_fill(Fill("e1", "n", "SSO", "buy", 1.0, 99.0, remaining=None, final=False, cum_filled=1.0))
+    assert p.working["n"].signed_qty == 1.5 and p.expected("SSO") == 2.5
+    assert p.on_fill(Fill("e2", "n", "SSO", "buy", 1.6, 99.0, remaining=None, final=False, cum_filled=2.6))
+    assert 0 < p.working["n"].signed_qty < 1e-8 and p.working["n"].side == "buy"  # more than expected: still working
+    assert p.working_against("SSO", "sell")
+    assert p.on_fill(Fill("e3", "n", "SSO", "buy", 0.01, 99.0, remaining=None, final=True, cum_filled=2.61))
+    assert "n" not in p.working and p.positions == {"SSO": 2.61}

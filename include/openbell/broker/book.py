@@ -54,7 +54,8 @@ _UPSERT_ORDER = text(
         filled_qty = GREATEST(COALESCE(EXCLUDED.filled_qty, 0), COALESCE(orders.filled_qty, 0)),
         filled_avg_price = COALESCE(EXCLUDED.filled_avg_price, orders.filled_avg_price),
         reject_reason = COALESCE(EXCLUDED.reject_reason, orders.reject_reason),
-        qty = COALESCE(orders.qty, EXCLUDED.qty),
+        qty = COALESCE(NULLIF(orders.qty, 0), EXCLUDED.qty),
+        notional = COALESCE(orders.notional, EXCLUDED.notional),
         decision_seq = COALESCE(orders.decision_seq, EXCLUDED.decision_seq),
         reason = COALESCE(orders.reason, EXCLUDED.reason),
         updated_at = now()
@@ -63,7 +64,8 @@ _UPSERT_ORDER = text(
 
 
 def upsert_order(conn: Connection, row: OrderRow) -> None:
-    """Insert an order or move it forward (a final status is never overwritten by a non-final one)."""
+    """Insert an order or move it forward (a final status is never overwritten by a non-final one). A qty
+    not known (a notional order as the broker reports it) is stored as 0 until a row with the estimate comes."""
     params: dict[str, Any] = {**row.__dict__, "final": list(FINAL_STATUSES)}
     conn.execute(_UPSERT_ORDER, params)
 

@@ -10,15 +10,17 @@ from openbell.broker.ids import parse_client_order_id
 from openbell.ports import OrderReport
 
 
-def order_row(order: OrderReport, session_date: date, origin: str, reason: str | None = None) -> book.OrderRow:
-    """An ``orders`` row from a broker's order report."""
+def order_row(order: OrderReport, session_date: date, origin: str, reason: str | None = None,
+              estimate: float | None = None) -> book.OrderRow:
+    """An ``orders`` row from a broker's order report; ``estimate`` the shares of a notional order (the broker
+    says no qty for one)."""
     key = parse_client_order_id(order.client_order_id)
     return book.OrderRow(
         client_order_id=order.client_order_id,
         session_date=session_date,
         symbol=order.symbol,
         side=order.side,
-        qty=order.qty,
+        qty=order.qty if order.qty is not None else estimate,
         notional=order.notional,
         status=order.status,
         decision_seq=key.decision_seq if key else None,

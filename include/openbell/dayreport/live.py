@@ -46,6 +46,7 @@ class Settings:
     liquidate_minutes_before_close: float
     fractional: bool = False
     allow_short: bool = False
+    order_type: str = "market"
     fractionable: tuple[str, ...] | None = None
     shortable: tuple[str, ...] | None = None
 
@@ -163,6 +164,7 @@ def settings_of(recorded: dict[str, Any] | None, version_strategies: set[str],
         # a day recorded before the order kinds existed traded whole shares, long only
         fractional=bool(recorded.get("fractional", False) if recorded is not None else values["fractional"]),
         allow_short=bool(recorded.get("allow_short", False) if recorded is not None else values["allow_short"]),
+        order_type=str(recorded.get("order_type", "market") if recorded is not None else values["order_type"]),
         fractionable=_symbols(terms, "fractionable"), shortable=_symbols(terms, "shortable"))
 
 

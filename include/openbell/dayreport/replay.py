@@ -11,7 +11,8 @@ the day's risk limits and the live order policy (:func:`openbell.backtest.trade_
 the day's opening equity, without costs, every position closed at the trading cut-off. A day that allowed
 fractions or short sales is replayed with them, for the assets the day read as fractionable, or shortable and
 easy to borrow (:attr:`~openbell.dayreport.live.Settings.fractionable`, ``shortable``); when those terms were
-not recorded every symbol is taken as both, and :attr:`Replay.kinds` says so.
+not recorded every symbol is taken as both, and :attr:`Replay.kinds` says so. A day of notional buys replays
+them as market orders of the shares their dollars buy at the decided price.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def order_kinds(s: Settings) -> str | None:
         kinds.append(f"fractions of a share for every symbol ({UNRECORDED.format('fractionable')})"
                      if s.fractionable is None else
                      f"fractions of a share for {', '.join(s.fractionable) or 'no symbol'} (fractionable that day)")
+    if s.fractional and s.order_type == "notional":
+        kinds.append("notional buys of those (filled at the close as market orders of the shares expected)")
     if s.allow_short:
         kinds.append(f"short sales of every symbol ({UNRECORDED.format('shortable')})" if s.shortable is None else
                      f"short sales of {', '.join(s.shortable) or 'no symbol'} (shortable and easy to borrow that day)")
@@ -121,7 +124,8 @@ def replay_day(day: LiveDay) -> Replay | NoReplay:
                         allow_short=s.allow_short, shortable=None if s.shortable is None else frozenset(s.shortable))
     first = next(iter(params.values()))
     fractional = frozenset(s.universe if s.fractionable is None else s.fractionable) if s.fractional else frozenset()
-    policy = OrderPolicy(min_notional=s.min_notional, band=s.rebalance_band, fractional=fractional)
+    policy = OrderPolicy(min_notional=s.min_notional, band=s.rebalance_band, fractional=fractional,
+                         order_type="notional" if s.order_type == "notional" else "market")
     result = backtest.trade_shares(name, first, data, raw, warmup_sessions=0, cost_bps=0.0, limits=limits,
                                    cash=day.capital, policy=policy, close_at=[day.trade_until])
     before = pd.to_datetime(day.bars["timestamp"], utc=True)

@@ -180,8 +180,9 @@ def kinds(p: Plan) -> str:
     """How the orders are sized and which sides they take, as the header says it."""
     size = "fractions of a share (every symbol taken as fractionable)" if p.fractional else "whole shares"
     short = ", short sales allowed (every symbol taken as shortable and easy to borrow)" if p.allow_short else ""
-    limit = p.settings.order_type == "limit"
-    return size + short + (", marketable limit orders (filled at the close as market orders)" if limit else "")
+    kind = {"limit": ", marketable limit orders (filled at the close as market orders)",
+            "notional": ", notional buys (filled at the close as market orders of the shares expected)"}
+    return size + short + kind.get(p.settings.order_type, "")
 
 
 def _vector(v: BacktestResult) -> str:

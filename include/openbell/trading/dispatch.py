@@ -122,7 +122,7 @@ class Dispatcher:
     def _job(self, coid: str, intent: OrderIntent) -> OrderJob:
         """The worker's job for ``intent``: sent no later than the trading cut-off, else not at all."""
         cut_off = self.gate.deadline(cached_wall_at(self._clock, self.gate.trade_until))
-        return OrderJob(coid, intent.symbol, intent.qty, intent.side, cut_off, intent.limit_price)
+        return OrderJob(coid, intent.symbol, intent.qty, intent.side, cut_off, intent.limit_price, intent.notional)
 
     def _held(self, held: list[Held], notes: list[str], seq: int) -> None:
         """What the gate held, counted in the report, noted in the decision; a pre-trade limit's refusal is
@@ -200,7 +200,7 @@ class Dispatcher:
             self._not_sent(seq, intent, result)
             return
         if result.order is not None:
-            row = order_row(result.order, self.d, "strategy", f"target weight {intent.target_weight:.4f}")
+            row = order_row(result.order, self.d, "strategy", f"target weight {intent.target_weight:.4f}", intent.qty)
             if result.order.status in FINAL:
                 self._portfolio.order_done(coid)
         else:
@@ -213,7 +213,7 @@ class Dispatcher:
                 session_date=self.d,
                 symbol=intent.symbol,
                 side=intent.side,
-                qty=intent.qty,
+                qty=intent.qty, notional=intent.notional,
                 status="rejected" if result.outcome == "rejected" else "unknown",
                 decision_seq=seq,
                 reason=f"target weight {intent.target_weight:.4f}",
@@ -252,8 +252,8 @@ class Dispatcher:
         self._notes.append(f"{intent.symbol}: {intent.side} of {intent.qty:g} not sent ({result.reason})")
         self._recorder.order(book.OrderRow(
             client_order_id=coid, session_date=self.d, symbol=intent.symbol, side=intent.side, qty=intent.qty,
-            status="not_sent", decision_seq=seq, reason=f"target weight {intent.target_weight:.4f}",
-            reject_reason=result.reason))
+            notional=intent.notional, status="not_sent", decision_seq=seq,
+            reason=f"target weight {intent.target_weight:.4f}", reject_reason=result.reason))
         self._recorder.event("order_not_sent", {"client_order_id": coid, "reason": result.reason,
                                                 "http_status": result.http_status, "refusal": result.refusal})
 
@@ -310,7 +310,7 @@ class Dispatcher:
         held = None
         if qty < 1 or qty * price < self._min_notional:
             held = f"the buying power {available:.2f} buys less than the minimum order"
-        resized = replace(intent, qty=float(qty))
+        resized = replace(intent, qty=float(qty), notional=None)  # whole shares, by qty
         if held is None:
             admitted, stopped = self.gate.admit([resized], prices=portfolio.prices, holding=portfolio.expected,
                                                 now=self.market_now())

@@ -27,8 +27,8 @@ class Working:
 @dataclass(frozen=True)
 class Fill:
     """One execution of an order as the trade stream reported it: ``qty`` at ``price``, the position after it
-    (None: not said), what the order still has to fill, whether the order is final, and its cumulative filled
-    quantity (None: not said)."""
+    (None: not said), what the order still has to fill (None: not known, a notional order), whether the order
+    is final, and its cumulative filled quantity (None: not said)."""
 
     execution_id: str
     client_order_id: str
@@ -37,7 +37,7 @@ class Fill:
     qty: float
     price: float
     position_qty: float | None = None
-    remaining: float = 0.0
+    remaining: float | None = 0.0
     final: bool = True
     cum_filled: float | None = None
 
@@ -142,6 +142,14 @@ class Portfolio:
     def order_done(self, client_order_id: str) -> None:
         self.working.pop(client_order_id, None)
 
+    def shrink(self, client_order_id: str, filled: float) -> None:
+        """A working order whose quantity the broker does not say (a notional one) filled ``filled`` more: its
+        estimate shrinks by as much, never below a trace, so it counts as working on its side until final."""
+        w = self.working.get(client_order_id)
+        if w is not None:
+            left = max(abs(w.signed_qty) - filled, EPS)
+            w.signed_qty = left if w.signed_qty > 0 else -left
+
     def stale(self, seq: int) -> list[str]:
         """The working orders sent two decisions or more before decision ``seq``: the broker is asked for them."""
         return [c for c, w in self.working.items() if seq - w.seq >= 2]
@@ -166,13 +174,15 @@ class Portfolio:
         self.executions.add(fill.execution_id)
         w = self.working.get(fill.client_order_id)
         if w is not None:
-            if fill.final or fill.remaining <= 0:
+            if fill.final or (fill.remaining is not None and fill.remaining <= 0):
                 self.working.pop(fill.client_order_id)
-            else:
+            elif fill.remaining is not None:
                 w.signed_qty = fill.remaining if fill.side == "buy" else -fill.remaining
         applied = self._apply(fill.client_order_id, fill.qty, fill.cum_filled)
         if applied <= 0:
             return False
+        if fill.remaining is None:
+            self.shrink(fill.client_order_id, applied)
         signed = applied if fill.side == "buy" else -applied
         self.cash -= signed * fill.price
         held = fill.position_qty

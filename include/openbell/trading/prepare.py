@@ -112,8 +112,10 @@ class Preparation:
             if p.current_price is not None and p.symbol not in portfolio.prices:
                 portfolio.prices[p.symbol] = p.current_price
         for o in self._broker.orders("open"):
-            # an order still working from an earlier attempt (or the liquidation) counts as working
-            qty = o.qty if o.qty is not None else 0.0
+            # an order still working from an earlier attempt (or the liquidation) counts as working; a notional
+            # one (no qty at the broker) for the shares its dollars buy at the last price
+            price = portfolio.prices.get(o.symbol) or o.filled_avg_price
+            qty = o.qty if o.qty is not None else (o.notional or 0.0) / price if price else 0.0
             key = parse_client_order_id(o.client_order_id)
             portfolio.adopt_working(o.client_order_id, o.symbol, o.side, qty, o.filled_qty or 0.0,
                                     key.decision_seq if key else -2)

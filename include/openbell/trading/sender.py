@@ -58,7 +58,7 @@ _PARENT_ENV = "OPENBELL_ORDER_WORKER_PARENT"
 class OrderJob:
     """One order to send under its deterministic id, not after ``deadline`` (market time: the trading
     cut-off; the worker checks it before each request and never waits for the budget past it): a market
-    order, or a limit order at ``limit_price``."""
+    order, a limit order at ``limit_price``, or a market order for ``notional`` dollars (``qty`` the estimate)."""
 
     client_order_id: str
     symbol: str
@@ -66,6 +66,7 @@ class OrderJob:
     side: str
     deadline: Deadline | None = None
     limit_price: float | None = None
+    notional: float | None = None
 
 
 @dataclass(frozen=True)
@@ -301,10 +302,10 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         while (item := jobs.get()) is not None:
             number, job = item
             sent_at = time.perf_counter()
-            limit = {} if job.limit_price is None else {"limit_price": job.limit_price}
+            kind = {k: v for k, v in (("limit_price", job.limit_price), ("notional", job.notional)) if v is not None}
             try:
                 result = channel.submit_market(job.client_order_id, job.symbol, job.qty, job.side,
-                                               deadline=_gated(job.deadline, latch), **limit)
+                                               deadline=_gated(job.deadline, latch), **kind)
             except Exception as exc:
                 result = SubmitResult(job.client_order_id, "unknown", reason=broker.describe(exc))
             reply(("sent", number, result, sent_at, time.perf_counter()))

@@ -18,7 +18,8 @@ class LoopSettings:
     """The strategy (``strategy_name``; ``params_override`` fixes its parameters, else the stored version in
     force), the risk limits (or a restored gate; its ``allow_short`` lets short weights through), the universe,
     the order rules (``min_notional``, ``rebalance_band``, ``fractional`` sizing for fractionable assets,
-    ``order_type`` "market" or "limit" with its ``limit_collar``) and pre-trade limits, the warmup, the stream
+    ``order_type`` "market", "limit" with its ``limit_collar``, or "notional" for the buys of fractionable
+    assets) and pre-trade limits, the warmup, the stream
     watchdog (``silence_minutes``), how long a minute waits for its bars (``grace_seconds`` of market time, at
     least ``wall_grace`` wall seconds), how often the broker is synced (every ``sync_every`` decisions), the
     order workers (processes and their threads), the market time no order may reach (``trade_until``; default

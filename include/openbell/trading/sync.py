@@ -112,13 +112,16 @@ class BrokerSync:
         side = order.side
         ours = coid in portfolio.filled  # sent (or adopted) by this attempt: memory moves too
         cum = order.filled_qty or 0.0
+        gap = 0.0
         if ours and cum > portfolio.filled.get(coid, 0.0):
-            portfolio.recover(coid, order.symbol, side, cum, order.filled_avg_price or 0.0)
+            gap = portfolio.recover(coid, order.symbol, side, cum, order.filled_avg_price or 0.0)
         if order.status in FINAL:
             portfolio.order_done(coid)
         elif ours and coid in portfolio.working and order.qty is not None:
             remaining = order.qty - cum
             portfolio.working[coid].signed_qty = remaining if side == "buy" else -remaining
+        elif ours and gap:  # a notional order: no qty at the broker, its estimate shrinks by the fill
+            portfolio.shrink(coid, gap)
 
         def write(conn: Connection) -> None:
             # the position book moves with a recovered fill only for an order this attempt tracks:

@@ -62,7 +62,7 @@ class TradeUpdates:
             qty=n.qty if n.qty is not None else n.filled_qty or 0.0,
             price=n.price if n.price is not None else n.filled_avg_price or 0.0,
             position_qty=n.position_qty,
-            remaining=(n.order_qty or 0.0) - (n.filled_qty or 0.0),
+            remaining=None if n.order_qty is None else n.order_qty - (n.filled_qty or 0.0),
             final=n.status in FINAL,
             cum_filled=n.filled_qty,
         )):

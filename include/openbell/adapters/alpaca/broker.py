@@ -16,7 +16,7 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.models import Order
-from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
+from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest, OrderRequest
 
 from openbell.adapters.alpaca.budget import pace_of
 from openbell.adapters.alpaca.config import AlpacaConfig
@@ -76,9 +76,11 @@ def submit(
     attempts: int = 4,
     deadline: Deadline | None = None,
     limit_price: float | None = None,
+    notional: float | None = None,
 ) -> SubmitResult:
     """Send a DAY market order for ``qty`` shares (fractions allowed) under a deterministic id; a DAY limit
-    order at ``limit_price`` when given.
+    order at ``limit_price`` when given; a DAY market order for ``notional`` dollars when given (``qty``, the
+    shares expected, is then not sent).
 
     On a duplicate-id 422, a timeout or any transient failure, the broker is asked for the id
     before anything else is tried: an order that exists is returned as ``existing``. Because the
@@ -90,12 +92,7 @@ def submit(
     (market time) no send starts nor waits for the request budget: ``not_sent`` on the first attempt,
     ``unknown`` after an earlier one (its request may yet have reached the broker).
     """
-    if qty <= 0:
-        raise ValueError(f"qty must be > 0, not {qty}")
-    fields = {"symbol": symbol, "qty": qty, "side": OrderSide(side), "time_in_force": TimeInForce.DAY,
-              "client_order_id": client_order_id}
-    request: MarketOrderRequest = (MarketOrderRequest(**fields) if limit_price is None
-                                   else LimitOrderRequest(**fields, limit_price=limit_price))
+    request = _request(client_order_id, symbol, qty, side, limit_price, notional)
     policy = retrying(attempts=attempts, base_delay=LOOKUP_BASE_DELAY, max_delay=LOOKUP_MAX_DELAY,
                       retry_on=lambda exc: isinstance(exc, _NotPlaced), pace=lambda: pace_of(client))
     session = getattr(client, "_session", None)
@@ -119,7 +116,23 @@ def submit(
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _send(client: TradingClient, request: MarketOrderRequest, client_order_id: str, attempt: int,
+def _request(client_order_id: str, symbol: str, qty: float, side: OrderSide | str, limit_price: float | None,
+             notional: float | None) -> OrderRequest:
+    """The alpaca-py request of one DAY order: by ``qty``, at ``limit_price``, or for ``notional`` dollars."""
+    if qty <= 0:
+        raise ValueError(f"qty must be > 0, not {qty}")
+    fields: dict[str, Any] = {"symbol": symbol, "side": OrderSide(side), "time_in_force": TimeInForce.DAY,
+                              "client_order_id": client_order_id}
+    if notional is not None:
+        if limit_price is not None or not notional > 0:
+            raise ValueError(f"a notional order is a market order for dollars > 0, not {notional} at {limit_price}")
+        return MarketOrderRequest(**fields, notional=notional)
+    if limit_price is None:
+        return MarketOrderRequest(**fields, qty=qty)
+    return LimitOrderRequest(**fields, qty=qty, limit_price=limit_price)
+
+
+def _send(client: TradingClient, request: OrderRequest, client_order_id: str, attempt: int,
           attempts: int) -> SubmitResult:
     """One send of ``request``; raises :class:`_NotPlaced` when it may be sent again."""
     try:
@@ -160,10 +173,11 @@ class AlpacaOrderChannel:
         self._client.get_clock()
 
     def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str,
-                      deadline: Deadline | None = None, limit_price: float | None = None) -> SubmitResult:
+                      deadline: Deadline | None = None, limit_price: float | None = None,
+                      notional: float | None = None) -> SubmitResult:
         """:func:`submit` on this connection."""
         return submit(self._client, client_order_id=client_order_id, symbol=symbol, qty=qty, side=side,
-                      deadline=deadline, limit_price=limit_price)
+                      deadline=deadline, limit_price=limit_price, notional=notional)
 
 
 class AlpacaBroker:
@@ -199,9 +213,10 @@ class AlpacaBroker:
     # -- orders --------------------------------------------------------------------------------
 
     def submit_market(self, client_order_id: str, symbol: str, qty: float, side: str,
-                      deadline: Deadline | None = None, limit_price: float | None = None) -> SubmitResult:
+                      deadline: Deadline | None = None, limit_price: float | None = None,
+                      notional: float | None = None) -> SubmitResult:
         return submit(self.client, client_order_id=client_order_id, symbol=symbol, qty=qty, side=side,
-                      deadline=deadline, limit_price=limit_price)
+                      deadline=deadline, limit_price=limit_price, notional=notional)
 
     def find_order(self, client_order_id: str) -> OrderReport | None:
         order = find_order(self.client, client_order_id)
