@@ -31,6 +31,12 @@ def _drop_connection(engine: Engine, lock: SessionLock) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
         conn.commit()
+        # the backend exits (and its advisory locks go) after the call returns: wait until it has
+        deadline = time.monotonic() + 30
+        while conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}).scalar():
+            assert time.monotonic() < deadline, f"backend {pid} still there 30 s after it was terminated"
+            time.sleep(0.02)
+            conn.commit()
 
 
 def test_a_lost_lock_is_taken_again(engine: Engine) -> None:
