@@ -101,6 +101,7 @@ def test_a_working_limit_order_expires_at_the_close(tmp_path: Path) -> None:
         ({"qty": 1, "side": "sell", "symbol": "AAA"}, 422, "asset AAA cannot be sold short"),
         ({"qty": 0.5, "side": "sell"}, 403, "fractional orders are not allowed to short"),
         ({"notional": 100, "side": "sell"}, 403, "fractional orders are not allowed to short"),
+        ({"notional": 0.99}, 403, "cost basis must be >= 1"),  # Alpaca's least order in dollars
     ],
 )
 def test_what_alpaca_refuses_is_refused_with_its_code(tmp_path: Path, body: dict[str, object], status: int,

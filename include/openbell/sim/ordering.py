@@ -2,10 +2,10 @@
 codes and messages, and the order queries, cancels and position closes built on them.
 
 Fractional quantities (up to 9 decimals) and notional orders (dollars, 2 decimals) are DAY orders of a
-fractionable asset; a notional order is a market order. A limit price takes whole cents at or above $1 and
-up to 4 decimals below. A sell that opens or adds to a short needs a whole quantity and an asset that is both
-shortable and easy to borrow. Every request is fully validated before anything changes, so a refused request
-changes nothing.
+fractionable asset; a notional order is a market order of at least $1. A limit price takes whole cents at or
+above $1 and up to 4 decimals below. A sell that opens or adds to a short needs a whole quantity and an asset
+that is both shortable and easy to borrow. Every request is fully validated before anything changes, so a
+refused request changes nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ SHORT_BUFFER = 1.03  # a market short is valued 3% above the current price for b
 TRADING_BLOCKED = "account is not authorized to trade"
 NOT_FRACTIONABLE = "requested asset is not fractionable"
 NOT_SHORTABLE = "asset {} cannot be sold short"
+MIN_NOTIONAL = 1.0  # dollars: the least notional order Alpaca takes (403 "cost basis must be >= 1")
 SUB_PENNY = "invalid limit_price {}. sub-penny increment does not fulfill minimum pricing criteria"
 
 
@@ -134,6 +135,8 @@ class OrderDesk(Accounting):
                 raise unprocessable("notional orders must be DAY orders")
             if otype != "market":
                 raise unprocessable("notional orders must be market orders")
+            if notional < MIN_NOTIONAL:
+                raise forbidden(f"cost basis must be >= {MIN_NOTIONAL:g}")
         if qty is not None and abs(qty - round(qty)) > EPS and tif != "day":
             raise unprocessable("fractional orders must be DAY orders")
         cid = body.get("client_order_id")
