@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.calendar import ET
 from openbell.params import DEFAULT_UNIVERSE
 from openbell.pg.throwaway import reachable_tempdir
-from openbell.runtime.drills import missing_minutes, run_in_scratch
+from openbell.runtime.drills import DRILLS, missing_minutes, run_in_scratch
 from openbell.runtime.rehearsal import DayResult, Rehearsal, rehearse
 from openbell.sim.testing import SimProcess
 
@@ -66,55 +67,22 @@ def _rehearse(tmp_path: Path, day: date, **kw: Any) -> tuple[DayResult, dict[str
     return result, seen
 
 
-def test_a_whole_day(tmp_path: Path) -> None:
-    """The ``sparse_day`` drill: a whole session on the IEX-like default market, with its morning-after
-    checks, and what a whole day must also show."""
-    # Market seed 7: a day where the 14:30 search beats the default parameters out of sample (on the
-    # default seed it does not, and the incumbent rightly stays).
-    drill = run_in_scratch("sparse_day", tmp_path, progress=log.info)
-    assert drill.violations == [], drill.facts
-    short_tokens_held(drill)  # one trading attempt outlived many 30 s execution tokens
-    assert drill.day is not None
-    report = drill.day.report
-    steps = {s["step"]: s for s in report["steps"]}
-
-    # Orders were placed and filled.
-    assert any(o["origin"] == "strategy" and o["status"] == "filled" for o in report["orders"])
-    assert report["fills"]
-    # Thin names missed minutes; REST was never asked for a minute only because it had no trades.
-    assert report["market"]["minutes_without_bars"]
-    # REST calls: the warmup's gap since todays_bars and the catch-up before the stream's subscription (a
-    # stream late at the deadline may add one); refilling every minute with a symbol missing would be hundreds
-    assert sum(a.get("refills") or 0 for a in drill.facts["ledger"]["live_trading"]) <= 5
-    assert sum(a.get("minutes_without_bars") or 0 for a in drill.facts["ledger"]["live_trading"]) > 100
-
-    # The position seeded before the day was adopted and closed.
-    assert "AAPL" in steps["reconcile"]["summary"]["adopted"]
-
-    # The version written by the 14:30 optimizer is the one used after it.
-    new_version = steps["midday_optimize"]["summary"]["new_version"]
-    assert new_version is not None, steps["midday_optimize"]["summary"]
-    used = [u for u in report["param_versions_used"] if u["id"] == new_version]
-    assert used and used[0]["decisions"] > 0
-
-
 STRATEGIES = Path(__file__).parents[1] / "strategies"  # ob_example, a plug-in package outside openbell
 LONG_SHORT = "ob_example.laggards:LeadersAndLaggards"  # no vectorized twin
 
 
-def test_an_early_close_day_moves_the_optimization_and_the_liquidation(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """The whole half day after Thanksgiving, traded by a plug-in strategy from outside the package, with fractional
-    limit orders and short sales allowed, as a deployment's run defaults set them."""
+def _with_plugin(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The deployment's run defaults of a day traded by the plug-in, importable by Airflow's processes, with
+    fractional limit orders and short sales allowed."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(STRATEGIES), os.environ.get("PYTHONPATH")])))
-    defaults = {"strategy": LONG_SHORT, "fractional": True, "order_type": "limit", "allow_short": True}
-    result, seen = _rehearse(tmp_path, date(2025, 11, 28), run_defaults=json.dumps(defaults))  # from 09:25
-    steps = {s["step"]: s for s in result.report["steps"]}
-    assert result.run_state == "success", result.task_states
-    # the plug-in traded through Airflow's workers: limit orders, fractions of a share, short sales
+    return json.dumps({"strategy": LONG_SHORT, "fractional": True, "order_type": "limit", "allow_short": True})
+
+
+def _traded_limits_fractions_and_shorts(result: DayResult, broker_orders: list[dict[str, Any]]) -> None:
+    """The plug-in traded through Airflow's workers: day limit orders, fractions of a share, short sales."""
     ids = {o["client_order_id"] for o in result.report["orders"] if o["origin"] == "strategy"}
-    limits = [o for o in seen["orders"] if o["client_order_id"] in ids and o["type"] == "limit"]
-    assert limits and all(o["limit_price"] and o["time_in_force"] == "day" for o in limits), seen["orders"]
+    limits = [o for o in broker_orders if o["client_order_id"] in ids and o["type"] == "limit"]
+    assert limits and all(o["limit_price"] and o["time_in_force"] == "day" for o in limits), broker_orders
     assert any(float(o["qty"]) != int(float(o["qty"])) for o in limits if o["side"] == "buy"), limits
     held: dict[str, float] = {}
     shorted: set[str] = set()
@@ -125,8 +93,54 @@ def test_an_early_close_day_moves_the_optimization_and_the_liquidation(tmp_path:
             shorted.add(fill["symbol"])
             assert held[fill["symbol"]] == int(held[fill["symbol"]]), fill  # a short in whole shares
     assert shorted, "no sale opened a short position"
+
+
+def test_a_whole_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``sparse_day`` drill: a whole session on the IEX-like default market, with its morning-after
+    checks, traded by a plug-in strategy from outside the package, re-optimized at 14:30 by replaying it."""
+    # Market seed 7: a day where the 14:30 search beats the day's parameters out of sample.
+    drill = replace(DRILLS["sparse_day"], run_defaults=_with_plugin(monkeypatch))
+    broker: dict[str, Any] = {}
+    drill = run_in_scratch(drill, tmp_path, progress=log.info,
+                           on_finished=lambda day: broker.update(_broker_view(day.sim)))
+    assert drill.violations == [], drill.facts
+    short_tokens_held(drill)  # one trading attempt outlived many 30 s execution tokens
+    assert drill.day is not None
+    report = drill.day.report
+    steps = {s["step"]: s for s in report["steps"]}
+
+    # Orders were placed and filled: limit orders, fractions of a share and short sales.
+    assert any(o["origin"] == "strategy" and o["status"] == "filled" for o in report["orders"])
+    _traded_limits_fractions_and_shorts(drill.day, broker["orders"])
+    # Thin names missed minutes; REST was never asked for a minute only because it had no trades.
+    assert report["market"]["minutes_without_bars"]
+    # REST calls: the warmup's gap since todays_bars and the catch-up before the stream's subscription (a
+    # stream late at the deadline may add one); refilling every minute with a symbol missing would be hundreds
+    assert sum(a.get("refills") or 0 for a in drill.facts["ledger"]["live_trading"]) <= 5
+    assert sum(a.get("minutes_without_bars") or 0 for a in drill.facts["ledger"]["live_trading"]) > 100
+
+    # The position seeded before the day was adopted and closed.
+    assert "AAPL" in steps["reconcile"]["summary"]["adopted"]
+
+    # The plug-in was re-optimized at 14:30 (it has no vectorized twin: each candidate replays on_minute), and
+    # the version written is the one used after it.
     optimized = steps["midday_optimize"]["summary"]
     assert optimized["strategy"] == LONG_SHORT and optimized["evaluated"] > 1, optimized
+    optimized_at = datetime.fromisoformat(optimized["market_time"]).astimezone(ET)
+    assert time(14, 30) <= optimized_at.time() < time(15, 45), optimized_at
+    assert optimized["new_version"] is not None, optimized
+    used = [u for u in report["param_versions_used"] if u["id"] == optimized["new_version"]]
+    assert used and used[0]["decisions"] > 0
+
+
+def test_an_early_close_day_moves_the_optimization_and_the_liquidation(tmp_path: Path) -> None:
+    """The whole half day after Thanksgiving, traded by the default strategy."""
+    result, seen = _rehearse(tmp_path, date(2025, 11, 28))  # from 09:25
+    steps = {s["step"]: s for s in result.report["steps"]}
+    assert result.run_state == "success", result.task_states
+    assert any(o["origin"] == "strategy" and o["status"] == "filled" for o in result.report["orders"])
+    optimized = steps["midday_optimize"]["summary"]
+    assert optimized["strategy"] == "momentum_rotation" and optimized["evaluated"] > 1, optimized
     if optimized["new_version"] is not None:  # hot-loaded: the decisions after it used it
         used = [u for u in result.report["param_versions_used"] if u["id"] == optimized["new_version"]]
         assert used and used[0]["decisions"] > 0, result.report["param_versions_used"]

@@ -280,10 +280,11 @@ def check_day(result: DayResult, seen: dict[str, Any], held: tuple[str, ...] = (
     return bad
 
 
-def run_drill(drill: Drill, home: Path, *, stage: Stage | None = None,
-              progress: Callable[[str], None] = log.info) -> DrillResult:
+def run_drill(drill: Drill, home: Path, *, stage: Stage | None = None, progress: Callable[[str], None] = log.info,
+              on_finished: Callable[[Rehearsal], None] | None = None) -> DrillResult:
     """Run one drill in ``home`` (a scratch directory), or on ``stage`` when given (one shared with other
-    drills, for a drill that :attr:`~openbell.runtime.drill_kit.Drill.shares_stage`), and check the day."""
+    drills, for a drill that :attr:`~openbell.runtime.drill_kit.Drill.shares_stage`), and check the day;
+    ``on_finished`` is called after the day, while the simulator still answers."""
     facts: dict[str, Any] = {"about": drill.about}
     seen: dict[str, Any] = {}
 
@@ -291,7 +292,9 @@ def run_drill(drill: Drill, home: Path, *, stage: Stage | None = None,
         if drill.inject is not None:
             drill.inject(day, facts)
 
-    def on_finished(day: Rehearsal) -> None:  # the simulator and Postgres still answer here
+    def finished(day: Rehearsal) -> None:  # the simulator and Postgres still answer here
+        if on_finished is not None:
+            on_finished(day)
         seen.update(_broker_view(day))
         data = alpaca_venue(day.sim.config()).market_data
         seen["holes"] = missing_minutes(day.engine, drill.date, DEFAULT_UNIVERSE, data)
@@ -309,11 +312,11 @@ def run_drill(drill: Drill, home: Path, *, stage: Stage | None = None,
             if not drill.shares_stage or (drill.separate_state_server and not stage.separate_state_server):
                 raise ValueError(f"drill {drill.name} cannot share this stage: run it on a stage of its own")
             day = stage.rehearse(speed=drill.speed, start=drill.start, sim_args=drill.sim_args,
-                                 on_running=on_running, on_finished=on_finished)
+                                 on_running=on_running, on_finished=finished)
         else:
             day = rehearse(drill.date, speed=drill.speed, start=drill.start, sim_args=drill.sim_args, home=home,
                            separate_state_server=drill.separate_state_server, progress=progress,
-                           on_running=on_running, on_finished=on_finished, run_defaults=drill.run_defaults)
+                           on_running=on_running, on_finished=finished, run_defaults=drill.run_defaults)
     except Exception as exc:
         return DrillResult(drill.name, [f"the drill could not run: {type(exc).__name__}: {exc}"], facts)
     facts["wall_seconds"] = round(time.monotonic() - started, 1)
