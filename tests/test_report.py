@@ -92,3 +92,18 @@ def test_decisions_on_the_strategys_defaults_are_listed_as_defaults(state_url: s
         in render(report)
     _, body = summary_text(report)
     assert "Parameter version: defaults, v1" in body
+
+
+def test_a_notional_order_is_listed_by_its_dollars(state_url: str) -> None:
+    """Alpaca says no qty for a notional order: the report lists its dollars, not a share count it never had."""
+    engine = make_engine(state_url)
+    with engine.begin() as conn:
+        book.upsert_order(conn, book.OrderRow(client_order_id="ob-2-SSO-buy", session_date=DAY, symbol="SSO",
+                                              side="buy", qty=None, notional=1250.5, status="new"))
+        book.upsert_order(conn, book.OrderRow(client_order_id="ob-3-QQQ-buy", session_date=DAY, symbol="QQQ",
+                                              side="buy", qty=3, status="filled"))
+    lines = render(build_report(engine, DAY)).splitlines()
+    [notional] = [line for line in lines if "ob-2-SSO-buy" in line]
+    [shares] = [line for line in lines if "ob-3-QQQ-buy" in line]
+    assert "$1,250.50 SSO" in notional and "0.00" not in notional
+    assert " 3.00 QQQ" in shares

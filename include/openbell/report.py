@@ -113,8 +113,8 @@ def build_report(engine: Engine, session_date: date) -> dict[str, Any]:
     # an order's market time: its first fill, else the minute that decided it (created_at is wall time)
     orders = _rows(
         engine,
-        "SELECT o.client_order_id, o.symbol, o.side, o.qty, o.status, o.filled_qty, o.filled_avg_price, o.origin,"
-        " o.reason, o.reject_reason, o.created_at, COALESCE((SELECT min(f.ts) FROM fills f"
+        "SELECT o.client_order_id, o.symbol, o.side, o.qty, o.notional, o.status, o.filled_qty, o.filled_avg_price,"
+        " o.origin, o.reason, o.reject_reason, o.created_at, COALESCE((SELECT min(f.ts) FROM fills f"
         " WHERE f.client_order_id = o.client_order_id), d.ts) AS market_time FROM orders o"
         " LEFT JOIN decisions d ON d.session_date = o.session_date AND d.seq = o.decision_seq"
         " WHERE o.session_date = :d ORDER BY o.created_at, o.client_order_id",
@@ -175,6 +175,13 @@ def _risk_line(risk: dict[str, Any]) -> str:
     return f"risk state at the end: {risk['state']}, set by {who} ({risk['by']}): {risk.get('reason')}{extra}"
 
 
+def _amount(order: dict[str, Any]) -> str:
+    """An order's size: its shares, or the dollars of a notional order (Alpaca says no qty for one)."""
+    if order.get("notional") is None:
+        return f"{float(order['qty']):.2f}"
+    return f"${float(order['notional']):,.2f}"
+
+
 def render(report: dict[str, Any]) -> str:
     """The report as text for a terminal; every time is New York time, marked ``ET``."""
     lines = [f"openbell report for session {report['session']} (all times in New York time, ET)", "", "steps:"]
@@ -194,7 +201,7 @@ def render(report: dict[str, Any]) -> str:
     lines += ["", f"orders: {len(report['orders'])} ({filled} filled), fills: {len(report['fills'])}"]
     for o in report["orders"][:12]:
         lines.append(f"  {et_time(o.get('market_time'))}  {o['client_order_id']:<28} {o['side']:<4}"
-                     f" {float(o['qty']):>10.2f} {o['symbol']:<5} {o['status']}")
+                     f" {_amount(o):>10} {o['symbol']:<5} {o['status']}")
     if len(report["orders"]) > 12:
         lines.append(f"  ... {len(report['orders']) - 12} more")
     pnl = report["pnl"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -114,3 +115,30 @@ def test_liquidation_leaves_the_account_flat(engine: Engine, tmp_path: Path) -> 
         assert all(e.startswith("recovered:") for *_, e in fills)
         again = liquidate(broker, engine, SESSION, clock, deadline=s.close - timedelta(minutes=1))
         assert again.flat and again.fills_recovered == 0  # a rerun stores nothing twice
+
+
+def test_reconcile_records_a_notional_order_it_finds_with_its_dollars_and_once_final_its_shares(
+        engine: Engine, tmp_path: Path) -> None:
+    """A notional buy sent before a crash, never recorded: Alpaca says no qty for it. Found working, it is stored
+    with its dollars (shares not yet known); found filled by a later attempt, with the shares it bought."""
+    with SimProcess(date="2025-11-20", speed=60, start="09:29", data_dir=tmp_path / "sim") as sim:
+        client = sim.config().trading_client()
+        ours = client_order_id(SESSION, 4, "SSO")
+        client.submit_order(MarketOrderRequest(symbol="SSO", notional=250.55, side=OrderSide.BUY,
+                                               time_in_force=TimeInForce.DAY, client_order_id=ours))
+        broker = AlpacaBroker(sim.config())
+        reconcile(broker, engine, SESSION)
+        with engine.connect() as conn:
+            working = conn.execute(text("SELECT status, qty, notional FROM orders")).one()
+        assert working[0] in ("new", "accepted") and float(working[1]) == 0 and float(working[2]) == 250.55
+        order = client.get_order_by_client_id(ours)
+        deadline = time.monotonic() + 30
+        while order.status != "filled" and time.monotonic() < deadline:  # fills once the market opens at 09:30
+            time.sleep(0.2)
+            order = client.get_order_by_client_id(ours)
+        assert order.status == "filled" and order.qty is None, order
+        reconcile(broker, engine, SESSION)
+        with engine.connect() as conn:
+            filled = conn.execute(text("SELECT status, qty, notional, filled_qty FROM orders")).one()
+    assert filled[0] == "filled" and float(filled[2]) == 250.55
+    assert float(filled[1]) == float(filled[3]) == float(order.filled_qty) > 0

@@ -164,7 +164,9 @@ def _orders(conn: Connection, session_date: date, report: ReconcileReport, ours:
     """This session's orders stored as the broker has them, with the fills the trade stream never delivered."""
     stored = book.stored_orders(conn, session_date)
     for order in ours:
-        row = order_row(order, session_date, "strategy")
+        # a notional order (no qty at the broker) not recorded before a crash: its shares once it is final
+        known = order.filled_qty if order.qty is None and order.status in book.FINAL_STATUSES else None
+        row = order_row(order, session_date, "strategy", estimate=known)
         before = stored.get(order.client_order_id)
         if before != row.status:
             report.differences += 1

@@ -194,13 +194,16 @@
       tr.append(cell(s.symbol), cell(num(s.score, 4), "num"), cell(num(s.weight, 3), "num")));
   }
   const fresh = (tr, r) => { if (r._fresh && Date.now() - r._fresh < 1500) tr.classList.add("fresh"); };
+  // a notional order is its dollars (Alpaca says no qty for it), with the shares expected when known
+  const qty = (o) => (o.notional === null || o.notional === undefined ? num(o.qty, 4)
+    : `$${num(o.notional)}` + (Number(o.qty) ? ` (~${num(o.qty, 4)})` : ""));
   function renderOrders(d) {
     const rows = [...d.orders].reverse().slice(0, 300);
     $("orders-count").textContent = `${d.orders.length}`;
     fill($("orders").tBodies[0], rows, (tr, o) => {
       fresh(tr, o);
       tr.append(cell(et(o.decided_at || o.created_at)), cell(o.client_order_id), cell(o.symbol), cell(o.side, o.side),
-        cell(num(o.qty, 4), "num"), cell(num(o.filled_qty, 4), "num"), cell(num(o.filled_avg_price), "num"),
+        cell(qty(o), "num"), cell(num(o.filled_qty, 4), "num"), cell(num(o.filled_avg_price), "num"),
         cell(o.status, o.reject_reason ? "bad" : ""), cell(o.origin || ""));
       if (o.reject_reason) tr.title = o.reject_reason;
     });
