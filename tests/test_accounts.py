@@ -196,6 +196,13 @@ def test_a_bad_name_key_or_connection_is_refused_naming_it(tmp_path: Path, entry
     assert says in refused(tmp_path, entry)
 
 
+def test_a_word_yaml_reads_as_a_boolean_is_refused_with_a_hint(tmp_path: Path) -> None:
+    found = read(tmp_path, "accounts:\n  - {name: main, conn_id: alpaca_default, universe: [TQQQ, ON]}\n")
+    assert found.accounts == () and "'universe.1': Input should be a valid string (YAML reads yes, no, on, off " \
+        "unquoted as true/false: quote it)" in str(found.errors[0])
+    assert read(tmp_path, "accounts:\n  - {name: main, conn_id: alpaca_default, universe: [TQQQ, 'ON']}\n").errors == ()
+
+
 def test_an_account_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
     found = read(tmp_path, "accounts:\n  - name: main\n    conn_id: alpaca_default\n  - small\n")
     assert [a.name for a in found.accounts] == ["main"]

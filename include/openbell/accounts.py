@@ -240,7 +240,9 @@ def _described(exc: ValidationError) -> list[str]:
             out.append(f"'name': {err['input']!r} is not lowercase letters, digits and '_' starting with a letter, "
                        f"at most {NAME_MAX} characters")
         else:
-            out.append(f"{where!r}: {err['msg']}")
+            quote = " (YAML reads yes, no, on, off unquoted as true/false: quote it)" if (
+                err["type"] == "string_type" and isinstance(err.get("input"), bool)) else ""
+            out.append(f"{where!r}: {err['msg']}{quote}")
     return out
 
 
