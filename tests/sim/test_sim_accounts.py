@@ -226,3 +226,24 @@ def test_an_accounts_secret_stays_out_of_reprs(tmp_path: Path) -> None:
     assert (spec.name, spec.key, spec.secret) == ("alice", "key-a", "Zq7:secret")
     cfg = SimConfig(session_date=date(2025, 11, 20), data_dir=tmp_path, api_key="k", secret_key="s", accounts=[spec])
     assert "Zq7" not in repr(spec) and "Zq7" not in repr(cfg) and "alice" in repr(cfg)
+
+
+def test_the_accounts_secrets_are_on_no_command_line(sim: SimProcess) -> None:
+    """SimProcess hands the accounts over in $OPENBELL_SIM_ACCOUNTS: no secret shows in the process list."""
+    assert sim.proc is not None
+    cmdline = Path(f"/proc/{sim.proc.pid}/cmdline").read_bytes().decode(errors="replace")
+    for name in ("alice", "bob"):
+        key, secret = sim.credentials(name)
+        assert secret not in cmdline
+        status, _, body = _get(sim, "/v2/account", key, secret)
+        assert status == 200, body
+
+
+def test_a_bad_line_of_the_accounts_variable_is_named_without_its_secret() -> None:
+    from openbell.sim.accounts import accounts_from_env
+
+    good = accounts_from_env("alice:key-a:s3cret-a\n\n bob:key-b:s3cret-b \n")
+    assert [(s.name, s.key) for s in good] == [("alice", "key-a"), ("bob", "key-b")]
+    with pytest.raises(ValueError, match="line 2") as refused:
+        accounts_from_env("alice:key-a:s3cret-a\nBad Name:key-b:s3cret-b")
+    assert "s3cret" not in str(refused.value)

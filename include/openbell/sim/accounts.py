@@ -43,6 +43,22 @@ def parse_account(text: str) -> AccountSpec:
     return AccountSpec(*parts)
 
 
+ACCOUNTS_ENV = "OPENBELL_SIM_ACCOUNTS"  # NAME:KEY:SECRET entries, one per line: secrets kept off the command line
+
+
+def accounts_from_env(value: str) -> list[AccountSpec]:
+    """The accounts of :data:`ACCOUNTS_ENV` (one ``NAME:KEY:SECRET`` per line; blank lines skipped); the
+    ValueError names the line, never the secret."""
+    specs = []
+    for n, line in enumerate(value.splitlines(), 1):
+        if line.strip():
+            try:
+                specs.append(parse_account(line.strip()))
+            except ValueError as exc:
+                raise ValueError(f"line {n}: {exc}") from None
+    return specs
+
+
 def check_unique(specs: Iterable[AccountSpec]) -> None:
     """ValueError if two accounts share a name or a key."""
     names: set[str] = set()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from openbell.cpu import background
-from openbell.sim.accounts import check_unique, parse_account
+from openbell.sim.accounts import ACCOUNTS_ENV, accounts_from_env, check_unique, parse_account
 from openbell.sim.faults import LIMITS, Faults, parse_silence
 from openbell.sim.halts import parse_halt
 from openbell.sim.playback import default_session_date, is_session, parse_hhmm
@@ -188,7 +188,8 @@ def parser() -> argparse.ArgumentParser:
                         "secret that is printed at start)")
     g.add_argument("--account", dest="accounts", type=_account, action="append", default=[],
                    metavar="NAME:KEY:SECRET",
-                   help="serve an account of its own for this key (repeatable; replaces --api-key): its own cash, "
+                   help=f"serve an account of its own for this key (repeatable, or one per line in ${ACCOUNTS_ENV}, "
+                        "which keeps the secrets off the command line; replaces --api-key): its own cash, "
                         "positions, orders, fills, request budget and trade updates, stored under "
                         "DATA_DIR/accounts/NAME; --cash, --seed-position and the other broker flags apply to "
                         "each; market data is shared")
@@ -325,7 +326,13 @@ def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, bool]:
 
 
 def check_args(args: argparse.Namespace) -> str | None:
-    """Why these flags cannot go together, if they cannot."""
+    """Why these flags cannot go together, if they cannot; without ``--account``, the accounts of
+    :data:`~openbell.sim.accounts.ACCOUNTS_ENV` are taken."""
+    if not args.accounts and os.environ.get(ACCOUNTS_ENV, "").strip():
+        try:
+            args.accounts = accounts_from_env(os.environ[ACCOUNTS_ENV])
+        except ValueError as exc:
+            return f"${ACCOUNTS_ENV}: {exc}"
     if args.accounts and (args.api_key or args.secret_key):
         return "argument --account: not allowed with --api-key or --secret-key (each account has its key)"
     try:

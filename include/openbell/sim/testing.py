@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from openbell.adapters.alpaca.config import AlpacaConfig
+from openbell.sim.accounts import ACCOUNTS_ENV
 
 
 def free_port() -> int:
@@ -39,8 +40,8 @@ def free_port() -> int:
 class SimProcess:
     """A simulator subprocess on a loopback port (a free one unless given); a context manager (stop on exit).
 
-    ``accounts`` names accounts to serve instead of the one of ``key`` (``--account``): account NAME's key is
-    ``<key>-NAME`` and its secret ``<secret>-NAME``."""
+    ``accounts`` names accounts to serve instead of the one of ``key`` (``$OPENBELL_SIM_ACCOUNTS``): account
+    NAME's key is ``<key>-NAME`` and its secret ``<secret>-NAME``."""
 
     def __init__(
         self,
@@ -84,9 +85,10 @@ class SimProcess:
             "--date", self.date, "--speed", str(self.speed), "--start", self.start_at,
             "--log-level", "WARNING", *self.extra_args,
         ]
-        for name in self.accounts:
-            cmd += ["--account", ":".join((name, *self.credentials(name)))]
         env = {**os.environ, "APCA_API_KEY_ID": self.key, "APCA_API_SECRET_KEY": self.secret}
+        env.pop(ACCOUNTS_ENV, None)
+        if self.accounts:  # in the environment: no secret on the command line
+            env[ACCOUNTS_ENV] = "\n".join(":".join((name, *self.credentials(name))) for name in self.accounts)
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         try:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
