@@ -17,7 +17,8 @@ FLAGS = ["--date", "--speed", "--start", "--host", "--port", "--data-dir", "--ap
          "--slippage-bps", "--seed-position", "--cash", "--csv-dir", "--max-stream-connections",
          "--drop-streams-at", "--silence-at", "--refuse-reconnect-seconds", "--rest-error-rate", "--rest-delay-ms",
          "--background", "--sparse", "--dense", "--corrections", "--halt", "--split", "--rate-limit",
-         "--trading-blocked", "--not-tradable", "--not-fractionable", "--not-shortable", "--hard-to-borrow"]
+         "--trading-blocked", "--not-tradable", "--not-fractionable", "--not-shortable", "--hard-to-borrow",
+         "--account"]
 
 
 def test_help_documents_every_flag() -> None:
@@ -77,6 +78,8 @@ BAD_VALUES: dict[str, list[str]] = {
     "--not-fractionable": ["../../x", "", "TOOLONGSYMBOL"],
     "--not-shortable": ["../../x", "", "TOOLONGSYMBOL"],
     "--hard-to-borrow": ["../../x", "", "TOOLONGSYMBOL"],
+    "--account": ["", "a", "a:key", "a:key:", "a::s3cret", ":key:s3cret", "../x:key:s3cret", "a b:key:s3cret",
+                  "a:k y:s3cret", "a:key:s3 cret", "a:key:s3cr\u00e9t", "-a:key:s3cret", "a" * 65 + ":key:s3cret"],
 }
 SWITCHES = ["--reset-clock", "--partial-fills", "--no-sip", "--background", "--sparse", "--dense", "--trading-blocked"]
 
@@ -116,7 +119,10 @@ def test_each_flag_refuses_bad_values_in_one_line(
 @pytest.mark.parametrize(
     "args",
     [["--sparse", "--dense"], ["--halt", "SPY:10:00-10:30", "--halt", "SPY:10:15-close"],
-     ["--split", "SPY:0.5:2025-11-18", "--split", "SPY:2:2025-11-18"]],
+     ["--split", "SPY:0.5:2025-11-18", "--split", "SPY:2:2025-11-18"],
+     ["--account", "a:key1:s3cret", "--account", "a:key2:s3cret"],
+     ["--account", "a:key1:s3cret", "--account", "b:key1:s3cret"],
+     ["--account", "a:key1:s3cret", "--api-key", "key2"], ["--secret-key", "s3cret", "--account", "a:key1:s3cret"]],
     ids=lambda a: repr(" ".join(a)),
 )
 def test_flags_that_contradict_each_other_are_refused_in_one_line(
@@ -131,6 +137,16 @@ def test_flags_that_contradict_each_other_are_refused_in_one_line(
     assert exc.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(("usage:", " "))]
     assert len(lines) == 1 and lines[0].startswith("openbell sim: error: "), lines
+    if "--account" in args:
+        assert lines[0].startswith("openbell sim: error: argument --account: ") and "s3cret" not in lines[0], lines
+
+
+def test_a_bad_account_never_shows_its_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for value in BAD_VALUES["--account"]:
+        with pytest.raises(SystemExit):
+            main([f"--account={value}", "--data-dir", str(tmp_path / "sim")])
+        err = capsys.readouterr().err
+        assert "argument --account: expected NAME:KEY:SECRET" in err and "s3cr" not in err, (value, err)
 
 
 def test_a_bad_flag_from_the_command_line_is_one_line_without_traceback() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from openbell.cpu import background
+from openbell.sim.accounts import ACCOUNTS_ENV, accounts_from_env, check_unique, parse_account
 from openbell.sim.faults import LIMITS, Faults, parse_silence
 from openbell.sim.halts import parse_halt
 from openbell.sim.playback import default_session_date, is_session, parse_hhmm
@@ -72,6 +73,7 @@ _silence = _parsed(parse_silence)
 _halt = _parsed(parse_halt)
 _split = _parsed(parse_split)
 _symbol = _parsed(parse_symbol)
+_account = _parsed(parse_account)
 
 
 def _finite(text: str) -> float:
@@ -184,6 +186,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--secret-key", type=_credential, default=None,
                    help="API secret clients must send (default: $APCA_API_SECRET_KEY, else a fixed demo "
                         "secret that is printed at start)")
+    g.add_argument("--account", dest="accounts", type=_account, action="append", default=[],
+                   metavar="NAME:KEY:SECRET",
+                   help=f"serve an account of its own for this key (repeatable, or one per line in ${ACCOUNTS_ENV}, "
+                        "which keeps the secrets off the command line; replaces --api-key): its own cash, "
+                        "positions, orders, fills, request budget and trade updates, stored under "
+                        "DATA_DIR/accounts/NAME; --cash, --seed-position and the other broker flags apply to "
+                        "each; market data is shared")
     g.add_argument("--max-stream-connections", type=_integer(1, 1000), default=1,
                    help="market-data stream connections allowed per key (Alpaca allows 1)")
     g = p.add_argument_group("market data")
@@ -311,14 +320,35 @@ def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, bool]:
         not_fractionable=list(args.not_fractionable),
         not_shortable=list(args.not_shortable),
         hard_to_borrow=list(args.hard_to_borrow),
+        accounts=list(args.accounts),
     )
-    return cfg, key == DEMO_KEY and secret == DEMO_SECRET
+    return cfg, not args.accounts and key == DEMO_KEY and secret == DEMO_SECRET
+
+
+def check_args(args: argparse.Namespace) -> str | None:
+    """Why these flags cannot go together, if they cannot; without ``--account``, the accounts of
+    :data:`~openbell.sim.accounts.ACCOUNTS_ENV` are taken."""
+    if not args.accounts and os.environ.get(ACCOUNTS_ENV, "").strip():
+        try:
+            args.accounts = accounts_from_env(os.environ[ACCOUNTS_ENV])
+        except ValueError as exc:
+            return f"${ACCOUNTS_ENV}: {exc}"
+    if args.accounts and (args.api_key or args.secret_key):
+        return "argument --account: not allowed with --api-key or --secret-key (each account has its key)"
+    try:
+        check_unique(args.accounts)
+    except ValueError as exc:
+        return f"argument --account: {exc}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, start the simulator and serve until SIGTERM or Ctrl-C."""
     p = parser()
     args = p.parse_args(argv)
+    problem = check_args(args)
+    if problem:
+        p.error(problem)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg, demo = config_from_args(args)
     try:
@@ -331,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"openbell sim: session {cfg.session_date} from {cfg.start} ET at {cfg.speed:g}x on {base}", flush=True)
     if demo:
         print(f"openbell sim: demo credentials: key {DEMO_KEY} secret {DEMO_SECRET}", flush=True)
+    if cfg.accounts:
+        names = ", ".join(f"{a.name} (key {a.key})" for a in cfg.accounts)
+        print(f"openbell sim: accounts {names}", flush=True)
     try:
         asyncio.run(serve(sim, cfg.host, cfg.port))
     except OSError as exc:

@@ -13,7 +13,8 @@ from aiohttp import web
 
 from openbell.calendar import ET
 from openbell.sim import history
-from openbell.sim.broker import asset_id
+from openbell.sim.accounts import Account
+from openbell.sim.broker import Broker, asset_id
 from openbell.sim.errors import (
     INTERNAL,
     RATE_LIMIT,
@@ -33,6 +34,7 @@ from openbell.sim.timeframes import parse_timeframe
 
 log = logging.getLogger(__name__)
 SIM: web.AppKey[Simulator] = web.AppKey("simulator")
+ACCOUNT: web.RequestKey[Account] = web.RequestKey("account")
 STREAM_PATHS = ("/v2/iex", "/v2/sip", "/stream")
 READ_METHODS = ("GET", "HEAD")
 FEEDS = ("iex", "sip", "otc", "delayed_sip", "boats", "overnight")
@@ -49,11 +51,19 @@ def err(exc: ApiError) -> web.Response:
     return jresp(exc.body(), exc.status)
 
 
-def _authorize(request: web.Request) -> None:
+def _authorize(request: web.Request) -> Account:
     key = request.headers.get("APCA-API-KEY-ID", "")
     secret = request.headers.get("APCA-API-SECRET-KEY", "")
-    if not request.app[SIM].check_auth(key, secret):
+    account = request.app[SIM].account_for(key, secret)
+    if account is None:
         raise ApiError(401, UNAUTHORIZED, "request is not authorized")
+    request[ACCOUNT] = account
+    return account
+
+
+def _broker(request: web.Request) -> Broker:
+    """The broker of the account whose key the request carries."""
+    return request[ACCOUNT].broker
 
 
 @web.middleware
@@ -71,9 +81,9 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             if request.content_type != "application/json":
                 raise ApiError(415, UNSUPPORTED_MEDIA_TYPE, "expected Content-Type: application/json")
         elif path.startswith("/v2/") and path not in STREAM_PATHS:
-            _authorize(request)
+            account = _authorize(request)
             if is_trading_path(path, STREAM_PATHS):
-                allowed, limit_headers = sim.rate.hit(request.headers["APCA-API-KEY-ID"])
+                allowed, limit_headers = account.rate.hit(account.key)
                 if not allowed:
                     raise ApiError(429, RATE_LIMIT, "rate limit exceeded")
             faults = sim.faults
@@ -105,21 +115,21 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 async def account(request: web.Request) -> web.Response:
-    return jresp(request.app[SIM].broker.account())
+    return jresp(_broker(request).account())
 
 
 async def positions(request: web.Request) -> web.Response:
-    return jresp(request.app[SIM].broker.list_positions())
+    return jresp(_broker(request).list_positions())
 
 
 async def position(request: web.Request) -> web.Response:
-    return jresp(request.app[SIM].broker.get_position(request.match_info["symbol"]))
+    return jresp(_broker(request).get_position(request.match_info["symbol"]))
 
 
 async def close_all_positions(request: web.Request) -> web.Response:
     sim = request.app[SIM]
     cancel = q_bool(request, "cancel_orders")
-    out = sim.broker.close_all(cancel)
+    out = _broker(request).close_all(cancel)
     sim.schedule_fills()
     return jresp(out, 207)
 
@@ -136,17 +146,16 @@ def _q_float(request: web.Request, name: str) -> float | None:
 
 async def close_position(request: web.Request) -> web.Response:
     sim = request.app[SIM]
-    order = sim.broker.close_position(request.match_info["symbol"], _q_float(request, "qty"),
+    order = _broker(request).close_position(request.match_info["symbol"], _q_float(request, "qty"),
                                       _q_float(request, "percentage"))
     sim.schedule_fills()
     return jresp(order)
 
 
 async def list_orders(request: web.Request) -> web.Response:
-    sim = request.app[SIM]
     q_bool(request, "nested")  # accepted and validated; simple orders have no legs
     syms = [s for s in request.query.get("symbols", "").split(",") if s.strip()]
-    return jresp(sim.broker.list_orders(
+    return jresp(_broker(request).list_orders(
         status=request.query.get("status", "open"),
         limit=q_int(request, "limit", 50, 1, 500),
         after=q_time(request, "after", code_400=False),
@@ -159,29 +168,29 @@ async def list_orders(request: web.Request) -> web.Response:
 
 async def submit_order(request: web.Request) -> web.Response:
     sim = request.app[SIM]
-    order = sim.broker.submit(await json_body(request))
+    order = _broker(request).submit(await json_body(request))
     sim.schedule_fills()
     return jresp(order)
 
 
 async def cancel_orders(request: web.Request) -> web.Response:
-    return jresp(request.app[SIM].broker.cancel_all(), 207)
+    return jresp(_broker(request).cancel_all(), 207)
 
 
 async def get_order(request: web.Request) -> web.Response:
     q_bool(request, "nested")
-    return jresp(request.app[SIM].broker.get_order(request.match_info["order_id"]))
+    return jresp(_broker(request).get_order(request.match_info["order_id"]))
 
 
 async def order_by_client_id(request: web.Request) -> web.Response:
     cid = request.query.get("client_order_id")
     if not cid:
         raise unprocessable("client_order_id is required")
-    return jresp(request.app[SIM].broker.get_by_client_id(cid))
+    return jresp(_broker(request).get_by_client_id(cid))
 
 
 async def cancel_order(request: web.Request) -> web.Response:
-    request.app[SIM].broker.cancel(request.match_info["order_id"])
+    _broker(request).cancel(request.match_info["order_id"])
     return web.Response(status=204)
 
 
@@ -226,9 +235,8 @@ async def calendar(request: web.Request) -> web.Response:
     return jresp(out)
 
 
-def _asset(sim: Simulator, symbol: str) -> dict[str, Any]:
+def _asset(sim: Simulator, broker: Broker, symbol: str) -> dict[str, Any]:
     info = sim.bars.symbols[symbol]
-    broker = sim.broker
     return {
         "id": asset_id(symbol),
         "class": "us_equity",
@@ -258,7 +266,7 @@ async def assets(request: web.Request) -> web.Response:
         raise unprocessable(f"invalid asset_class: {klass!r}")
     if status == "inactive" or klass not in (None, "", "us_equity"):
         return jresp([])
-    return jresp([_asset(sim, s) for s in sorted(sim.bars.symbols)])
+    return jresp([_asset(sim, _broker(request), s) for s in sorted(sim.bars.symbols)])
 
 
 async def asset(request: web.Request) -> web.Response:
@@ -266,7 +274,7 @@ async def asset(request: web.Request) -> web.Response:
     symbol = request.match_info["symbol"].upper()
     if symbol not in sim.bars.symbols:
         raise not_found(f"asset not found for {symbol}")
-    return jresp(_asset(sim, symbol))
+    return jresp(_asset(sim, _broker(request), symbol))
 
 
 # -- market data -----------------------------------------------------------------------------------
@@ -328,14 +336,7 @@ async def sim_clock(request: web.Request) -> web.Response:
 
 
 async def sim_health(request: web.Request) -> web.Response:
-    sim = request.app[SIM]
-    rules = sim.bars.rules
-    return jresp({"status": "ok", "market_time": sim.playback.now().isoformat(),
-                  "data_connections": len(sim.data_hub.conns), "trade_connections": len(sim.trade_hub.conns),
-                  "broker": dict(sim.broker.counters),
-                  "market": {"sparse": rules.sparse, "corrections": rules.corrections, **sim.stats,
-                             "splits_applied": sim.broker.splits_done()},
-                  "rate_limit": {"limit": sim.rate.limit, **sim.rate.counters}})
+    return jresp(request.app[SIM].health())
 
 
 async def sim_faults(request: web.Request) -> web.Response:

@@ -24,7 +24,7 @@ def build_app(sim: Simulator) -> web.Application:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        sim.store.close()
+        sim.close()
 
     async def close_streams(app: web.Application) -> None:
         sim.data_hub.drop_all(0)

@@ -7,14 +7,16 @@ it over HTTP."""
 from __future__ import annotations
 
 import asyncio
-import hmac
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from openbell.calendar import ET, Session
+from openbell.sim.accounts import Account, AccountSpec, find, rate_report, totals
 from openbell.sim.broker import AssetFlags, Broker
 from openbell.sim.faults import Faults
 from openbell.sim.feed import BarStore, Rules
@@ -81,6 +83,11 @@ class SimConfig:
     not_fractionable: list[str] = field(default_factory=list)
     not_shortable: list[str] = field(default_factory=list)
     hard_to_borrow: list[str] = field(default_factory=list)
+    accounts: list[AccountSpec] = field(default_factory=list)  # empty: the one account of api_key
+
+    def account_specs(self) -> list[AccountSpec]:
+        """The accounts to serve: those listed, else the one of ``api_key``."""
+        return self.accounts or [AccountSpec("default", self.api_key, self.secret_key)]
 
 
 class MarketView:
@@ -128,20 +135,18 @@ class Simulator:
         self.store = StateStore(cfg.data_dir)
         self.playback = self._load_playback()
         self.faults = cfg.faults
-        self.rate = RateLimiter(cfg.rate_limit, window=WINDOW_SECONDS / cfg.speed)
         self.data_hub = DataHub(self.check_auth, self.bars, self.faults, cfg.max_stream_connections)
         self.trade_hub = TradeHub(self.check_auth)
-        self.broker = Broker(self.store, MarketView(self), slippage_bps=cfg.slippage_bps, cash=cfg.cash,
-                             on_event=self.trade_hub.publish, trading_blocked=cfg.trading_blocked,
-                             assets=AssetFlags(cfg.not_tradable, cfg.not_fractionable, cfg.not_shortable,
-                                               cfg.hard_to_borrow))
-        for sym in [*(s for s, _ in cfg.seed_positions), *self.broker.positions]:
+        self.accounts = [self._open_account(spec) for spec in cfg.account_specs()]
+        held = [sym for a in self.accounts for sym in a.broker.positions]
+        for sym in dict.fromkeys([*(s for s, _ in cfg.seed_positions), *held]):
             self.bars.add_symbol(sym)  # a position outside the universe is still priced and served
-        fresh = self.broker.fresh
-        if cfg.seed_positions and fresh:
-            for sym, qty in cfg.seed_positions:
-                self.broker.seed_position(sym, qty)
-        self.apply_splits(adjust=not fresh)  # seeded positions were bought after the splits already made
+        for broker in self.brokers():
+            fresh = broker.fresh
+            if cfg.seed_positions and fresh:
+                for sym, qty in cfg.seed_positions:
+                    broker.seed_position(sym, qty)
+            self._apply_splits(broker, adjust=not fresh)  # seeded positions were bought after earlier splits
         self.stats = {"corrections_sent": 0, "statuses_sent": 0}
         self.apply_faults()
         self.silent_until: datetime | None = None
@@ -157,20 +162,72 @@ class Simulator:
                                         "wall_anchor": playback.wall_anchor}})
         return playback
 
+    def _open_account(self, spec: AccountSpec) -> Account:
+        """An account's broker on its own store (the simulator's own without ``--account``) and its budget."""
+        cfg = self.cfg
+        store = StateStore(cfg.data_dir / "accounts" / spec.name) if cfg.accounts else self.store
+        broker = Broker(store, MarketView(self), slippage_bps=cfg.slippage_bps, cash=cfg.cash,
+                        on_event=functools.partial(self.trade_hub.publish, spec.key),
+                        trading_blocked=cfg.trading_blocked,
+                        assets=AssetFlags(cfg.not_tradable, cfg.not_fractionable, cfg.not_shortable,
+                                          cfg.hard_to_borrow))
+        return Account(spec, broker, RateLimiter(cfg.rate_limit, window=WINDOW_SECONDS / cfg.speed))
+
+    def brokers(self) -> list[Broker]:
+        return [a.broker for a in self.accounts]
+
+    def account_for(self, key: str, secret: str) -> Account | None:
+        """The account these credentials open, if any."""
+        return find(self.accounts, key, secret)
+
     def check_auth(self, key: str, secret: str) -> bool:
-        return hmac.compare_digest(key.encode(), self.cfg.api_key.encode()) and hmac.compare_digest(
-            secret.encode(), self.cfg.secret_key.encode())
+        return self.account_for(key, secret) is not None
+
+    def close(self) -> None:
+        """Close every store."""
+        for broker in self.brokers():
+            broker.store.close()
+        self.store.close()
 
     def apply_faults(self) -> None:
-        self.broker.partial_fills = self.faults.partial_fills
-        self.broker.reject_symbols = set(self.faults.reject_symbols)
+        for broker in self.brokers():
+            broker.partial_fills = self.faults.partial_fills
+            broker.reject_symbols = set(self.faults.reject_symbols)
 
-    def apply_splits(self, adjust: bool = True) -> None:
-        """Apply to the account every split whose session has opened (``adjust=False``: only record them)."""
+    def apply_splits(self) -> None:
+        """Apply to every account each split whose session has opened."""
+        for broker in self.brokers():
+            self._apply_splits(broker)
+
+    def _apply_splits(self, broker: Broker, adjust: bool = True) -> None:
+        """Apply to an account every split whose session has opened (``adjust=False``: only record them)."""
         now = self.playback.now()
         for split in self.bars.rules.splits.all:
             if session_of(split.day).open <= now:
-                self.broker.apply_split(split.key, split.symbol, split.ratio, adjust)
+                broker.apply_split(split.key, split.symbol, split.ratio, adjust)
+
+    def health(self) -> dict[str, Any]:
+        """``/sim/health``: market time, connections and counters (per account too with ``--account``)."""
+        rules = self.bars.rules
+        first = self.accounts[0]
+        if self.cfg.accounts:
+            counters = totals(self.accounts)
+        else:
+            counters = {"broker": dict(first.broker.counters), "rate_limit": rate_report(first.rate)}
+        out: dict[str, Any] = {
+            "status": "ok", "market_time": self.playback.now().isoformat(),
+            "data_connections": len(self.data_hub.conns), "trade_connections": len(self.trade_hub.conns),
+            "broker": counters["broker"],
+            "market": {"sparse": rules.sparse, "corrections": rules.corrections, **self.stats,
+                       "splits_applied": first.broker.splits_done()},
+            "rate_limit": counters["rate_limit"]}
+        if self.cfg.accounts:
+            out["accounts"] = {a.name: {
+                "data_connections": sum(1 for c in self.data_hub.conns if c.key == a.key),
+                "trade_connections": sum(1 for c in self.trade_hub.conns if c.key == a.key),
+                "broker": dict(a.broker.counters), "splits_applied": a.broker.splits_done(),
+                "rate_limit": rate_report(a.rate)} for a in self.accounts}
+        return out
 
     def drop_streams(self) -> None:
         n = self.data_hub.drop_all(self.faults.refuse_reconnect_seconds) + self.trade_hub.drop_all()
@@ -193,13 +250,16 @@ class Simulator:
 
     def _fill_now(self) -> None:
         self._fill_handle = None
-        before = self.broker.counters["rejected_by_exchange"]
-        try:
-            remaining = self.broker.fill_working()
-        except Exception:
-            log.exception("filling orders failed")
-            return
-        self.faults.counters["orders_rejected"] += self.broker.counters["rejected_by_exchange"] - before
+        remaining = False
+        for broker in self.brokers():
+            before = broker.counters["rejected_by_exchange"]
+            try:
+                more = broker.fill_working()
+            except Exception:
+                log.exception("filling orders failed")
+                continue
+            self.faults.counters["orders_rejected"] += broker.counters["rejected_by_exchange"] - before
+            remaining = remaining or more
         if remaining:
             self.schedule_fills(0.05)
 
@@ -255,9 +315,11 @@ class Simulator:
         if now_sess is not None and boundary == now_sess.open:
             log.info("market open %s", boundary.isoformat())
             self.apply_splits()
-        if now_sess is not None and self.broker.working():
+        if now_sess is not None and any(b.working() for b in self.brokers()):
             self.schedule_fills(0.0)
         if sess is not None and boundary == sess.close:
-            expired = self.broker.expire_day_orders(boundary)
-            self.broker.roll_day()
+            expired = 0
+            for broker in self.brokers():
+                expired += broker.expire_day_orders(boundary)
+                broker.roll_day()
             log.info("market close %s (%d day order(s) expired)", boundary.isoformat(), expired)

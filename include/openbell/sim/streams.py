@@ -253,22 +253,23 @@ def _close_later(ws: web.WebSocketResponse) -> None:
 class TradeConn:
     ws: web.WebSocketResponse
     queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
-    authorized: bool = False
+    key: str | None = None  # the account's key once authorized
     listening: bool = False
 
 
 class TradeHub:
-    """Trade-updates stream connections; every broker event goes to every listening connection."""
+    """Trade-updates stream connections; an account's events go to the listening connections of its key."""
 
     def __init__(self, check_auth: Callable[[str, str], bool]) -> None:
         self.check_auth = check_auth
         self.conns: set[TradeConn] = set()
         self.events_sent = 0
 
-    def publish(self, event: dict[str, Any]) -> None:
+    def publish(self, key: str, event: dict[str, Any]) -> None:
+        """Send an event of the account of ``key`` to its listening connections."""
         data = orjson.dumps({"stream": "trade_updates", "data": event})
         for c in self.conns:
-            if c.listening:
+            if c.listening and c.key == key:
                 c.queue.put_nowait(data)
 
     async def _writer(self, conn: TradeConn) -> None:
@@ -301,14 +302,14 @@ class TradeHub:
                 if action in ("authenticate", "auth"):
                     key, secret = body.get("key_id"), body.get("secret_key")
                     ok = isinstance(key, str) and isinstance(secret, str) and self.check_auth(key, secret)
-                    conn.authorized = ok
+                    conn.key = key if ok else None
                     status = "authorized" if ok else "unauthorized"
                     await ws.send_str(json.dumps({"stream": "authorization",
                                                   "data": {"action": "authenticate", "status": status}}))
                     if not ok:
                         break
                 elif action == "listen":
-                    if not conn.authorized:
+                    if conn.key is None:
                         await ws.send_str(json.dumps({"stream": "listening",
                                                       "data": {"error": "unauthorized", "streams": []}}))
                         continue

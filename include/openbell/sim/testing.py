@@ -2,6 +2,9 @@
 
     with SimProcess(date="2025-11-20", speed=600, start="09:29") as sim:
         client = sim.config().trading_client()
+
+    with SimProcess(accounts=["a", "b"]) as sim:  # two accounts, each with a key of its own
+        client_b = sim.config(account="b").trading_client()
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from openbell.adapters.alpaca.config import AlpacaConfig
+from openbell.sim.accounts import ACCOUNTS_ENV
 
 
 def free_port() -> int:
@@ -34,7 +38,10 @@ def free_port() -> int:
 
 
 class SimProcess:
-    """A simulator subprocess on a loopback port (a free one unless given); a context manager (stop on exit)."""
+    """A simulator subprocess on a loopback port (a free one unless given); a context manager (stop on exit).
+
+    ``accounts`` names accounts to serve instead of the one of ``key`` (``$OPENBELL_SIM_ACCOUNTS``): account
+    NAME's key is ``<key>-NAME`` and its secret ``<secret>-NAME``."""
 
     def __init__(
         self,
@@ -48,6 +55,7 @@ class SimProcess:
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
         port: int = 0,
+        accounts: Sequence[str] = (),
     ) -> None:
         self.date = date
         self.speed = speed
@@ -55,6 +63,7 @@ class SimProcess:
         self.key = key
         self.secret = secret
         self.extra_args = list(extra_args)
+        self.accounts = list(accounts)
         self.startup_timeout = startup_timeout
         self._own_dir = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="openbell-sim-")) if data_dir is None else Path(data_dir)
@@ -77,6 +86,9 @@ class SimProcess:
             "--log-level", "WARNING", *self.extra_args,
         ]
         env = {**os.environ, "APCA_API_KEY_ID": self.key, "APCA_API_SECRET_KEY": self.secret}
+        env.pop(ACCOUNTS_ENV, None)
+        if self.accounts:  # in the environment: no secret on the command line
+            env[ACCOUNTS_ENV] = "\n".join(":".join((name, *self.credentials(name))) for name in self.accounts)
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         try:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -127,9 +139,18 @@ class SimProcess:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def config(self) -> AlpacaConfig:
-        """Settings for openbell's alpaca-py clients against this simulator (its ``--rate-limit`` included)."""
-        config = AlpacaConfig.for_simulator(self.base_url, self.key, self.secret)
+    def credentials(self, account: str | None = None) -> tuple[str, str]:
+        """The key and secret of ``account`` (None: the simulator's one account, or its first of ``accounts``)."""
+        if account is None:
+            return (self.key, self.secret) if not self.accounts else self.credentials(self.accounts[0])
+        if account not in self.accounts:
+            raise ValueError(f"no account {account!r} in this simulator (accounts: {self.accounts})")
+        return f"{self.key}-{account}", f"{self.secret}-{account}"
+
+    def config(self, account: str | None = None) -> AlpacaConfig:
+        """Settings for openbell's alpaca-py clients against this simulator (its ``--rate-limit`` included), for
+        ``account`` (see :meth:`credentials`)."""
+        config = AlpacaConfig.for_simulator(self.base_url, *self.credentials(account))
         args = [a for arg in self.extra_args for a in arg.split("=", 1)]
         if "--rate-limit" in args:
             config = dataclasses.replace(config, rate_limit=int(args[args.index("--rate-limit") + 1]))
@@ -149,7 +170,8 @@ class SimProcess:
 
     def set_faults(self, **faults: Any) -> dict[str, Any]:
         """``POST /sim/faults`` with this simulator's key; ValueError with the simulator's message if refused."""
-        headers = {"Content-Type": "application/json", "APCA-API-KEY-ID": self.key, "APCA-API-SECRET-KEY": self.secret}
+        key, secret = self.credentials()
+        headers = {"Content-Type": "application/json", "APCA-API-KEY-ID": key, "APCA-API-SECRET-KEY": secret}
         req = urllib.request.Request(self.base_url + "/sim/faults", data=json.dumps(faults).encode(), headers=headers,
                                      method="POST")
         try:
