@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test test-fast lint bench lock clean browser
+.PHONY: venv demo test test-fast lint bench lock clean browser redis
 
 venv: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(if $(findstring celery,$(ARGS)),redis)
 	$(VENV)/bin/openbell demo $(ARGS)
 
 lint: $(STAMP)
@@ -32,9 +32,18 @@ $(CHROMIUM):
 	  && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium \
 	  || echo "chromium not installed: the browser test will be skipped"
 
+# Debian's redis-server: Celery's broker for `openbell demo --executor celery` and the CeleryExecutor test.
+REDIS := /usr/bin/redis-server
+redis: $(REDIS)
+
+$(REDIS):
+	-@command -v apt-get >/dev/null && $(SUDO) apt-get update -q \
+	  && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends redis-server \
+	  || echo "redis-server not installed: the CeleryExecutor test will be skipped"
+
 # Tests without Airflow run two at a time (they mostly wait on simulated clocks); the end-to-end tests,
 # each a whole Airflow stack and a simulated day at up to 120x, one at a time.
-test: $(STAMP) lint browser
+test: $(STAMP) lint browser redis
 	$(VENV)/bin/pytest -p no:cacheprovider -m "not e2e" -n 2 $(PYTEST_ARGS)
 	$(VENV)/bin/pytest -p no:cacheprovider -m e2e --durations=30 $(PYTEST_ARGS)
 

@@ -20,6 +20,7 @@ from openbell.workflow.hooks import STATE_CONN_ID
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
 AIRFLOW_SERVICES = ("airflow-init", "api-server", "scheduler", "dag-processor", "triggerer")
+CELERY_WORKERS = ("worker-trading", "worker-default")
 
 
 def _airflow_version() -> str:
@@ -31,13 +32,13 @@ def _airflow_version() -> str:
 
 def test_services_are_the_local_processes_with_local_executor() -> None:
     services = COMPOSE["services"]
-    assert set(AIRFLOW_SERVICES) | {"postgres", "simulator"} == set(services)
+    assert set(AIRFLOW_SERVICES) | {"postgres", "simulator", "redis", *CELERY_WORKERS} == set(services)
     assert services["simulator"]["profiles"] == ["sim"]
     for name in AIRFLOW_SERVICES:
         svc = services[name]
         assert svc["image"] == f"apache/airflow:{_airflow_version()}-python3.11", name
         env = svc["environment"]
-        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert _interpolate(env["AIRFLOW__CORE__EXECUTOR"], ENV) == "LocalExecutor"
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
         # Airflow's default execution-token lifetime: the supervisor's heartbeats renew it all session.
         assert "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME" not in env
@@ -138,3 +139,27 @@ def test_init_script_passes_the_password_as_a_quoted_literal(pg_server_url: str,
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
             cur.execute(f'DROP ROLE IF EXISTS "{name}"')
         admin.close()
+
+
+def test_the_celery_profile_runs_live_trading_on_a_worker_of_its_own() -> None:
+    """``AIRFLOW_EXECUTOR=CeleryExecutor docker compose --profile celery up``: Redis with a password, one worker
+    for the trading queue (live_trading's, see openbell.workflow.sensors) and one for the default queue."""
+    from openbell.workflow.sensors import TRADING_QUEUE
+
+    services = COMPOSE["services"]
+    assert services["redis"]["profiles"] == ["celery"]
+    assert "--requirepass" in services["redis"]["command"]
+    queues = {}
+    for name in CELERY_WORKERS:
+        svc = services[name]
+        assert svc["profiles"] == ["celery"] and svc["image"] == services["scheduler"]["image"], name
+        assert svc["command"][:2] == ["celery", "worker"], name
+        queues[name] = svc["command"][svc["command"].index("--queues") + 1]
+        assert int(svc["stop_grace_period"].rstrip("s")) >= 60, name
+        assert svc["depends_on"]["redis"]["condition"] == "service_healthy", name
+    assert queues == {"worker-trading": TRADING_QUEUE, "worker-default": "default"}
+    env = {k: _interpolate(str(v), {**ENV, "AIRFLOW_EXECUTOR": "CeleryExecutor", "REDIS_PASSWORD": "r-pw"})
+           for k, v in services["scheduler"]["environment"].items()}
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:r-pw@redis:6379/0"
+    assert make_url(env["AIRFLOW__CELERY__RESULT_BACKEND"].removeprefix("db+")).password is None

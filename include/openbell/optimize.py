@@ -12,10 +12,11 @@ scored on the same sessions. ``best_params`` are the best on the latest ``train`
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -268,9 +269,24 @@ def _run_pool(chunks: list[list[dict[str, Any]]], evaluate: _Evaluator, workers:
     global _WORKER
     _WORKER = evaluate
     try:
-        return _submit_all(chunks, workers, start, budget_s, clock, results)
+        with _children_allowed():
+            return _submit_all(chunks, workers, start, budget_s, clock, results)
     finally:
         _WORKER = None
+
+
+@contextlib.contextmanager
+def _children_allowed() -> Iterator[None]:
+    """A step run by a Celery prefork worker inherits the pool process's daemon flag, and multiprocessing refuses a
+    daemonic process children ("daemonic processes are not allowed to have children"). The search's workers are
+    its own and shut down before it returns, so the flag is lifted while they run."""
+    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+    daemon = config.pop("daemon", None)
+    try:
+        yield
+    finally:
+        if daemon is not None:
+            config["daemon"] = daemon
 
 
 def _submit_all(chunks: list[list[dict[str, Any]]], workers: int, start: float, budget_s: float,

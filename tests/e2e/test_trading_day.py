@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,11 +25,16 @@ from openbell.calendar import ET
 from openbell.params import DEFAULT_UNIVERSE
 from openbell.pg.throwaway import reachable_tempdir
 from openbell.runtime.drills import DRILLS, missing_minutes, run_in_scratch
+from openbell.runtime.redis_server import REDIS_BIN
 from openbell.runtime.rehearsal import DayResult, Rehearsal, rehearse
 from openbell.sim.testing import SimProcess
 
 pytestmark = pytest.mark.e2e
 log = logging.getLogger(__name__)
+
+# skipped without Redis on a developer's machine; in CI (make test installs it) its absence fails
+needs_redis = pytest.mark.skipif(shutil.which(REDIS_BIN) is None and not os.environ.get("CI"),
+                                 reason="Debian's redis-server is not installed (`make redis` installs it)")
 
 
 def _broker_view(sim: SimProcess) -> dict[str, Any]:
@@ -44,6 +50,13 @@ def _broker_view(sim: SimProcess) -> dict[str, Any]:
     }
 
 
+def _worker_tasks(day: Rehearsal) -> dict[str, set[str]]:
+    """The tasks each Celery worker ran, from its log (none on LocalExecutor)."""
+    logs = day.stack.home / "logs"
+    return {name: set(re.findall(r"task_id='([a-z_]+)'", (logs / f"{name}.log").read_text(errors="replace")))
+            for name in day.stack.process_names if name.startswith("worker-")}
+
+
 def _rehearse(tmp_path: Path, day: date, **kw: Any) -> tuple[DayResult, dict[str, Any]]:
     """Rehearse ``day`` at 120x in a throwaway home; returns the result and the broker's view at the end."""
     seen: dict[str, Any] = {}
@@ -52,6 +65,7 @@ def _rehearse(tmp_path: Path, day: date, **kw: Any) -> tuple[DayResult, dict[str
         seen.update(_broker_view(day.sim))
         seen["holes"] = missing_minutes(day.engine, date.fromisoformat(day.sim.date), DEFAULT_UNIVERSE,
                                         AlpacaMarketData(day.sim.config()))
+        seen["workers"] = _worker_tasks(day)
 
     home = reachable_tempdir(tmp_path, "openbell-e2e-")
     try:
@@ -133,11 +147,16 @@ def test_a_whole_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert used and used[0]["decisions"] > 0
 
 
-def test_an_early_close_day_moves_the_optimization_and_the_liquidation(tmp_path: Path) -> None:
-    """The whole half day after Thanksgiving, traded by the default strategy."""
-    result, seen = _rehearse(tmp_path, date(2025, 11, 28))  # from 09:25
+@needs_redis
+def test_an_early_close_day_on_celery_moves_the_optimization_and_the_liquidation(tmp_path: Path) -> None:
+    """The whole half day after Thanksgiving, traded by the default strategy, on CeleryExecutor: a local Redis and
+    two Celery workers, live_trading on a queue of its own."""
+    result, seen = _rehearse(tmp_path, date(2025, 11, 28), executor="celery")  # from 09:25
     steps = {s["step"]: s for s in result.report["steps"]}
     assert result.run_state == "success", result.task_states
+    # live_trading ran on the trading queue's worker, every other step on the default queue's
+    assert seen["workers"]["worker-trading"] == {"live_trading"}, seen["workers"]
+    assert seen["workers"]["worker-default"] == set(steps) - {"live_trading"}, seen["workers"]
     assert any(o["origin"] == "strategy" and o["status"] == "filled" for o in result.report["orders"])
     optimized = steps["midday_optimize"]["summary"]
     assert optimized["strategy"] == "momentum_rotation" and optimized["evaluated"] > 1, optimized

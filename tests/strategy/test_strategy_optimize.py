@@ -61,6 +61,26 @@ def test_two_processes_give_the_same_answer(bars):
     assert pooled == serial
 
 
+def _search_in_a_daemon(bars, answers) -> None:  # type: ignore[no-untyped-def]
+    try:
+        answers.put(optimize.optimize(bars, n_candidates=32, workers=2, seed=8, incumbent=NOISE))
+    except BaseException as exc:
+        answers.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_the_search_runs_its_two_workers_in_a_daemonic_process(bars):
+    """As on a Celery prefork worker, whose pool processes are daemonic and whose tasks inherit the flag."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    answers = ctx.Queue()
+    child = ctx.Process(target=_search_in_a_daemon, args=(bars, answers), daemon=True)
+    child.start()
+    answer = answers.get(timeout=120)
+    child.join(30)
+    assert answer == optimize.optimize(bars, n_candidates=32, workers=1, seed=8, incumbent=NOISE), answer
+
+
 def test_keeps_an_incumbent_that_is_better_out_of_sample():
     """Fast params win while minute returns persist; the regime turns and they lose out of sample."""
     bars = pd.concat([make_bars(4, seed=1, persistence=0.5, drift=0.0),

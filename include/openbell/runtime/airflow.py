@@ -1,9 +1,10 @@
 """Airflow's processes for openbell: configuration, start and stop, and a small REST client.
 
 One :class:`AirflowStack` runs the scheduler (LocalExecutor), dag-processor, triggerer and
-api-server under one ``AIRFLOW_HOME``, configured through the environment only. Connections are
-passed as ``AIRFLOW_CONN_*`` variables, so credentials live in Airflow Connections and never in a file
-of the project.
+api-server under one ``AIRFLOW_HOME``, configured through the environment only; with a Celery broker
+(:class:`CeleryWorkers`) the scheduler hands tasks to CeleryExecutor and the stack starts Celery workers
+too. Connections are passed as ``AIRFLOW_CONN_*`` variables, so credentials live in Airflow Connections
+and never in a file of the project.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from openbell.dberrors import redact
 from openbell.paths import project_dir
 from openbell.runtime.airflow_api import ADMIN, DAG_ID, AirflowApi
 from openbell.workflow.hooks import STATE_CONN_ID
+from openbell.workflow.sensors import TRADING_QUEUE
 
 log = logging.getLogger(__name__)
 
 PROCESSES = ("scheduler", "dag-processor", "triggerer", "api-server")
+DEFAULT_QUEUE = "default"  # Airflow's [operators] default_queue
 TERMINAL = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
@@ -56,6 +59,21 @@ def alpaca_connection(config: AlpacaConfig) -> str:
     )
 
 
+@dataclass(frozen=True)
+class CeleryWorkers:
+    """CeleryExecutor's settings: the broker's URL (Redis) and one worker per entry of ``queues``, each taking
+    the comma-separated queues named there."""
+
+    broker_url: str = field(repr=False)
+    queues: tuple[str, ...] = (TRADING_QUEUE, DEFAULT_QUEUE)
+    concurrency: int = 8
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The workers' process names: ``worker-<first queue>``."""
+        return tuple(f"worker-{q.split(',')[0]}" for q in self.queues)
+
+
 @dataclass(repr=False)
 class AirflowStack(AirflowApi):
     """Airflow's four processes for openbell, under ``home``."""
@@ -67,6 +85,7 @@ class AirflowStack(AirflowApi):
     api_port: int = 0
     extra_env: Mapping[str, str] = field(default_factory=dict)
     paused: bool = False  # the DAG starts paused: nothing runs before :meth:`unpause`
+    celery: CeleryWorkers | None = None  # None: LocalExecutor
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
     sessions: set[int] = field(default_factory=set, init=False)  # every process session started, killed ones too
 
@@ -74,7 +93,7 @@ class AirflowStack(AirflowApi):
         """The settings, database passwords hidden and only the names of ``extra_env``."""
         return (f"AirflowStack(home={self.home!r}, metadata_url={redact(self.metadata_url)!r}, "
                 f"state_url={redact(self.state_url)!r}, alpaca={self.alpaca!r}, api_port={self.api_port!r}, "
-                f"extra_env={sorted(self.extra_env)!r}, paused={self.paused!r})")
+                f"extra_env={sorted(self.extra_env)!r}, paused={self.paused!r}, celery={self.celery!r})")
 
     def __post_init__(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -83,6 +102,11 @@ class AirflowStack(AirflowApi):
             self.api_port = free_port()
 
     # -- configuration ---------------------------------------------------------------------------
+
+    @property
+    def process_names(self) -> tuple[str, ...]:
+        """Airflow's four processes, and the Celery workers on CeleryExecutor."""
+        return PROCESSES + (self.celery.names if self.celery else ())
 
     @property
     def api_url(self) -> str:
@@ -137,6 +161,12 @@ class AirflowStack(AirflowApi):
         }
         if self.alpaca is not None:
             defaults["AIRFLOW_CONN_" + CONN_ID.upper()] = alpaca_connection(self.alpaca)
+        if self.celery is not None:
+            defaults |= {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                         "AIRFLOW__CELERY__BROKER_URL": self.celery.broker_url,
+                         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.metadata_url,
+                         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery.concurrency),
+                         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": DEFAULT_QUEUE}
         env = dict(os.environ)
         # an Airflow setting the user exported wins over the stack's default for it
         env.update({k: v for k, v in defaults.items() if not (k.startswith("AIRFLOW__") and k in os.environ)})
@@ -159,17 +189,22 @@ class AirflowStack(AirflowApi):
             raise RuntimeError(f"airflow db migrate failed:\n{out.stderr[-4000:]}")
 
     def start(self) -> None:
-        """Start the four processes (logs under ``home/logs``)."""
-        for name in PROCESSES:
+        """Start the four processes and any Celery workers (logs under ``home/logs``)."""
+        for name in self.process_names:
             self.start_process(name)
 
     def start_process(self, name: str) -> int:
-        """Start one of the four processes in a session of its own; returns its pid."""
-        if name not in PROCESSES:
-            raise ValueError(f"unknown Airflow process {name!r}; one of {', '.join(PROCESSES)}")
+        """Start one of :attr:`process_names` in a session of its own; returns its pid."""
+        if name not in self.process_names:
+            raise ValueError(f"unknown Airflow process {name!r}; one of {', '.join(self.process_names)}")
         args = [_airflow_bin(), name]
         if name == "api-server":
             args += ["--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
+        elif self.celery is not None and name in self.celery.names:
+            queues = self.celery.queues[self.celery.names.index(name)]
+            # the logs are on this machine's disk, where the api-server reads them: no log server per worker
+            args = [_airflow_bin(), "celery", "worker", "--queues", queues, "--celery-hostname", f"{name}@%h",
+                    "--skip-serve-logs"]
         with open(self.home / "logs" / f"{name}.log", "ab") as logf:
             proc = subprocess.Popen(
                 args, env=self.environment(), stdout=logf, stderr=subprocess.STDOUT, start_new_session=True

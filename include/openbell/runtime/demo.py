@@ -25,6 +25,7 @@ from openbell import calendar
 from openbell.params import RUN_DEFAULTS_ENV, run_defaults
 from openbell.paths import home_dir
 from openbell.report import render
+from openbell.runtime.redis_server import RedisUnavailable, redis_binary
 from openbell.runtime.rehearsal import STOP_SIGNALS, Rehearsal, rehearse
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def start_error(session_date: date, start: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """``openbell demo [--date D] [--start HH:MM] [--speed S] [--sim-option ARG]... [--strategy S]
-    [--strategy-params JSON] [--keep-running]``."""
+    [--strategy-params JSON] [--executor local|celery] [--keep-running]``."""
     parser = argparse.ArgumentParser(prog="openbell demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--date", type=date.fromisoformat, help="session to simulate (default: the latest completed)")
     parser.add_argument("--start", default="09:25", metavar="HH:MM",
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategy", help="the run's strategy: a registered name, module:Class (importable: on "
                         "PYTHONPATH) or an openbell.strategies entry point (default: the deployment's)")
     parser.add_argument("--strategy-params", metavar="JSON", help="the strategy's parameters, a JSON object")
+    parser.add_argument("--executor", choices=("local", "celery"), default="local",
+                        help="Airflow's executor: local (LocalExecutor, the default) or celery (CeleryExecutor with a "
+                             "local Redis and two Celery workers, one for live_trading's queue)")
     parser.add_argument("--keep-running", action="store_true", help="leave Airflow's UI up after the day")
     parser.add_argument("--json", action="store_true", help="print the final report as JSON")
     args = parser.parse_args(argv)
@@ -119,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     if calendar.session(session_date) is None:
         parser.error(f"{session_date} is not an NYSE session")
     refused = start_error(session_date, args.start)
+    if args.executor == "celery":
+        try:
+            redis_binary()
+        except RedisUnavailable as exc:
+            refused = refused or str(exc)
     try:
         defaults = strategy_defaults(args.strategy, args.strategy_params)
     except ValueError as exc:  # InvalidRunParams too
@@ -130,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _interrupt)
     try:
         result = rehearse(session_date, speed=args.speed, start=args.start, sim_args=args.sim_option, home=home_dir(),
-                          keep_running=_block if args.keep_running else None, run_defaults=defaults)
+                          keep_running=_block if args.keep_running else None, run_defaults=defaults,
+                          executor=args.executor)
     except KeyboardInterrupt:
         print("\ninterrupted; every process the demo started is stopped", file=sys.stderr)
         return 130

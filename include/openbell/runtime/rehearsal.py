@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine
 
@@ -29,8 +29,9 @@ from openbell.params import RUN_DEFAULTS_ENV
 from openbell.pg.databases import drop_database, ensure_database
 from openbell.pg.server import EmbeddedPostgres
 from openbell.report import build_report
-from openbell.runtime.airflow import TERMINAL, AirflowStack, free_port
+from openbell.runtime.airflow import TERMINAL, AirflowStack, CeleryWorkers, free_port
 from openbell.runtime.airflow_api import DAG_ID
+from openbell.runtime.redis_server import LocalRedis
 from openbell.sim.testing import SimProcess
 from openbell.store.db import make_engine, upgrade
 
@@ -41,6 +42,7 @@ DEMO_SECRET = "openbell-demo-secret"
 STACK_GRACE = 15.0  # seconds Airflow's processes (and the trading task's clean stop) get before SIGKILL
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CONTROL_DAG = "trading_control"
+Executor = Literal["local", "celery"]
 
 
 @dataclass
@@ -106,7 +108,8 @@ class Stage:
     a task, so no further day may share the stage."""
 
     def __init__(self, session_date: date, home: Path, *, separate_state_server: bool = False, run_defaults: str = "",
-                 sim_args: Sequence[str] | None = (), progress: Callable[[str], None] = print) -> None:
+                 sim_args: Sequence[str] | None = (), progress: Callable[[str], None] = print,
+                 executor: Executor = "local") -> None:
         self.session_date = session_date
         # The simulator options the alpaca connection is for (its rate limit), passed in the environment as a
         # deployment does; None: each day's own connection, kept in Airflow's metastore.
@@ -115,6 +118,7 @@ class Stage:
         self.separate_state_server = separate_state_server
         self.run_defaults = run_defaults
         self.progress = progress
+        self.executor = executor
         self.sim_port = free_port()  # every day's simulator answers here: the alpaca connection's address
         self.days = 0
         self.spoiled = False
@@ -145,10 +149,16 @@ class Stage:
         env = {"OPENBELL_DAG_END_DATE": self.session_date.isoformat(),
                **({RUN_DEFAULTS_ENV: self.run_defaults} if self.run_defaults else {})}
         self.connection = None if self.sim_args is None else self._simulator(sim_args=self.sim_args).config()
+        celery = None
+        if self.executor == "celery":
+            redis = LocalRedis(self.home / "redis")
+            self._stops.append(redis.stop)  # after Airflow's processes: the workers talk to it until they stop
+            redis.start()
+            self.progress(f"Redis for Celery on 127.0.0.1:{redis.port}; workers for queues {CeleryWorkers.queues}")
+            celery = CeleryWorkers(redis.url)
         self.stack = AirflowStack(self.home / "airflow", airflow_url, self.state_url, self.connection, paused=True,
-                                  extra_env=env)
-        self.progress("migrating Airflow's metadata database and starting scheduler, dag-processor, triggerer, "
-                      "api-server")
+                                  extra_env=env, celery=celery)
+        self.progress("migrating Airflow's metadata database and starting " + ", ".join(self.stack.process_names))
         self.stack.migrate()
         self._stops.append(functools.partial(self.stack.stop, grace=STACK_GRACE))
         self.stack.start()
@@ -245,13 +255,15 @@ def rehearse(
     on_running: Callable[[Rehearsal], None] | None = None,
     on_finished: Callable[[Rehearsal], None] | None = None,
     run_defaults: str = "",
+    executor: Executor = "local",
 ) -> DayResult:
     """Run ``session_date`` through Airflow against a fresh simulator and fresh databases, on a stage of its
     own under ``home`` (see :meth:`Stage.rehearse`). With ``separate_state_server`` openbell's state lives
     on a Postgres server of its own (tests restart it); ``run_defaults`` (JSON) are the deployment's run
-    parameters (:data:`openbell.params.RUN_DEFAULTS_ENV`) of the scheduled run."""
+    parameters (:data:`openbell.params.RUN_DEFAULTS_ENV`) of the scheduled run; ``executor`` "celery" runs the
+    tasks on CeleryExecutor, with a local Redis and Celery workers."""
     with Stage(session_date, home, separate_state_server=separate_state_server, run_defaults=run_defaults,
-               sim_args=sim_args, progress=progress) as stage:
+               sim_args=sim_args, progress=progress, executor=executor) as stage:
         return stage.rehearse(speed=speed, start=start, sim_args=sim_args, timeout=timeout, on_running=on_running,
                               on_finished=on_finished, keep_running=keep_running)
 

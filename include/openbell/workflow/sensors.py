@@ -9,12 +9,15 @@ from airflow.sdk import BaseSensorOperator
 from openbell.workflow import steps
 from openbell.workflow.deployment import check_execution_token
 
+TRADING_QUEUE = "trading"  # on CeleryExecutor, live_trading's worker is not shared with the other steps
+
 
 class LiveTradingSensor(BaseSensorOperator):
     """Streams bars and trades until the session is over; every attempt resumes from Postgres and the broker.
 
     A single poke runs the whole session (the sensor's timeout and ``execution_timeout`` bound it); an
-    error fails the attempt and Airflow's retry starts a fresh one that reconciles and continues.
+    error fails the attempt and Airflow's retry starts a fresh one that reconciles and continues. On
+    CeleryExecutor it goes to the :data:`TRADING_QUEUE` (LocalExecutor has no queues).
     """
 
     ui_color = "#fdebd0"
@@ -22,6 +25,7 @@ class LiveTradingSensor(BaseSensorOperator):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("mode", "poke")
         kwargs.setdefault("poke_interval", 5)
+        kwargs.setdefault("queue", TRADING_QUEUE)
         super().__init__(**kwargs)
 
     def poke(self, context: Any) -> bool:
