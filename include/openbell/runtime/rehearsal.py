@@ -100,8 +100,9 @@ def fresh_databases(home: Path, tag: str, *, separate: bool = False) -> tuple[st
 class Stage:
     """Postgres and Airflow for rehearsing the days of ``session_date``, one after another (a context manager).
 
-    The deployment's run parameters (``run_defaults``, JSON) and state server (``separate_state_server``) are
-    the stage's, as they are a deployment's, and so is the alpaca connection, in the environment, for a
+    The deployment's run parameters (``run_defaults``, JSON), state server (``separate_state_server``) and
+    executor (``executor``: "celery" adds a local Redis and Celery workers) are the stage's, as they are a
+    deployment's, and so is the alpaca connection, in the environment, for a
     simulator with ``sim_args`` (its rate limit); with ``sim_args=None`` each day's own connection is kept in
     Airflow's metastore. Each day brings its own simulator (its options, speed and start) and gets its own
     state database and run. A day that fails midway spoils the stage (:attr:`spoiled`): its run may still hold
