@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -79,18 +78,19 @@ class LocalRedis:
 
     def ping(self) -> bool:
         """Whether the server answers an authenticated PING."""
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        # one attempt: start() polls, and a stopped server must answer False at once
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self._password(), socket_timeout=1,
+                             socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(f"AUTH {self._password()}\r\nPING\r\n".encode())
-                answer = b""
-                while answer.count(b"\r\n") < 2:
-                    chunk = sock.recv(256)
-                    if not chunk:
-                        break
-                    answer += chunk
-                return answer.endswith(b"+PONG\r\n")
-        except OSError:
+            return bool(client.ping())
+        except redis.RedisError:
             return False
+        finally:
+            client.close()
 
     def stop(self, grace: float = 5.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
