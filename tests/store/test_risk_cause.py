@@ -79,14 +79,14 @@ def test_migration_0006_lets_the_strategys_failures_set_the_state_and_goes_back_
         set_phase(engine, DAY, "trading")
         with pytest.raises(IntegrityError, match="ck_trading_sessions_risk_cause"), engine.begin() as conn:
             conn.execute(text("UPDATE trading_sessions SET risk_cause = 'strategy_failed'"))
-        assert db.upgrade(empty_db_url) == "0006"
+        assert db.upgrade(empty_db_url) == db.head_revision()
         stored = set_risk(engine, DAY, "REDUCING", "the strategy failed 5 minutes in a row", "openbell", at=AT,
                           cause="strategy_failed")
         assert (stored.state, stored.cause, stored.loss_stopped) == ("REDUCING", "strategy_failed", False)
         assert _risk_events(engine)[-1]["cause"] == "strategy_failed"
         _migrate(engine, "0005", down=True)
         assert get_risk(engine, DAY).cause == "operator"  # resumed plainly by the older code too
-        assert db.upgrade(empty_db_url) == "0006"
+        assert db.upgrade(empty_db_url) == db.head_revision()
     finally:
         engine.dispose()
 

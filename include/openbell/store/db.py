@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from openbell.dberrors import DatabaseUnavailable, redact, unavailable
 from openbell.jsonutil import json_default
+from openbell.store.scope import DEFAULT_SCHEMA, schema_of, shared_url
 
 log = logging.getLogger(__name__)
 
@@ -130,20 +131,37 @@ def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None for an empty database)."""
     from alembic.runtime.migration import MigrationContext
 
+    opts = {"version_table": VERSION_TABLE, "version_table_schema": _version_schema(engine)}
     with engine.connect() as conn:
-        heads = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_heads()
+        heads = MigrationContext.configure(conn, opts=opts).get_current_heads()
     return heads[0] if heads else None
 
 
+def _version_schema(engine: Engine) -> str | None:
+    schema = schema_of(engine.url)
+    return None if schema == DEFAULT_SCHEMA else schema
+
+
 def upgrade(url: str) -> str:
-    """Apply every migration up to head on ``url``; return the head revision. Safe to rerun."""
+    """Apply every migration up to head on ``url``; return the head revision. Safe to rerun.
+
+    For an account's URL (:func:`openbell.store.scope.scoped_url`) the shared schema is brought to head first,
+    then the account's schema is created if need be and migrated (without the shared tables)."""
     from alembic import command
 
+    schema = schema_of(url)
+    if schema != DEFAULT_SCHEMA:
+        upgrade(shared_url(url))
     engine = make_engine(url, pool_size=1, max_overflow=0)
     try:
         cfg = _alembic_config()
         with engine.begin() as conn:
+            if schema != DEFAULT_SCHEMA:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                conn.execute(text(f'SET LOCAL search_path TO "{schema}", public'))
             cfg.attributes["connection"] = conn
+            cfg.attributes["version_table_schema"] = _version_schema(engine)
             command.upgrade(cfg, "head")
         revision = current_revision(engine)
     finally:

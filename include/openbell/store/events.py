@@ -1,4 +1,5 @@
-"""The event journal; each event is also announced with ``NOTIFY openbell_events``."""
+"""The event journal; each event is also announced with ``NOTIFY openbell_events`` (an account's on its own
+channel: :func:`openbell.store.scope.channel`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import Connection, Engine, func, insert, select
 
 from openbell.store.db import json_dumps
 from openbell.store.models import Event
+from openbell.store.scope import channel, schema_of
 
 CHANNEL = "openbell_events"
 _NOTIFY_LIMIT = 7900  # Postgres caps a NOTIFY payload below 8000 bytes
@@ -53,5 +55,5 @@ def _record(conn: Connection, session_date: date, kind: str, payload: dict[str, 
         message.pop("payload")
         message["truncated"] = True
         text = json_dumps(message)
-    conn.execute(select(func.pg_notify(CHANNEL, text)))
+    conn.execute(select(func.pg_notify(channel(CHANNEL, schema_of(conn.engine.url)), text)))
     return int(event_id)

@@ -4,7 +4,6 @@ re-verified between minutes (:class:`Fencing`)."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import time
 from datetime import date
@@ -12,6 +11,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, text
+
+from openbell.store.scope import DEFAULT_SCHEMA, schema_of
+from openbell.store.scope import lock_key as scoped_lock_key
 
 if TYPE_CHECKING:
     from openbell.trading.attempt_report import AttemptReport
@@ -24,10 +26,9 @@ class SessionLocked(RuntimeError):
     """Another attempt is trading this session."""
 
 
-def lock_key(session_date: date) -> int:
-    """A stable signed 64-bit advisory-lock key for a session."""
-    digest = hashlib.blake2b(f"openbell:live-session:{session_date.isoformat()}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "big", signed=True)
+def lock_key(session_date: date, schema: str = DEFAULT_SCHEMA) -> int:
+    """A stable signed 64-bit advisory-lock key for a session of the account whose state is in ``schema``."""
+    return scoped_lock_key(f"live-session:{session_date.isoformat()}", schema)
 
 
 class SessionLock:
@@ -41,7 +42,7 @@ class SessionLock:
         self.session_date = session_date
         self.wait = wait
         self.poll = poll
-        self.key = lock_key(session_date)
+        self.key = lock_key(session_date, schema_of(engine.url))
         self._conn: Connection | None = None
 
     def acquire(self) -> None:

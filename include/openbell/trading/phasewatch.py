@@ -1,7 +1,8 @@
 """The session's phase and risk state as Postgres announces them, so an order can be held the moment
 liquidation starts or an operator halts trading.
 
-Every write to ``trading_sessions`` is announced on ``openbell_rows`` (migration 0002). A thread
+Every write to ``trading_sessions`` is announced on ``openbell_rows`` (an account's on its own channel,
+migration 0007). A thread
 listens on its own connection and keeps :attr:`PhaseWatch.phase` and :attr:`PhaseWatch.risk` current (with
 who set the risk state, :attr:`PhaseWatch.risk_cause`, and the extra loss budget resumes granted today,
 :attr:`PhaseWatch.extra_loss`); the live loop reads them right before orders leave, without a query on its
@@ -21,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from openbell.store.scope import channel, schema_of
 from openbell.store.sessions import get_phase, get_risk
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ class PhaseWatch:
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute(f"LISTEN {CHANNEL}")
+                cur.execute(f"LISTEN {channel(CHANNEL, schema_of(self.engine.url))}")
             self._read()  # after LISTEN: nothing falls between
             self.connected.set()
             day = self.session_date.isoformat()

@@ -21,6 +21,7 @@ def run_migrations_online() -> None:
         connection=connection,
         target_metadata=target_metadata,
         version_table=VERSION_TABLE,
+        version_table_schema=config.attributes.get("version_table_schema"),
         transaction_per_migration=False,
         compare_type=True,
     )

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from openbell.store.migrations import in_shared_schema
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -21,21 +23,22 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "bars",
-        sa.Column("symbol", sa.Text(), nullable=False),
-        sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("open", sa.Double(), nullable=False),
-        sa.Column("high", sa.Double(), nullable=False),
-        sa.Column("low", sa.Double(), nullable=False),
-        sa.Column("close", sa.Double(), nullable=False),
-        sa.Column("volume", sa.Double(), nullable=False),
-        sa.Column("trade_count", sa.Integer(), nullable=True),
-        sa.Column("vwap", sa.Double(), nullable=True),
-        sa.Column("source", sa.Text(), nullable=False),
-        sa.Column("ingested_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.PrimaryKeyConstraint("symbol", "ts", name=op.f("pk_bars")),
-    )
+    if in_shared_schema():  # bars are shared: an account's schema has none
+        op.create_table(
+            "bars",
+            sa.Column("symbol", sa.Text(), nullable=False),
+            sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("open", sa.Double(), nullable=False),
+            sa.Column("high", sa.Double(), nullable=False),
+            sa.Column("low", sa.Double(), nullable=False),
+            sa.Column("close", sa.Double(), nullable=False),
+            sa.Column("volume", sa.Double(), nullable=False),
+            sa.Column("trade_count", sa.Integer(), nullable=True),
+            sa.Column("vwap", sa.Double(), nullable=True),
+            sa.Column("source", sa.Text(), nullable=False),
+            sa.Column("ingested_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+            sa.PrimaryKeyConstraint("symbol", "ts", name=op.f("pk_bars")),
+        )
     op.create_table(
         "decisions",
         sa.Column("session_date", sa.Date(), nullable=False),
@@ -191,4 +194,5 @@ def downgrade() -> None:
     op.drop_table("events")
     op.drop_table("equity")
     op.drop_table("decisions")
-    op.drop_table("bars")
+    if in_shared_schema():
+        op.drop_table("bars")

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from openbell.store.migrations import in_shared_schema
+
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -20,10 +22,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    if not in_shared_schema():  # bars live in the shared schema only
+        return
     op.add_column("bars", sa.Column("adjustment", sa.Text(), server_default="raw", nullable=False))
     op.create_check_constraint(op.f("ck_bars_adjustment"), "bars", "adjustment IN ('raw', 'split')")
 
 
 def downgrade() -> None:
+    if not in_shared_schema():
+        return
     op.drop_constraint(op.f("ck_bars_adjustment"), "bars", type_="check")
     op.drop_column("bars", "adjustment")
