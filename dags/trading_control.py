@@ -6,7 +6,8 @@
   stop only with ``extra_loss_budget``: the dollars of further loss accepted today, cumulative over the day's
   resumes and at most the deployment's daily loss ceiling times the open equity.
 
-Manual trigger only; who may trigger it is Airflow's permission on this DAG. The triggering user, the
+One ``trading_control`` for the default account, or one ``trading_control_<name>`` per account of the
+accounts file. Manual trigger only; who may trigger it is Airflow's permission on this DAG. The triggering user, the
 action and the reason are recorded in the step ledger and the journal, and alerted. This file only wires
 the task; the logic is ``openbell.workflow.control``.
 """
@@ -20,25 +21,36 @@ from airflow.sdk import DAG, task
 
 from openbell.alerts.callbacks import StepAlert
 from openbell.workflow import control
+from openbell.workflow.accounts import CONTROL, DagAccount, dag_accounts, refusals, refused_dag
 
 STEP_ALERT = [StepAlert()]
 
-with DAG(
-    dag_id=control.DAG_ID,
-    description="Halt, flatten or resume a session's trading (manual trigger only).",
-    schedule=None,
-    start_date=pendulum.datetime(2020, 1, 1, tz="America/New_York"),
-    catchup=False,
-    is_paused_upon_creation=False,
-    max_active_runs=1,
-    params=control.control_params(),
-    default_args={"retries": 0, "on_failure_callback": STEP_ALERT},
-    tags=["openbell", "trading", "control"],
-    doc_md=__doc__,
-) as dag:
 
-    @task(execution_timeout=timedelta(minutes=15))
-    def trading_control(**context: object) -> dict:
-        return control.trading_control(context)
+def trading_control_dag(account: DagAccount) -> DAG:
+    """The operator's controls of one account (the default account's are ``trading_control``)."""
+    with DAG(
+        dag_id=account.dag_id(CONTROL),
+        description="Halt, flatten or resume a session's trading (manual trigger only).",
+        schedule=None,
+        start_date=pendulum.datetime(2020, 1, 1, tz="America/New_York"),
+        catchup=False,
+        is_paused_upon_creation=False,
+        max_active_runs=1,
+        params=control.control_params(),
+        default_args={"retries": 0, "on_failure_callback": STEP_ALERT},
+        tags=account.tags("trading", "control"),
+        doc_md=__doc__,
+    ) as dag:
 
-    trading_control()
+        @task(execution_timeout=timedelta(minutes=15))
+        def trading_control(**context: object) -> dict:
+            return control.trading_control(context)
+
+        trading_control()
+    return dag
+
+
+ACCOUNTS = dag_accounts()
+for _account in ACCOUNTS:
+    _id = _account.dag_id(CONTROL)
+    globals()[_id] = refused_dag(_id, refusals(ACCOUNTS)) if _account.refusal else trading_control_dag(_account)

@@ -71,12 +71,18 @@ class Account(BaseModel):
         """The given run parameters as :class:`RunParams` checks them, over the run defaults of the context's
         ``defaults`` (else :func:`~openbell.params.run_defaults`); a new strategy starts from its own params."""
         defaults = (info.context or {}).get("defaults") or run_defaults()
-        values = defaults.model_dump()
+        self.run_defaults(defaults, ceilings=True)
+        return self
+
+    def run_defaults(self, deployment: RunParams, *, ceilings: bool = False) -> RunParams:
+        """The account's run defaults over the deployment's (a strategy it names starts from its own params);
+        with ``ceilings``, its ceilings checked as run parameters too."""
+        values = deployment.model_dump()
         if "strategy" in self.model_fields_set:
             values["strategy_params"] = None
-        values.update({k: getattr(self, k) for k in RUN_FIELDS if k in self.model_fields_set})
-        RunParams(**values)
-        return self
+        fields = RUN_FIELDS if ceilings else RUN_FIELDS[:3]
+        values.update({k: getattr(self, k) for k in fields if k in self.model_fields_set})
+        return RunParams(**values)
 
     def run_params(self) -> dict[str, Any]:
         """The run defaults the account sets (``strategy``, ``strategy_params``, ``universe``)."""

@@ -390,9 +390,9 @@ def run_defaults(environ: Mapping[str, str] = os.environ) -> RunParams:
         raise InvalidRunParams(f"{RUN_DEFAULTS_ENV}: {exc}") from None
 
 
-def dag_params() -> dict[str, Any]:
-    """The DAG's Params: defaults from :func:`run_defaults`, each with its JSON schema."""
+def dag_params(defaults: RunParams | None = None) -> dict[str, Any]:
+    """The DAG's Params: ``defaults`` (else :func:`run_defaults`), each with its JSON schema."""
     from airflow.sdk import Param
 
-    defaults = run_defaults()
+    defaults = defaults or run_defaults()
     return {name: Param(getattr(defaults, name), **schema) for name, schema in param_schemas().items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import select
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -108,14 +109,37 @@ def test_an_accounts_schema_holds_its_state_and_no_bars_which_stay_shared(state_
             assert len(load_bars(e, ["SPY"], at_et("09:30"), at_et("16:00"))) == 3
 
 
-def test_an_account_whose_schema_was_never_migrated_is_refused_not_served_from_the_shared_schema(
-        state_url: str) -> None:
-    engine = db.make_engine(scoped_url(state_url, "gamma"))
+def test_a_new_accounts_schema_is_created_at_first_use_and_never_served_from_the_shared_one(
+        state_url: str, engine: Engine) -> None:
+    gamma = db.make_engine(scoped_url(state_url, "gamma"))
     try:
-        with pytest.raises(db.SchemaOutOfDate, match=r"empty schema.*openbell db upgrade"):
-            db.ensure_current(engine)
+        set_phase(engine, SESSION, "trading")
+        db.ensure_current(gamma)
+        assert "trading_sessions" in inspect(engine).get_table_names(schema="account_gamma")
+        assert get_phase(gamma, SESSION) is None
+        assert db.account_names(state_url) == ["gamma"]
     finally:
-        engine.dispose()
+        gamma.dispose()
+
+
+def test_a_new_account_is_refused_while_the_shared_schema_is_out_of_date(state_url: str) -> None:
+    _migrate(state_url, "0006", down=True)
+    gamma = db.make_engine(scoped_url(state_url, "gamma"))
+    try:
+        with pytest.raises(db.SchemaOutOfDate, match=r"revision 0006.*openbell db upgrade"):
+            db.ensure_current(gamma)
+        assert db.account_names(state_url) == []
+    finally:
+        gamma.dispose()
+
+
+def test_upgrading_the_shared_schema_upgrades_every_accounts_schema(state_url: str) -> None:
+    with _engines(state_url, "alpha", "beta") as (alpha, beta):
+        for target in (scoped_url(state_url, "alpha"), scoped_url(state_url, "beta"), state_url):
+            _migrate(target, "0006", down=True)
+        assert db.upgrade(state_url) == db.head_revision()
+        for e in (alpha, beta):
+            db.ensure_current(e)
 
 
 def test_upgrading_an_account_twice_changes_nothing_and_keeps_its_rows(state_url: str) -> None:
@@ -142,8 +166,13 @@ def _listen(url: str, *channels: str) -> psycopg2.extensions.connection:
     return conn
 
 
-def _heard(conn: psycopg2.extensions.connection) -> list[tuple[str, dict]]:
-    select.select([conn], [], [], 2.0)
+def _heard(conn: psycopg2.extensions.connection, count: int) -> list[tuple[str, dict]]:
+    """The next ``count`` notifications (waiting up to 10 s for them), then any that follow within 0.2 s."""
+    give_up = time.monotonic() + 10.0
+    while len(conn.notifies) < count and time.monotonic() < give_up:
+        select.select([conn], [], [], 0.5)
+        conn.poll()
+    select.select([conn], [], [], 0.2)
     conn.poll()
     heard = [(n.channel, json.loads(n.payload)) for n in conn.notifies]
     conn.notifies.clear()
@@ -157,12 +186,12 @@ def test_each_accounts_writes_and_events_are_announced_on_its_own_channels(state
         try:
             set_phase(alpha, SESSION, "trading")
             record_event(alpha, SESSION, "note", {"who": "alpha"})
-            heard = _heard(listener)
+            heard = _heard(listener, 2)
             assert [(c, p.get("table") or p["kind"]) for c, p in heard] == [
                 ("openbell_rows_account_alpha", "trading_sessions"), ("openbell_events_account_alpha", "note")]
             set_phase(engine, SESSION, "trading")
             record_event(engine, SESSION, "note", {"who": "default"})
-            assert [c for c, _ in _heard(listener)] == ["openbell_rows", "openbell_events"]
+            assert [c for c, _ in _heard(listener, 2)] == ["openbell_rows", "openbell_events"]
         finally:
             listener.close()
 
@@ -194,11 +223,11 @@ def test_migration_0007_goes_down_to_one_channel_and_back_up_without_losing_a_ro
         listener = _listen(state_url, "openbell_rows", "openbell_rows_account_alpha")
         try:
             set_phase(alpha, SESSION, "liquidating")  # 0002's trigger: every schema on one channel
-            assert [c for c, _ in _heard(listener)] == ["openbell_rows"]
+            assert [c for c, _ in _heard(listener, 1)] == ["openbell_rows"]
             for target in (state_url, url):
                 _migrate(target, "head")
             set_phase(alpha, SESSION, "closed")
-            assert [c for c, _ in _heard(listener)] == ["openbell_rows_account_alpha"]
+            assert [c for c, _ in _heard(listener, 1)] == ["openbell_rows_account_alpha"]
         finally:
             listener.close()
         db.ensure_current(alpha)

@@ -143,7 +143,7 @@ def test_params_refuse_nan_wrong_types_and_unknown_strategies_at_trigger_time(tm
     assert [c for c in info["refused"] if not c[2].startswith("refused")] == []
     assert [c for c in info["accepted"] if c[2] != "accepted"] == []
     # what JSON schema cannot see (the chosen strategy's own rules) is checked before the run waits for the open
-    assert info["hook"] == "check_run_params"
+    assert info["hook"] == "check_account_run_params"  # the run's account's ceilings
 
 
 def test_every_step_but_the_liquidation_retries_through_an_api_server_outage(tmp_path: Path) -> None:

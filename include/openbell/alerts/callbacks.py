@@ -33,13 +33,16 @@ _ERROR_LIMIT = 1500
 
 
 @contextmanager
-def state_engine() -> Iterator[Engine | None]:
-    """An engine on the state database (the ``openbell_db`` connection), or None when it cannot be had."""
+def state_engine(context: Any) -> Iterator[Engine | None]:
+    """An engine on the state of the context's account (the ``openbell_db`` connection), or None when it
+    cannot be had."""
     from openbell.store.db import make_engine
+    from openbell.workflow.accounts import account_state_url, run_account
     from openbell.workflow.hooks import StateDbHook
 
     try:
-        engine = make_engine(StateDbHook().get_uri(), pool_size=1, max_overflow=1)
+        engine = make_engine(account_state_url(StateDbHook().get_uri(), run_account(context)), pool_size=1,
+                             max_overflow=1)
     except Exception as exc:
         log.warning("alerts: no state database (%s)", type(exc).__name__)
         yield None
@@ -93,7 +96,7 @@ def step_alert_text(context: Any) -> tuple[str, str]:
 def send_step_alert(context: Any) -> Outcome:
     """Alert once for the failing (or retrying) step of ``context``."""
     title, body = step_alert_text(context)
-    with state_engine() as engine:
+    with state_engine(context) as engine:
         return alert(STEP_FAILED, step_key(context), title, body, session_date=session_date_of(context),
                      engine=engine, level=Level.FAILURE)
 
@@ -105,7 +108,7 @@ def send_end_of_day(context: Any) -> dict[str, Outcome]:
     session = session_date_of(context)
     dag_run = context["dag_run"]
     key = f"{getattr(dag_run, 'dag_id', '')}/{dag_run.run_id}"
-    with state_engine() as engine:
+    with state_engine(context) as engine:
         if engine is None:
             title, body = f"openbell {session}: no end-of-day summary", "The state database could not be reached."
             return {EOD_SUMMARY: alert(EOD_SUMMARY, key, title, body, session_date=session, level=Level.WARNING)}

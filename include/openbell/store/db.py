@@ -15,7 +15,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from openbell.dberrors import DatabaseUnavailable, redact, unavailable
 from openbell.jsonutil import json_default
-from openbell.store.scope import DEFAULT_SCHEMA, schema_of, shared_url
+from openbell.store.scope import DEFAULT_SCHEMA, SCHEMA_PREFIX, schema_of, scoped_url, shared_url
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +145,35 @@ def _version_schema(engine: Engine) -> str | None:
 def upgrade(url: str) -> str:
     """Apply every migration up to head on ``url``; return the head revision. Safe to rerun.
 
-    For an account's URL (:func:`openbell.store.scope.scoped_url`) the shared schema is brought to head first,
-    then the account's schema is created if need be and migrated (without the shared tables)."""
+    On the shared URL, every account schema already in the database is brought to head after the shared schema.
+    On an account's URL (:func:`openbell.store.scope.scoped_url`), the shared schema first, then the account's,
+    created if need be (without the shared tables)."""
+    schema = schema_of(url)
+    if schema != DEFAULT_SCHEMA:
+        _upgrade_schema(shared_url(url))
+        return _upgrade_schema(url)
+    head = _upgrade_schema(url)
+    for name in account_names(url):
+        _upgrade_schema(scoped_url(url, name))
+    return head
+
+
+def account_names(url: str) -> list[str]:
+    """The accounts whose schema exists in the database of ``url``, by name."""
+    engine = make_engine(shared_url(url), pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            schemas = conn.execute(text("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, :p)"
+                                        " ORDER BY nspname"), {"p": SCHEMA_PREFIX}).scalars().all()
+    finally:
+        engine.dispose()
+    return [s.removeprefix(SCHEMA_PREFIX) for s in schemas]
+
+
+def _upgrade_schema(url: str) -> str:
     from alembic import command
 
     schema = schema_of(url)
-    if schema != DEFAULT_SCHEMA:
-        upgrade(shared_url(url))
     engine = make_engine(url, pool_size=1, max_overflow=0)
     try:
         cfg = _alembic_config()
@@ -174,12 +196,22 @@ def upgrade(url: str) -> str:
 
 
 def ensure_current(engine: Engine) -> None:
-    """Raise :class:`SchemaOutOfDate` unless the database is at the head revision."""
+    """Raise :class:`SchemaOutOfDate` unless the database is at the head revision.
+
+    An account's schema that was never created is created here, when the shared schema is at head: a new
+    account needs no upgrade of its own (never is it served from the shared schema)."""
     revision = current_revision(engine)
     head = head_revision()
+    url = engine.url.render_as_string(hide_password=False)
+    if revision is None and schema_of(url) != DEFAULT_SCHEMA:
+        shared = make_engine(shared_url(url), pool_size=1, max_overflow=0)
+        try:
+            ensure_current(shared)
+        finally:
+            shared.dispose()
+        revision = _upgrade_schema(url)
     if revision != head:
-        where = redact(engine.url.render_as_string(hide_password=False))
         found = "an empty schema" if revision is None else f"revision {revision}"
         raise SchemaOutOfDate(
-            f"openbell database {where} has {found}, this code needs {head}: run `openbell db upgrade`"
+            f"openbell database {redact(url)} has {found}, this code needs {head}: run `openbell db upgrade`"
         )

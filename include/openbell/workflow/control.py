@@ -167,11 +167,16 @@ def target_session(request: ControlRequest, now: datetime) -> Session:
 
 
 def trading_control(context: dict[str, Any]) -> dict[str, Any]:
-    """The Airflow task: the run's request against the ``alpaca_default`` and ``openbell_db`` connections."""
+    """The Airflow task: the run's request on its DAG's account (``alpaca_default`` and the ``openbell_db``
+    connection's schema ``public`` for the default account)."""
+    from openbell.workflow.accounts import account_ceilings, account_state_url, run_account
     from openbell.workflow.hooks import AlpacaHook
     from openbell.workflow.steps import state_url
 
-    return run_control(ControlRequest.from_airflow(context), AlpacaHook().get_conn, state_url())
+    account = run_account(context)
+    hook = AlpacaHook() if account is None else AlpacaHook(account.conn_id)
+    return run_control(ControlRequest.from_airflow(context), hook.get_conn, account_state_url(state_url(), account),
+                       ceilings=account_ceilings(account))
 
 
 def run_control(request: ControlRequest, config_factory: Callable[[], AlpacaConfig], state_url: str, *,

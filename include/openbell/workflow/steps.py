@@ -106,17 +106,20 @@ def state_url() -> str:
 
 
 def from_airflow(context: dict[str, Any]) -> StepContext:
-    """The step context of the running task instance."""
+    """The step context of the running task instance, on its DAG's account (its connection and its state)."""
+    from openbell.workflow.accounts import account_state_url, run_account
+
     dag_run = context["dag_run"]
     ti = context["ti"]
+    account = run_account(context)  # None: the default account
     return StepContext(
         session=run_session(dag_run),
         params=RunParams.from_mapping(dict(context.get("params") or {})),
         run_id=dag_run.run_id,
         attempt=int(getattr(ti, "try_number", 1) or 1),
         run_type=str(getattr(dag_run.run_type, "value", dag_run.run_type)),
-        config_factory=AlpacaHook().get_conn,
-        state_url=state_url(),
+        config_factory=(AlpacaHook() if account is None else AlpacaHook(account.conn_id)).get_conn,
+        state_url=account_state_url(state_url(), account),
     )
 
 

@@ -1,0 +1,151 @@
+"""Which account a DAG trades: its DAGs when the DAG files are parsed, and at run time the account of a task.
+
+Without an accounts file (:mod:`openbell.accounts`) there is one ``trading_day`` and one ``trading_control``
+on ``alpaca_default`` with the state in schema ``public``, as always. With one, each valid account ``<name>``
+has ``trading_day_<name>`` and ``trading_control_<name>``, trading its own connection with its own state
+(:func:`openbell.store.scope.scoped_url`), run defaults and ceilings. A refused account gets a stand-in DAG
+that fails Airflow's validation with the refusal, so Airflow shows it as an import error of the DAG file while
+the other accounts' DAGs load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from openbell.accounts import ACCOUNTS_ENV, Account, load_accounts
+from openbell.params import CEILING_FIELDS, RiskCeilings, RunParams, deployment_ceilings, run_defaults
+from openbell.store.scope import scoped_url
+
+DAY = "trading_day"
+CONTROL = "trading_control"
+
+
+class AccountRefused(ValueError):
+    """A DAG's account is not in the accounts file, or the file refuses it; the message says why."""
+
+
+@dataclass(frozen=True)
+class DagAccount:
+    """One account as the DAG files wire it: ``name`` None for the default account (no accounts file);
+    ``refusal`` set for an account the file refuses (its DAGs are stand-ins that fail validation)."""
+
+    name: str | None
+    defaults: RunParams | None = None
+    refusal: str | None = None
+
+    def tags(self, *more: str) -> list[str]:
+        """The DAG's tags: ``openbell``, ``more``, and ``account:<name>`` for a named account."""
+        return ["openbell", *more, *([] if self.name is None else [f"account:{self.name}"])]
+
+    def dag_id(self, kind: str) -> str:
+        """``trading_day`` / ``trading_control``, suffixed ``_<name>`` for a named account."""
+        return kind if self.name is None else f"{kind}_{self.name}"
+
+
+def dag_accounts(environ: Mapping[str, str] | None = None) -> list[DagAccount]:
+    """The accounts to build DAGs for: the default account alone without an accounts file, else each account
+    of the file in order, then one entry per refused account that has a usable name. A file refused as a
+    whole raises :class:`AccountRefused` (the DAG file then fails to import, naming the file)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    found = load_accounts(env)
+    if found is None:
+        return [DagAccount(None, run_defaults(env))]
+    whole = [str(e) for e in found.errors if e.name is None]
+    if whole or not (found.accounts or found.errors):
+        raise AccountRefused("; ".join(whole) or f"{found.path}: no account")
+    out = [DagAccount(a.name, _within_ceilings(a, a.run_defaults(run_defaults(env)))) for a in found.accounts]
+    refused = {e.name: str(e) for e in found.errors if e.name is not None}
+    out.extend(DagAccount(name, refusal=why) for name, why in refused.items() if _usable(name))
+    return out
+
+
+def _within_ceilings(account: Account, defaults: RunParams) -> RunParams:
+    """``defaults`` with each limit the account caps lowered to its ceiling where looser (a scheduled run of the
+    account is never refused for asking more than the account allows)."""
+    values = defaults.model_dump()
+    for name in CEILING_FIELDS:
+        cap = getattr(account, name)
+        if cap is not None and (values[name] is None or values[name] > cap):
+            values[name] = cap
+    return RunParams(**values)
+
+
+def _usable(name: str) -> bool:
+    from openbell.store.scope import account_schema
+
+    try:
+        account_schema(name)
+    except ValueError:
+        return False
+    return True
+
+
+def account_name(dag_id: str) -> str | None:
+    """The account a DAG id names (``trading_day_alpha`` -> ``alpha``); None for the default account's
+    ``trading_day`` and ``trading_control`` and for any DAG not named after an account (a DAG of one's own
+    that calls openbell's steps trades the default account, as before accounts existed)."""
+    for kind in (DAY, CONTROL):
+        if dag_id.startswith(kind + "_"):
+            return dag_id[len(kind) + 1:]
+    return None
+
+
+def run_account(context: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Account | None:
+    """The account of the running task's DAG (None: the default account), read from the accounts file now:
+    :class:`AccountRefused` when the file no longer has it or refuses it, so nothing trades on a stale one."""
+    import os
+
+    dag_run = context.get("dag_run")
+    dag_id = getattr(dag_run, "dag_id", None) or getattr(context.get("dag"), "dag_id", None) or DAY
+    name = account_name(str(dag_id))
+    if name is None:
+        return None
+    found = load_accounts(os.environ if environ is None else environ)
+    if found is None:
+        raise AccountRefused(f"DAG {dag_id} trades account {name!r}, but {ACCOUNTS_ENV} names no accounts file")
+    for account in found.accounts:
+        if account.name == name:
+            return account
+    why = [str(e) for e in found.errors if e.name in (name, None)]
+    raise AccountRefused(f"DAG {dag_id}: account {name!r} " + (f"is refused: {'; '.join(why)}" if why
+                                                               else f"is not in {found.path}"))
+
+
+def account_state_url(url: str, account: Account | None) -> str:
+    """The state database URL reaching ``account``'s state."""
+    return scoped_url(url, None if account is None else account.name)
+
+
+def account_ceilings(account: Account | None) -> RiskCeilings:
+    """The deployment's ceilings, tightened by the account's."""
+    deployment = deployment_ceilings()
+    return deployment if account is None else account.ceilings(deployment)
+
+
+def refused_dag(dag_id: str, why: str) -> Any:
+    """A stand-in DAG for a refused account: Airflow's validation of it fails with ``why``, which Airflow shows
+    as an import error of the DAG file; the file's other DAGs load as usual."""
+    import pendulum
+    from airflow.sdk import DAG
+
+    class RefusedAccountDag(DAG):
+        def validate(self) -> None:
+            raise AccountRefused(why)
+
+    return RefusedAccountDag(dag_id, schedule=None, start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
+                             tags=["openbell", "refused"])
+
+
+def refusals(accounts: list[DagAccount]) -> str:
+    """Every refused account's reason, one per line (Airflow keeps one import error per DAG file)."""
+    return "\n".join(a.refusal for a in accounts if a.refusal)
+
+
+def check_account_run_params(context: Any) -> None:
+    """Refuse the run's params (:class:`~openbell.params.InvalidRunParams`) when invalid or looser than the
+    ceilings of its account (the deployment's, tightened by the account's)."""
+    RunParams.from_mapping(dict(context.get("params") or {}), ceilings=account_ceilings(run_account(context)))
