@@ -28,7 +28,7 @@ def test_upgrade_from_empty_then_rerun_is_a_no_op(empty_db_url: str) -> None:
             db.ensure_current(engine)
 
         head = db.upgrade(empty_db_url)
-        assert head == db.head_revision() == "0007"
+        assert head == db.head_revision() == "0008"
         db.ensure_current(engine)
         tables = set(inspect(engine).get_table_names())
         assert tables == {t.name for t in Base.metadata.sorted_tables} | {db.VERSION_TABLE}
@@ -86,7 +86,7 @@ def test_cli_upgrade_current_and_url(
     assert "run `openbell db upgrade`" in capsys.readouterr().out
     assert db_cli.main(["upgrade", "--url", empty_db_url]) == 0
     out = capsys.readouterr().out
-    assert "schema at 0007" in out
+    assert "schema at 0008" in out
     assert password and password not in out
     assert db_cli.main(["current", "--url", empty_db_url]) == 0
     assert "up to date" in capsys.readouterr().out

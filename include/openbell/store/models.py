@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -24,7 +25,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from openbell.risk.state import RISK_CAUSES, RISK_STATES  # ACTIVE, REDUCING, HALTED; loss_stop, operator, ...
@@ -263,3 +264,19 @@ class Event(Base):
     ts: Mapped[datetime] = mapped_column(server_default=func.now())
     kind: Mapped[str]
     payload: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+
+
+class RequestBudgetState(Base):
+    """One API key's Trading API request budget on one Trading API, shared by every machine that uses the key
+    (:mod:`openbell.adapters.alpaca.pg_budget`); in the shared schema only. ``budget_key`` is a hash of the key
+    and the API's URL, never the key id. Times are seconds since the epoch on the database's clock:
+    ``blocked_until`` (after a 429), ``stamps`` (the send times in the window, oldest first) and ``checked_at``
+    (the last take, whose outcome is ``granted``)."""
+
+    __tablename__ = "request_budget"
+
+    budget_key: Mapped[str] = mapped_column(primary_key=True)
+    blocked_until: Mapped[float] = mapped_column(server_default="0")
+    stamps: Mapped[list[float]] = mapped_column(ARRAY(Double), server_default="{}")
+    checked_at: Mapped[float] = mapped_column(server_default="0")
+    granted: Mapped[bool] = mapped_column(Boolean, server_default="false")

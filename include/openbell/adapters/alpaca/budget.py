@@ -19,6 +19,10 @@ lookups on the order connection, cancels, closes) may use the rest, up to :data:
 background GETs never starve an order. A window is one market minute: 60 s live, ``60 / speed`` wall
 seconds against the simulator (:class:`MarketMinute`). Retries back off in market time too
 (:meth:`RequestBudget.pace`): a rehearsal's broker recovers ``speed`` times faster, as its market runs.
+
+What every budget shares (ceilings, window, pace, waiting) is :class:`WindowBudget`; the budget of a key used
+from several machines keeps the same state in the state database instead
+(:class:`~openbell.adapters.alpaca.pg_budget.PgRequestBudget`).
 """
 
 from __future__ import annotations
@@ -59,9 +63,9 @@ CLOCK_REFRESH_SECONDS = 60.0
 
 
 def pace_of(client: object) -> float:
-    """:meth:`RequestBudget.pace` of an alpaca-py client's budget (see ``config._harden``), else 1."""
+    """:meth:`WindowBudget.pace` of an alpaca-py client's budget (see ``config._harden``), else 1."""
     budget = getattr(getattr(client, "_session", None), "budget", None)
-    return budget.pace() if isinstance(budget, RequestBudget) else 1.0
+    return budget.pace() if isinstance(budget, WindowBudget) else 1.0
 
 
 def budget_dir() -> Path:
@@ -74,11 +78,15 @@ def budget_dir() -> Path:
     return home_dir() / "ratelimit"
 
 
+def key_digest(key_id: str, trading_url: str) -> str:
+    """The name of one key's budget on one Trading API: a hash, never the key id itself."""
+    return hashlib.sha256(f"{key_id}\0{trading_url}".encode()).hexdigest()[:24]
+
+
 def state_path(key_id: str, trading_url: str) -> Path:
     """The budget file of one key on one Trading API (the same in every process of this user); the key id
     is hashed into its name."""
-    digest = hashlib.sha256(f"{key_id}\0{trading_url}".encode()).hexdigest()[:24]
-    return budget_dir() / digest
+    return budget_dir() / key_digest(key_id, trading_url)
 
 
 class UnsafeBudgetState(OSError):
@@ -165,17 +173,17 @@ class MarketMinute:
         return MINUTE_SECONDS / mapping.speed if mapping is not None and mapping.speed > 0 else None
 
 
-class RequestBudget:
-    """At most ``limit`` requests per window across processes sharing ``path``; see the module."""
+class WindowBudget:
+    """At most ``limit`` requests per window, shared with every process that opens the same state; what
+    the budgets share (ceilings, window, pace, waiting) is here, where their state lives in subclasses
+    (:meth:`try_acquire`, :meth:`block`)."""
 
     def __init__(
         self,
         limit: int,
-        path: Path,
         *,
         read_share: float = DEFAULT_READ_SHARE,
         window: Callable[[], float | None] = lambda: MINUTE_SECONDS,
-        now: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if limit < 1:
@@ -183,15 +191,9 @@ class RequestBudget:
         if not 0 < read_share <= ORDER_SHARE:
             raise ValueError(f"read_share must be in (0, {ORDER_SHARE}], not {read_share}")
         self.limit = limit
-        self.path = path
         self.read_share = read_share
         self._window = window
-        self._now = now
         self._sleep = sleep
-        self._broken = False
-
-    def __repr__(self) -> str:
-        return f"RequestBudget(limit={self.limit}, read_share={self.read_share}, path={str(self.path)!r})"
 
     def pace(self) -> float:
         """Wall seconds per market second: 1 live, ``1 / speed`` against the simulator, 1 while unknown."""
@@ -227,6 +229,46 @@ class RequestBudget:
 
     def try_acquire(self, priority: Priority) -> float:
         """Take one slot now and answer 0, or answer how long to wait before trying again."""
+        raise NotImplementedError
+
+    def block(self, seconds: float) -> None:
+        """Hold every request of every process back for ``seconds`` (at most :meth:`wait_cap`): the
+        broker said 429 and when its window ends."""
+        raise NotImplementedError
+
+
+def room(now: float, blocked: float, stamps: list[float], ceiling: int, span: float) -> float:
+    """0 when one more request fits a window of ``span`` seconds holding the send times ``stamps`` (oldest
+    first) at ``now``, else the seconds until it does (the block, or until the oldest that counts leaves)."""
+    if blocked > now:
+        return max(blocked - now, 0.001)
+    if len(stamps) >= ceiling:
+        return max(stamps[len(stamps) - ceiling] + span - now, 0.001)
+    return 0.0
+
+
+class RequestBudget(WindowBudget):
+    """At most ``limit`` requests per window across processes sharing ``path``; see the module."""
+
+    def __init__(
+        self,
+        limit: int,
+        path: Path,
+        *,
+        read_share: float = DEFAULT_READ_SHARE,
+        window: Callable[[], float | None] = lambda: MINUTE_SECONDS,
+        now: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(limit, read_share=read_share, window=window, sleep=sleep)
+        self.path = path
+        self._now = now
+        self._broken = False
+
+    def __repr__(self) -> str:
+        return f"RequestBudget(limit={self.limit}, read_share={self.read_share}, path={str(self.path)!r})"
+
+    def try_acquire(self, priority: Priority) -> float:
         span = self.span()
         if span is None:
             return 0.0
@@ -236,17 +278,13 @@ class RequestBudget:
                 return 0.0
             now = self._now()
             blocked, stamps = _read(state, now, span)
-            if blocked > now:
-                return max(blocked - now, 0.001)
-            if len(stamps) >= ceiling:
-                return max(stamps[len(stamps) - ceiling] + span - now, 0.001)
+            if wait := room(now, blocked, stamps, ceiling, span):
+                return wait
             stamps.append(now)
             _write(state, blocked, stamps[-self.limit :])
             return 0.0
 
     def block(self, seconds: float) -> None:
-        """Hold every request of every process back for ``seconds`` (at most :meth:`wait_cap`): the
-        broker said 429 and when its window ends."""
         seconds = min(max(seconds, 0.0), self.wait_cap())
         with self._state() as state:
             if state is None:

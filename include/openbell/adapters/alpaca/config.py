@@ -2,7 +2,8 @@
 
 Every broker or data call goes through the clients built here, so a hung server cannot hang a task (each
 REST request has a timeout); transient failures are retried by :func:`openbell.adapters.alpaca.retry.call`.
-Trading API requests draw on the key's shared request budget (:mod:`~openbell.adapters.alpaca.budget`).
+Trading API requests draw on the key's shared request budget (:mod:`~openbell.adapters.alpaca.budget`; in
+the state database, shared by every machine, when ``budget_url`` is set: :mod:`~openbell.adapters.alpaca.pg_budget`).
 Credentials come from the Airflow connection ``alpaca_default`` or from the environment, and never appear
 in ``repr`` or logs. The ``paper`` flag and the account URLs must agree (:meth:`AlpacaConfig.__post_init__`):
 paper with Alpaca's live host, or live with its paper host, is refused before anything is sent.
@@ -31,8 +32,11 @@ from openbell.adapters.alpaca.budget import (
     READ,
     MarketMinute,
     RequestBudget,
+    WindowBudget,
+    key_digest,
     state_path,
 )
+from openbell.adapters.alpaca.pg_budget import PgRequestBudget
 from openbell.adapters.alpaca.retry import RETRY_STATUSES, RateLimitRetry
 from openbell.ports import CredentialsError
 
@@ -59,6 +63,9 @@ class AlpacaConfig:
 
     ``rate_limit`` is the Trading API's limit of requests per (market) minute for this key (0: no budget);
     reads may use ``rate_read_share`` of it, orders the rest (:class:`~openbell.adapters.alpaca.budget.RequestBudget`).
+    ``budget_url`` (a state database URL, hidden like the secrets and never part of :meth:`to_extra`) keeps that
+    budget in the database, shared by every machine (:class:`~openbell.adapters.alpaca.pg_budget.PgRequestBudget`);
+    without it the budget is shared by the processes of this host only.
     """
 
     key_id: str = field(repr=False)
@@ -74,6 +81,7 @@ class AlpacaConfig:
     timeout: float = 10.0
     rate_limit: int = DEFAULT_LIMIT
     rate_read_share: float = DEFAULT_READ_SHARE
+    budget_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         """Refuse a ``paper`` flag that disagrees with an account URL: paper on Alpaca's live host would trade
@@ -204,14 +212,19 @@ class AlpacaConfig:
                 out[key] = getattr(self, key)
         return out
 
-    def rate_budget(self) -> RequestBudget | None:
+    def rate_budget(self) -> WindowBudget | None:
         """This key's request budget on its Trading API, shared by every process that builds it (None when
-        ``rate_limit`` is 0)."""
+        ``rate_limit`` is 0): in the database at ``budget_url`` when set (every machine), else in a file of
+        this host."""
         if self.rate_limit <= 0:
             return None
         url = self.trading_base_url
+        window = MarketMinute(self.clock_url, timeout=min(self.timeout, 5.0))
+        if self.budget_url:
+            return PgRequestBudget(self.rate_limit, self.budget_url, key_digest(self.key_id, url),
+                                   read_share=self.rate_read_share, window=window)
         return RequestBudget(self.rate_limit, state_path(self.key_id, url), read_share=self.rate_read_share,
-                             window=MarketMinute(self.clock_url, timeout=min(self.timeout, 5.0)))
+                             window=window)
 
     # -- clients ---------------------------------------------------------------------------------
 
@@ -266,7 +279,7 @@ class _TimeoutSession(requests.Session):
     """A requests session whose every request has a default timeout and whose GETs retry transient failures.
     With a ``budget``, each request first takes a slot of it: GETs as reads, anything else as an order."""
 
-    def __init__(self, timeout: float, budget: RequestBudget | None = None) -> None:
+    def __init__(self, timeout: float, budget: WindowBudget | None = None) -> None:
         super().__init__()
         self.default_timeout = timeout
         self.budget = budget
@@ -282,7 +295,7 @@ class _TimeoutSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-def _harden(client: T, timeout: float, budget: RequestBudget | None = None) -> T:
+def _harden(client: T, timeout: float, budget: WindowBudget | None = None) -> T:
     client._session = _TimeoutSession(timeout, budget)  # type: ignore[attr-defined]
     client._retry = 0  # type: ignore[attr-defined]  # retries are ours: see retry.call()
     return client

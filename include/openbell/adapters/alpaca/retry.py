@@ -19,7 +19,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from urllib3 import BaseHTTPResponse
 from urllib3.util import Retry
 
-from openbell.adapters.alpaca.budget import MAX_WAIT_SECONDS, READ, RequestBudget
+from openbell.adapters.alpaca.budget import MAX_WAIT_SECONDS, READ, WindowBudget
 from openbell.ports import CredentialsError
 
 log = logging.getLogger(__name__)
@@ -121,14 +121,14 @@ class RateLimitRetry(Retry):
     """urllib3's retry of GETs, which waits out a 429 as :func:`wait_after_429` says and, with a
     ``budget``, holds every process back until then and counts each retry against it."""
 
-    budget: RequestBudget | None = None
+    budget: WindowBudget | None = None
 
     def new(self, **kw: Any) -> RateLimitRetry:
         again = super().new(**kw)
         again.budget = self.budget
         return again
 
-    def with_budget(self, budget: RequestBudget | None) -> RateLimitRetry:
+    def with_budget(self, budget: WindowBudget | None) -> RateLimitRetry:
         """This policy, drawing on ``budget``."""
         again = self.new()
         again.budget = budget

@@ -32,7 +32,7 @@ from alpaca.trading.client import TradingClient
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, get_environ_proxies
 
-from openbell.adapters.alpaca.budget import MAX_WAIT_SECONDS, ORDER, RequestBudget
+from openbell.adapters.alpaca.budget import MAX_WAIT_SECONDS, ORDER, WindowBudget
 from openbell.adapters.alpaca.config import PAPER_TRADING_URL, AlpacaConfig
 from openbell.adapters.alpaca.retry import wait_after_429
 from openbell.ports import Deadline, DeadlinePassed
@@ -53,7 +53,7 @@ class OrderSession(requests.Session):
     With a ``budget``, every request takes an order slot first and a 429 is sent once more after its wait.
     """
 
-    def __init__(self, base_url: str, timeout: float, budget: RequestBudget | None = None) -> None:
+    def __init__(self, base_url: str, timeout: float, budget: WindowBudget | None = None) -> None:
         super().__init__()
         self.default_timeout = timeout
         self.budget = budget
@@ -122,7 +122,7 @@ class OrderSession(requests.Session):
         return send()
 
     @staticmethod
-    def _take(budget: RequestBudget | None, deadline: Deadline | None) -> None:
+    def _take(budget: WindowBudget | None, deadline: Deadline | None) -> None:
         """A slot of the budget, waited for no later than ``deadline`` (:class:`DeadlinePassed` instead)."""
         _within(deadline, 0.0)
         if budget is None:
