@@ -1,10 +1,12 @@
 """Who may see the Trading view: a user logged in to Airflow (its ``_token`` cookie or a bearer token) who
-may read the ``trading_day`` DAG; who is shown its controls; and from where its WebSocket may be opened.
+may read an account's ``trading_day`` DAG; who is shown its controls; and from where its WebSocket may be opened.
 
 Airflow does not authenticate a plugin's app by itself; every route and the WebSocket check the token
-through Airflow's auth manager and ask it whether the user may view the website and read the DAG. The
-controls are shown to a user the auth manager lets create runs of ``trading_control``; they trigger that
-DAG through Airflow's own REST API, where the auth manager decides again.
+through Airflow's auth manager and ask it whether the user may view the website and read the DAG of the
+account shown: ``trading_day`` for the default account, ``trading_day_<name>`` for a named one. The
+controls are shown to a user the auth manager lets create runs of the account's ``trading_control``
+(``trading_control_<name>``); they trigger that DAG through Airflow's own REST API, where the auth manager
+decides again.
 """
 
 from __future__ import annotations
@@ -22,8 +24,19 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # token -> user, or None when the token is not good enough (absent, invalid, expired, not allowed)
 Authenticator = Callable[[str], Awaitable[Any | None]]
-# user (as an Authenticator returned it) -> whether they may trigger the trading_control DAG
-ControlCheck = Callable[[Any], Awaitable[bool]]
+# (user as an Authenticator returned it, DAG id) -> whether they may read that DAG / create runs of it
+ReadCheck = Callable[[Any, str], Awaitable[bool]]
+ControlCheck = Callable[[Any, str], Awaitable[bool]]
+
+
+def day_dag_id(account: str | None) -> str:
+    """The ``trading_day`` DAG of ``account`` (None: the default account), whose readers see its state."""
+    return DAG_ID if account is None else f"{DAG_ID}_{account}"
+
+
+def control_dag_id(account: str | None) -> str:
+    """The ``trading_control`` DAG of ``account`` (None: the default account)."""
+    return CONTROL_DAG_ID if account is None else f"{CONTROL_DAG_ID}_{account}"
 
 
 def request_token(conn: HTTPConnection) -> str | None:
@@ -35,11 +48,11 @@ def request_token(conn: HTTPConnection) -> str | None:
     return conn.cookies.get(COOKIE) or None
 
 
-async def airflow_user(token: str) -> Any | None:
-    """The Airflow user behind ``token`` if the auth manager accepts it, lets them view the website and
-    read the ``trading_day`` DAG."""
+async def airflow_login(token: str) -> Any | None:
+    """The Airflow user behind ``token`` if the auth manager accepts it and lets them view the website
+    (which accounts they see is :func:`airflow_may_read`'s answer)."""
     from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import AccessView, DagDetails
+    from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
 
     manager = get_auth_manager()
     try:
@@ -48,22 +61,45 @@ async def airflow_user(token: str) -> Any | None:
         return None
     if not manager.is_authorized_view(access_view=AccessView.WEBSITE, user=user):
         return None
-    if not manager.is_authorized_dag(method="GET", details=DagDetails(id=DAG_ID), user=user):
+    return user
+
+
+async def airflow_may_read(user: Any, dag_id: str = DAG_ID) -> bool:
+    """Whether Airflow's auth manager lets ``user`` read the DAG ``dag_id``."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    try:
+        return bool(get_auth_manager().is_authorized_dag(method="GET", details=DagDetails(id=dag_id), user=user))
+    except Exception:
+        return False
+
+
+async def airflow_user(token: str) -> Any | None:
+    """The Airflow user behind ``token`` if the auth manager accepts it, lets them view the website and
+    read the ``trading_day`` DAG (the default account's)."""
+    user = await airflow_login(token)
+    if user is None or not await airflow_may_read(user, DAG_ID):
         return None
     return user
 
 
-async def airflow_may_control(user: Any) -> bool:
-    """Whether Airflow's auth manager lets ``user`` create runs of ``trading_control`` (what
-    ``POST /api/v2/dags/trading_control/dagRuns`` requires)."""
+async def airflow_may_control(user: Any, dag_id: str = CONTROL_DAG_ID) -> bool:
+    """Whether Airflow's auth manager lets ``user`` create runs of ``dag_id`` (an account's
+    ``trading_control``; what ``POST /api/v2/dags/<dag_id>/dagRuns`` requires)."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 
     try:
         return bool(get_auth_manager().is_authorized_dag(method="POST", access_entity=DagAccessEntity.RUN,
-                                                         details=DagDetails(id=CONTROL_DAG_ID), user=user))
+                                                         details=DagDetails(id=dag_id), user=user))
     except Exception:
         return False
+
+
+async def anyone(_user: Any, _dag_id: str) -> bool:
+    """A read check for an app whose own ``check`` already decided everything (a test's stand-in login)."""
+    return True
 
 
 def user_name(user: Any) -> str | None:

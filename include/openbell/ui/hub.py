@@ -6,6 +6,10 @@ one that is reading but fell behind a burst gets its backlog replaced by a ``res
 reconnects and takes a fresh snapshot). Heartbeats go out every ``heartbeat`` seconds; a client that
 has not answered one for ``3 * heartbeat`` seconds is dropped as dead. A row too large for its
 notification is read by its key; when that read fails, the row's session gets a ``resync`` instead.
+
+The connection listens on the channels of every account watched (:meth:`Hub.watch`: ``openbell_rows`` and
+``openbell_events``, or an account's ``openbell_rows_account_<name>`` and ``openbell_events_account_<name>``);
+each client belongs to one account (its schema) and is sent that account's notifications only.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from openbell.store.events import CHANNEL as EVENTS_CHANNEL
+from openbell.store.scope import DEFAULT_SCHEMA, channel
 from openbell.ui.snapshot import ROW_QUERIES, fetch_row, plain
 
 log = logging.getLogger(__name__)
@@ -40,7 +45,7 @@ CLOSE_DEAD = 4409
 
 @dataclass(eq=False)
 class Client:
-    """One connected viewer: its session, its filter, its bounded queue."""
+    """One connected viewer: its session, its filter, its bounded queue, its account (schema)."""
 
     send: Send
     close: Close
@@ -51,6 +56,7 @@ class Client:
     last_seen: float = field(default_factory=time.monotonic)
     sending_since: float | None = None  # when the send in progress started
     dropped: str | None = None
+    schema: str = DEFAULT_SCHEMA
     queue: asyncio.Queue[str] = field(init=False)
     task: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -118,10 +124,14 @@ def event_message(note: dict[str, Any]) -> dict[str, Any]:
 class Hub:
     """Listens on Postgres once and fans every notification out to the matching clients."""
 
-    def __init__(self, dsn: str, engine: Engine, *, max_queue: int = 1000, heartbeat: float = 5.0,
+    def __init__(self, dsn: str, engine: Engine | None, *, max_queue: int = 1000, heartbeat: float = 5.0,
                  stall: float = 1.0, ticker: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
+        """``engine`` (if any) reads the default account's rows, whose channels are then listened on."""
         self.dsn = dsn
-        self.engine = engine
+        self.engines: dict[str, Engine] = {}
+        self._channels: dict[str, tuple[str, bool]] = {}  # channel -> (schema, whether it is the journal's)
+        if engine is not None:
+            self._add_schema(DEFAULT_SCHEMA, engine)
         self.max_queue = max_queue
         self.stall = stall
         self.heartbeat = heartbeat
@@ -156,8 +166,23 @@ class Hub:
         import asyncpg
 
         self._conn = await asyncpg.connect(self.dsn)
-        await self._conn.add_listener(ROWS_CHANNEL, self._on_notify)
-        await self._conn.add_listener(EVENTS_CHANNEL, self._on_notify)
+        for name in list(self._channels):
+            await self._conn.add_listener(name, self._on_notify)
+
+    def _add_schema(self, schema: str, engine: Engine) -> list[str]:
+        self.engines[schema] = engine
+        names = [channel(ROWS_CHANNEL, schema), channel(EVENTS_CHANNEL, schema)]
+        self._channels.update({names[0]: (schema, False), names[1]: (schema, True)})
+        return names
+
+    async def watch(self, schema: str, engine: Engine) -> None:
+        """Listen on ``schema``'s channels too (once), its large rows read through ``engine``."""
+        if schema in self.engines:
+            return
+        names = self._add_schema(schema, engine)
+        if self._conn is not None and not self._conn.is_closed():
+            for name in names:
+                await self._conn.add_listener(name, self._on_notify)
 
     async def stop(self) -> None:
         """Drop every client, stop listening."""
@@ -185,9 +210,11 @@ class Hub:
 
     # -- clients -----------------------------------------------------------------------------------
 
-    def add(self, send: Send, close: Close, session: str, *, start: bool = True) -> Client:
-        """Register a client; its sender starts now or at :meth:`start_client` (messages queue meanwhile)."""
-        client = Client(send, close, session, self.max_queue)
+    def add(self, send: Send, close: Close, session: str, *, start: bool = True,
+            schema: str = DEFAULT_SCHEMA) -> Client:
+        """Register a client of ``schema``'s account; its sender starts now or at :meth:`start_client`
+        (messages queue meanwhile)."""
+        client = Client(send, close, session, self.max_queue, schema=schema)
         self.clients.add(client)
         if start:
             self.start_client(client)
@@ -235,12 +262,13 @@ class Hub:
 
     # -- fan-out -----------------------------------------------------------------------------------
 
-    def broadcast(self, message: dict[str, Any]) -> int:
-        """Queue ``message`` for every client that wants it; drop clients whose queue is full."""
+    def broadcast(self, message: dict[str, Any], schema: str | None = None) -> int:
+        """Queue ``message`` for every client (of ``schema``'s account, when given) that wants it; drop
+        clients whose queue is full."""
         text = json.dumps(message, separators=(",", ":"))
         sent = 0
         for client in list(self.clients):
-            if not client.wants(message):
+            if (schema is not None and client.schema != schema) or not client.wants(message):
                 continue
             if client.offer(text):
                 sent += 1
@@ -257,32 +285,33 @@ class Hub:
             note = json.loads(payload)
         except ValueError:
             return
-        if channel == EVENTS_CHANNEL:
+        schema, journal = self._channels.get(channel, (DEFAULT_SCHEMA, channel == EVENTS_CHANNEL))
+        if journal:
             message = event_message(note)
             if message.get("truncated"):
-                self._spawn(self._complete(message))
+                self._spawn(self._complete(message, schema))
                 return
         else:
             message = row_message(note)
             if "row" not in note:
-                self._spawn(self._complete(message))
+                self._spawn(self._complete(message, schema))
                 return
-        self.broadcast(message)
+        self.broadcast(message, schema)
 
-    async def _complete(self, message: dict[str, Any]) -> None:
+    async def _complete(self, message: dict[str, Any], schema: str) -> None:
         """Fetch a row too large for its notification, then broadcast it; when that fails, the session's
         viewers are told to resync."""
         try:
-            row = await asyncio.to_thread(fetch_row, self.engine, message["table"], message["key"] or {})
+            row = await asyncio.to_thread(fetch_row, self.engines[schema], message["table"], message["key"] or {})
         except Exception as exc:
             log.warning("openbell UI: cannot read %s row: %s", message["table"], type(exc).__name__)
             self.broadcast({"type": "resync", "session": message.get("session"),
-                            "reason": f"missed a {message['table']} row; take a new snapshot"})
+                            "reason": f"missed a {message['table']} row; take a new snapshot"}, schema)
             return
         if row is not None:
             message["row"] = row
             message["symbol"] = row.get("symbol")
-        self.broadcast(message)
+        self.broadcast(message, schema)
 
     async def _beat(self) -> None:
         while True:

@@ -1,7 +1,7 @@
 """The market clock and the broker's positions as seen from the api-server.
 
-Credentials come from the ``alpaca_default`` Airflow connection and stay in this process: only market
-times, symbols and quantities are handed on.
+Credentials come from the account's Airflow connection (``alpaca_default`` for the default account) and stay
+in this process: only market times, symbols and quantities are handed on.
 """
 
 from __future__ import annotations
@@ -80,19 +80,21 @@ class Market:
             return None
 
 
-async def poll_broker(market: Market, hub: Any, every: float = 5.0, market_seconds: float = 30.0) -> None:
-    """Broadcast the broker's positions to viewers of the market clock's today, every ``every`` s of wall
-    time, or more often when a simulator's clock runs fast (at most ``market_seconds`` of market time
-    apart, at least half a second)."""
+async def poll_broker(market: Market, hub: Any, every: float = 5.0, market_seconds: float = 30.0,
+                      schema: str | None = None) -> None:
+    """Broadcast the broker's positions to viewers of the market clock's today (of ``schema``'s account, when
+    given), every ``every`` s of wall time, or more often when a simulator's clock runs fast (at most
+    ``market_seconds`` of market time apart, at least half a second)."""
     pause = 0.5  # the first look soon after start: until then viewers see the reconcile snapshot
     while True:
         await asyncio.sleep(pause)
         clock = await market.clock()
         pause = max(0.5, min(every, market_seconds / max(float(clock.get("speed") or 1.0), 1e-9)))
         today = clock.get("today")
-        if today is None or not any(c.session == today.isoformat() for c in hub.clients):
+        if today is None or not any(c.session == today.isoformat() and schema in (None, c.schema)
+                                    for c in hub.clients):
             continue
         positions = await market.positions()
         if positions is not None:
             hub.broadcast({"type": "broker", "session": today.isoformat(), "source": "broker",
-                           "as_of": clock["market_time"].isoformat(), "positions": positions})
+                           "as_of": clock["market_time"].isoformat(), "positions": positions}, schema)

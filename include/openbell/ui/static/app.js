@@ -1,4 +1,4 @@
-// openbell Trading view: a snapshot over the WebSocket, then deltas; reconnects with backoff.
+// openbell Trading view: one account's snapshot over the WebSocket, then deltas; reconnects with backoff.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -121,6 +121,8 @@
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     if (state.session) url.searchParams.set("date", state.session);
     else if (state.runId) url.searchParams.set("run_id", state.runId);
+    if (state.account) url.searchParams.set("account", state.account);
+    else if (state.dagId) url.searchParams.set("dag_id", state.dagId);
     const ws = (state.ws = new WebSocket(url));
     setConn("connecting");
     ws.onopen = () => { state.lastMessage = Date.now(); };
@@ -290,15 +292,48 @@
     if (state.dirty) { state.dirty = false; render(); } else if (state.data) renderSide(state.data);
   }
 
-  // -- the controls: a run of the trading_control DAG through Airflow's REST API, as this user ----------
+  // -- the account: what the app's routes and socket show (?account=NAME, else the first one allowed) ----
+  function api(path) {
+    const url = new URL(path, location.href);
+    url.search = "";
+    if (state.account) url.searchParams.set("account", state.account);
+    else if (state.dagId) url.searchParams.set("dag_id", state.dagId); // the run's DAG names its account
+    return url;
+  }
+  function pageQuery() {
+    const q = new URLSearchParams();
+    if (state.session) q.set("date", state.session);
+    if (state.account) q.set("account", state.account);
+    return `?${q}`;
+  }
+  function renderAccounts(me) {
+    const sel = $("account"), names = (me && me.accounts) || [];
+    sel.replaceChildren(...names.map((n) => { const o = document.createElement("option");
+      o.value = n || ""; o.textContent = n || "default"; return o; }));
+    sel.value = (me && me.account) || "";
+    sel.hidden = names.length < 2; // a picker only when there is a choice
+  }
+  function chooseAccount(name) {
+    if (!name || name === state.account) return;
+    state.account = name;
+    history.replaceState(null, "", pageQuery());
+    reconnect(); loadSessions(); loadControls();
+  }
+  $("account").addEventListener("change", (e) => chooseAccount(e.target.value));
+
+  // -- the controls: a run of the account's trading_control DAG through Airflow's REST API, as this user ----
   async function loadControls() {
     let me = null;
-    try { const r = await fetch("api/me", { credentials: "same-origin" }); if (r.ok) me = await r.json(); }
+    try { const r = await fetch(api("api/me"), { credentials: "same-origin" }); if (r.ok) me = await r.json(); }
     catch (e) { /* shown as "not allowed" */ }
+    if (me && me.account && !state.account) state.account = me.account;
+    renderAccounts(me);
     state.control = me && me.control && me.control.allowed ? me.control : null;
+    const dag = (me && me.control && me.control.dag_id) || "trading_control";
+    $("control-dag").textContent = dag;
     $("controls").hidden = !state.control;
     $("controls-note").textContent = state.control ? "" :
-      "Controls are shown to users Airflow allows to trigger trading_control.";
+      `Controls are shown to users Airflow allows to trigger ${dag}.`;
   }
   async function trigger(ev) {
     ev.preventDefault();
@@ -340,7 +375,7 @@
   // -- session choice --------------------------------------------------------------------------------
   async function loadSessions() {
     try {
-      const r = await fetch("api/sessions", { credentials: "same-origin" });
+      const r = await fetch(api("api/sessions"), { credentials: "same-origin" });
       if (!r.ok) return;
       const { sessions } = await r.json(), sel = $("session-list");
       sel.replaceChildren(...[["", "recorded sessions…"], ...sessions.map((s) => [s, s])].map(([v, t]) => {
@@ -348,13 +383,15 @@
     } catch (e) { /* the list is a convenience */ }
   }
   function choose(date) { if (!date || date === state.session) return; state.session = date; state.chosen = true;
-    history.replaceState(null, "", `?date=${date}`); reconnect(); }
+    history.replaceState(null, "", pageQuery()); reconnect(); }
   $("session-date").addEventListener("change", (e) => choose(e.target.value));
   $("session-list").addEventListener("change", (e) => choose(e.target.value));
 
   const query = new URLSearchParams(location.search);
   state.session = query.get("date");
   state.runId = query.get("run_id"); // the per-run tab of the Airflow UI
+  state.account = query.get("account") || null;
+  state.dagId = query.get("dag_id");
   state.chosen = Boolean(state.session || state.runId);
   connect(); loadSessions(); loadControls();
   setInterval(tick, 250);
