@@ -58,7 +58,7 @@ def trading_day(account: DagAccount) -> DAG:
         # The run's params are checked against the chosen strategy before the wait, not at the open.
         wait_for_open = WaitForOpen(
             anchor="open", offset_param="open_offset_minutes", execution_timeout=WAIT,
-            pre_execute=check_account_run_params,
+            pre_execute=check_account_run_params, conn_id=account.conn_id,
         )
 
         @task(execution_timeout=timedelta(minutes=30))
@@ -82,7 +82,7 @@ def trading_day(account: DagAccount) -> DAG:
 
         midday_optimize = MiddayOptimize(
             anchor="close", offset_param="optimize_minutes_before_close", offset_scale=-1,
-            lead_seconds=LEAD, trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=WAIT,
+            lead_seconds=LEAD, trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=WAIT, conn_id=account.conn_id,
         )
 
         # Liquidation runs whatever happened upstream: the account is never left holding overnight. It retries
@@ -91,7 +91,8 @@ def trading_day(account: DagAccount) -> DAG:
         eod_liquidate = EodLiquidate(
             anchor="close", offset_param="liquidate_minutes_before_close", offset_scale=-1,
             lead_seconds=LEAD, trigger_rule=TriggerRule.ALL_DONE, retries=20, retry_delay=timedelta(seconds=1),
-            retry_policy=MarketTimeRetry(market_seconds=5, until_close=True), execution_timeout=WAIT,
+            retry_policy=MarketTimeRetry(market_seconds=5, until_close=True, conn_id=account.conn_id),
+            execution_timeout=WAIT, conn_id=account.conn_id,
             on_success_callback=[EndOfDayAlert()], on_failure_callback=[*STEP_ALERT, EndOfDayAlert()],
         )
 

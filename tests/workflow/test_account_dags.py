@@ -41,6 +41,8 @@ def _bag(tmp_path: Path, accounts: str | None) -> dict[str, Any]:
             "params": {{d: {{k: bag.dags[d].params[k] for k in ("strategy", "max_order_notional", "universe")}}
                        for d in bag.dags if d.startswith("trading_day")}},
             "tags": {{d: sorted(bag.dags[d].tags) for d in bag.dags}},
+            "clocks": {{d: sorted({{t.conn_id for t in bag.dags[d].tasks if hasattr(t, "conn_id")}})
+                       for d in bag.dags if d.startswith("trading_day")}},
         }}))
         """)
     env = {"AIRFLOW_HOME": str(tmp_path / "home"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -71,6 +73,7 @@ def test_without_an_accounts_file_there_is_one_trading_day_and_one_trading_contr
     bag = _bag(tmp_path, None)
     assert bag["dags"] == ["trading_control", "trading_day"] and bag["errors"] == {}
     assert bag["tags"]["trading_day"] == ["openbell", "trading"]
+    assert bag["clocks"] == {"trading_day": ["alpaca_default"]}
 
 
 def test_each_account_has_its_own_day_and_controls_with_its_run_defaults(tmp_path: Path) -> None:
@@ -83,6 +86,8 @@ def test_each_account_has_its_own_day_and_controls_with_its_run_defaults(tmp_pat
     assert beta == {"strategy": "ob_example.laggards:LeadersAndLaggards", "max_order_notional": 5000.0,
                     "universe": ["SPY", "QQQ"]}
     assert alpha["strategy"] != beta["strategy"] and alpha["max_order_notional"] is None
+    # the waits for the open, 14:30 and 15:58 follow the market clock of the account's own connection
+    assert bag["clocks"] == {"trading_day_alpha": ["alpaca_alpha"], "trading_day_beta": ["alpaca_beta"]}
 
 
 @pytest.mark.parametrize(("extra", "refused", "field"), [

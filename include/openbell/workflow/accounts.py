@@ -17,6 +17,7 @@ from typing import Any
 from openbell.accounts import ACCOUNTS_ENV, Account, load_accounts
 from openbell.params import CEILING_FIELDS, RiskCeilings, RunParams, deployment_ceilings, run_defaults
 from openbell.store.scope import scoped_url
+from openbell.workflow.hooks import CONN_ID
 
 DAY = "trading_day"
 CONTROL = "trading_control"
@@ -34,6 +35,7 @@ class DagAccount:
     name: str | None
     defaults: RunParams | None = None
     refusal: str | None = None
+    conn_id: str = CONN_ID  # the Alpaca connection (its market clock times the DAG's waits)
 
     def tags(self, *more: str) -> list[str]:
         """The DAG's tags: ``openbell``, ``more``, and ``account:<name>`` for a named account."""
@@ -57,7 +59,8 @@ def dag_accounts(environ: Mapping[str, str] | None = None) -> list[DagAccount]:
     whole = [str(e) for e in found.errors if e.name is None]
     if whole or not (found.accounts or found.errors):
         raise AccountRefused("; ".join(whole) or f"{found.path}: no account")
-    out = [DagAccount(a.name, _within_ceilings(a, a.run_defaults(run_defaults(env)))) for a in found.accounts]
+    out = [DagAccount(a.name, _within_ceilings(a, a.run_defaults(run_defaults(env))), conn_id=a.conn_id)
+           for a in found.accounts]
     refused = {e.name: str(e) for e in found.errors if e.name is not None}
     out.extend(DagAccount(name, refusal=why) for name, why in refused.items() if _usable(name))
     return out

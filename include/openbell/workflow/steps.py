@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from openbell.clock import MarketClock, clock_for
 from openbell.params import RunParams
 from openbell.store import ledger
 from openbell.store.db import ensure_current, make_engine
+from openbell.store.scope import shared_url
 from openbell.workflow.hooks import AlpacaHook, StateDbHook
 
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ class StepContext:
 
     @cached_property
     def config(self) -> AlpacaConfig:
-        return self.config_factory()
+        """The run's Alpaca settings; its key's request budget is kept in the state database (shared schema), so
+        every machine and process trading the key draws on one budget."""
+        return replace(self.config_factory(), budget_url=shared_url(self.state_url))
 
     @cached_property
     def venue(self) -> Venue:
