@@ -28,7 +28,7 @@ import requests
 from openbell.adapters.alpaca.config import CONN_ID, AlpacaConfig
 from openbell.dberrors import redact
 from openbell.paths import project_dir
-from openbell.runtime.airflow_api import ADMIN, DAG_ID, AirflowApi
+from openbell.runtime.airflow_api import ADMIN, AirflowApi
 from openbell.workflow.hooks import STATE_CONN_ID
 from openbell.workflow.sensors import TRADING_QUEUE
 
@@ -246,14 +246,14 @@ class AirflowStack(AirflowApi):
         while time.monotonic() < deadline:
             self.check_alive()
             try:
-                dag = self.get(f"/api/v2/dags/{DAG_ID}")
-                if dag.get("dag_id") == DAG_ID:
+                dag = self.get(f"/api/v2/dags/{self.dag_id}")
+                if dag.get("dag_id") == self.dag_id:
                     return
             except (requests.RequestException, RuntimeError):
                 pass
             time.sleep(1)
         errors = self.import_errors()
-        raise TimeoutError(f"Airflow did not load DAG {DAG_ID!r} within {timeout:.0f}s; import errors: {errors}")
+        raise TimeoutError(f"Airflow did not load DAG {self.dag_id!r} within {timeout:.0f}s; import errors: {errors}")
 
     def check_alive(self) -> None:
         """Raise if one of the processes has exited."""

@@ -4,9 +4,10 @@ instances, connections and the DAG's schedule."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import time
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import requests
@@ -18,10 +19,18 @@ ADMIN = "admin"
 
 
 class AirflowApi:
-    """A client of one api-server (``api_url``) as the admin user (``admin_password``)."""
+    """A client of one api-server (``api_url``) as the admin user (``admin_password``), about one DAG
+    (:attr:`dag_id`)."""
 
     alpaca: AlpacaConfig | None = None
+    dag_id: str = DAG_ID  # the DAG the run, task and schedule calls are about
     _token: str | None = None
+
+    def for_dag(self, dag_id: str) -> Self:
+        """This client, its calls about ``dag_id`` (an account's ``trading_day_<name>``)."""
+        view = copy.copy(self)
+        view.dag_id = dag_id
+        return view
 
     @property
     def api_url(self) -> str:
@@ -64,18 +73,18 @@ class AirflowApi:
             return [{"error": str(exc)}]
 
     def dag_runs(self) -> list[dict[str, Any]]:
-        return list(self.get(f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 100}).get("dag_runs", []))
+        return list(self.get(f"/api/v2/dags/{self.dag_id}/dagRuns", params={"limit": 100}).get("dag_runs", []))
 
     def dag_run(self, run_id: str) -> dict[str, Any]:
-        return dict(self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"))
+        return dict(self.get(f"/api/v2/dags/{self.dag_id}/dagRuns/{quote(run_id, safe='')}"))
 
     def task_instances(self, run_id: str) -> list[dict[str, Any]]:
-        data = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances")
+        data = self.get(f"/api/v2/dags/{self.dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")
         return list(data.get("task_instances", []))
 
     def unpause(self) -> None:
         """Let the scheduler create and run the DAG's runs, as the UI's toggle does."""
-        self.request("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
+        self.request("PATCH", f"/api/v2/dags/{self.dag_id}", json={"is_paused": False})
 
     def set_connection(self, config: AlpacaConfig) -> None:
         """Create or replace the alpaca connection in Airflow's metastore, as the UI's Connections page does
@@ -90,7 +99,7 @@ class AirflowApi:
 
     def pause(self) -> None:
         """Stop the scheduler from creating or running the DAG's runs, as the UI's toggle does."""
-        self.request("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": True})
+        self.request("PATCH", f"/api/v2/dags/{self.dag_id}", json={"is_paused": True})
 
     def delete_runs(self, dag_id: str) -> None:
         """Delete every run of ``dag_id`` with its task instances, as the UI's "Delete" does."""
@@ -100,29 +109,29 @@ class AirflowApi:
     def reparse(self, timeout: float = 60) -> None:
         """Have the dag-processor parse the DAG's file now and wait until the scheduler knows its next run
         again (after :meth:`delete_runs`, the session's run)."""
-        details = self.get(f"/api/v2/dags/{DAG_ID}/details")
+        details = self.get(f"/api/v2/dags/{self.dag_id}/details")
         self.request("PUT", f"/api/v2/parseDagFile/{details['file_token']}")
         deadline = time.monotonic() + timeout
-        while not ((dag := self.get(f"/api/v2/dags/{DAG_ID}")).get("next_dagrun_logical_date")
+        while not ((dag := self.get(f"/api/v2/dags/{self.dag_id}")).get("next_dagrun_logical_date")
                    and dag.get("last_parsed_time") != details.get("last_parsed_time")):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the dag-processor did not parse {DAG_ID} again within {timeout:.0f}s")
+                raise TimeoutError(f"the dag-processor did not parse {self.dag_id} again within {timeout:.0f}s")
             self.check_alive()
             time.sleep(0.2)
 
     def task_instance(self, run_id: str, task_id: str) -> dict[str, Any]:
-        return dict(self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"))
+        return dict(self.get(f"/api/v2/dags/{self.dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"))
 
     def task_tries(self, run_id: str, task_id: str) -> list[dict[str, Any]]:
         """Every try of one task in a run (start, end, state), oldest first."""
-        data = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/tries")
+        data = self.get(f"/api/v2/dags/{self.dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/tries")
         return sorted(data.get("task_instances", []), key=lambda t: int(t.get("try_number") or 0))
 
     def clear_task(self, run_id: str, task_id: str) -> list[str]:
         """Clear one task of a run, as "Clear" in the UI does; returns the task ids cleared."""
         body = {"dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": False,
                 "reset_dag_runs": True}
-        data = self.request("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances", json=body)
+        data = self.request("POST", f"/api/v2/dags/{self.dag_id}/clearTaskInstances", json=body)
         return [str(ti["task_id"]) for ti in data.get("task_instances", [])]
 
 

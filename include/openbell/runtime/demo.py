@@ -26,7 +26,7 @@ from openbell.params import RUN_DEFAULTS_ENV, run_defaults
 from openbell.paths import home_dir
 from openbell.report import render
 from openbell.runtime.redis_server import RedisUnavailable, redis_binary
-from openbell.runtime.rehearsal import STOP_SIGNALS, Rehearsal, rehearse
+from openbell.runtime.rehearsal import STOP_SIGNALS, DayResult, Rehearsal, rehearse
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ def strategy_defaults(strategy: str | None, params: str | None, environ: Mapping
     return raw
 
 
+MAX_ACCOUNTS = 8
 EARLIEST_START = "04:00"  # the simulator's day starts no earlier than Alpaca's pre-market
 
 
@@ -101,7 +102,7 @@ def start_error(session_date: date, start: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """``openbell demo [--date D] [--start HH:MM] [--speed S] [--sim-option ARG]... [--strategy S]
-    [--strategy-params JSON] [--executor local|celery] [--keep-running]``."""
+    [--strategy-params JSON] [--executor local|celery] [--accounts N] [--keep-running]``."""
     parser = argparse.ArgumentParser(prog="openbell demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--date", type=date.fromisoformat, help="session to simulate (default: the latest completed)")
     parser.add_argument("--start", default="09:25", metavar="HH:MM",
@@ -115,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executor", choices=("local", "celery"), default="local",
                         help="Airflow's executor: local (LocalExecutor, the default) or celery (CeleryExecutor with a "
                              "local Redis and two Celery workers, one for live_trading's queue)")
+    parser.add_argument("--accounts", type=int, default=0, metavar="N",
+                        help=f"rehearse N accounts' days at once (1 to {MAX_ACCOUNTS}), each with its own key on one "
+                             "simulator, its own DAGs and its own state; default: the one default account")
     parser.add_argument("--keep-running", action="store_true", help="leave Airflow's UI up after the day")
     parser.add_argument("--json", action="store_true", help="print the final report as JSON")
     args = parser.parse_args(argv)
@@ -123,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     if calendar.session(session_date) is None:
         parser.error(f"{session_date} is not an NYSE session")
     refused = start_error(session_date, args.start)
+    if args.accounts and not 1 <= args.accounts <= MAX_ACCOUNTS:
+        refused = refused or f"--accounts must be from 1 to {MAX_ACCOUNTS}, got {args.accounts}"
     if args.executor == "celery":
         try:
             redis_binary()
@@ -138,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in STOP_SIGNALS[1:]:
         signal.signal(sig, _interrupt)
     try:
+        if args.accounts:
+            return _accounts_demo(args, session_date, defaults)
         result = rehearse(session_date, speed=args.speed, start=args.start, sim_args=args.sim_option, home=home_dir(),
                           keep_running=_block if args.keep_running else None, run_defaults=defaults,
                           executor=args.executor)
@@ -153,6 +161,42 @@ def main(argv: list[str] | None = None) -> int:
         print(render(result.report))
     print(f"\nrun {result.run_id}: {result.run_state}; " + ("OK" if result.ok else "NOT OK"))
     return 0 if result.ok else 1
+
+
+def _accounts_demo(args: argparse.Namespace, session_date: date, defaults: str) -> int:
+    """N accounts' days at once: one report section per account, then a summary table."""
+    from openbell.runtime.accounts_rehearsal import rehearse_accounts
+
+    names = [f"acct{i}" for i in range(1, args.accounts + 1)]
+    results = rehearse_accounts(session_date, names, home=home_dir() / "accounts", speed=args.speed,
+                                start=args.start, executor=args.executor, sim_args=args.sim_option,
+                                run_defaults=defaults,
+                                keep_running=(lambda days: _block(next(iter(days.values())))) if args.keep_running
+                                else None)
+    if args.json:
+        from openbell.jsonutil import json_default
+
+        print(json.dumps({n: r.report for n, r in results.items()}, default=json_default, indent=2))
+    else:
+        for name, result in results.items():
+            print(f"\n=== account {name} (trading_day_{name}) ===")
+            print(render(result.report))
+    print()
+    print(summary_table(results))
+    return 0 if all(r.ok for r in results.values()) else 1
+
+
+def summary_table(results: Mapping[str, DayResult]) -> str:
+    """One line per account: its run, P&L, orders filled, whether flat at the close, OK or not."""
+    lines = [f"{'account':<10} {'run':<8} {'P&L':>10} {'orders':>7} {'filled':>7} {'flat':<5} result"]
+    for name, r in results.items():
+        change = r.report["pnl"].get("change")
+        orders = r.report["orders"]
+        filled = sum(1 for o in orders if o["status"] == "filled")
+        lines.append(f"{name:<10} {r.run_state:<8} {'n/a' if change is None else f'{change:+.2f}':>10} "
+                     f"{len(orders):>7} {filled:>7} {'yes' if r.report['flat_at_close'] else 'NO':<5} "
+                     f"{'OK' if r.ok else 'NOT OK'}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

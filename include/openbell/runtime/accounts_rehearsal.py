@@ -1,0 +1,130 @@
+"""Several accounts' trading days at once on one Airflow, against one simulator serving every account.
+
+Each account has a key of its own on the simulator (its own request budget and stream limit), an Airflow
+connection ``alpaca_<name>`` in the environment, and an entry in an accounts file (``OPENBELL_ACCOUNTS``), so the
+DAG files generate its ``trading_day_<name>`` and ``trading_control_<name>``; its state lives in its own schema of
+one state database. The scheduler creates every account's run from the NYSE timetable, and they run side by side
+on the stack's executor (LocalExecutor, or CeleryExecutor with a local Redis and two workers).
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from openbell.accounts import ACCOUNTS_ENV
+from openbell.params import RUN_DEFAULTS_ENV
+from openbell.report import build_report
+from openbell.runtime.airflow import AirflowStack, CeleryWorkers, alpaca_connection, free_port
+from openbell.runtime.redis_server import LocalRedis
+from openbell.runtime.rehearsal import (
+    STACK_GRACE,
+    DayResult,
+    Executor,
+    Rehearsal,
+    _follow,
+    _wait_for_run,
+    fresh_databases,
+    stop_all,
+)
+from openbell.sim.testing import SimProcess
+from openbell.store.db import upgrade
+from openbell.store.scope import scoped_url
+
+DAY_DAG = "trading_day_{}"
+
+
+def conn_id(name: str) -> str:
+    """The Airflow connection of account ``name`` in a rehearsal."""
+    return f"alpaca_{name}"
+
+
+def write_accounts_file(path: Path, accounts: Mapping[str, Mapping[str, Any]]) -> Path:
+    """The accounts file of ``accounts`` (name -> the account's other keys: strategy, universe, ceilings)."""
+    entries = [{"name": name, "conn_id": conn_id(name), **dict(extra)} for name, extra in accounts.items()]
+    path.write_text(yaml.safe_dump({"accounts": entries}, sort_keys=False))
+    return path
+
+
+def rehearse_accounts(
+    session_date: date,
+    accounts: Mapping[str, Mapping[str, Any]] | Sequence[str],
+    *,
+    home: Path,
+    speed: float = 120.0,
+    start: str = "09:25",
+    executor: Executor = "local",
+    sim_args: Sequence[str] = (),
+    run_defaults: str = "",
+    timeout: float = 1800,
+    progress: Callable[[str], None] = print,
+    on_finished: Callable[[dict[str, Rehearsal]], None] | None = None,
+    keep_running: Callable[[dict[str, Rehearsal]], None] | None = None,
+) -> dict[str, DayResult]:
+    """Rehearse ``session_date`` for every account at once (``accounts``: names, or name -> its accounts-file
+    keys) on fresh databases under ``home``; returns each account's result, in the order given. ``sim_args`` are
+    the simulator's options, ``run_defaults`` (JSON) the deployment's run parameters under every account's own.
+
+    ``on_finished`` is called with each account's :class:`Rehearsal` once every run ended, while the simulator
+    still answers; ``keep_running`` before anything stops (the demo waits there for Ctrl-C)."""
+    settings = {name: {} for name in accounts} if not isinstance(accounts, Mapping) else dict(accounts)
+    if not settings:
+        raise ValueError("no account to rehearse")
+    names = list(settings)
+    tag = session_date.strftime("%Y%m%d")
+    state_url, airflow_url, servers = fresh_databases(home, tag)
+    stops: list[Callable[[], None]] = [server.stop for server in reversed(servers)]
+    days: dict[str, Rehearsal] = {}
+    try:
+        sim = SimProcess(date=session_date.isoformat(), speed=speed, start=start, data_dir=home / "sim" / tag,
+                         accounts=names, port=free_port(), extra_args=list(sim_args))
+        env = {"OPENBELL_DAG_END_DATE": session_date.isoformat(),
+               **({RUN_DEFAULTS_ENV: run_defaults} if run_defaults else {}),
+               ACCOUNTS_ENV: str(write_accounts_file(home / "accounts.yaml", settings)),
+               **{f"AIRFLOW_CONN_{conn_id(n).upper()}": alpaca_connection(sim.config(n)) for n in names}}
+        celery = None
+        if executor == "celery":
+            redis = LocalRedis(home / "redis")
+            stops.insert(0, redis.stop)  # after Airflow's processes and the simulator
+            redis.start()
+            celery = CeleryWorkers(redis.url)
+        stack = AirflowStack(home / "airflow", airflow_url, state_url, None, paused=True, extra_env=env,
+                             celery=celery)
+        stack.dag_id = DAY_DAG.format(names[0])  # ready once the first account's day is loaded
+        progress(f"{len(names)} accounts ({', '.join(names)}): starting " + ", ".join(stack.process_names))
+        stack.migrate()
+        stops.insert(0, sim.stop)
+        stops.insert(0, functools.partial(stack.stop, grace=STACK_GRACE))  # first: tasks stop before the market
+        stack.start()
+        stack.wait_ready()
+        upgrade(state_url)
+        shutil.rmtree(sim.data_dir, ignore_errors=True)
+        sim.start()
+        days = {n: Rehearsal(stack.for_dag(DAY_DAG.format(n)), sim, servers[0], scoped_url(state_url, n))
+                for n in names}
+        for day in days.values():
+            day.stack.unpause()
+        progress(f"simulator for {session_date} at {sim.base_url}, {speed:g}x market speed, from {start} ET")
+        for name, day in days.items():
+            day.run_id = _wait_for_run(day.stack, session_date, timeout=120)
+            progress(f"{name}: run {day.run_id} created by the NYSE timetable")
+        ends = {n: _follow(d.stack, sim, d.run_id, timeout, functools.partial(_labelled, progress, n))
+                for n, d in days.items()}
+        if on_finished:
+            on_finished(days)
+        results = {n: DayResult(d.run_id, *ends[n], build_report(d.engine, session_date)) for n, d in days.items()}
+        if keep_running:
+            keep_running(days)
+        return results
+    finally:
+        stop_all([*(d.engine.dispose for d in days.values() if "engine" in d.__dict__), *stops])
+
+
+def _labelled(progress: Callable[[str], None], name: str, line: str) -> None:
+    progress(f"{name}: {line.lstrip()}")

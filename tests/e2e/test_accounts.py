@@ -1,0 +1,92 @@
+"""Three accounts' trading days at once, on CeleryExecutor with two workers, against one simulator that serves a
+key per account: each account trades its own strategy on its own key and state, and nothing crosses over."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest
+from sqlalchemy import text
+
+from e2e.test_trading_day import STRATEGIES, _worker_tasks, needs_redis
+from openbell.pg.throwaway import reachable_tempdir
+from openbell.runtime.accounts_rehearsal import rehearse_accounts
+from openbell.runtime.rehearsal import Rehearsal
+from openbell.store.db import make_engine
+from openbell.store.scope import shared_url
+
+pytestmark = pytest.mark.e2e
+log = logging.getLogger(__name__)
+
+HALF_DAY = date(2025, 11, 28)  # the close is 13:00 ET: the search at 11:30, the liquidation at 12:58
+PLUG_IN = "ob_example.laggards:LeadersAndLaggards"
+ACCOUNTS: dict[str, dict[str, Any]] = {
+    "alpha": {},  # the deployment's default strategy
+    "beta": {"strategy": PLUG_IN},  # a plug-in outside the package
+    "gamma": {"max_order_notional": 2500},  # the default strategy under a tighter ceiling of its own
+}
+
+
+def _broker(day: Rehearsal, name: str) -> dict[str, Any]:
+    client = day.sim.config(name).trading_client()
+    orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500, nested=False))
+    return {"client_order_ids": [o.client_order_id for o in orders],
+            "notionals": [float(o.qty or 0) * float(o.filled_avg_price or 0) for o in orders
+                          if (o.client_order_id or "").startswith("ob-")],
+            "positions": {p.symbol: float(p.qty) for p in client.get_all_positions()}}
+
+
+@needs_redis
+def test_three_accounts_trade_one_half_day_at_once_on_celery_and_nothing_crosses_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(STRATEGIES), os.environ.get("PYTHONPATH")])))
+    seen: dict[str, Any] = {}
+
+    def at_end(days: dict[str, Rehearsal]) -> None:
+        for name, day in days.items():
+            seen[name] = _broker(day, name)
+        first = next(iter(days.values()))
+        seen["workers"] = _worker_tasks(first)
+        shared = make_engine(shared_url(first.state_url))
+        try:
+            with shared.connect() as conn:
+                seen["default_account_rows"] = conn.execute(text(
+                    "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM step_runs)")).scalar()
+                seen["bars"] = conn.execute(text("SELECT count(*) FROM bars")).scalar()
+        finally:
+            shared.dispose()
+
+    home = reachable_tempdir(tmp_path, "openbell-e2e-")
+    try:
+        results = rehearse_accounts(HALF_DAY, ACCOUNTS, home=home, start="11:00", executor="celery",
+                                    progress=log.info, on_finished=at_end)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+    every_id: list[str] = []
+    for name, result in results.items():
+        steps = {s["step"]: s for s in result.report["steps"]}
+        assert result.run_state == "success", (name, result.task_states)
+        assert steps["eod_liquidate"]["status"] == "success" and result.report["flat_at_close"] is True, name
+        assert seen[name]["positions"] == {}, name  # the broker holds nothing of any account after the close
+        assert any(o["origin"] == "strategy" and o["status"] == "filled" for o in result.report["orders"]), name
+        ours = [i for i in seen[name]["client_order_ids"] if i.startswith("ob-")]
+        assert ours and all(i.startswith(f"ob-{name}-20251128-") for i in ours), (name, ours[:5])
+        # the account's book holds its own orders only: every one of them is at its own key's broker
+        assert {o["client_order_id"] for o in result.report["orders"]} <= set(seen[name]["client_order_ids"]), name
+        every_id += seen[name]["client_order_ids"]
+        assert steps["midday_optimize"]["summary"]["strategy"] == (
+            PLUG_IN if name == "beta" else "momentum_rotation"), name
+    assert len(every_id) == len(set(every_id))  # no client_order_id repeats across accounts
+    assert max(seen["gamma"]["notionals"]) <= 2500 * 1.01  # gamma's own ceiling held (a fill may slip a cent)
+    assert seen["default_account_rows"] == 0 and seen["bars"] > 0  # state per account; bars shared
+    # every account's live_trading ran on the trading queue's worker, every other step on the default queue's
+    assert seen["workers"]["worker-trading"] == {"live_trading"}, seen["workers"]
+    assert "live_trading" not in seen["workers"]["worker-default"], seen["workers"]
