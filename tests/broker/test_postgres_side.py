@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
+from typing import cast
 
 import pytest
 from alpaca.trading.models import Order, TradeUpdate
@@ -13,7 +14,7 @@ from dates import SESSION
 from openbell.adapters.alpaca.convert import order_report, trade_report
 from openbell.broker import apply_trade_update, client_order_id
 from openbell.broker.updates import recover_fills
-from openbell.ports import OrderReport, TradeReport
+from openbell.ports import BrokerPort, OrderReport, TradeReport
 from openbell.trading import SessionLock, SessionLocked, Writer
 
 EXEC_A, EXEC_B = "0c0f5a3e-1111-4a6b-9c1d-000000000001", "0c0f5a3e-1111-4a6b-9c1d-000000000002"
@@ -164,3 +165,55 @@ def test_a_notional_order_keeps_its_dollars_and_the_shares_expected_whichever_ro
         upsert_order(conn, order_row(order_report(Order(**body)), SESSION, "strategy"))  # a later poll
         row = conn.execute(text("SELECT status, qty, notional, filled_qty FROM orders")).one()
     assert (row[0], float(row[1]), float(row[2]), float(row[3])) == ("filled", 4.96, 250.55, 4.95)
+
+
+class _AccountBroker:
+    """A broker holding open orders of this session: the given ids, none filled, no position."""
+
+    def __init__(self, ids: list[str]) -> None:
+        created = datetime(2025, 11, 20, 15, 0, tzinfo=UTC)
+        self.open = [OrderReport(c, f"b-{i}", "TQQQ", "buy", "new", created, qty=1.0) for i, c in enumerate(ids)]
+        self.cancelled: list[str] = []
+
+    def positions(self) -> list[object]:
+        return []
+
+    def orders(self, scope: str, after: datetime | None = None) -> list[OrderReport]:
+        return list(self.open)
+
+    def cancel_order(self, broker_order_id: str, *, retry: bool = True) -> None:
+        self.cancelled.append(broker_order_id)
+
+
+def test_an_account_keeps_its_own_orders_and_treats_another_accounts_as_foreign(state_url: str,
+                                                                                  engine: Engine) -> None:
+    from openbell.broker.reconcile import reconcile
+    from openbell.store import db
+    from openbell.store.scope import scoped_url
+
+    url = scoped_url(state_url, "alpha")
+    db.upgrade(url)
+    alpha = db.make_engine(url)
+    try:
+        ids = [client_order_id(SESSION, 3, "TQQQ", a) for a in ("alpha", None, "beta")]
+        broker = _AccountBroker(ids)
+        report = reconcile(cast(BrokerPort, broker), alpha, SESSION)
+        assert (report.orders_found, report.orders_kept, report.max_decision_seq) == (1, 1, 3)
+        assert report.cancelled == ids[1:] and broker.cancelled == ["b-1", "b-2"]
+        # a trade update for the account's own id is the strategy's; another account's id is not
+        apply_trade_update(alpha, SESSION, _fill(ids[0], EXEC_A, "1", "1", "filled"))
+        apply_trade_update(alpha, SESSION, _fill(client_order_id(SESSION, 4, "TQQQ", "beta"), EXEC_B, "1", "1",
+                                                  "filled"))
+        with alpha.connect() as conn:
+            rows = conn.execute(text("SELECT client_order_id, origin, decision_seq, status FROM orders"
+                                     " ORDER BY client_order_id")).all()
+    finally:
+        alpha.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("ob-20251120-000003-TQQQ", "adopted", None, "canceled"),
+        ("ob-alpha-20251120-000003-TQQQ", "strategy", 3, "filled"),
+        ("ob-beta-20251120-000003-TQQQ", "adopted", None, "canceled"),
+        ("ob-beta-20251120-000004-TQQQ", "liquidation", None, "filled"),
+    ]
+    with engine.connect() as conn:  # the default account's state saw none of it
+        assert conn.execute(text("SELECT count(*) FROM orders")).scalar() == 0

@@ -98,9 +98,11 @@ class _Sender:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, float]] = []
+        self.ids: list[str] = []
 
     def submit_all(self, jobs: list[Any]) -> None:
         self.sent += [(job.symbol, job.side, job.qty) for job, _ in jobs]
+        self.ids += [job.client_order_id for job, _ in jobs]
 
 
 class _Strategy:
@@ -118,11 +120,12 @@ class _Strategy:
 class Loop:
     """One attempt's parts, wired as TradingAttempt wires them."""
 
-    def __init__(self, *, reduce_after: int = 3, budget: float = 20.0, gate: RiskGate | None = None) -> None:
+    def __init__(self, *, reduce_after: int = 3, budget: float = 20.0, gate: RiskGate | None = None,
+                 account: str | None = None) -> None:
         self.clock, self.threads, self.recorder, self.sender = _Clock(), _Threads(), _Recorder(), _Sender()
         self.report = AttemptReport(SESSION.isoformat())
         ctx = LoopContext(the_session(SESSION), UNIVERSE, self.clock, self.threads, self.recorder,  # type: ignore[arg-type]
-                          self.report)
+                          self.report, account)
         self.gate = gate or RiskGate(RiskLimits(max_weight=0.5), universe=UNIVERSE)
         self.risk = RiskOwner(self.gate)
         self.send_gate = SendGate(self.risk, OrderLimits(), trade_until=CUT_OFF)
@@ -209,6 +212,13 @@ def test_the_harness_trades_what_a_clear_strategy_asks() -> None:
     loop = Loop()
     assert loop.decide(keep) == []
     assert loop.decide(sell_sso) == [("SSO", "sell", 100.0)]
+    assert loop.sender.ids == ["ob-20251120-000001-SSO"]  # the default account's id, untagged
+
+
+def test_a_named_accounts_orders_carry_its_name() -> None:
+    loop = Loop(account="alpha")
+    assert loop.decide(keep, sell_sso) == [("SSO", "sell", 100.0)]
+    assert loop.sender.ids == ["ob-alpha-20251120-000001-SSO"]
 
 
 @pytest.mark.parametrize(("failing", "kind", "reason"), FAILURES, ids=[k for _, k, _ in FAILURES])

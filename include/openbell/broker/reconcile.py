@@ -18,6 +18,7 @@ from openbell.broker.rows import order_row
 from openbell.broker.updates import recover_fills
 from openbell.calendar import session as session_of
 from openbell.ports import BrokerPort, BrokerRefusal, OrderReport, PositionReport
+from openbell.store.scope import account_of
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,10 @@ def adoption(symbol: str, qty: float, universe: Collection[str] | None) -> dict[
     return info
 
 
-def session_orders(broker: BrokerPort, session_date: date) -> list[OrderReport]:
-    """Every order the broker holds for this session that carries openbell's id for it."""
-    return [o for o in broker_session_orders(broker, session_date) if is_ours(o.client_order_id, session_date)]
+def session_orders(broker: BrokerPort, session_date: date, account: str | None = None) -> list[OrderReport]:
+    """Every order the broker holds for this session that carries openbell's id for it and ``account``."""
+    return [o for o in broker_session_orders(broker, session_date)
+            if is_ours(o.client_order_id, session_date, account=account)]
 
 
 def reconcile(
@@ -92,19 +94,21 @@ def reconcile(
     outside the universe are listed in ``adopted_left_alone``. This session's orders are
     written into ``orders``, with any fills the trade stream never delivered (recovered as
     :mod:`openbell.broker.updates` states; the book is already the broker's). Open orders that are
-    not this session's openbell orders are cancelled: openbell owns the account during its session
+    not this session's openbell orders for this account (the account of ``engine``'s URL) are cancelled,
+    another account's included: openbell owns the account during its session
     (``cancel_foreign=False`` leaves them, e.g. the close orders of a liquidation in progress).
     Each difference is journalled as an event.
     """
     report = ReconcileReport()
+    account = account_of(engine.url)  # the state's account: another account's ids are foreign here
     positions = broker.positions()
     open_orders = broker.orders("open")
-    ours = session_orders(broker, session_date)
+    ours = session_orders(broker, session_date, account)
     report.positions = len(positions)
     report.orders_found = len(ours)
-    foreign = [o for o in open_orders if cancel_foreign and not is_ours(o.client_order_id, session_date)]
-    cancelled = _cancel(broker, foreign)
-    report.orders_kept = sum(1 for o in open_orders if is_ours(o.client_order_id, session_date))
+    foreign = [o for o in open_orders if not is_ours(o.client_order_id, session_date, account=account)]
+    cancelled = _cancel(broker, foreign if cancel_foreign else [])
+    report.orders_kept = len(open_orders) - len(foreign)
     with engine.begin() as conn:
         _positions(conn, session_date, report, {p.symbol: p for p in positions}, universe)
         _orders(conn, session_date, report, ours)

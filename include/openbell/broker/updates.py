@@ -25,6 +25,7 @@ from openbell.broker import book
 from openbell.broker.ids import is_ours
 from openbell.broker.rows import order_row
 from openbell.ports import OrderReport, TradeReport
+from openbell.store.scope import account_of
 
 EPS = 1e-9
 
@@ -55,16 +56,18 @@ class Recovered:
     price: float
 
 
-def _origin(order: OrderReport) -> str:
-    return "strategy" if is_ours(order.client_order_id) else "liquidation"
+def _origin(conn: Connection, order: OrderReport) -> str:
+    """``strategy`` for an order with openbell's id for the account whose state ``conn`` reaches, else
+    ``liquidation`` (another account's id included)."""
+    return "strategy" if is_ours(order.client_order_id, account=account_of(conn.engine.url)) else "liquidation"
 
 
 def apply_trade_update(
     conn_or_engine: Connection | Engine, session_date: date, update: TradeReport
 ) -> UpdateResult:
     """Write one trade update; a fill is stored once per ``execution_id`` (see the module's rule)
-    and only a stored fill moves the position book. Orders without openbell's id (e.g. the
-    liquidation's close orders) are recorded with origin ``liquidation``.
+    and only a stored fill moves the position book. Orders without openbell's id for the state's account
+    (e.g. the liquidation's close orders) are recorded with origin ``liquidation``.
     """
     if isinstance(conn_or_engine, Engine):
         with conn_or_engine.begin() as conn:
@@ -72,7 +75,7 @@ def apply_trade_update(
     conn = conn_or_engine
     order = update.order
     name = update.event
-    book.upsert_order(conn, order_row(order, session_date, _origin(order)))  # locks the order's row
+    book.upsert_order(conn, order_row(order, session_date, _origin(conn, order)))  # locks the order's row
     result = UpdateResult(name, order.client_order_id, order.symbol, order.status)
     if name not in ("fill", "partial_fill") or update.execution_id is None:
         return result
@@ -95,7 +98,7 @@ def recover_fills(
     Also records the order's state. ``move_book=False`` leaves the position book alone, for callers
     that set it from the broker's positions anyway.
     """
-    book.upsert_order(conn, order_row(order, session_date, _origin(order)))
+    book.upsert_order(conn, order_row(order, session_date, _origin(conn, order)))
     cum = float(order.filled_qty or 0)
     _, recorded, cost = book.recorded_fills(conn, order.client_order_id)
     gap = cum - recorded

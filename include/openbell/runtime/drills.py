@@ -28,7 +28,7 @@ from sqlalchemy import Engine, text
 from openbell import calendar
 from openbell.adapters.alpaca.venue import alpaca_venue
 from openbell.broker import book
-from openbell.broker.ids import parse_client_order_id
+from openbell.broker.ids import is_ours
 from openbell.params import DEFAULT_UNIVERSE
 from openbell.pg.throwaway import reachable_tempdir
 from openbell.ports import MarketDataPort, Window
@@ -124,7 +124,7 @@ def _orders_at_the_cut_off(day: Rehearsal, facts: dict[str, Any]) -> None:
     assert s is not None
     cut_off = s.close - timedelta(minutes=2)
     broker = alpaca_venue(day.sim.config()).broker
-    ours = [o for o in broker.orders("all") if parse_client_order_id(o.client_order_id)]
+    ours = [o for o in broker.orders("all") if is_ours(o.client_order_id)]  # a rehearsal's: the default account
     facts["strategy_orders"] = len(ours)
     facts["cut_off"] = cut_off.isoformat()
     facts["strategy_orders_at_or_after_cut_off"] = sorted(

@@ -15,8 +15,8 @@ from openbell.trading.threads import Threads
 @dataclass(frozen=True)
 class LoopContext:
     """The session traded, its universe, the market clock, the helper threads (and the event loop they hand
-    back to), the queued Postgres writes and the attempt's report. Each part's constructor takes this and
-    only what is particular to it."""
+    back to), the queued Postgres writes, the attempt's report and the account traded (None: the default
+    account; its client order ids carry it). Each part's constructor takes this and only what is particular to it."""
 
     session: Session
     universe: tuple[str, ...]
@@ -24,6 +24,7 @@ class LoopContext:
     threads: Threads
     recorder: Recorder
     report: AttemptReport
+    account: str | None = None
 
     @property
     def d(self) -> date:

@@ -61,7 +61,7 @@ class Dispatcher:
         self._recorder = ctx.recorder
         self._portfolio = portfolio
         self._report = ctx.report
-        self.d = ctx.d
+        self.d, self._account = ctx.d, ctx.account
         self._universe = ctx.universe
         self._min_notional = policy.min_notional
         self.policy = policy
@@ -107,7 +107,7 @@ class Dispatcher:
             # an order found never sent goes again under its own id: should the broker have it after
             # all, it refuses the id and the submit path returns the existing order
             resent = self._resend.pop((intent.symbol, intent.side), None)
-            coid = resent or client_order_id(self.d, seq, intent.symbol)
+            coid = resent or client_order_id(self.d, seq, intent.symbol, self._account)
             report.orders_resent += resent is not None
             portfolio.add_working(coid, intent, seq)
             orders.append((coid, intent))

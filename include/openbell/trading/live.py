@@ -54,6 +54,7 @@ from openbell.policy import OrderLimits, OrderPolicy
 from openbell.ports import CredentialsError, StreamPort, Venue
 from openbell.risk.gate import SendGate
 from openbell.risk.owner import RiskOwner
+from openbell.store.scope import account_of
 from openbell.strategy import RiskGate, RiskLimits
 from openbell.trading.alerting import LoopAlerts
 from openbell.trading.attempt_report import AttemptReport, percentile
@@ -129,9 +130,10 @@ class TradingAttempt:
         self.portfolio = Portfolio()
         self.lateness: list[float] = []  # market seconds from a streamed minute's end to its decision
         self.threads = threads = Threads()
-        self.recorder = Recorder(threads, self.d, self.universe)
-        self._build(LoopContext(session, self.universe, clock, threads, self.recorder, self.report), cfg, engine,
-                    fence, venue.streams)
+        account = account_of(engine.url)  # the state's account, whose order ids are built and recognised
+        self.recorder = Recorder(threads, self.d, self.universe, account=account)
+        self._build(LoopContext(session, self.universe, clock, threads, self.recorder, self.report, account), cfg,
+                    engine, fence, venue.streams)
 
     def _build(self, ctx: LoopContext, cfg: LoopSettings, engine: Engine, fence: SessionLock | None,
                feeds: StreamPort) -> None:

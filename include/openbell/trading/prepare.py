@@ -17,6 +17,7 @@ from openbell.broker.reconcile import ReconcileReport, reconcile
 from openbell.calendar import Session, previous_sessions
 from openbell.ports import BrokerPort, MarketDataPort, Window
 from openbell.store.bars import load_bars, upsert_bars
+from openbell.store.scope import account_of
 from openbell.store.sessions import RiskRecord, get_phase, get_risk, record_open_equity, set_phase
 from openbell.strategy import Bar, RiskGate
 from openbell.trading.attempt_report import AttemptReport
@@ -111,14 +112,15 @@ class Preparation:
             portfolio.positions[p.symbol] = p.qty
             if p.current_price is not None and p.symbol not in portfolio.prices:
                 portfolio.prices[p.symbol] = p.current_price
+        account = account_of(self._engine.url)  # whose ids are ours
         for o in self._broker.orders("open"):
             # an order still working from an earlier attempt (or the liquidation) counts as working; a notional
             # one (no qty at the broker) for the shares its dollars buy at the last price
             price = portfolio.prices.get(o.symbol) or o.filled_avg_price
             qty = o.qty if o.qty is not None else (o.notional or 0.0) / price if price else 0.0
-            key = parse_client_order_id(o.client_order_id)
+            key = parse_client_order_id(o.client_order_id)  # another account's id: no decision of ours
             portfolio.adopt_working(o.client_order_id, o.symbol, o.side, qty, o.filled_qty or 0.0,
-                                    key.decision_seq if key else -2)
+                                    key.decision_seq if key and key.account == account else -2)
 
     def asset_terms(self) -> tuple[frozenset[str], frozenset[str]]:
         """(fractionable, shortable and easy to borrow): the universe's symbols as the broker's assets say,

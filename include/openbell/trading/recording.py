@@ -68,9 +68,11 @@ class Recorder:
 
     writer: Writer  # attached when the session runs
 
-    def __init__(self, threads: Threads, session_date: date, universe: Sequence[str]) -> None:
+    def __init__(self, threads: Threads, session_date: date, universe: Sequence[str], *,
+                 account: str | None = None) -> None:
         self._threads = threads
         self.d = session_date
+        self.account = account  # the account traded (LoopContext.account): its order ids
         self._universe = universe
         self._pending: list[Write] = []
         self._flush_due = False
@@ -139,7 +141,7 @@ class Recorder:
         gross: float,
     ) -> None:
         """Queue one decision: its targets and notes, the signals, the equity after the minute, its orders."""
-        d, universe = self.d, self._universe
+        d, universe, account = self.d, self._universe, self.account
 
         def write(conn: Connection) -> None:  # the rows are built here, on the writer's thread
             from openbell.store.db import json_dumps
@@ -171,7 +173,7 @@ class Recorder:
             conn.execute(_UPSERT_EQUITY, {"d": d, "ts": t + MINUTE, "e": equity, "c": cash, "g": gross})
             for row in rows_out:
                 book.upsert_order(conn, row)
-                if row.client_order_id != client_order_id(d, seq, row.symbol):
+                if row.client_order_id != client_order_id(d, seq, row.symbol, account):
                     # a resent order keeps its first decision and takes this one's quantity
                     conn.execute(_RESENT_QTY, {"q": row.qty, "c": row.client_order_id})
 
