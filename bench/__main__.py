@@ -7,7 +7,7 @@ import sys
 import traceback
 
 MODULES = ["sim_bench", "store_bench", "optimize_bench", "session_bench", "health_bench", "platform_bench",
-           "morning_bench", "fault_bench", "ui_bench", "backtest_bench"]
+           "morning_bench", "fault_bench", "ui_bench", "backtest_bench", "accounts_bench", "worker_kill_bench"]
 
 
 def main(argv: list[str]) -> int:

@@ -113,3 +113,47 @@ def test_the_cli_passes_the_strategy_to_the_rehearsal(monkeypatch: pytest.Monkey
     with pytest.raises(_Stop):
         demo.main(["--date", "2025-11-20", "--strategy", "momentum_rotation", "--strategy-params", '{"top_k": 2}'])
     assert json.loads(str(seen["run_defaults"])) == {"strategy": "momentum_rotation", "strategy_params": {"top_k": 2}}
+
+
+@pytest.mark.parametrize("count", ["0", "9", "-1"])
+def test_a_number_of_accounts_out_of_range_is_refused_before_anything_starts(
+        count: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import openbell.runtime.accounts_rehearsal as accounts
+
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("nothing may start")
+
+    monkeypatch.setattr(accounts, "rehearse_accounts", never)
+    monkeypatch.setattr(demo, "rehearse", never)
+    assert demo.main(["--date", "2025-11-28", "--accounts", count]) == 2
+    assert capsys.readouterr().err == f"openbell demo: --accounts must be from 1 to 8, got {count}\n"
+
+
+def test_the_cli_rehearses_n_accounts_and_prints_a_section_each_and_a_summary(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import openbell.runtime.accounts_rehearsal as accounts
+    from openbell.runtime.rehearsal import DayResult
+
+    seen: dict[str, object] = {}
+
+    def report(pnl: dict[str, float], flat: bool) -> dict[str, object]:
+        return {"session": "2025-11-28", "steps": [], "orders": [{"status": "filled"}, {"status": "canceled"}],
+                "fills": [], "pnl": pnl, "flat_at_close": flat, "positions": [], "risk": {}}
+
+    def rehearse_accounts(session_date: date, names: list[str], **kw: object) -> dict[str, DayResult]:
+        seen.update(kw, names=names, date=session_date)
+        return {"acct1": DayResult("r1", "success", {}, report({"fills_cash_flow": 0.0, "change": 12.5}, True)),
+                "acct2": DayResult("r2", "failed", {}, report({"fills_cash_flow": 0.0}, False))}
+
+    monkeypatch.setattr(accounts, "rehearse_accounts", rehearse_accounts)
+    monkeypatch.setattr(demo, "render", lambda r: f"report of {r['session']}")
+    monkeypatch.setattr(demo, "redis_binary", lambda: "/usr/bin/redis-server")  # a machine without it too
+    monkeypatch.setattr(demo.signal, "signal", lambda *_: None)
+    assert demo.main(["--date", "2025-11-28", "--accounts", "2", "--executor", "celery", "--start", "12:00"]) == 1
+    assert (seen["names"], seen["executor"], seen["start"]) == (["acct1", "acct2"], "celery", "12:00")
+    out = capsys.readouterr().out
+    assert "=== account acct1 (trading_day_acct1) ===" in out and "=== account acct2" in out
+    table = out.strip().splitlines()[-3:]
+    assert table[0].split() == ["account", "run", "P&L", "orders", "filled", "flat", "result"]
+    assert table[1].split() == ["acct1", "success", "+12.50", "2", "1", "yes", "OK"]
+    assert table[2].split() == ["acct2", "failed", "n/a", "2", "1", "NO", "NOT", "OK"]

@@ -169,3 +169,21 @@ def test_the_report_reads_the_days_database_from_any_working_directory(home: Hom
     assert url.returncode == 0, url.stderr
     assert f"@127.0.0.1:{home.server.port}/openbell" in url.stdout  # the same server, not ./.openbell
     assert not (elsewhere / ".openbell").exists()
+
+
+def test_an_accounts_day_is_reported_with_account_and_never_in_place_of_another(home: Home) -> None:
+    from openbell.store.scope import scoped_url
+
+    url = home.database("openbell_20251128")
+    _record(url, REHEARSED, "wait_for_open")  # the default account's
+    alpha = scoped_url(url, "alpha")
+    upgrade(alpha)
+    _record(alpha, REHEARSED, "reconcile")
+    out = report(home, "--date", "2025-11-28", "--account", "alpha", "--json")
+    assert out.returncode == 0, out.stderr
+    assert [s["step"] for s in json.loads(out.stdout)["steps"]] == ["reconcile"]
+    default = report(home, "--date", "2025-11-28", "--json")
+    assert [s["step"] for s in json.loads(default.stdout)["steps"]] == ["wait_for_open"]
+    _one_line_error(report(home, "--date", "2025-11-28", "--account", "beta"), "--account beta",
+                    "no state of that account", "accounts there: alpha")
+    _one_line_error(report(home, "--date", "2025-11-28", "--account", "Beta!"), "not an account name")

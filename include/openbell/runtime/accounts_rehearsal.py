@@ -21,7 +21,14 @@ import yaml
 from openbell.accounts import ACCOUNTS_ENV
 from openbell.params import RUN_DEFAULTS_ENV
 from openbell.report import build_report
-from openbell.runtime.airflow import AirflowStack, CeleryWorkers, alpaca_connection, free_port
+from openbell.runtime.airflow import (
+    DEFAULT_QUEUE,
+    TRADING_QUEUE,
+    AirflowStack,
+    CeleryWorkers,
+    alpaca_connection,
+    free_port,
+)
 from openbell.runtime.redis_server import LocalRedis
 from openbell.runtime.rehearsal import (
     STACK_GRACE,
@@ -62,17 +69,21 @@ def rehearse_accounts(
     executor: Executor = "local",
     sim_args: Sequence[str] = (),
     run_defaults: str = "",
+    trading_workers: int = 1,
     timeout: float = 1800,
     progress: Callable[[str], None] = print,
+    on_running: Callable[[dict[str, Rehearsal]], None] | None = None,
     on_finished: Callable[[dict[str, Rehearsal]], None] | None = None,
     keep_running: Callable[[dict[str, Rehearsal]], None] | None = None,
 ) -> dict[str, DayResult]:
     """Rehearse ``session_date`` for every account at once (``accounts``: names, or name -> its accounts-file
     keys) on fresh databases under ``home``; returns each account's result, in the order given. ``sim_args`` are
-    the simulator's options, ``run_defaults`` (JSON) the deployment's run parameters under every account's own.
+    the simulator's options, ``run_defaults`` (JSON) the deployment's run parameters under every account's own;
+    on CeleryExecutor ``trading_workers`` workers take the trading queue and one the default queue.
 
-    ``on_finished`` is called with each account's :class:`Rehearsal` once every run ended, while the simulator
-    still answers; ``keep_running`` before anything stops (the demo waits there for Ctrl-C)."""
+    ``on_running`` is called with each account's :class:`Rehearsal` once every run exists, ``on_finished`` once
+    every run ended, while the simulator still answers; ``keep_running`` before anything stops (the demo waits
+    there for Ctrl-C)."""
     settings = {name: {} for name in accounts} if not isinstance(accounts, Mapping) else dict(accounts)
     if not settings:
         raise ValueError("no account to rehearse")
@@ -93,7 +104,7 @@ def rehearse_accounts(
             redis = LocalRedis(home / "redis")
             stops.insert(0, redis.stop)  # after Airflow's processes and the simulator
             redis.start()
-            celery = CeleryWorkers(redis.url)
+            celery = CeleryWorkers(redis.url, queues=(TRADING_QUEUE,) * trading_workers + (DEFAULT_QUEUE,))
         stack = AirflowStack(home / "airflow", airflow_url, state_url, None, paused=True, extra_env=env,
                              celery=celery)
         stack.dag_id = DAY_DAG.format(names[0])  # ready once the first account's day is loaded
@@ -114,6 +125,8 @@ def rehearse_accounts(
         for name, day in days.items():
             day.run_id = _wait_for_run(day.stack, session_date, timeout=120)
             progress(f"{name}: run {day.run_id} created by the NYSE timetable")
+        if on_running:
+            on_running(days)
         ends = {n: _follow(d.stack, sim, d.run_id, timeout, functools.partial(_labelled, progress, n))
                 for n, d in days.items()}
         if on_finished:

@@ -70,8 +70,10 @@ class CeleryWorkers:
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The workers' process names: ``worker-<first queue>``."""
-        return tuple(f"worker-{q.split(',')[0]}" for q in self.queues)
+        """The workers' process names: ``worker-<first queue>``, then ``-2``, ``-3``... for more on one queue."""
+        firsts = [q.split(",")[0] for q in self.queues]
+        return tuple(f"worker-{q}" + (f"-{n}" if (n := firsts[: i + 1].count(q)) > 1 else "")
+                     for i, q in enumerate(firsts))
 
 
 @dataclass(repr=False)

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executor", choices=("local", "celery"), default="local",
                         help="Airflow's executor: local (LocalExecutor, the default) or celery (CeleryExecutor with a "
                              "local Redis and two Celery workers, one for live_trading's queue)")
-    parser.add_argument("--accounts", type=int, default=0, metavar="N",
+    parser.add_argument("--accounts", type=int, metavar="N",
                         help=f"rehearse N accounts' days at once (1 to {MAX_ACCOUNTS}), each with its own key on one "
                              "simulator, its own DAGs and its own state; default: the one default account")
     parser.add_argument("--keep-running", action="store_true", help="leave Airflow's UI up after the day")
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if calendar.session(session_date) is None:
         parser.error(f"{session_date} is not an NYSE session")
     refused = start_error(session_date, args.start)
-    if args.accounts and not 1 <= args.accounts <= MAX_ACCOUNTS:
+    if args.accounts is not None and not 1 <= args.accounts <= MAX_ACCOUNTS:
         refused = refused or f"--accounts must be from 1 to {MAX_ACCOUNTS}, got {args.accounts}"
     if args.executor == "celery":
         try:
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in STOP_SIGNALS[1:]:
         signal.signal(sig, _interrupt)
     try:
-        if args.accounts:
+        if args.accounts is not None:
             return _accounts_demo(args, session_date, defaults)
         result = rehearse(session_date, speed=args.speed, start=args.start, sim_args=args.sim_option, home=home_dir(),
                           keep_running=_block if args.keep_running else None, run_defaults=defaults,
@@ -168,7 +168,7 @@ def _accounts_demo(args: argparse.Namespace, session_date: date, defaults: str) 
     from openbell.runtime.accounts_rehearsal import rehearse_accounts
 
     names = [f"acct{i}" for i in range(1, args.accounts + 1)]
-    results = rehearse_accounts(session_date, names, home=home_dir() / "accounts", speed=args.speed,
+    results = rehearse_accounts(session_date, names, home=home_dir(), speed=args.speed,
                                 start=args.start, executor=args.executor, sim_args=args.sim_option,
                                 run_defaults=defaults,
                                 keep_running=(lambda days: _block(next(iter(days.values())))) if args.keep_running

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openbell import calendar
-from openbell.dberrors import DatabaseUnavailable
+from openbell.dberrors import DatabaseUnavailable, redact
 from openbell.jsonutil import json_default
 from openbell.report import render
 from openbell.runtime.command_kit import Parser, output_path, refused, write_whole
@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--to", dest="end", type=date.fromisoformat, metavar="D2", help="last session of a range, YYYY-MM-DD")
     add("--json", action="store_true", help="print JSON instead of text")
     add("--url", help="state database URL (default: OPENBELL_DATABASE_URL or the embedded one)")
+    add("--account", metavar="NAME", help="an account of the accounts file (default: the default account)")
     add("--html", type=Path, metavar="FILE", help="also write the page (live against the replay) to FILE")
     add("--force", action="store_true", help="overwrite the --html file if it exists")
     return p
@@ -90,7 +91,25 @@ def plan(args: argparse.Namespace) -> Plan:
 def _url(args: argparse.Namespace, d: date) -> str:
     from openbell.paths import home_dir
 
-    return str(args.url or state_url_for(d, home_dir()))
+    url = str(args.url or state_url_for(d, home_dir()))
+    return url if args.account is None else account_url(url, args.account)
+
+
+def account_url(url: str, account: str) -> str:
+    """``url`` reaching ``account``'s state; :class:`ReportError` for a name that is not an account's or an
+    account with no state in that database (never the default account's state in its place)."""
+    from openbell.store.db import account_names
+    from openbell.store.scope import scoped_url
+
+    try:
+        scoped = scoped_url(url, account)
+    except ValueError as exc:
+        raise ReportError(f"--account: {exc}") from None
+    known = account_names(url)
+    if account not in known:
+        raise ReportError(f"--account {account}: no state of that account in {redact(url)} (accounts there: "
+                          f"{', '.join(known) or 'none'})")
+    return scoped
 
 
 def day_result(url: str, d: date) -> DayResult:
