@@ -21,7 +21,7 @@ from airflow.sdk import DAG, task
 
 from openbell.alerts.callbacks import StepAlert
 from openbell.workflow import control
-from openbell.workflow.accounts import CONTROL, DagAccount, dag_accounts, refusals, refused_dag
+from openbell.workflow.accounts import CONTROL, DagAccount, dag_accounts, refused_dag
 
 STEP_ALERT = [StepAlert()]
 
@@ -51,6 +51,7 @@ def trading_control_dag(account: DagAccount) -> DAG:
 
 
 ACCOUNTS = dag_accounts()
-for _account in ACCOUNTS:
-    _id = _account.dag_id(CONTROL)
-    globals()[_id] = refused_dag(_id, refusals(ACCOUNTS)) if _account.refusal else trading_control_dag(_account)
+for _account in ACCOUNTS.accounts:
+    globals()[_account.dag_id(CONTROL)] = trading_control_dag(_account)
+if ACCOUNTS.refused:  # an import error naming each refused account; the others' DAGs load
+    refused = refused_dag(CONTROL, ACCOUNTS.refused)

@@ -21,7 +21,6 @@ from openbell.workflow.accounts import (
     DagAccount,
     check_account_run_params,
     dag_accounts,
-    refusals,
     refused_dag,
 )
 from openbell.workflow.operators import MarketTimeRetry
@@ -104,6 +103,7 @@ def trading_day(account: DagAccount) -> DAG:
 
 
 ACCOUNTS = dag_accounts()  # an accounts file refused as a whole fails this file's import, naming the file
-for _account in ACCOUNTS:
-    _id = _account.dag_id(DAY)
-    globals()[_id] = refused_dag(_id, refusals(ACCOUNTS)) if _account.refusal else trading_day(_account)
+for _account in ACCOUNTS.accounts:
+    globals()[_account.dag_id(DAY)] = trading_day(_account)
+if ACCOUNTS.refused:  # an import error naming each refused account; the others' DAGs load
+    refused = refused_dag(DAY, ACCOUNTS.refused)

@@ -95,6 +95,7 @@ def test_each_account_has_its_own_day_and_controls_with_its_run_defaults(tmp_pat
     ("  - name: gamma\n    conn_id: alpaca_beta_twin\n", ["beta", "gamma"], "holds the key id of"),
     ("  - name: alpha\n    conn_id: alpaca_beta_twin\n", ["alpha", "beta"], "is also the name of"),
     ("  - name: gamma\n    conn_id: alpaca_alpha\n    max_gross: -1\n", ["alpha", "gamma"], "'max_gross'"),
+    ("  - name: Bad Name\n    conn_id: alpaca_nowhere\n", [], "'name': 'Bad Name' is not lowercase letters"),
 ])
 def test_a_refused_account_is_an_import_error_naming_the_file_account_and_field_and_the_others_load(
         tmp_path: Path, extra: str, refused: list[str], field: str) -> None:

@@ -3,8 +3,8 @@
 Without an accounts file (:mod:`openbell.accounts`) there is one ``trading_day`` and one ``trading_control``
 on ``alpaca_default`` with the state in schema ``public``, as always. With one, each valid account ``<name>``
 has ``trading_day_<name>`` and ``trading_control_<name>``, trading its own connection with its own state
-(:func:`openbell.store.scope.scoped_url`), run defaults and ceilings. A refused account gets a stand-in DAG
-that fails Airflow's validation with the refusal, so Airflow shows it as an import error of the DAG file while
+(:func:`openbell.store.scope.scoped_url`), run defaults and ceilings. Refused accounts get one stand-in DAG
+that fails Airflow's validation with the refusals, so Airflow shows them as an import error of the DAG file while
 the other accounts' DAGs load.
 """
 
@@ -29,12 +29,10 @@ class AccountRefused(ValueError):
 
 @dataclass(frozen=True)
 class DagAccount:
-    """One account as the DAG files wire it: ``name`` None for the default account (no accounts file);
-    ``refusal`` set for an account the file refuses (its DAGs are stand-ins that fail validation)."""
+    """One account as the DAG files wire it: ``name`` None for the default account (no accounts file)."""
 
     name: str | None
     defaults: RunParams | None = None
-    refusal: str | None = None
     conn_id: str = CONN_ID  # the Alpaca connection (its market clock times the DAG's waits)
 
     def tags(self, *more: str) -> list[str]:
@@ -46,24 +44,29 @@ class DagAccount:
         return kind if self.name is None else f"{kind}_{self.name}"
 
 
-def dag_accounts(environ: Mapping[str, str] | None = None) -> list[DagAccount]:
-    """The accounts to build DAGs for: the default account alone without an accounts file, else each account
-    of the file in order, then one entry per refused account that has a usable name. A file refused as a
-    whole raises :class:`AccountRefused` (the DAG file then fails to import, naming the file)."""
+@dataclass(frozen=True)
+class DagAccounts:
+    """The accounts to build DAGs for, and every refused account's reason, one per line ("": none)."""
+
+    accounts: list[DagAccount]
+    refused: str = ""
+
+
+def dag_accounts(environ: Mapping[str, str] | None = None) -> DagAccounts:
+    """The accounts to build DAGs for: the default account alone without an accounts file, else each valid account
+    of the file in order, with the refusals of the others. A file refused as a whole raises
+    :class:`AccountRefused` (the DAG file then fails to import, naming the file)."""
     import os
 
     env = os.environ if environ is None else environ
     found = load_accounts(env)
     if found is None:
-        return [DagAccount(None, run_defaults(env))]
+        return DagAccounts([DagAccount(None, run_defaults(env))])
     whole = [str(e) for e in found.errors if e.name is None]
     if whole or not (found.accounts or found.errors):
         raise AccountRefused("; ".join(whole) or f"{found.path}: no account")
-    out = [DagAccount(a.name, _within_ceilings(a, a.run_defaults(run_defaults(env))), conn_id=a.conn_id)
-           for a in found.accounts]
-    refused = {e.name: str(e) for e in found.errors if e.name is not None}
-    out.extend(DagAccount(name, refusal=why) for name, why in refused.items() if _usable(name))
-    return out
+    return DagAccounts([DagAccount(a.name, _within_ceilings(a, a.run_defaults(run_defaults(env))), conn_id=a.conn_id)
+                        for a in found.accounts], "\n".join(str(e) for e in found.errors))
 
 
 def _within_ceilings(account: Account, defaults: RunParams) -> RunParams:
@@ -75,16 +78,6 @@ def _within_ceilings(account: Account, defaults: RunParams) -> RunParams:
         if cap is not None and (values[name] is None or values[name] > cap):
             values[name] = cap
     return RunParams(**values)
-
-
-def _usable(name: str) -> bool:
-    from openbell.store.scope import account_schema
-
-    try:
-        account_schema(name)
-    except ValueError:
-        return False
-    return True
 
 
 def account_name(dag_id: str) -> str | None:
@@ -129,9 +122,10 @@ def account_ceilings(account: Account | None) -> RiskCeilings:
     return deployment if account is None else account.ceilings(deployment)
 
 
-def refused_dag(dag_id: str, why: str) -> Any:
-    """A stand-in DAG for a refused account: Airflow's validation of it fails with ``why``, which Airflow shows
-    as an import error of the DAG file; the file's other DAGs load as usual."""
+def refused_dag(kind: str, why: str) -> Any:
+    """A stand-in DAG (``<kind>__refused_accounts``, never an account's id) whose validation fails with ``why``:
+    Airflow shows that as an import error of the DAG file, naming every refused account, and loads the file's
+    other DAGs as usual."""
     import pendulum
     from airflow.sdk import DAG
 
@@ -139,13 +133,8 @@ def refused_dag(dag_id: str, why: str) -> Any:
         def validate(self) -> None:
             raise AccountRefused(why)
 
-    return RefusedAccountDag(dag_id, schedule=None, start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
-                             tags=["openbell", "refused"])
-
-
-def refusals(accounts: list[DagAccount]) -> str:
-    """Every refused account's reason, one per line (Airflow keeps one import error per DAG file)."""
-    return "\n".join(a.refusal for a in accounts if a.refusal)
+    return RefusedAccountDag(f"{kind}__refused_accounts", schedule=None,
+                             start_date=pendulum.datetime(2020, 1, 1, tz="UTC"), tags=["openbell", "refused"])
 
 
 def check_account_run_params(context: Any) -> None:
