@@ -225,3 +225,19 @@ def test_the_page_offers_a_picker_that_switches_accounts(base: str) -> None:
         finally:
             browser.close()
     assert errors == []
+
+
+def test_an_account_that_never_traded_shows_nothing_never_the_default_accounts_rows(state_url: str,
+                                                                                  engine: Engine) -> None:
+    from openbell.store.db import account_names
+    from openbell.ui import create_app
+    from openbell.ui.market import Market
+
+    _order(engine, "ob-20251120-000001-SPY", "SPY")  # the default account's, from before the accounts file
+    set_phase(engine, DAY, "closed")
+    app = create_app(state_url, check=stand_in_login, market=Market(no_broker), heartbeat=60,
+                     accounts=lambda: {"gamma": "alpaca_gamma"})
+    with serving(app) as base:
+        body = _get(f"{base}/api/snapshot?date={DATE}&account=gamma").json()
+    assert body["orders"] == [] and (body["phase"] or {}).get("phase") is None, body
+    assert account_names(state_url) == ["gamma"]  # its schema, created on first sight

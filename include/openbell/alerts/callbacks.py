@@ -36,13 +36,19 @@ _ERROR_LIMIT = 1500
 def state_engine(context: Any) -> Iterator[Engine | None]:
     """An engine on the state of the context's account (the ``openbell_db`` connection), or None when it
     cannot be had."""
-    from openbell.store.db import make_engine
+    from openbell.store.db import ensure_current, make_engine
     from openbell.workflow.accounts import account_state_url, run_account
     from openbell.workflow.hooks import StateDbHook
 
     try:
-        engine = make_engine(account_state_url(StateDbHook().get_uri(), run_account(context)), pool_size=1,
-                             max_overflow=1)
+        account = run_account(context)
+        engine = make_engine(account_state_url(StateDbHook().get_uri(), account), pool_size=1, max_overflow=1)
+        if account is not None:  # an account that never ran a step: its own journal, never the shared schema's
+            try:
+                ensure_current(engine)
+            except BaseException:
+                engine.dispose()
+                raise
     except Exception as exc:
         log.warning("alerts: no state database (%s)", type(exc).__name__)
         yield None

@@ -138,13 +138,19 @@ class TradingApp:
 
     async def _open(self, rt: Runtime, account: str | None) -> AccountView:
         from openbell.dberrors import DatabaseUnavailable
-        from openbell.store.db import make_engine
+        from openbell.store.db import SchemaOutOfDate, ensure_current, make_engine
 
         url = scoped_url(rt.url, account)
         try:
             engine = await asyncio.to_thread(make_engine, url)
         except DatabaseUnavailable:
             raise HTTPException(503, "the state database is unavailable") from None
+        if account is not None:  # an account that never traded: its (empty) schema, never the shared one's rows
+            try:
+                await asyncio.to_thread(ensure_current, engine)
+            except SchemaOutOfDate as exc:
+                await asyncio.to_thread(engine.dispose)
+                raise HTTPException(503, str(exc)) from None
         try:
             await rt.hub.start()
             await rt.hub.watch(schema_of(url), engine)
