@@ -36,10 +36,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, ValidationInfo, model_validator
 
 from openbell.params import CEILING_FIELDS, InvalidRunParams, RiskCeilings, RunParams, run_defaults
+from openbell.store.scope import NAME, NAME_MAX
 
 ACCOUNTS_ENV = "OPENBELL_ACCOUNTS"
-NAME_MAX = 20  # trading_day_<name> is 32 characters at most, and an order-id tag leaves ids far under Alpaca's 128
-NAME_PATTERN = rf"^[a-z][a-z0-9_]{{0,{NAME_MAX - 1}}}\Z"
+NAME_PATTERN = rf"^{NAME}\Z"  # openbell.store.scope.NAME: the same names key schemas and order ids
 RUN_FIELDS = ("strategy", "strategy_params", "universe", *CEILING_FIELDS)
 PAPER_TRADING_URL = "https://paper-api.alpaca.markets"  # as openbell.adapters.alpaca.config reads a connection
 LIVE_TRADING_URL = "https://api.alpaca.markets"

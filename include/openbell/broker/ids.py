@@ -14,11 +14,12 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from openbell.store.scope import NAME as ACCOUNT_NAME
+from openbell.store.scope import check_name
+
 PREFIX = "ob-"
 RESIZED = "-r"  # suffix of the one resized order that replaces a refused one
-_ACCOUNT = r"[a-z][a-z0-9_]{0,19}"  # openbell.accounts.NAME_PATTERN
-_ACCOUNT_NAME = re.compile(rf"^{_ACCOUNT}\Z")
-_ID = re.compile(rf"^ob-(?:({_ACCOUNT})-)?(\d{{8}})-(\d{{6,}})-([A-Z0-9.\-/]{{1,20}})(-r)?\Z")
+_ID = re.compile(rf"^ob-(?:({ACCOUNT_NAME})-)?(\d{{8}})-(\d{{6,}})-([A-Z0-9.\-/]{{1,20}})(-r)?\Z")
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,7 @@ def client_order_id(session_date: date, decision_seq: int, symbol: str, account:
         raise ValueError(f"bad symbol {symbol!r}")
     if account is None:
         return f"{PREFIX}{session_date:%Y%m%d}-{decision_seq:06d}-{sym}"
-    if not isinstance(account, str) or not _ACCOUNT_NAME.match(account):
-        raise ValueError(f"not an account name: {account!r} ([a-z][a-z0-9_]*, at most 20 characters)")
-    return f"{PREFIX}{account}-{session_date:%Y%m%d}-{decision_seq:06d}-{sym}"
+    return f"{PREFIX}{check_name(account)}-{session_date:%Y%m%d}-{decision_seq:06d}-{sym}"
 
 
 def resized_order_id(value: str) -> str:

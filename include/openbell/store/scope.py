@@ -20,7 +20,9 @@ from sqlalchemy.engine import URL, make_url
 
 DEFAULT_SCHEMA = "public"
 SCHEMA_PREFIX = "account_"
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,19}\Z")  # openbell.accounts.NAME_PATTERN
+NAME_MAX = 20  # trading_day_<name> is 32 characters at most, and an order-id tag leaves ids far under Alpaca's 128
+NAME = rf"[a-z][a-z0-9_]{{0,{NAME_MAX - 1}}}"  # an account's name: never taken for a date, a schema's own name
+_NAME = re.compile(rf"^{NAME}\Z")
 _SEARCH_PATH = re.compile(r"-c\s*search_path=([a-z0-9_]+),public\b")
 
 
@@ -28,9 +30,14 @@ def account_schema(account: str | None) -> str:
     """The schema of ``account``'s state (``public`` for the default account, None)."""
     if account is None:
         return DEFAULT_SCHEMA
-    if not _NAME.match(account):
-        raise ValueError(f"not an account name: {account!r} ([a-z][a-z0-9_]*, at most 20 characters)")
-    return SCHEMA_PREFIX + account
+    return SCHEMA_PREFIX + check_name(account)
+
+
+def check_name(account: object) -> str:
+    """``account`` if it is an account's name (:data:`NAME`), else ValueError saying what a name is."""
+    if not isinstance(account, str) or not _NAME.match(account):
+        raise ValueError(f"not an account name: {account!r} ([a-z][a-z0-9_]*, at most {NAME_MAX} characters)")
+    return account
 
 
 def scoped_url(url: str, account: str | None) -> str:
