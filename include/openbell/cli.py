@@ -12,7 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "airflow": ("openbell.runtime.airflow_cli", "run Airflow's processes for openbell (live or paper)"),
     "report": ("openbell.runtime.report_cli", "print a session's report from Postgres (--html: its page)"),
     "backtest": ("openbell.runtime.backtest_cli", "backtest a strategy over stored or simulated sessions"),
-    "drill": ("openbell.runtime.drills", "run fault drills (killed tasks, dropped streams, ...) on a simulated day"),
+    "drill": ("openbell.runtime.drill_stage", "run fault drills (killed tasks, dropped streams...) on simulated days"),
     "strategy": ("openbell.strategy.scaffold", "write a new strategy and its test (strategy new NAME)"),
 }
 

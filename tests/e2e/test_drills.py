@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,8 @@ import pytest
 from openbell import calendar
 from openbell.runtime.airflow import PROCESSES
 from openbell.runtime.drill_kit import Drill
-from openbell.runtime.drills import DRILLS, DrillResult, SharedStage, run_in_scratch
+from openbell.runtime.drill_stage import run_all
+from openbell.runtime.drills import DRILLS, DrillResult, run_in_scratch
 from openbell.runtime.platform_drills import SUITE_PLATFORM_DRILLS, TOKEN_LIFETIME
 from openbell.store.ledger import ABANDONED
 
@@ -303,17 +304,16 @@ def _run(drill: Drill, result: DrillResult) -> None:
 
 
 class TestOnOneStage:
-    """The drills that leave Airflow alone run one after another on one Airflow stack and Postgres server, each
-    with its own simulator, state database and run of the session."""
+    """The drills that leave Airflow alone run on one Airflow stack and Postgres server, several at once, each as
+    an account of its own with its own simulator, state schema and run of the session."""
 
     @pytest.fixture(scope="class")
-    def stages(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStage]:
-        with SharedStage(tmp_path_factory.mktemp("stage")) as stages:
-            yield stages
+    def results(self, tmp_path_factory: pytest.TempPathFactory) -> dict[str, DrillResult]:
+        return {r.drill: r for r in run_all(ON_STAGE, tmp_path_factory.mktemp("stage"), progress=log.info)}
 
     @pytest.mark.parametrize("drill", ON_STAGE, ids=[d.name for d in ON_STAGE])
-    def test_drill(self, drill: Drill, stages: SharedStage) -> None:
-        _run(drill, stages.run(drill))
+    def test_drill(self, drill: Drill, results: dict[str, DrillResult]) -> None:
+        _run(drill, results[drill.name])
 
 
 @pytest.mark.parametrize("drill", OWN_STAGE, ids=[d.name for d in OWN_STAGE])

@@ -19,7 +19,9 @@ from typing import Any
 import yaml
 
 from openbell.accounts import ACCOUNTS_ENV
+from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.params import RUN_DEFAULTS_ENV
+from openbell.pg.server import EmbeddedPostgres
 from openbell.report import build_report
 from openbell.runtime.airflow import (
     DEFAULT_QUEUE,
@@ -89,33 +91,17 @@ def rehearse_accounts(
         raise ValueError("no account to rehearse")
     names = list(settings)
     tag = session_date.strftime("%Y%m%d")
-    state_url, airflow_url, servers = fresh_databases(home, tag)
-    stops: list[Callable[[], None]] = [server.stop for server in reversed(servers)]
+    stops: list[Callable[[], None]] = []
     days: dict[str, Rehearsal] = {}
     try:
         sim = SimProcess(date=session_date.isoformat(), speed=speed, start=start, data_dir=home / "sim" / tag,
                          accounts=names, port=free_port(), extra_args=list(sim_args))
-        env = {"OPENBELL_DAG_END_DATE": session_date.isoformat(),
-               **({RUN_DEFAULTS_ENV: run_defaults} if run_defaults else {}),
-               ACCOUNTS_ENV: str(write_accounts_file(home / "accounts.yaml", settings)),
-               **{f"AIRFLOW_CONN_{conn_id(n).upper()}": alpaca_connection(sim.config(n)) for n in names}}
-        celery = None
-        if executor == "celery":
-            redis = LocalRedis(home / "redis")
-            stops.insert(0, redis.stop)  # after Airflow's processes and the simulator
-            redis.start()
-            celery = CeleryWorkers(redis.url, queues=(TRADING_QUEUE,) * trading_workers + (DEFAULT_QUEUE,))
-        stack = AirflowStack(home / "airflow", airflow_url, state_url, None, paused=True, extra_env=env,
-                             celery=celery)
-        stack.dag_id = DAY_DAG.format(names[0])  # ready once the first account's day is loaded
-        progress(f"{len(names)} accounts ({', '.join(names)}): starting " + ", ".join(stack.process_names))
-        stack.migrate()
-        stops.insert(0, sim.stop)
-        stops.insert(0, functools.partial(stack.stop, grace=STACK_GRACE))  # first: tasks stop before the market
-        stack.start()
-        stack.wait_ready()
-        upgrade(state_url)
+        progress(f"{len(names)} accounts ({', '.join(names)}): starting Postgres and Airflow")
+        stack, state_url, servers = start_accounts_stack(
+            session_date, settings, {n: sim.config(n) for n in names}, home=home, stops=stops,
+            executor=executor, trading_workers=trading_workers, run_defaults=run_defaults)
         shutil.rmtree(sim.data_dir, ignore_errors=True)
+        stops.insert(1, sim.stop)  # after Airflow's processes: tasks stop before the market does
         sim.start()
         days = {n: Rehearsal(stack.for_dag(DAY_DAG.format(n)), sim, servers[0], scoped_url(state_url, n))
                 for n in names}
@@ -137,6 +123,46 @@ def rehearse_accounts(
         return results
     finally:
         stop_all([*(d.engine.dispose for d in days.values() if "engine" in d.__dict__), *stops])
+
+
+def start_accounts_stack(
+    session_date: date,
+    settings: Mapping[str, Mapping[str, Any]],
+    connections: Mapping[str, AlpacaConfig],
+    *,
+    home: Path,
+    stops: list[Callable[[], None]],
+    executor: Executor = "local",
+    trading_workers: int = 1,
+    run_defaults: str = "",
+    separate_state_server: bool = False,
+) -> tuple[AirflowStack, str, list[EmbeddedPostgres]]:
+    """Fresh Postgres databases and Airflow's processes under ``home`` for the accounts of ``settings`` (name ->
+    its accounts-file keys), account NAME's connection ``alpaca_<name>`` made of ``connections[NAME]`` in the
+    environment; with ``separate_state_server`` the state database on a server of its own (the first returned).
+    Returns the stack, the state database's URL (upgraded) and the servers. ``stops`` gets what stops them, in
+    the order to run it: Airflow first, the servers last."""
+    state_url, airflow_url, servers = fresh_databases(home, session_date.strftime("%Y%m%d"),
+                                                      separate=separate_state_server)
+    stops += [server.stop for server in reversed(servers)]
+    env = {"OPENBELL_DAG_END_DATE": session_date.isoformat(),
+           **({RUN_DEFAULTS_ENV: run_defaults} if run_defaults else {}),
+           ACCOUNTS_ENV: str(write_accounts_file(home / "accounts.yaml", settings)),
+           **{f"AIRFLOW_CONN_{conn_id(n).upper()}": alpaca_connection(connections[n]) for n in settings}}
+    celery = None
+    if executor == "celery":
+        redis = LocalRedis(home / "redis")
+        stops.insert(0, redis.stop)  # after Airflow's processes
+        redis.start()
+        celery = CeleryWorkers(redis.url, queues=(TRADING_QUEUE,) * trading_workers + (DEFAULT_QUEUE,))
+    stack = AirflowStack(home / "airflow", airflow_url, state_url, None, paused=True, extra_env=env, celery=celery)
+    stack.dag_id = DAY_DAG.format(next(iter(settings)))  # ready once the first account's day is loaded
+    stack.migrate()
+    stops.insert(0, functools.partial(stack.stop, grace=STACK_GRACE))
+    stack.start()
+    stack.wait_ready()
+    upgrade(state_url)
+    return stack, state_url, servers
 
 
 def _labelled(progress: Callable[[str], None], name: str, line: str) -> None:

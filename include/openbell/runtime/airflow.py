@@ -83,7 +83,7 @@ class AirflowStack(AirflowApi):
     home: Path
     metadata_url: str
     state_url: str
-    alpaca: AlpacaConfig | None  # None: the alpaca connection is kept in Airflow's metastore (set_connection)
+    alpaca: AlpacaConfig | None  # None: no alpaca connection in the environment (the accounts file names theirs)
     api_port: int = 0
     extra_env: Mapping[str, str] = field(default_factory=dict)
     paused: bool = False  # the DAG starts paused: nothing runs before :meth:`unpause`

@@ -3,16 +3,14 @@ instances, connections and the DAG's schedule."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import time
 from typing import Any, Self
 from urllib.parse import quote
 
 import requests
 
-from openbell.adapters.alpaca.config import CONN_ID, AlpacaConfig
+from openbell.adapters.alpaca.config import AlpacaConfig
 
 DAG_ID = "trading_day"
 ADMIN = "admin"
@@ -85,17 +83,6 @@ class AirflowApi:
     def unpause(self) -> None:
         """Let the scheduler create and run the DAG's runs, as the UI's toggle does."""
         self.request("PATCH", f"/api/v2/dags/{self.dag_id}", json={"is_paused": False})
-
-    def set_connection(self, config: AlpacaConfig) -> None:
-        """Create or replace the alpaca connection in Airflow's metastore, as the UI's Connections page does
-        (a stack without ``alpaca``: with one, the environment's connection wins)."""
-        if self.alpaca is not None:
-            raise ValueError("this stack's alpaca connection is in its environment, which wins over the metastore")
-        body = {"connection_id": CONN_ID, "conn_type": "generic", "login": config.key_id,
-                "password": config.secret_key, "extra": json.dumps(config.to_extra())}
-        with contextlib.suppress(RuntimeError):  # none yet
-            self.request("DELETE", f"/api/v2/connections/{CONN_ID}")
-        self.request("POST", "/api/v2/connections", json=body)
 
     def pause(self) -> None:
         """Stop the scheduler from creating or running the DAG's runs, as the UI's toggle does."""

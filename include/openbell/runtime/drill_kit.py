@@ -19,6 +19,7 @@ from sqlalchemy import text
 from openbell import calendar
 from openbell.runtime.rehearsal import Rehearsal
 from openbell.store.ledger import steps_for
+from openbell.store.scope import NAME_MAX
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,11 @@ class Drill:
         default day. A shared stage keeps openbell's state on a server of its own and each day's alpaca
         connection in Airflow's metastore."""
         return self.date == DAY and not self.breaks_airflow and not self.run_defaults
+
+    @property
+    def account(self) -> str:
+        """The account the drill trades as on a shared stage: its name, cut to an account name's length."""
+        return self.name[:NAME_MAX].rstrip("_")
 
 
 # -- observing the day ----------------------------------------------------------------------------

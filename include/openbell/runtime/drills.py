@@ -8,13 +8,8 @@ and ``make bench`` run them all."""
 
 from __future__ import annotations
 
-import argparse
-import functools
-import json
 import logging
 import shutil
-import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -35,7 +30,6 @@ from openbell.ports import MarketDataPort, Window
 from openbell.runtime.control_drills import CONTROL_DRILLS
 from openbell.runtime.drill_kit import (
     CHURN,
-    DAY,
     EVERY_STEP,
     Drill,
     kill_attempt,
@@ -48,7 +42,7 @@ from openbell.runtime.drill_kit import (
     wait_for,
 )
 from openbell.runtime.platform_drills import PLATFORM_DRILLS, short_tokens
-from openbell.runtime.rehearsal import DayResult, Rehearsal, Stage, rehearse
+from openbell.runtime.rehearsal import DayResult, Rehearsal, rehearse
 from openbell.store.ledger import steps_for
 
 log = logging.getLogger(__name__)
@@ -280,49 +274,59 @@ def check_day(result: DayResult, seen: dict[str, Any], held: tuple[str, ...] = (
     return bad
 
 
-def run_drill(drill: Drill, home: Path, *, stage: Stage | None = None, progress: Callable[[str], None] = log.info,
-              on_finished: Callable[[Rehearsal], None] | None = None) -> DrillResult:
-    """Run one drill in ``home`` (a scratch directory), or on ``stage`` when given (one shared with other
-    drills, for a drill that :attr:`~openbell.runtime.drill_kit.Drill.shares_stage`), and check the day;
-    ``on_finished`` is called after the day, while the simulator still answers."""
-    facts: dict[str, Any] = {"about": drill.about}
-    seen: dict[str, Any] = {}
+class DrillWatch:
+    """What one drill does to its day and sees of it: the fault injected once the run exists
+    (:meth:`on_running`), the broker, the ledger and the bars once it ended (:meth:`finished`, while the simulator
+    and Postgres still answer), and the morning-after checks of the result (:meth:`result`)."""
 
-    def on_running(day: Rehearsal) -> None:
-        if drill.inject is not None:
-            drill.inject(day, facts)
+    def __init__(self, drill: Drill, on_finished: Callable[[Rehearsal], None] | None = None) -> None:
+        self.drill, self.on_finished = drill, on_finished
+        self.facts: dict[str, Any] = {"about": drill.about}
+        self.seen: dict[str, Any] = {}
+        self.started = time.monotonic()
 
-    def finished(day: Rehearsal) -> None:  # the simulator and Postgres still answer here
-        if on_finished is not None:
-            on_finished(day)
-        seen.update(_broker_view(day))
+    def on_running(self, day: Rehearsal) -> None:
+        if self.drill.inject is not None:
+            self.drill.inject(day, self.facts)
+
+    def finished(self, day: Rehearsal) -> None:
+        if self.on_finished is not None:
+            self.on_finished(day)
+        self.seen.update(_broker_view(day))
         data = alpaca_venue(day.sim.config()).market_data
-        seen["holes"] = missing_minutes(day.engine, drill.date, DEFAULT_UNIVERSE, data)
+        self.seen["holes"] = missing_minutes(day.engine, self.drill.date, DEFAULT_UNIVERSE, data)
         with day.engine.connect() as conn:
-            seen["book"] = {s: q for s, (q, _) in book.book_positions(conn, drill.date).items() if q != 0}
-        facts["ledger"] = _ledger_facts(day.engine, drill.date)
-        facts["trading_tries"] = [
+            self.seen["book"] = {s: q for s, (q, _) in book.book_positions(conn, self.drill.date).items() if q != 0}
+        self.facts["ledger"] = _ledger_facts(day.engine, self.drill.date)
+        self.facts["trading_tries"] = [
             {k: t.get(k) for k in ("try_number", "state", "start_date", "end_date")}
             for t in day.stack.task_tries(day.run_id, "live_trading")
         ]
 
-    started = time.monotonic()
+    def result(self, day: DayResult) -> DrillResult:
+        """The drill's outcome from its day's result (after :meth:`finished`)."""
+        self.facts["wall_seconds"] = round(time.monotonic() - self.started, 1)
+        self.facts["faults"] = self.seen["faults"]
+        self.facts["rate_limit"] = self.seen["rate_limit"]
+        return DrillResult(self.drill.name, check_day(day, self.seen, self.drill.held), self.facts, day)
+
+    def failed(self, exc: BaseException) -> DrillResult:
+        """The outcome of a drill whose day could not run to its end."""
+        return DrillResult(self.drill.name, [f"the drill could not run: {type(exc).__name__}: {exc}"], self.facts)
+
+
+def run_drill(drill: Drill, home: Path, *, progress: Callable[[str], None] = log.info,
+              on_finished: Callable[[Rehearsal], None] | None = None) -> DrillResult:
+    """Run one drill on a stage of its own in ``home`` (a scratch directory) and check the day; ``on_finished``
+    is called after the day, while the simulator still answers."""
+    watch = DrillWatch(drill, on_finished)
     try:
-        if stage is not None:
-            if not drill.shares_stage or (drill.separate_state_server and not stage.separate_state_server):
-                raise ValueError(f"drill {drill.name} cannot share this stage: run it on a stage of its own")
-            day = stage.rehearse(speed=drill.speed, start=drill.start, sim_args=drill.sim_args,
-                                 on_running=on_running, on_finished=finished)
-        else:
-            day = rehearse(drill.date, speed=drill.speed, start=drill.start, sim_args=drill.sim_args, home=home,
-                           separate_state_server=drill.separate_state_server, progress=progress,
-                           on_running=on_running, on_finished=finished, run_defaults=drill.run_defaults)
+        day = rehearse(drill.date, speed=drill.speed, start=drill.start, sim_args=drill.sim_args, home=home,
+                       separate_state_server=drill.separate_state_server, progress=progress,
+                       on_running=watch.on_running, on_finished=watch.finished, run_defaults=drill.run_defaults)
     except Exception as exc:
-        return DrillResult(drill.name, [f"the drill could not run: {type(exc).__name__}: {exc}"], facts)
-    facts["wall_seconds"] = round(time.monotonic() - started, 1)
-    facts["faults"] = seen["faults"]
-    facts["rate_limit"] = seen["rate_limit"]
-    return DrillResult(drill.name, check_day(day, seen, drill.held), facts, day)
+        return watch.failed(exc)
+    return watch.result(day)
 
 
 def run_in_scratch(drill: str | Drill, parent: Path, **kw: Any) -> DrillResult:
@@ -332,69 +336,3 @@ def run_in_scratch(drill: str | Drill, parent: Path, **kw: Any) -> DrillResult:
         return run_drill(DRILLS[drill] if isinstance(drill, str) else drill, home, **kw)
     finally:
         shutil.rmtree(home, ignore_errors=True)
-
-
-class SharedStage:
-    """The stage the drills that :attr:`~openbell.runtime.drill_kit.Drill.shares_stage` run on, one after
-    another, under ``parent``: kept while its days go as they should, a new one after a day that spoiled it
-    (a context manager; the stage and its home are removed on exit)."""
-
-    def __init__(self, parent: Path, progress: Callable[[str], None] = log.info) -> None:
-        self.parent, self.progress = parent, progress
-        self.stage: Stage | None = None
-        self.home: Path | None = None  # the stage's
-
-    def __enter__(self) -> SharedStage:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def current(self) -> Stage:
-        """The stage to run the next drill on."""
-        if self.stage is None or self.stage.spoiled:
-            self.close()
-            self.home = reachable_tempdir(self.parent, "openbell-stage-")
-            stage = Stage(DAY, self.home, separate_state_server=True, sim_args=None, progress=self.progress)
-            self.stage = stage.__enter__()
-        return self.stage
-
-    def run(self, drill: Drill) -> DrillResult:
-        """Run ``drill`` on the shared stage if it may share it, else on a stage of its own."""
-        if drill.shares_stage:
-            return run_drill(drill, self.parent, stage=self.current(), progress=self.progress)
-        return run_in_scratch(drill, self.parent, progress=self.progress)
-
-    def close(self) -> None:
-        if self.stage is not None:
-            self.stage.close()
-        if self.home is not None:
-            shutil.rmtree(self.home, ignore_errors=True)
-        self.stage = self.home = None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``openbell drill [NAME ...]``: run fault drills against the simulator; exits 1 if any failed."""
-    parser = argparse.ArgumentParser(prog="openbell drill", description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"drills to run (default: all): {', '.join(DRILLS)}")
-    args = parser.parse_args(argv)
-    unknown = [n for n in args.names if n not in DRILLS]
-    if unknown:
-        parser.error(f"unknown drill(s) {', '.join(unknown)}; choose from {', '.join(DRILLS)}")
-    logging.basicConfig(level=logging.WARNING)
-    failed, names = 0, args.names or list(DRILLS)
-    # the drills that leave Airflow alone first, one after another on one stage; then each of the others on its own
-    names = [n for n in names if DRILLS[n].shares_stage] + [n for n in names if not DRILLS[n].shares_stage]
-    shown = functools.partial(print, flush=True)
-    with SharedStage(Path(tempfile.gettempdir()), progress=shown) as stages:
-        for name in names:
-            shown(f"drill {name}: {DRILLS[name].about}")
-            result = stages.run(DRILLS[name])
-            failed += not result.passed
-            shown(json.dumps(result.facts, indent=2, default=str))
-            shown(f"drill {name}: " + ("PASSED" if result.passed else "FAILED\n  " + "\n  ".join(result.violations)))
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,9 +2,9 @@
 run from the NYSE timetable, followed until it ends.
 
 A :class:`Stage` owns the long-lived parts (the Postgres server, Airflow's metadata database and
-processes) and rehearses days on them one after another: each day gets a fresh state database, a fresh
-simulator and a fresh run of the session, so the days share nothing but the platform. :func:`rehearse`
-is one day on a stage of its own (``openbell demo``, ``openbell drill``).
+processes) and rehearses a day on them against a fresh simulator. :func:`rehearse` is one day on a stage of
+its own (``openbell demo``, ``openbell drill``); :mod:`openbell.runtime.drill_stage` runs several drills at once on
+one stage, each as an account of its own.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from openbell.pg.databases import drop_database, ensure_database
 from openbell.pg.server import EmbeddedPostgres
 from openbell.report import build_report
 from openbell.runtime.airflow import TERMINAL, AirflowStack, CeleryWorkers, free_port
-from openbell.runtime.airflow_api import DAG_ID
 from openbell.runtime.redis_server import LocalRedis
 from openbell.sim.testing import SimProcess
 from openbell.store.db import make_engine, upgrade
@@ -41,7 +40,6 @@ DEMO_KEY = "openbell-demo-key"
 DEMO_SECRET = "openbell-demo-secret"
 STACK_GRACE = 15.0  # seconds Airflow's processes (and the trading task's clean stop) get before SIGKILL
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-CONTROL_DAG = "trading_control"
 Executor = Literal["local", "celery"]
 
 
@@ -98,31 +96,25 @@ def fresh_databases(home: Path, tag: str, *, separate: bool = False) -> tuple[st
 
 
 class Stage:
-    """Postgres and Airflow for rehearsing the days of ``session_date``, one after another (a context manager).
+    """Postgres and Airflow for rehearsing a day of ``session_date`` (a context manager).
 
     The deployment's run parameters (``run_defaults``, JSON), state server (``separate_state_server``) and
     executor (``executor``: "celery" adds a local Redis and Celery workers) are the stage's, as they are a
-    deployment's, and so is the alpaca connection, in the environment, for a
-    simulator with ``sim_args`` (its rate limit); with ``sim_args=None`` each day's own connection is kept in
-    Airflow's metastore. Each day brings its own simulator (its options, speed and start) and gets its own
-    state database and run. A day that fails midway spoils the stage (:attr:`spoiled`): its run may still hold
-    a task, so no further day may share the stage."""
+    deployment's, and so is the alpaca connection, in the environment, for a simulator with ``sim_args`` (its
+    rate limit). The day brings its own simulator (its options, speed and start)."""
 
     def __init__(self, session_date: date, home: Path, *, separate_state_server: bool = False, run_defaults: str = "",
-                 sim_args: Sequence[str] | None = (), progress: Callable[[str], None] = print,
+                 sim_args: Sequence[str] = (), progress: Callable[[str], None] = print,
                  executor: Executor = "local") -> None:
         self.session_date = session_date
-        # The simulator options the alpaca connection is for (its rate limit), passed in the environment as a
-        # deployment does; None: each day's own connection, kept in Airflow's metastore.
-        self.sim_args = None if sim_args is None else tuple(sim_args)
+        self.sim_args = tuple(sim_args)  # the simulator options the alpaca connection is for (its rate limit)
         self.home = home
         self.separate_state_server = separate_state_server
         self.run_defaults = run_defaults
         self.progress = progress
         self.executor = executor
-        self.sim_port = free_port()  # every day's simulator answers here: the alpaca connection's address
+        self.sim_port = free_port()  # the day's simulator answers here: the alpaca connection's address
         self.days = 0
-        self.spoiled = False
         self._stops: list[Callable[[], None]] = []
 
     def __enter__(self) -> Stage:
@@ -149,7 +141,7 @@ class Stage:
         self._stops += [server.stop for server in reversed(self.servers)]
         env = {"OPENBELL_DAG_END_DATE": self.session_date.isoformat(),
                **({RUN_DEFAULTS_ENV: self.run_defaults} if self.run_defaults else {})}
-        self.connection = None if self.sim_args is None else self._simulator(sim_args=self.sim_args).config()
+        self.connection = self._simulator(sim_args=self.sim_args).config()
         celery = None
         if self.executor == "celery":
             redis = LocalRedis(self.home / "redis")
@@ -173,18 +165,6 @@ class Stage:
                           data_dir=self.home / "sim" / self.session_date.strftime("%Y%m%d"), key=DEMO_KEY,
                           secret=DEMO_SECRET, extra_args=list(sim_args), port=self.sim_port)
 
-    def _fresh_day(self) -> None:
-        """Before every day but the first: the previous day's runs gone, the schedule of the session computed
-        again, the state database empty."""
-        self.stack.pause()
-        for dag_id in (DAG_ID, CONTROL_DAG):
-            self.stack.delete_runs(dag_id)
-        self.stack.reparse()
-        server = self.servers[0].url()
-        name = f"openbell_{self.session_date:%Y%m%d}"
-        drop_database(server, name)
-        ensure_database(server, name)
-
     def rehearse(
         self,
         *,
@@ -200,24 +180,20 @@ class Stage:
 
         ``on_running`` is called once the run exists (tests inject faults there), ``on_finished`` after it
         ended, while the simulator still answers (tests ask the broker there); ``keep_running`` before the
-        simulator stops (the demo waits there for Ctrl-C)."""
-        if self.spoiled:
-            raise RuntimeError("this stage's last day failed midway: rehearse on a new stage")
+        simulator stops (the demo waits there for Ctrl-C). One day per stage."""
+        if self.days:
+            raise RuntimeError("this stage rehearsed its day already: rehearse the next on a new stage")
         sim = self._simulator(speed, start, sim_args)
-        if self.connection is not None and sim.config() != self.connection:
+        if sim.config() != self.connection:
             raise ValueError(f"simulator options {list(sim_args)} need an alpaca connection other than the stage's "
                              "(a rate limit): rehearse this day on a stage of its own")
-        self.spoiled = True  # until this day ends as it should
-        if self.days:
-            self._fresh_day()
         self.days += 1
+        ended = False
         upgrade(self.state_url)
         shutil.rmtree(sim.data_dir, ignore_errors=True)
         day = Rehearsal(self.stack, sim, self.servers[0], self.state_url)
         try:
             sim.start()
-            if self.connection is None:
-                self.stack.set_connection(sim.config())
             self.stack.unpause()  # only now: no task may start before the simulated market exists
             self.progress(f"simulator for {self.session_date} at {sim.base_url}, {speed:g}x market speed, "
                           f"from {start} ET")
@@ -231,13 +207,13 @@ class Stage:
             result = DayResult(run_id, state, tasks, build_report(day.engine, self.session_date))
             if keep_running:
                 keep_running(day)
-            self.spoiled = False
+            ended = True
             return result
         finally:
             stops: list[Callable[[], None]] = []
             if "engine" in day.__dict__:
                 stops.append(day.engine.dispose)
-            if self.spoiled:  # a task may still run: Airflow stops before the simulator it talks to
+            if not ended:  # a task may still run: Airflow stops before the simulator it talks to
                 stops.append(self.close)
             stop_all([*stops, sim.stop])
 
