@@ -7,6 +7,8 @@ never make (the portfolio history's dates): about 50 MiB of every worker's memor
 rebuilds the port before it has imported pandas gets a stand-in module instead (:class:`DeferredModule`), which
 imports the real pandas the first time any of its names is used, so nothing behaves differently; it only never
 loads in a worker that never uses it. A process that already imported pandas (the live loop, a test) keeps it.
+The standard library's :class:`importlib.util.LazyLoader` does not serve here: the import statement itself
+reads the lazy module's ``__spec__``, which loads it.
 """
 
 from __future__ import annotations
