@@ -17,9 +17,10 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,14 @@ class ClockMapping:
         return self.wall + ahead / self.speed
 
 
+def _httpx() -> Any:
+    """httpx, imported when the simulator's clock is first read: an order worker of a live account never
+    reads it and never loads httpx."""
+    import httpx
+
+    return httpx
+
+
 class SimClock:
     """Market time published by the simulator at ``clock_url``, cached and refreshed periodically."""
 
@@ -188,19 +197,19 @@ class SimClock:
 
     def refresh(self) -> ClockMapping:
         """Read the mapping now (blocking)."""
-        with httpx.Client(timeout=self.timeout, verify=self._verify) as client:
+        with _httpx().Client(timeout=self.timeout, verify=self._verify) as client:
             return self._store(client.get(self.clock_url))
 
     async def arefresh(self) -> ClockMapping:
         """Read the mapping now without blocking the event loop."""
-        async with httpx.AsyncClient(timeout=self.timeout, verify=self._verify) as client:
+        async with _httpx().AsyncClient(timeout=self.timeout, verify=self._verify) as client:
             return self._store(await client.get(self.clock_url))
 
     def _current(self) -> ClockMapping:
         if self._stale():
             try:
                 return self.refresh()
-            except (httpx.HTTPError, ValueError) as exc:
+            except (_httpx().HTTPError, ValueError) as exc:
                 if self._mapping is None:
                     raise ClockUnavailable(f"cannot read the sim clock at {self.clock_url}: {exc}") from exc
                 log.warning("sim clock at %s unreadable (%s); using the last mapping", self.clock_url, exc)
@@ -211,7 +220,7 @@ class SimClock:
         if self._stale():
             try:
                 return await self.arefresh()
-            except (httpx.HTTPError, ValueError) as exc:
+            except (_httpx().HTTPError, ValueError) as exc:
                 if self._mapping is None:
                     raise ClockUnavailable(f"cannot read the sim clock at {self.clock_url}: {exc}") from exc
                 log.warning("sim clock at %s unreadable (%s); using the last mapping", self.clock_url, exc)
@@ -236,7 +245,7 @@ class SimClock:
             if self._stale():
                 try:
                     self.refresh()
-                except (httpx.HTTPError, ValueError) as exc:
+                except (_httpx().HTTPError, ValueError) as exc:
                     log.warning("sim clock at %s unreadable (%s); retrying", self.clock_url, exc)
                     time.sleep(RETRY_SECONDS)
                     continue
@@ -252,7 +261,7 @@ class SimClock:
             if self._stale():
                 try:
                     await self.arefresh()
-                except (httpx.HTTPError, ValueError) as exc:
+                except (_httpx().HTTPError, ValueError) as exc:
                     log.warning("sim clock at %s unreadable (%s); retrying", self.clock_url, exc)
                     await asyncio.sleep(RETRY_SECONDS)
                     continue

@@ -195,3 +195,16 @@ def test_the_table_is_shared_and_migration_0008_goes_down_and_up(state_url: str)
             assert conn.execute(text("SELECT count(*) FROM public.request_budget")).scalar_one() == 0
     finally:
         engine.dispose()
+
+
+def test_a_state_url_becomes_the_libpq_uri_of_the_same_connection() -> None:
+    from psycopg2.extensions import parse_dsn
+
+    for url in ("postgresql+psycopg2://u:p%40ss%3Aw%2Fd@127.0.0.1:5432/db",
+                "postgresql+psycopg2://u:p@localhost:5432/s?options=-csearch_path%3Dacct_x",
+                "postgresql://u@[::1]:5433/db?sslmode=require"):
+        dsn = connect_dsn(url)
+        assert dsn.startswith("postgresql://") and "psycopg2" not in dsn
+        rendered = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        assert parse_dsn(dsn) == parse_dsn(rendered)
+    assert parse_dsn(connect_dsn("postgresql://u@h/db?application_name=a%20b"))["application_name"] == "a b"

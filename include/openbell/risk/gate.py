@@ -19,21 +19,22 @@ times are given by the caller.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 from openbell.policy import OrderIntent, OrderLimits, Refused, reducing_only
 from openbell.ports import Deadline
+from openbell.risk.latch import GATE_CLOSED, GatedDeadline, GateLatch, closed_in_worker
 from openbell.risk.owner import RiskChange, RiskOwner
 from openbell.risk.state import RiskState
 
+__all__ = ["GATE_CLOSED", "GateLatch", "GatedDeadline", "Held", "SendGate", "closed_in_worker"]
+
 SEND_MARGIN = timedelta(seconds=2)  # market time: no order leaves this close to the liquidation
 RATE_WINDOW = timedelta(minutes=1)
-GATE_CLOSED = "the send gate closed before it was sent"  # begins why a worker did not send a job it held
 
 Rule = Literal["closed", "symbol_halted", "barred", "reducing", "limit"]
 
@@ -208,33 +209,3 @@ def _reducing(intents: list[OrderIntent], holding: Callable[[str], float]) -> tu
                                                                                      list[OrderIntent]]:
     kept, adding = reducing_only(intents, {i.symbol: holding(i.symbol) for i in intents})
     return list(kept), list(adding)
-
-
-@dataclass
-class GateLatch:
-    """An order worker's copy of the gate's standing reason, set by the live loop (None: open)."""
-
-    reason: str | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def set(self, reason: str | None) -> None:
-        with self.lock:
-            self.reason = reason
-
-
-@dataclass(frozen=True)
-class GatedDeadline(Deadline):
-    """A job's deadline in an order worker: the cut-off, or sooner, the moment the gate closes."""
-
-    latch: GateLatch = field(default_factory=GateLatch, compare=False)
-
-    def refusal(self, wait: float = 0.0) -> str | None:
-        reason = self.latch.reason
-        if reason is not None:
-            return f"{GATE_CLOSED}: {reason}"
-        return super().refusal(wait)
-
-
-def closed_in_worker(reason: str | None) -> bool:
-    """``reason``, why an order job was not sent, says the send gate closed while a worker held it."""
-    return reason is not None and reason.startswith(GATE_CLOSED)

@@ -42,7 +42,7 @@ from typing import IO, Any
 import openbell
 from openbell.cpu import short_slice
 from openbell.ports import BrokerPort, Deadline, SubmitResult
-from openbell.risk.gate import GatedDeadline, GateLatch
+from openbell.risk.latch import GatedDeadline, GateLatch
 from openbell.trading.supervision import SupervisorWatch
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.models import Order
 from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest, OrderRequest
 
+from openbell.adapters.alpaca import rebuild
 from openbell.adapters.alpaca.budget import pace_of
 from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.adapters.alpaca.convert import account_report, order_report, position_report, rejected_result
@@ -191,6 +192,10 @@ class AlpacaBroker:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"config": self.config, "attempts": self.attempts}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Rebuilt by :func:`openbell.adapters.alpaca.rebuild.rebuilt`: an order worker imports what orders need."""
+        return (rebuild.rebuilt, (__name__, type(self).__name__, self.__getstate__()))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["config"], attempts=state["attempts"])  # type: ignore[misc]

@@ -14,15 +14,10 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from alpaca.data.enums import DataFeed
-from alpaca.data.historical import StockHistoricalDataClient
-from alpaca.data.live import StockDataStream
-from alpaca.trading.client import TradingClient
-from alpaca.trading.stream import TradingStream
 from requests.adapters import HTTPAdapter
 
 from openbell.adapters.alpaca.budget import (
@@ -39,6 +34,12 @@ from openbell.adapters.alpaca.budget import (
 from openbell.adapters.alpaca.pg_budget import PgRequestBudget
 from openbell.adapters.alpaca.retry import RETRY_STATUSES, RateLimitRetry
 from openbell.ports import CredentialsError
+
+if TYPE_CHECKING:  # the clients load where they are built: an order worker needs the trading client alone
+    from alpaca.data.historical import StockHistoricalDataClient
+    from alpaca.data.live import StockDataStream
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.stream import TradingStream
 
 __all__ = ["CONN_ID", "LIVE_TRADING_URL", "PAPER_TRADING_URL", "AlpacaConfig", "CredentialsError", "endpoint_kind",
            "shown_url"]
@@ -231,6 +232,8 @@ class AlpacaConfig:
     def trading_client(self, raw_data: bool = False) -> TradingClient:
         """A TradingClient with a request timeout, the SDK's own retries switched off and every request
         drawn from :meth:`rate_budget`."""
+        from alpaca.trading.client import TradingClient
+
         client = TradingClient(
             self.key_id, self.secret_key, paper=self.paper, raw_data=raw_data, url_override=self.trading_url
         )
@@ -238,6 +241,8 @@ class AlpacaConfig:
 
     def data_client(self, raw_data: bool = False) -> StockHistoricalDataClient:
         """A StockHistoricalDataClient with a request timeout and the SDK's own retries switched off."""
+        from alpaca.data.historical import StockHistoricalDataClient
+
         client = StockHistoricalDataClient(
             self.key_id, self.secret_key, raw_data=raw_data, url_override=self.data_url
         )
@@ -245,12 +250,17 @@ class AlpacaConfig:
 
     def data_stream(self, **kw: Any) -> StockDataStream:
         """A StockDataStream for this feed."""
+        from alpaca.data.enums import DataFeed
+        from alpaca.data.live import StockDataStream
+
         return StockDataStream(
             self.key_id, self.secret_key, feed=DataFeed(self.feed), url_override=self.stream_url, **kw
         )
 
     def trading_stream(self, **kw: Any) -> TradingStream:
         """A TradingStream for trade updates."""
+        from alpaca.trading.stream import TradingStream
+
         return TradingStream(
             self.key_id, self.secret_key, paper=self.paper, url_override=self.trade_stream_url, **kw
         )

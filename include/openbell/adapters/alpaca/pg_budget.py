@@ -35,7 +35,6 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg2
-from sqlalchemy.engine import make_url
 
 from openbell.adapters.alpaca.budget import (
     DEFAULT_READ_SHARE,
@@ -90,8 +89,12 @@ ON CONFLICT (budget_key) DO UPDATE SET (blocked_until, checked_at, granted) = (
 
 
 def connect_dsn(url: str) -> str:
-    """``url`` (SQLAlchemy's form, any driver) as a libpq connection URI."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """``url`` (SQLAlchemy's form, any driver) as a libpq connection URI: the scheme ``postgresql``, the rest as
+    it is. Without SQLAlchemy, so an order worker that takes from the budget never imports it."""
+    _, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a database URL: {redact(url)!r}")
+    return f"postgresql://{rest}"
 
 
 class PgRequestBudget(WindowBudget):
