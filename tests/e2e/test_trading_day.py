@@ -8,34 +8,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import shutil
-import subprocess
-import sys
 from dataclasses import replace
-from datetime import date, datetime, time
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from e2e.test_drills import short_tokens_held
-from openbell.adapters.alpaca.data import AlpacaMarketData
 from openbell.calendar import ET
-from openbell.params import DEFAULT_UNIVERSE
-from openbell.pg.throwaway import reachable_tempdir
-from openbell.runtime.drills import DRILLS, missing_minutes, run_in_scratch
-from openbell.runtime.redis_server import REDIS_BIN
-from openbell.runtime.rehearsal import DayResult, Rehearsal, rehearse
+from openbell.runtime.drills import DRILLS, run_in_scratch
+from openbell.runtime.rehearsal import DayResult
 from openbell.sim.testing import SimProcess
 
 pytestmark = pytest.mark.e2e
 log = logging.getLogger(__name__)
-
-# skipped without Redis on a developer's machine; in CI (make test installs it) its absence fails
-needs_redis = pytest.mark.skipif(shutil.which(REDIS_BIN) is None and not os.environ.get("CI"),
-                                 reason="Debian's redis-server is not installed (`make redis` installs it)")
-
 
 def _broker_view(sim: SimProcess) -> dict[str, Any]:
     client = sim.config().trading_client()
@@ -48,37 +35,6 @@ def _broker_view(sim: SimProcess) -> dict[str, Any]:
         "orders": [o.model_dump(mode="json") for o in orders],
         "positions": {p.symbol: float(p.qty) for p in client.get_all_positions()},
     }
-
-
-def _worker_tasks(day: Rehearsal) -> dict[str, set[str]]:
-    """The tasks each Celery worker ran, from its log (none on LocalExecutor)."""
-    logs = day.stack.home / "logs"
-    return {name: set(re.findall(r"task_id='([a-z_]+)'", (logs / f"{name}.log").read_text(errors="replace")))
-            for name in day.stack.process_names if name.startswith("worker-")}
-
-
-def _rehearse(tmp_path: Path, day: date, **kw: Any) -> tuple[DayResult, dict[str, Any]]:
-    """Rehearse ``day`` at 120x in a throwaway home; returns the result and the broker's view at the end."""
-    seen: dict[str, Any] = {}
-
-    def at_end(day: Rehearsal) -> None:
-        seen.update(_broker_view(day.sim))
-        seen["holes"] = missing_minutes(day.engine, date.fromisoformat(day.sim.date), DEFAULT_UNIVERSE,
-                                        AlpacaMarketData(day.sim.config()))
-        seen["workers"] = _worker_tasks(day)
-
-    home = reachable_tempdir(tmp_path, "openbell-e2e-")
-    try:
-        result = rehearse(day, speed=120, home=home, progress=log.info, on_finished=at_end, **kw)
-        # what a user runs next, with nothing but the home the demo used
-        env = {k: v for k, v in os.environ.items() if k != "OPENBELL_DATABASE_URL"} | {"OPENBELL_HOME": str(home)}
-        cli = Path(sys.executable).with_name("openbell")
-        done = subprocess.run([str(cli), "report", "--date", day.isoformat(), "--json"], env=env,
-                              capture_output=True, text=True, timeout=120)
-        seen["report_cli"] = (done.returncode, done.stdout, done.stderr)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    return result, seen
 
 
 STRATEGIES = Path(__file__).parents[1] / "strategies"  # ob_example, a plug-in package outside openbell
@@ -146,41 +102,3 @@ def test_a_whole_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert optimized["new_version"] is not None, optimized
     used = [u for u in report["param_versions_used"] if u["id"] == optimized["new_version"]]
     assert used and used[0]["decisions"] > 0
-
-
-@needs_redis
-def test_an_early_close_day_on_celery_moves_the_optimization_and_the_liquidation(tmp_path: Path) -> None:
-    """The whole half day after Thanksgiving, traded by the default strategy, on CeleryExecutor: a local Redis and
-    two Celery workers, live_trading on a queue of its own."""
-    result, seen = _rehearse(tmp_path, date(2025, 11, 28), executor="celery")  # from 09:25
-    steps = {s["step"]: s for s in result.report["steps"]}
-    assert result.run_state == "success", result.task_states
-    # live_trading ran on the trading queue's worker, every other step on the default queue's
-    assert seen["workers"]["worker-trading"] == {"live_trading"}, seen["workers"]
-    assert seen["workers"]["worker-default"] == set(steps) - {"live_trading"}, seen["workers"]
-    assert any(o["origin"] == "strategy" and o["status"] == "filled" for o in result.report["orders"])
-    optimized = steps["midday_optimize"]["summary"]
-    assert optimized["strategy"] == "momentum_rotation" and optimized["evaluated"] > 1, optimized
-    if optimized["new_version"] is not None:  # hot-loaded: the decisions after it used it
-        used = [u for u in result.report["param_versions_used"] if u["id"] == optimized["new_version"]]
-        assert used and used[0]["decisions"] > 0, result.report["param_versions_used"]
-    assert steps["eod_liquidate"]["status"] == "success" and result.report["flat_at_close"] is True
-    assert seen["positions"] == {}
-    assert seen["holes"] == {}  # all 210 minutes of the short session, for every symbol
-    # `openbell report --date D --json` right after the rehearsal prints that day's report
-    code, out, err = seen["report_cli"]
-    assert code == 0, err
-    printed = json.loads(out)
-    assert printed["session"] == "2025-11-28" and printed["flat_at_close"] is True
-    assert [s["step"] for s in printed["steps"]] == [s["step"] for s in result.report["steps"]]
-    # The close is 13:00 ET: the optimizer starts at 11:30 and the liquidation finishes by 12:58-13:00.
-    finished = datetime.fromisoformat(steps["eod_liquidate"]["summary"]["finished_at"]).astimezone(ET)
-    assert time(12, 58) <= finished.time() <= time(13, 0), finished
-    decisions_after = [u for u in result.report["param_versions_used"] if u["last_used"]]
-    last_decision = max(datetime.fromisoformat(str(u["last_used"])) for u in decisions_after).astimezone(ET)
-    assert last_decision.time() < time(13, 0)
-    optimized_at = datetime.fromisoformat(steps["midday_optimize"]["summary"]["market_time"]).astimezone(ET)
-    # due at 11:30 (90 minutes before the early close, not 14:30); Airflow starts a task in wall time, which
-    # at 120x under a loaded 2-core machine has cost 50 market minutes (25 wall seconds): the check is that
-    # it starts at its time and well before the liquidation, not how fast Airflow is
-    assert time(11, 30) <= optimized_at.time() < time(12, 45), optimized_at

@@ -25,8 +25,6 @@ from openbell.runtime.drill_kit import (
 )
 from openbell.store.sessions import get_risk
 
-CONTROL_DAG = "trading_control"
-
 
 def risk_state(day: Rehearsal) -> str:
     return get_risk(day.engine, session_date(day)).state
@@ -44,11 +42,11 @@ def _strategy_orders_between(day: Rehearsal, start: datetime, end: datetime) -> 
 
 
 def _control(day: Rehearsal, action: str, reason: str, facts: dict[str, Any]) -> dict[str, Any]:
-    """Trigger ``trading_control`` as the admin user and wait for its run to end."""
-    run = day.stack.request("POST", f"/api/v2/dags/{CONTROL_DAG}/dagRuns",
+    """Trigger the account's ``trading_control`` as the admin user and wait for its run to end."""
+    run = day.stack.request("POST", f"/api/v2/dags/{day.control_dag}/dagRuns",
                             json={"logical_date": None, "conf": {"action": action, "reason": reason}})
     run_id = str(run["dag_run_id"])
-    path = f"/api/v2/dags/{CONTROL_DAG}/dagRuns/{quote(run_id, safe='')}"
+    path = f"/api/v2/dags/{day.control_dag}/dagRuns/{quote(run_id, safe='')}"
     done = wait_for(f"the {action} run", lambda: (r := day.stack.get(path))["state"] in TERMINAL and r, timeout=300)
     facts.setdefault("controls", []).append({"action": action, "run_id": run_id, "state": done["state"],
                                              "triggered_by": done.get("triggering_user_name"),

@@ -5,6 +5,7 @@ add the drills of Airflow's own failures and of the operator's controls."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from typing import Any
 from sqlalchemy import text
 
 from openbell import calendar
+from openbell.accounts import RUN_FIELDS
 from openbell.runtime.rehearsal import Rehearsal
 from openbell.store.ledger import steps_for
 from openbell.store.scope import NAME_MAX
@@ -51,11 +53,17 @@ class Drill:
 
     @property
     def shares_stage(self) -> bool:
-        """Whether the drill may run on a stage shared with other drills (:class:`openbell.runtime.rehearsal.Stage`):
-        one that leaves Airflow's processes alone and needs no run parameters of the deployment's own, on the
-        default day. A shared stage keeps openbell's state on a server of its own and each day's alpaca
-        connection in Airflow's metastore."""
-        return self.date == DAY and not self.breaks_airflow and not self.run_defaults
+        """Whether the drill may run on a stage shared with other drills
+        (:class:`openbell.runtime.drill_stage.DrillStage`): one that leaves Airflow's processes alone, on the
+        default day, with run parameters its account's entry in an accounts file can carry."""
+        return self.date == DAY and not self.breaks_airflow and self.account_settings is not None
+
+    @property
+    def account_settings(self) -> dict[str, Any] | None:
+        """The drill's run parameters (:attr:`run_defaults`) as keys of its account's entry in an accounts file
+        (:data:`openbell.accounts.RUN_FIELDS`); None when an account cannot carry them all."""
+        values = json.loads(self.run_defaults) if self.run_defaults else {}
+        return values if set(values) <= set(RUN_FIELDS) else None
 
     @property
     def account(self) -> str:

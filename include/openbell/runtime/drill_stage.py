@@ -80,9 +80,9 @@ class DrillStage:
         try:
             self.progress(f"starting Postgres and Airflow for the drills {', '.join(self.drills)} under {self.home}")
             connections = {d.account: self._simulator(d).config() for d in self.drills.values()}
+            settings = {d.account: d.account_settings or {} for d in self.drills.values()}
             self.stack, self.state_url, self.servers = start_accounts_stack(
-                DAY, {d.account: {} for d in self.drills.values()}, connections, home=self.home, stops=self._stops,
-                separate_state_server=True)
+                DAY, settings, connections, home=self.home, stops=self._stops, separate_state_server=True)
             for drill in self.drills.values():
                 _own_market(scoped_url(self.state_url, drill.account))
             self.progress(f"Airflow is up at {self.stack.api_url}")
