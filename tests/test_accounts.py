@@ -14,7 +14,10 @@ from openbell.accounts import (
     RUN_FIELDS,
     Account,
     AccountsFile,
+    account_of_dag,
     airflow_connection,
+    control_dag_id,
+    day_dag_id,
     load_accounts,
     read_accounts,
 )
@@ -367,3 +370,11 @@ def test_the_run_defaults_come_from_the_same_environment(tmp_path: Path) -> None
     assert found is not None and found.errors == () and [a.name for a in found.accounts] == ["small"]
     with pytest.raises(InvalidRunParams, match="OPENBELL_RUN_DEFAULTS"):
         load_accounts({**environ, "OPENBELL_RUN_DEFAULTS": "{"}, lookup=CONNECTIONS.get)
+
+
+@pytest.mark.parametrize("account", [None, "alpha", "b_2"])
+def test_an_accounts_dag_ids_name_it(account: str | None) -> None:
+    suffix = "" if account is None else f"_{account}"
+    assert (day_dag_id(account), control_dag_id(account)) == (f"trading_day{suffix}", f"trading_control{suffix}")
+    assert account_of_dag(day_dag_id(account)) == account_of_dag(control_dag_id(account)) == account
+    assert account_of_dag("example_dag") is None  # a DAG of one's own: the default account

@@ -21,6 +21,10 @@ In TOML each account is an ``[[accounts]]`` table with the same keys. ``strategy
 (:data:`~openbell.params.CEILING_FIELDS`) its risk ceilings. Each is checked by :class:`~openbell.params.RunParams`,
 so the same bounds, strategies and messages apply as to a run. A broken account is refused on its own
 (:class:`AccountError`, naming the file, the account and the field); the others stay valid.
+
+Each account ``<name>`` has two DAGs, ``trading_day_<name>`` and ``trading_control_<name>``; the default account's
+are ``trading_day`` and ``trading_control``. :func:`day_dag_id`, :func:`control_dag_id` and :func:`account_of_dag`
+are the one definition of those names.
 """
 
 from __future__ import annotations
@@ -43,9 +47,37 @@ NAME_PATTERN = rf"^{NAME}\Z"  # openbell.store.scope.NAME: the same names key sc
 RUN_FIELDS = ("strategy", "strategy_params", "universe", *CEILING_FIELDS)
 PAPER_TRADING_URL = "https://paper-api.alpaca.markets"  # as openbell.adapters.alpaca.config reads a connection
 LIVE_TRADING_URL = "https://api.alpaca.markets"
+DAY_DAG = "trading_day"  # the default account's DAGs; a named account's add "_<name>"
+CONTROL_DAG = "trading_control"
+DAG_BASES = (DAY_DAG, CONTROL_DAG)
 
 # conn_id -> (key id, trading URL) of the Airflow connection, None when there is no such connection
 ConnectionLookup = Callable[[str], tuple[str, str] | None]
+
+
+def account_dag_id(base: str, account: str | None) -> str:
+    """The DAG ``base`` (:data:`DAY_DAG` or :data:`CONTROL_DAG`) of ``account`` (None: the default account)."""
+    return base if account is None else f"{base}_{account}"
+
+
+def day_dag_id(account: str | None) -> str:
+    """The ``trading_day`` DAG of ``account`` (None: the default account)."""
+    return account_dag_id(DAY_DAG, account)
+
+
+def control_dag_id(account: str | None) -> str:
+    """The ``trading_control`` DAG of ``account`` (None: the default account)."""
+    return account_dag_id(CONTROL_DAG, account)
+
+
+def account_of_dag(dag_id: str) -> str | None:
+    """The account a DAG id names (``trading_day_alpha`` -> ``alpha``); None for the default account's
+    ``trading_day`` and ``trading_control`` and for any DAG not named after an account (a DAG of one's own
+    that calls openbell's steps trades the default account, as before accounts existed)."""
+    for base in DAG_BASES:
+        if dag_id.startswith(base + "_"):
+            return dag_id[len(base) + 1:]
+    return None
 
 
 class Account(BaseModel):

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from dates import SESSION, at_et
+from openbell.accounts import account_of_dag
 from openbell.store.scope import account_of
-from openbell.workflow.accounts import AccountRefused, account_name, run_account
+from openbell.workflow.accounts import AccountRefused, run_account
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM = {"simulator_url": "http://127.0.0.1:9"}
@@ -162,8 +163,8 @@ def test_a_named_accounts_dag_without_an_accounts_file_is_refused(monkeypatch: p
 @pytest.mark.parametrize(("dag_id", "name"), [("trading_day", None), ("trading_control", None),
                                                ("trading_day_alpha", "alpha"), ("trading_control_b_2", "b_2")])
 def test_the_account_a_dag_id_names(dag_id: str, name: str | None) -> None:
-    assert account_name(dag_id) == name
+    assert account_of_dag(dag_id) == name
 
 
 def test_a_dag_of_ones_own_that_names_no_account_trades_the_default_account() -> None:
-    assert account_name("example_dag") is None and run_account(_context("example_dag")) is None
+    assert account_of_dag("example_dag") is None and run_account(_context("example_dag")) is None

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from openbell.accounts import ACCOUNTS_ENV
+from openbell.accounts import ACCOUNTS_ENV, day_dag_id
 from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.params import RUN_DEFAULTS_ENV
 from openbell.pg.server import EmbeddedPostgres
@@ -46,7 +46,7 @@ from openbell.sim.testing import SimProcess
 from openbell.store.db import upgrade
 from openbell.store.scope import scoped_url
 
-DAY_DAG = "trading_day_{}"
+DAY_DAG = day_dag_id("{}")  # an account's trading_day, to format with its name
 
 
 def conn_id(name: str) -> str:

@@ -10,9 +10,9 @@ from urllib.parse import quote
 
 import requests
 
+from openbell.accounts import DAY_DAG as DAG_ID  # the default account's trading_day
 from openbell.adapters.alpaca.config import AlpacaConfig
 
-DAG_ID = "trading_day"
 ADMIN = "admin"
 
 

@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime
 from types import FrameType
 
 from openbell import calendar
+from openbell.accounts import day_dag_id
 from openbell.params import RUN_DEFAULTS_ENV, run_defaults
 from openbell.paths import home_dir
 from openbell.report import render
@@ -179,7 +180,7 @@ def _accounts_demo(args: argparse.Namespace, session_date: date, defaults: str) 
         print(json.dumps({n: r.report for n, r in results.items()}, default=json_default, indent=2))
     else:
         for name, result in results.items():
-            print(f"\n=== account {name} (trading_day_{name}) ===")
+            print(f"\n=== account {name} ({day_dag_id(name)}) ===")
             print(render(result.report))
     print()
     print(summary_table(results))

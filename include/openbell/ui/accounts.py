@@ -6,7 +6,7 @@ its account with ``?account=<name>`` (or, from the Airflow UI's tab of a DAG run
 of ``trading_day_<name>`` or ``trading_control_<name>``); without it the view shows the first account the user
 may see. Whether
 a user may see an account is whether Airflow lets them read its ``trading_day`` DAG
-(:func:`openbell.ui.auth.day_dag_id`).
+(:func:`openbell.accounts.day_dag_id`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from typing import Any
 from fastapi import HTTPException
 from sqlalchemy import Engine
 
-from openbell.ui.auth import CONTROL_DAG_ID, DAG_ID, ReadCheck, day_dag_id
+from openbell.accounts import DAG_BASES, day_dag_id
+from openbell.accounts import account_of_dag as named_account
+from openbell.ui.auth import ReadCheck
 from openbell.ui.market import Market
 
 DEFAULT_CONN_ID = "alpaca_default"  # openbell.adapters.alpaca.config.CONN_ID
@@ -42,13 +44,13 @@ def file_accounts() -> dict[str | None, str]:
 
 def account_of_dag(dag_id: str | None, known: Mapping[str | None, str]) -> tuple[bool, str | None]:
     """``(True, account)`` when ``dag_id`` is a known account's ``trading_day`` or ``trading_control``, else
-    ``(False, None)``."""
-    for base in (DAG_ID, CONTROL_DAG_ID):
-        if dag_id == base and None in known:
-            return True, None
-        if dag_id and dag_id.startswith(f"{base}_") and dag_id.removeprefix(f"{base}_") in known:
-            return True, dag_id.removeprefix(f"{base}_")
-    return False, None
+    ``(False, None)`` (:func:`openbell.accounts.account_of_dag` reads the account a DAG id names)."""
+    if not dag_id:
+        return False, None
+    name = named_account(dag_id)
+    if name is None and dag_id not in DAG_BASES:  # a DAG not named after any account
+        return False, None
+    return (True, name) if name in known else (False, None)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from openbell.accounts import control_dag_id
 from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.store.scope import DEFAULT_SCHEMA, schema_of, scoped_url
 from openbell.ui.accounts import Accounts, AccountsSource, AccountView, file_accounts
@@ -39,7 +40,6 @@ from openbell.ui.auth import (
     airflow_may_read,
     anyone,
     authenticate,
-    control_dag_id,
     request_token,
     same_origin,
     token_expiry,

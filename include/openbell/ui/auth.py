@@ -3,10 +3,10 @@ may read an account's ``trading_day`` DAG; who is shown its controls; and from w
 
 Airflow does not authenticate a plugin's app by itself; every route and the WebSocket check the token
 through Airflow's auth manager and ask it whether the user may view the website and read the DAG of the
-account shown: ``trading_day`` for the default account, ``trading_day_<name>`` for a named one. The
-controls are shown to a user the auth manager lets create runs of the account's ``trading_control``
-(``trading_control_<name>``); they trigger that DAG through Airflow's own REST API, where the auth manager
-decides again.
+account shown: ``trading_day`` for the default account, ``trading_day_<name>`` for a named one
+(:func:`openbell.accounts.day_dag_id`). The controls are shown to a user the auth manager lets create runs of
+the account's ``trading_control`` (``trading_control_<name>``, :func:`openbell.accounts.control_dag_id`); they
+trigger that DAG through Airflow's own REST API, where the auth manager decides again.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
+from openbell.accounts import CONTROL_DAG, DAY_DAG
+
 COOKIE = "_token"  # airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN
-DAG_ID = "trading_day"
-CONTROL_DAG_ID = "trading_control"  # openbell.workflow.control.DAG_ID
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # token -> user, or None when the token is not good enough (absent, invalid, expired, not allowed)
@@ -27,16 +27,6 @@ Authenticator = Callable[[str], Awaitable[Any | None]]
 # (user as an Authenticator returned it, DAG id) -> whether they may read that DAG / create runs of it
 ReadCheck = Callable[[Any, str], Awaitable[bool]]
 ControlCheck = Callable[[Any, str], Awaitable[bool]]
-
-
-def day_dag_id(account: str | None) -> str:
-    """The ``trading_day`` DAG of ``account`` (None: the default account), whose readers see its state."""
-    return DAG_ID if account is None else f"{DAG_ID}_{account}"
-
-
-def control_dag_id(account: str | None) -> str:
-    """The ``trading_control`` DAG of ``account`` (None: the default account)."""
-    return CONTROL_DAG_ID if account is None else f"{CONTROL_DAG_ID}_{account}"
 
 
 def request_token(conn: HTTPConnection) -> str | None:
@@ -64,7 +54,7 @@ async def airflow_login(token: str) -> Any | None:
     return user
 
 
-async def airflow_may_read(user: Any, dag_id: str = DAG_ID) -> bool:
+async def airflow_may_read(user: Any, dag_id: str = DAY_DAG) -> bool:
     """Whether Airflow's auth manager lets ``user`` read the DAG ``dag_id``."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
@@ -79,12 +69,12 @@ async def airflow_user(token: str) -> Any | None:
     """The Airflow user behind ``token`` if the auth manager accepts it, lets them view the website and
     read the ``trading_day`` DAG (the default account's)."""
     user = await airflow_login(token)
-    if user is None or not await airflow_may_read(user, DAG_ID):
+    if user is None or not await airflow_may_read(user, DAY_DAG):
         return None
     return user
 
 
-async def airflow_may_control(user: Any, dag_id: str = CONTROL_DAG_ID) -> bool:
+async def airflow_may_control(user: Any, dag_id: str = CONTROL_DAG) -> bool:
     """Whether Airflow's auth manager lets ``user`` create runs of ``dag_id`` (an account's
     ``trading_control``; what ``POST /api/v2/dags/<dag_id>/dagRuns`` requires)."""
     from airflow.api_fastapi.app import get_auth_manager

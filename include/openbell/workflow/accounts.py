@@ -2,7 +2,8 @@
 
 Without an accounts file (:mod:`openbell.accounts`) there is one ``trading_day`` and one ``trading_control``
 on ``alpaca_default`` with the state in schema ``public``, as always. With one, each valid account ``<name>``
-has ``trading_day_<name>`` and ``trading_control_<name>``, trading its own connection with its own state
+has ``trading_day_<name>`` and ``trading_control_<name>`` (the names :func:`openbell.accounts.day_dag_id` and
+:func:`~openbell.accounts.control_dag_id` give), trading its own connection with its own state
 (:func:`openbell.store.scope.scoped_url`), run defaults and ceilings. Refused accounts get one stand-in DAG
 that fails Airflow's validation with the refusals, so Airflow shows them as an import error of the DAG file while
 the other accounts' DAGs load.
@@ -14,13 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from openbell.accounts import ACCOUNTS_ENV, Account, load_accounts
+from openbell.accounts import ACCOUNTS_ENV, CONTROL_DAG, DAY_DAG, Account, account_dag_id, account_of_dag, load_accounts
 from openbell.params import CEILING_FIELDS, RiskCeilings, RunParams, deployment_ceilings, run_defaults
 from openbell.store.scope import scoped_url
 from openbell.workflow.hooks import CONN_ID
 
-DAY = "trading_day"
-CONTROL = "trading_control"
+DAY = DAY_DAG  # the two kinds of an account's DAGs (openbell.accounts)
+CONTROL = CONTROL_DAG
 
 
 class AccountRefused(ValueError):
@@ -41,7 +42,7 @@ class DagAccount:
 
     def dag_id(self, kind: str) -> str:
         """``trading_day`` / ``trading_control``, suffixed ``_<name>`` for a named account."""
-        return kind if self.name is None else f"{kind}_{self.name}"
+        return account_dag_id(kind, self.name)
 
 
 @dataclass(frozen=True)
@@ -80,24 +81,15 @@ def _within_ceilings(account: Account, defaults: RunParams) -> RunParams:
     return RunParams(**values)
 
 
-def account_name(dag_id: str) -> str | None:
-    """The account a DAG id names (``trading_day_alpha`` -> ``alpha``); None for the default account's
-    ``trading_day`` and ``trading_control`` and for any DAG not named after an account (a DAG of one's own
-    that calls openbell's steps trades the default account, as before accounts existed)."""
-    for kind in (DAY, CONTROL):
-        if dag_id.startswith(kind + "_"):
-            return dag_id[len(kind) + 1:]
-    return None
-
-
 def run_account(context: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Account | None:
-    """The account of the running task's DAG (None: the default account), read from the accounts file now:
+    """The account of the running task's DAG (None: the default account,
+    :func:`~openbell.accounts.account_of_dag`), read from the accounts file now:
     :class:`AccountRefused` when the file no longer has it or refuses it, so nothing trades on a stale one."""
     import os
 
     dag_run = context.get("dag_run")
     dag_id = getattr(dag_run, "dag_id", None) or getattr(context.get("dag"), "dag_id", None) or DAY
-    name = account_name(str(dag_id))
+    name = account_of_dag(str(dag_id))
     if name is None:
         return None
     found = load_accounts(os.environ if environ is None else environ)

@@ -33,6 +33,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from openbell import calendar
+from openbell.accounts import CONTROL_DAG
 from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.alerts.notify import Level, alert
 from openbell.calendar import ET, Session, et_date
@@ -44,7 +45,7 @@ from openbell.workflow.steps import StepContext, recorded
 
 log = logging.getLogger(__name__)
 
-DAG_ID = "trading_control"
+DAG_ID = CONTROL_DAG  # the default account's; a named account's is trading_control_<name>
 STEP = "trading_control"
 ALERT_KIND = "trading_control"
 ACTIONS = ("halt", "flatten", "resume")
