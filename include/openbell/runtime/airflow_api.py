@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import requests
 
-from openbell.accounts import DAY_DAG as DAG_ID  # the default account's trading_day
+from openbell.accounts import DAY_DAG
 from openbell.adapters.alpaca.config import AlpacaConfig
 
 ADMIN = "admin"
@@ -21,7 +21,7 @@ class AirflowApi:
     (:attr:`dag_id`)."""
 
     alpaca: AlpacaConfig | None = None
-    dag_id: str = DAG_ID  # the DAG the run, task and schedule calls are about
+    dag_id: str = DAY_DAG  # the DAG the run, task and schedule calls are about
     _token: str | None = None
 
     def for_dag(self, dag_id: str) -> Self:

@@ -25,12 +25,12 @@ from typing import Any, Literal
 from sqlalchemy import Engine
 
 from openbell import calendar
+from openbell.accounts import account_of_dag, control_dag_id
 from openbell.params import RUN_DEFAULTS_ENV
 from openbell.pg.databases import drop_database, ensure_database
 from openbell.pg.server import EmbeddedPostgres
 from openbell.report import build_report
 from openbell.runtime.airflow import TERMINAL, AirflowStack, CeleryWorkers, free_port
-from openbell.runtime.airflow_api import DAG_ID
 from openbell.runtime.redis_server import LocalRedis
 from openbell.sim.testing import SimProcess
 from openbell.store.db import make_engine, upgrade
@@ -41,7 +41,6 @@ DEMO_KEY = "openbell-demo-key"
 DEMO_SECRET = "openbell-demo-secret"
 STACK_GRACE = 15.0  # seconds Airflow's processes (and the trading task's clean stop) get before SIGKILL
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-CONTROL_DAG = "trading_control"
 Executor = Literal["local", "celery"]
 
 
@@ -73,7 +72,7 @@ class Rehearsal:
     @property
     def control_dag(self) -> str:
         """The ``trading_control`` DAG of the day's account (``trading_control_<name>`` of ``trading_day_<name>``)."""
-        return CONTROL_DAG + self.stack.dag_id.removeprefix(DAG_ID)
+        return control_dag_id(account_of_dag(self.stack.dag_id))
 
     @functools.cached_property
     def engine(self) -> Engine:
