@@ -20,26 +20,20 @@ import yaml
 
 from openbell.accounts import ACCOUNTS_ENV, day_dag_id
 from openbell.adapters.alpaca.config import AlpacaConfig
-from openbell.params import RUN_DEFAULTS_ENV
 from openbell.pg.server import EmbeddedPostgres
 from openbell.report import build_report
 from openbell.runtime.airflow import (
-    DEFAULT_QUEUE,
-    TRADING_QUEUE,
     AirflowStack,
-    CeleryWorkers,
     alpaca_connection,
     free_port,
 )
-from openbell.runtime.redis_server import LocalRedis
 from openbell.runtime.rehearsal import (
-    STACK_GRACE,
     DayResult,
     Executor,
     Rehearsal,
     _follow,
     _wait_for_run,
-    fresh_databases,
+    start_stack,
     stop_all,
 )
 from openbell.sim.testing import SimProcess
@@ -96,10 +90,10 @@ def rehearse_accounts(
     try:
         sim = SimProcess(date=session_date.isoformat(), speed=speed, start=start, data_dir=home / "sim" / tag,
                          accounts=names, port=free_port(), extra_args=list(sim_args))
-        progress(f"{len(names)} accounts ({', '.join(names)}): starting Postgres and Airflow")
+        progress(f"{len(names)} accounts: {', '.join(names)}")
         stack, state_url, servers = start_accounts_stack(
             session_date, settings, {n: sim.config(n) for n in names}, home=home, stops=stops,
-            executor=executor, trading_workers=trading_workers, run_defaults=run_defaults)
+            executor=executor, trading_workers=trading_workers, run_defaults=run_defaults, progress=progress)
         shutil.rmtree(sim.data_dir, ignore_errors=True)
         stops.insert(1, sim.stop)  # after Airflow's processes: tasks stop before the market does
         sim.start()
@@ -132,38 +126,17 @@ def start_accounts_stack(
     *,
     home: Path,
     stops: list[Callable[[], None]],
-    executor: Executor = "local",
-    trading_workers: int = 1,
-    run_defaults: str = "",
-    separate_state_server: bool = False,
+    **kw: Any,
 ) -> tuple[AirflowStack, str, list[EmbeddedPostgres]]:
-    """Fresh Postgres databases and Airflow's processes under ``home`` for the accounts of ``settings`` (name ->
-    its accounts-file keys), account NAME's connection ``alpaca_<name>`` made of ``connections[NAME]`` in the
-    environment; with ``separate_state_server`` the state database on a server of its own (the first returned).
-    Returns the stack, the state database's URL (upgraded) and the servers. ``stops`` gets what stops them, in
-    the order to run it: Airflow first, the servers last."""
-    state_url, airflow_url, servers = fresh_databases(home, session_date.strftime("%Y%m%d"),
-                                                      separate=separate_state_server)
-    stops += [server.stop for server in reversed(servers)]
-    env = {"OPENBELL_DAG_END_DATE": session_date.isoformat(),
-           **({RUN_DEFAULTS_ENV: run_defaults} if run_defaults else {}),
-           ACCOUNTS_ENV: str(write_accounts_file(home / "accounts.yaml", settings)),
+    """:func:`~openbell.runtime.rehearsal.start_stack` (``kw``: its options) for the accounts of ``settings``
+    (name -> its accounts-file keys), account NAME's connection ``alpaca_<name>`` made of ``connections[NAME]`` in
+    the environment; the state database upgraded."""
+    env = {ACCOUNTS_ENV: str(write_accounts_file(home / "accounts.yaml", settings)),
            **{f"AIRFLOW_CONN_{conn_id(n).upper()}": alpaca_connection(connections[n]) for n in settings}}
-    celery = None
-    if executor == "celery":
-        redis = LocalRedis(home / "redis")
-        stops.insert(0, redis.stop)  # after Airflow's processes
-        redis.start()
-        celery = CeleryWorkers(redis.url, queues=(TRADING_QUEUE,) * trading_workers + (DEFAULT_QUEUE,))
-    stack = AirflowStack(home / "airflow", airflow_url, state_url, None, paused=True, extra_env=env, celery=celery)
-    stack.dag_id = DAY_DAG.format(next(iter(settings)))  # ready once the first account's day is loaded
-    stack.migrate()
-    stops.insert(0, functools.partial(stack.stop, grace=STACK_GRACE))
-    stack.start()
-    stack.wait_ready()
+    stack, state_url, servers = start_stack(session_date, home=home, stops=stops, extra_env=env,
+                                            dag_id=DAY_DAG.format(next(iter(settings))), **kw)
     upgrade(state_url)
     return stack, state_url, servers
-
 
 def _labelled(progress: Callable[[str], None], name: str, line: str) -> None:
     progress(f"{name}: {line.lstrip()}")

@@ -35,7 +35,15 @@ from openbell.runtime.accounts_rehearsal import DAY_DAG, start_accounts_stack
 from openbell.runtime.airflow import free_port
 from openbell.runtime.drill_kit import DAY, Drill, running_attempt
 from openbell.runtime.drills import DRILLS, DrillResult, DrillWatch, run_in_scratch
-from openbell.runtime.rehearsal import DEMO_SECRET, DayResult, Rehearsal, _follow, _wait_for_run, stop_all
+from openbell.runtime.rehearsal import (
+    DEMO_SECRET,
+    DayResult,
+    Rehearsal,
+    Staged,
+    _follow,
+    _wait_for_run,
+    stop_all,
+)
 from openbell.sim.testing import SimProcess
 from openbell.store.db import make_engine, upgrade
 from openbell.store.scope import check_name, scoped_url
@@ -54,7 +62,7 @@ def groups(drills: Sequence[Drill]) -> list[list[Drill]]:
     return ([rest] if rest else []) + [[d] for d in drills if d.separate_state_server]
 
 
-class DrillStage:
+class DrillStage(Staged):
     """One stage under ``parent`` for ``drills`` (each must :attr:`~Drill.shares_stage`), each an account of its
     own (a context manager; everything stops and the stage's home is removed on exit). :meth:`run` runs some of
     them, each once."""
@@ -75,29 +83,20 @@ class DrillStage:
         self._unfinished: set[str] = set()  # drills whose run may still hold a task
         self._stops: list[Callable[[], None]] = []
 
-    def __enter__(self) -> DrillStage:
+    def _start(self) -> None:
         self.home = reachable_tempdir(self.parent, "openbell-stage-")
-        try:
-            self.progress(f"starting Postgres and Airflow for the drills {', '.join(self.drills)} under {self.home}")
-            connections = {d.account: self._simulator(d).config() for d in self.drills.values()}
-            settings = {d.account: d.account_settings or {} for d in self.drills.values()}
-            self.stack, self.state_url, self.servers = start_accounts_stack(
-                DAY, settings, connections, home=self.home, stops=self._stops, separate_state_server=True)
-            for drill in self.drills.values():
-                _own_market(scoped_url(self.state_url, drill.account))
-            self.progress(f"Airflow is up at {self.stack.api_url}")
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.progress(f"a stage for the drills {', '.join(self.drills)} under {self.home}")
+        connections = {d.account: self._simulator(d).config() for d in self.drills.values()}
+        settings = {d.account: d.account_settings or {} for d in self.drills.values()}
+        self.stack, self.state_url, self.servers = start_accounts_stack(
+            DAY, settings, connections, home=self.home, stops=self._stops, separate_state_server=True,
+            progress=self.progress)
+        for drill in self.drills.values():
+            _own_market(scoped_url(self.state_url, drill.account))
 
     def close(self) -> None:
         """Stop Airflow, then Postgres; remove the stage's home."""
-        stops, self._stops = self._stops, []
-        stop_all(stops)
+        super().close()
         if self.home is not None:
             shutil.rmtree(self.home, ignore_errors=True)
             self.home = None
@@ -121,22 +120,22 @@ class DrillStage:
         self.done |= {d.name for d in drills}
         results: dict[str, DrillResult] = {}
         days: list[Rehearsal] = []
-        flights: list[threading.Thread] = []
+        flights: dict[str, threading.Thread] = {}
         try:
             for drill in drills:
-                while sum(f.is_alive() for f in flights) >= max(1, together):
+                while sum(f.is_alive() for f in flights.values()) >= max(1, together):
                     time.sleep(0.5)
                 day = self._day(drill)
                 days.append(day)
-                flights.append(threading.Thread(target=self._fly, args=(drill, day, results),
-                                                name=f"drill-{drill.name}", daemon=True))
-                flights[-1].start()
-                _await_trading(day, flights[-1])
-            for flight in flights:
+                flight = flights[drill.name] = threading.Thread(target=self._fly, args=(drill, day, results),
+                                                                name=f"drill-{drill.name}", daemon=True)
+                flight.start()
+                _await_trading(day, flight)
+            for flight in flights.values():
                 flight.join()
         finally:
-            for drill in drills:  # not started: the stage broke before its turn
-                if drill.name not in results and not any(f.name == f"drill-{drill.name}" for f in flights):
+            for drill in drills:
+                if drill.name not in flights:  # not started: the stage broke before its turn
                     self._unfinished.add(drill.name)
                     results[drill.name] = DrillResult(drill.name, ["the drill could not run: the stage broke"])
             self.spoiled = bool(self._unfinished)

@@ -16,21 +16,22 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from sqlalchemy import Engine
 
 from openbell import calendar
-from openbell.accounts import account_of_dag, control_dag_id
+from openbell.accounts import DAY_DAG, account_of_dag, control_dag_id
+from openbell.adapters.alpaca.config import AlpacaConfig
 from openbell.params import RUN_DEFAULTS_ENV
 from openbell.pg.databases import drop_database, ensure_database
 from openbell.pg.server import EmbeddedPostgres
 from openbell.report import build_report
-from openbell.runtime.airflow import TERMINAL, AirflowStack, CeleryWorkers, free_port
+from openbell.runtime.airflow import DEFAULT_QUEUE, TERMINAL, TRADING_QUEUE, AirflowStack, CeleryWorkers, free_port
 from openbell.runtime.redis_server import LocalRedis
 from openbell.sim.testing import SimProcess
 from openbell.store.db import make_engine, upgrade
@@ -101,7 +102,78 @@ def fresh_databases(home: Path, tag: str, *, separate: bool = False) -> tuple[st
     return urls[0], urls[1], servers
 
 
-class Stage:
+class Staged:
+    """A context manager over processes that :meth:`_start` starts, recording in :attr:`_stops` what stops them, in
+    the order to run it: :meth:`close` runs them on exit, and when the start fails."""
+
+    _stops: list[Callable[[], None]]
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop what was started: Airflow first (the trading task stops while Postgres still takes its last
+        writes), then Redis, then Postgres."""
+        stops, self._stops = self._stops, []
+        stop_all(stops)
+
+
+def start_stack(
+    session_date: date,
+    *,
+    home: Path,
+    stops: list[Callable[[], None]],
+    alpaca: AlpacaConfig | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    dag_id: str = DAY_DAG,
+    executor: Executor = "local",
+    trading_workers: int = 1,
+    run_defaults: str = "",
+    separate_state_server: bool = False,
+    progress: Callable[[str], None] = print,
+) -> tuple[AirflowStack, str, list[EmbeddedPostgres]]:
+    """Fresh databases under ``home`` and Airflow's processes for the days of ``session_date``, its DAGs paused
+    (ready once ``dag_id`` is loaded): the alpaca connection ``alpaca`` in the environment (None: none), with
+    ``extra_env`` and the deployment's ``run_defaults``; on CeleryExecutor a local Redis and ``trading_workers``
+    workers for the trading queue and one for the default queue. Returns the stack, the state database's URL and
+    the servers (the state's first, on a server of its own with ``separate_state_server``); ``stops`` gets, at its
+    front, what stops them, in the order to run it."""
+    progress(f"starting Postgres under {home / 'pg'}")
+    state_url, airflow_url, servers = fresh_databases(home, session_date.strftime("%Y%m%d"),
+                                                      separate=separate_state_server)
+    stops[:0] = [server.stop for server in reversed(servers)]
+    env = {"OPENBELL_DAG_END_DATE": session_date.isoformat(),
+           **({RUN_DEFAULTS_ENV: run_defaults} if run_defaults else {}), **(extra_env or {})}
+    celery = None
+    if executor == "celery":
+        redis = LocalRedis(home / "redis")
+        stops.insert(0, redis.stop)  # after Airflow's processes: the workers talk to it until they stop
+        redis.start()
+        celery = CeleryWorkers(redis.url, queues=(TRADING_QUEUE,) * trading_workers + (DEFAULT_QUEUE,))
+        progress(f"Redis for Celery on 127.0.0.1:{redis.port}; workers for queues {celery.queues}")
+    stack = AirflowStack(home / "airflow", airflow_url, state_url, alpaca, paused=True, extra_env=env, celery=celery)
+    stack.dag_id = dag_id
+    progress("migrating Airflow's metadata database and starting " + ", ".join(stack.process_names))
+    stack.migrate()
+    stops.insert(0, functools.partial(stack.stop, grace=STACK_GRACE))
+    stack.start()
+    stack.wait_ready()
+    progress(f"Airflow is up at {stack.api_url} (user admin, password in {stack.home / 'passwords.json'})")
+    return stack, state_url, servers
+
+
+class Stage(Staged):
     """Postgres and Airflow for rehearsing a day of ``session_date`` (a context manager).
 
     The deployment's run parameters (``run_defaults``, JSON), state server (``separate_state_server``) and
@@ -123,47 +195,11 @@ class Stage:
         self.days = 0
         self._stops: list[Callable[[], None]] = []
 
-    def __enter__(self) -> Stage:
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop Airflow first (the trading task stops while Postgres still takes its last writes), then Postgres."""
-        stops, self._stops = self._stops, []
-        stop_all(list(reversed(stops)))
-
     def _start(self) -> None:
-        tag = self.session_date.strftime("%Y%m%d")
-        self.progress(f"starting Postgres under {self.home / 'pg'}")
-        self.state_url, airflow_url, self.servers = fresh_databases(self.home, tag,
-                                                                    separate=self.separate_state_server)
-        self._stops += [server.stop for server in reversed(self.servers)]
-        env = {"OPENBELL_DAG_END_DATE": self.session_date.isoformat(),
-               **({RUN_DEFAULTS_ENV: self.run_defaults} if self.run_defaults else {})}
         self.connection = self._simulator(sim_args=self.sim_args).config()
-        celery = None
-        if self.executor == "celery":
-            redis = LocalRedis(self.home / "redis")
-            self._stops.append(redis.stop)  # after Airflow's processes: the workers talk to it until they stop
-            redis.start()
-            self.progress(f"Redis for Celery on 127.0.0.1:{redis.port}; workers for queues {CeleryWorkers.queues}")
-            celery = CeleryWorkers(redis.url)
-        self.stack = AirflowStack(self.home / "airflow", airflow_url, self.state_url, self.connection, paused=True,
-                                  extra_env=env, celery=celery)
-        self.progress("migrating Airflow's metadata database and starting " + ", ".join(self.stack.process_names))
-        self.stack.migrate()
-        self._stops.append(functools.partial(self.stack.stop, grace=STACK_GRACE))
-        self.stack.start()
-        self.stack.wait_ready()
-        self.progress(f"Airflow is up at {self.stack.api_url} (user admin, password in "
-                      f"{self.stack.home / 'passwords.json'})")
+        self.stack, self.state_url, self.servers = start_stack(
+            self.session_date, home=self.home, stops=self._stops, alpaca=self.connection, executor=self.executor,
+            run_defaults=self.run_defaults, separate_state_server=self.separate_state_server, progress=self.progress)
 
     def _simulator(self, speed: float = 120.0, start: str = "09:25", sim_args: Sequence[str] = ()) -> SimProcess:
         """The simulator of a day (not started): on the stage's port, with the demo's key."""
