@@ -9,7 +9,6 @@ on the stack's executor (LocalExecutor, or CeleryExecutor with a local Redis and
 
 from __future__ import annotations
 
-import functools
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
@@ -33,14 +32,13 @@ from openbell.runtime.rehearsal import (
     Rehearsal,
     _follow,
     _wait_for_run,
+    labelled,
     start_stack,
     stop_all,
 )
 from openbell.sim.testing import SimProcess
 from openbell.store.db import upgrade
 from openbell.store.scope import scoped_url
-
-DAY_DAG = day_dag_id("{}")  # an account's trading_day, to format with its name
 
 
 def conn_id(name: str) -> str:
@@ -97,7 +95,7 @@ def rehearse_accounts(
         shutil.rmtree(sim.data_dir, ignore_errors=True)
         stops.insert(1, sim.stop)  # after Airflow's processes: tasks stop before the market does
         sim.start()
-        days = {n: Rehearsal(stack.for_dag(DAY_DAG.format(n)), sim, servers[0], scoped_url(state_url, n))
+        days = {n: Rehearsal(stack.for_dag(day_dag_id(n)), sim, servers[0], scoped_url(state_url, n))
                 for n in names}
         for day in days.values():
             day.stack.unpause()
@@ -107,7 +105,7 @@ def rehearse_accounts(
             progress(f"{name}: run {day.run_id} created by the NYSE timetable")
         if on_running:
             on_running(days)
-        ends = {n: _follow(d.stack, sim, d.run_id, timeout, functools.partial(_labelled, progress, n))
+        ends = {n: _follow(d.stack, sim, d.run_id, timeout, labelled(progress, n))
                 for n, d in days.items()}
         if on_finished:
             on_finished(days)
@@ -134,9 +132,6 @@ def start_accounts_stack(
     env = {ACCOUNTS_ENV: str(write_accounts_file(home / "accounts.yaml", settings)),
            **{f"AIRFLOW_CONN_{conn_id(n).upper()}": alpaca_connection(connections[n]) for n in settings}}
     stack, state_url, servers = start_stack(session_date, home=home, stops=stops, extra_env=env,
-                                            dag_id=DAY_DAG.format(next(iter(settings))), **kw)
+                                            dag_id=day_dag_id(next(iter(settings))), **kw)
     upgrade(state_url)
     return stack, state_url, servers
-
-def _labelled(progress: Callable[[str], None], name: str, line: str) -> None:
-    progress(f"{name}: {line.lstrip()}")

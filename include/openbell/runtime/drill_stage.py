@@ -29,9 +29,10 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from openbell.accounts import day_dag_id
 from openbell.pg.throwaway import reachable_tempdir
 from openbell.report import build_report
-from openbell.runtime.accounts_rehearsal import DAY_DAG, start_accounts_stack
+from openbell.runtime.accounts_rehearsal import start_accounts_stack
 from openbell.runtime.airflow import free_port
 from openbell.runtime.drill_kit import DAY, Drill, running_attempt
 from openbell.runtime.drills import DRILLS, DrillResult, DrillWatch, run_in_scratch
@@ -42,6 +43,7 @@ from openbell.runtime.rehearsal import (
     Staged,
     _follow,
     _wait_for_run,
+    labelled,
     stop_all,
 )
 from openbell.sim.testing import SimProcess
@@ -77,11 +79,15 @@ class DrillStage(Staged):
         self.drills = {d.name: d for d in drills}
         self.parent, self.progress = parent, progress
         self.ports = {name: free_port() for name in self.drills}  # each drill's simulator answers on its own port
-        self.spoiled = False  # a drill's run did not end: its tasks may still hold the stage
         self.done: set[str] = set()
         self.home: Path | None = None
         self._unfinished: set[str] = set()  # drills whose run may still hold a task
         self._stops: list[Callable[[], None]] = []
+
+    @property
+    def spoiled(self) -> bool:
+        """Whether a drill's run did not end: its tasks may still hold the stage."""
+        return bool(self._unfinished)
 
     def _start(self) -> None:
         self.home = reachable_tempdir(self.parent, "openbell-stage-")
@@ -138,7 +144,6 @@ class DrillStage(Staged):
                 if drill.name not in flights:  # not started: the stage broke before its turn
                     self._unfinished.add(drill.name)
                     results[drill.name] = DrillResult(drill.name, ["the drill could not run: the stage broke"])
-            self.spoiled = bool(self._unfinished)
             stop_all([*(day.engine.dispose for day in days), *([self.close] if self.spoiled else []),
                       *(day.sim.stop for day in days)])
         return {d.name: results[d.name] for d in drills}
@@ -146,7 +151,7 @@ class DrillStage(Staged):
     def _day(self, drill: Drill) -> Rehearsal:
         sim = self._simulator(drill)
         shutil.rmtree(sim.data_dir, ignore_errors=True)
-        day = Rehearsal(self.stack.for_dag(DAY_DAG.format(drill.account)), sim, self.servers[0],
+        day = Rehearsal(self.stack.for_dag(day_dag_id(drill.account)), sim, self.servers[0],
                         scoped_url(self.state_url, drill.account))
         day.engine  # noqa: B018 - made here, before the drill's threads share it
         return day
@@ -163,7 +168,7 @@ class DrillStage(Staged):
                           f"{drill.speed:g}x from {drill.start} ET")
             injected = _inject(watch, day, results)
             state, tasks = _follow(day.stack, day.sim, day.run_id, RUN_TIMEOUT,
-                                   functools.partial(_labelled, self.progress, drill.name))
+                                   labelled(self.progress, drill.name))
         except Exception as exc:
             self._unfinished.add(drill.name)
             results[drill.name] = watch.failed(exc)
@@ -217,10 +222,6 @@ def _inject(watch: DrillWatch, day: Rehearsal, results: dict[str, DrillResult]) 
     thread = threading.Thread(target=inject, name=f"inject-{watch.drill.name}", daemon=True)
     thread.start()
     return thread
-
-
-def _labelled(progress: Callable[[str], None], name: str, line: str) -> None:
-    progress(f"{name}: {line.lstrip()}")
 
 
 def run_all(drills: Sequence[Drill], parent: Path, *, together: int = TOGETHER,

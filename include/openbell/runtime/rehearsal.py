@@ -350,3 +350,8 @@ def _follow(
             return state, tasks
         time.sleep(1)
     raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f}s (tasks: {seen})")
+
+
+def labelled(progress: Callable[[str], None], name: str) -> Callable[[str], None]:
+    """``progress`` with each line headed by ``name`` (an account's or a drill's), for :func:`_follow`."""
+    return lambda line: progress(f"{name}: {line.lstrip()}")
