@@ -20,6 +20,11 @@ STRATEGIES = Path(__file__).resolve().parent / "strategies"
 sys.path.insert(0, str(STRATEGIES))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` first: ``make test`` runs the end-to-end tests in two lanes, which then end together."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture(scope="session")
 def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server URL: ``$OPENBELL_TEST_DATABASE_URL``, else an embedded PostgreSQL for this session."""

@@ -32,7 +32,7 @@ from openbell.runtime.rehearsal import DayResult, Rehearsal
 from openbell.store.db import make_engine
 from openbell.store.scope import shared_url
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]  # three accounts' days and three Celery workers: both cores busy
 log = logging.getLogger(__name__)
 
 # skipped without Redis on a developer's machine; in CI (make test installs it) its absence fails

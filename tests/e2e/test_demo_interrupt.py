@@ -24,7 +24,7 @@ import pytest
 from openbell.pg.server import EmbeddedPostgres
 from openbell.pg.throwaway import reachable_tempdir
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]  # the stop is timed: not beside another stack
 log = logging.getLogger(__name__)
 
 DAY = "2025-11-20"

@@ -303,6 +303,7 @@ def _run(drill: Drill, result: DrillResult) -> None:
     CHECKS[drill.name](result)
 
 
+@pytest.mark.alone  # up to four days at once on one stack: both cores busy
 class TestOnOneStage:
     """The drills that leave Airflow alone run on one Airflow stack and Postgres server, several at once, each as
     an account of its own with its own simulator, state schema and run of the session."""

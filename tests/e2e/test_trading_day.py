@@ -66,6 +66,7 @@ def _traded_limits_fractions_and_shorts(result: DayResult, broker_orders: list[d
     assert shorted, "no sale opened a short position"
 
 
+@pytest.mark.long
 def test_a_whole_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The ``sparse_day`` drill: a whole session on the IEX-like default market, with its morning-after
     checks, traded by a plug-in strategy from outside the package, re-optimized at 14:30 by replaying it."""

@@ -15,7 +15,7 @@ from ui_helpers import CHROMIUM, CHROMIUM_FLAGS
 from openbell.pg.throwaway import reachable_tempdir
 from openbell.runtime.rehearsal import Rehearsal, rehearse
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]  # Chromium beside the day: both cores busy
 log = logging.getLogger(__name__)
 
 WATCH_SECONDS = 150
