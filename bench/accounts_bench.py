@@ -4,8 +4,10 @@ Run: ``.venv/bin/python -m bench accounts_bench``. Each N is a rehearsal of the 
 60x (``rehearse_accounts``: one simulator serving a key per account, a DAG and a state schema per account),
 through the liquidation. Per account it prints the decision lateness p99 of its live trading (market seconds
 after a minute ends until it is decided), the CPU its trading process and order workers used while trading (% of
-one core), and their resident memory (the largest sum seen, sampled every second). The trading process is the
-one the step ledger names for the account's running ``live_trading``; its order workers are its children.
+one core), and their memory (the largest sum seen, sampled every second): resident (RSS, each process counted
+whole) and proportional (PSS, each page shared with other processes, such as the code of the libraries every
+process loads, split among them: what the account adds to the machine). The trading process is the one the step
+ledger names for the account's running ``live_trading``; its order workers are its children.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ MIB = 1024 * 1024
 
 
 class Sampler:
-    """Every second: each account's trading process tree, its resident memory and CPU time."""
+    """Every second: each account's trading process tree, its resident and proportional memory and CPU time."""
 
     def __init__(self, days: dict[str, Rehearsal]) -> None:
         self.days = days
         self.peak_rss = dict.fromkeys(days, 0)
+        self.peak_pss = dict.fromkeys(days, 0)
         self.cpu: dict[str, dict[int, float]] = {n: {} for n in days}  # pid -> CPU seconds last seen
         self.trading_seconds = dict.fromkeys(days, 0.0)
         self._stop = threading.Event()
@@ -59,13 +62,15 @@ class Sampler:
                         continue
                     root = psutil.Process(pid)
                     tree = [root, *root.children(recursive=True)]
-                    rss = 0
+                    rss = pss = 0
                     for proc in tree:
                         with proc.oneshot():
-                            rss += proc.memory_info().rss
+                            memory = proc.memory_full_info()
+                            rss, pss = rss + memory.rss, pss + memory.pss
                             times = proc.cpu_times()
                             self.cpu[name][proc.pid] = times.user + times.system
                     self.peak_rss[name] = max(self.peak_rss[name], rss)
+                    self.peak_pss[name] = max(self.peak_pss[name], pss)
                     self.trading_seconds[name] += 1.0
                 except (psutil.Error, Exception):  # a process gone between listing and reading: next second
                     continue
@@ -91,7 +96,7 @@ def _one(count: int, tmp: Path) -> dict[str, dict[str, Any]]:
         seconds = s.trading_seconds[name] or float("nan")
         out[name] = {"ok": result.ok, "lateness_p99_s": (trading.get("summary") or {}).get("lateness_p99_s"),
                      "cpu_percent": 100.0 * sum(s.cpu[name].values()) / seconds,
-                     "rss_mib": s.peak_rss[name] / MIB}
+                     "rss_mib": s.peak_rss[name] / MIB, "pss_mib": s.peak_pss[name] / MIB}
     return out
 
 
@@ -110,6 +115,8 @@ def run() -> list[tuple[str, float, str]]:
              sum(v["cpu_percent"] for v in per.values()) / count, "% of a core"),
             (f"{count} account(s): resident memory per account (trading + order workers)",
              sum(v["rss_mib"] for v in per.values()) / count, "MiB"),
+            (f"{count} account(s): proportional memory per account (trading + order workers)",
+             sum(v["pss_mib"] for v in per.values()) / count, "MiB"),
         ]
     for name, value, unit in rows:
         print(f"{name:<72} {value:>10.3f} {unit}")

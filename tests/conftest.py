@@ -21,7 +21,7 @@ sys.path.insert(0, str(STRATEGIES))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``long`` first: ``make test`` runs the end-to-end tests in two lanes, which then end together."""
+    """Tests marked ``long`` first: ``make test`` runs tests in parallel lanes (pytest-xdist), which end together."""
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 

@@ -84,6 +84,7 @@ def _journal(state_url: str) -> list[tuple[str, str, str]]:
         return [tuple(r) for r in rows]
 
 
+@pytest.mark.long
 def test_a_failing_step_alerts_once_and_the_day_ends_with_its_summary(
         airflow_home: Path, state_url: str, http_receiver: HttpReceiver, smtp_receiver: SmtpReceiver) -> None:
     version = _seed_trading(state_url)
@@ -111,6 +112,7 @@ def test_a_failing_step_alerts_once_and_the_day_ends_with_its_summary(
                                    ("alert_sent", "eod_summary", f"alerts_check/{run_id}")]
 
 
+@pytest.mark.long
 def test_an_account_not_flat_at_the_close_is_alerted(airflow_home: Path, state_url: str,
                                                       http_receiver: HttpReceiver) -> None:
     result = _run_day(airflow_home, state_url, connection(http_receiver.url), ALERTS_CHECK_NOT_FLAT="1")
@@ -124,6 +126,7 @@ def test_an_account_not_flat_at_the_close_is_alerted(airflow_home: Path, state_u
     assert "Open orders left: 1" in not_flat and "account not flat" in not_flat
 
 
+@pytest.mark.long
 def test_a_dead_channel_never_fails_a_step(airflow_home: Path, state_url: str) -> None:
     result = _run_day(airflow_home, state_url, connection(f"json://127.0.0.1:{free_port()}/"), ALERTS_CHECK_FAIL="1")
     assert result["states"] == {"download": "failed", "eod_liquidate": "success"}

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, text
 
 from dates import SESSION, at_et, the_session
@@ -78,6 +79,7 @@ def test_reconcile_adopts_shorts_fractions_and_foreign_symbols_and_the_liquidati
     assert {r[0]: float(r[1]) for r in _rows(engine, "SELECT symbol, qty FROM positions")} == dict.fromkeys(SEEDS, 0.0)
 
 
+@pytest.mark.long
 def test_the_strategy_trades_adopted_universe_positions_and_leaves_foreign_ones_to_the_liquidation(
         engine: Engine, tmp_path: Path) -> None:
     s = the_session()

@@ -49,6 +49,7 @@ def _decisions(engine: Engine) -> int:
     return _count(engine, "SELECT count(*) FROM decisions")
 
 
+@pytest.mark.long
 def test_live_session_trades_until_the_close(engine: Engine, tmp_path: Path) -> None:
     s = session(SESSION)
     assert s is not None
@@ -157,6 +158,7 @@ def test_a_second_attempt_cannot_trade_beside_the_first_and_a_closed_session_is_
     assert _decisions(engine) == 0
 
 
+@pytest.mark.long
 def test_fills_made_while_the_trade_stream_is_down_are_recovered_exactly(engine: Engine, tmp_path: Path) -> None:
     universe = list(DEFAULT_UNIVERSE)
     faults = ["--drop-streams-at", "15:36", "--drop-streams-at", "15:46"]
@@ -213,6 +215,7 @@ def test_an_order_working_at_the_broker_holds_back_the_opposite_side(engine: Eng
     assert [(i.symbol, i.side) for i in intents] == [("TQQQ", "buy")] and deferred == ["SSO"]
 
 
+@pytest.mark.long
 def test_bars_the_venue_corrects_are_stored_as_corrected(engine: Engine, tmp_path: Path) -> None:
     """With 30% of bars re-sent on updatedBars 30 market seconds later, what Postgres holds for every
     minute of the session equals what the broker serves for it afterwards."""
@@ -237,6 +240,7 @@ def test_bars_the_venue_corrects_are_stored_as_corrected(engine: Engine, tmp_pat
     assert report.bars_corrected > 0
 
 
+@pytest.mark.long
 def test_an_iex_like_market_is_decided_every_minute_without_refilling_no_trade_minutes(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -270,6 +274,7 @@ def test_an_iex_like_market_is_decided_every_minute_without_refilling_no_trade_m
     assert report.lateness_p50_s is not None and report.bars > 0 and report.orders > 0
 
 
+@pytest.mark.long
 def test_a_halted_symbol_gets_no_order_until_it_resumes(engine: Engine, tmp_path: Path) -> None:
     s = session(SESSION)
     assert s is not None
@@ -292,6 +297,7 @@ def test_a_halted_symbol_gets_no_order_until_it_resumes(engine: Engine, tmp_path
     assert not [t for t in sent if halt_start <= t + timedelta(minutes=1) <= halt_end]
 
 
+@pytest.mark.long
 def test_the_loss_stop_halts_the_session_for_every_later_attempt(engine: Engine, tmp_path: Path) -> None:
     """A loss limit the first minutes' slippage breaks: the stop closes the strategy's positions, stores
     HALTED (by openbell) and a retry of the same session restores it and sends nothing."""

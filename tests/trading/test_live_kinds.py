@@ -9,6 +9,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.models import Order, Position
 from alpaca.trading.requests import GetOrdersRequest
@@ -62,6 +63,7 @@ def _attempt(engine: Engine, tmp_path: Path, order_type: str
     return report, liquidation["report"], orders, positions, still_open  # type: ignore[return-value]
 
 
+@pytest.mark.long
 def test_fractional_limit_and_short_orders_trade_and_the_liquidation_ends_flat(engine: Engine, tmp_path: Path) -> None:
     report, liquidated, orders, positions, still_open = _attempt(engine, tmp_path, "limit")
     assert report.orders > 0
@@ -79,6 +81,7 @@ def test_fractional_limit_and_short_orders_trade_and_the_liquidation_ends_flat(e
     assert positions == [] and still_open == []
 
 
+@pytest.mark.long
 def test_notional_buys_of_fractionable_assets_fill_fractions_and_every_sale_goes_by_quantity(
         engine: Engine, tmp_path: Path) -> None:
     report, liquidated, orders, positions, still_open = _attempt(engine, tmp_path, "notional")

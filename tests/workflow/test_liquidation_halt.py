@@ -45,6 +45,7 @@ def _at(sim: SimProcess, hhmm: str) -> None:
     clock_for(sim.config()).sleep_until(at_et(hhmm))
 
 
+@pytest.mark.long
 def test_a_halted_symbol_is_reported_held_and_closed_when_trading_resumes(engine: Engine, tmp_path: Path) -> None:
     with SimProcess(date="2025-11-20", speed=30, start="15:52", data_dir=tmp_path / "sim",
                     extra_args=[*SEEDS, "--halt", "TQQQ:15:50-15:57"]) as sim:

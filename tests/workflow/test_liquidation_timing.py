@@ -136,6 +136,7 @@ def test_a_half_day_liquidation_is_flat_before_1300(engine: Engine, tmp_path: Pa
     assert (row["step"], row["status"]) == ("eod_liquidate", "success")
 
 
+@pytest.mark.long
 def test_a_liquidation_under_rest_errors_is_flat_before_the_close(engine: Engine, tmp_path: Path) -> None:
     """30% of REST calls answered 429 or 500 at 120x: retries back off in market time (a rehearsal's
     broker recovers speed times faster too), so the two market minutes before the close still suffice."""
