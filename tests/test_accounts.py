@@ -378,3 +378,16 @@ def test_an_accounts_dag_ids_name_it(account: str | None) -> None:
     assert (day_dag_id(account), control_dag_id(account)) == (f"trading_day{suffix}", f"trading_control{suffix}")
     assert account_of_dag(day_dag_id(account)) == account_of_dag(control_dag_id(account)) == account
     assert account_of_dag("example_dag") is None  # a DAG of one's own: the default account
+
+
+def test_a_rehearsals_accounts_file_is_written_where_no_directory_was_yet(tmp_path: Path) -> None:
+    """``make bench`` (accounts_bench) rehearses into a home it has not made yet: the file is written there and reads
+    back as the accounts it names, each on its rehearsal connection."""
+    from openbell.runtime.accounts_rehearsal import conn_id, write_accounts_file
+
+    path = write_accounts_file(tmp_path / "n2" / "accounts.yaml", {"acct1": {}, "acct2": {"universe": ["SSO"]}})
+    lookup = {conn_id(n): ("PK" + n.upper(), PAPER) for n in ("acct1", "acct2")}.get
+    found = read_accounts(path, lookup, RunParams())
+    assert found.errors == () and [(a.name, a.conn_id) for a in found.accounts] == [
+        ("acct1", "alpaca_acct1"), ("acct2", "alpaca_acct2")]
+    assert found.accounts[1].universe == ["SSO"]

@@ -47,8 +47,10 @@ def conn_id(name: str) -> str:
 
 
 def write_accounts_file(path: Path, accounts: Mapping[str, Mapping[str, Any]]) -> Path:
-    """The accounts file of ``accounts`` (name -> the account's other keys: strategy, universe, ceilings)."""
+    """The accounts file of ``accounts`` (name -> the account's other keys: strategy, universe, ceilings), its
+    directory made if need be."""
     entries = [{"name": name, "conn_id": conn_id(name), **dict(extra)} for name, extra in accounts.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"accounts": entries}, sort_keys=False))
     return path
 
