@@ -5,9 +5,10 @@ Run: ``.venv/bin/python -m bench accounts_bench``. Each N is a rehearsal of the 
 through the liquidation. Per account it prints the decision lateness p99 of its live trading (market seconds
 after a minute ends until it is decided), the CPU its trading process and order workers used while trading (% of
 one core), and their memory (the largest sum seen, sampled every second): resident (RSS, each process counted
-whole) and proportional (PSS, each page shared with other processes, such as the code of the libraries every
-process loads, split among them: what the account adds to the machine). The trading process is the one the step
-ledger names for the account's running ``live_trading``; its order workers are its children.
+whole) and proportional (PSS: each page shared with other processes split among them, such as the code of the
+libraries every process loads and the pages the trading process still shares with the Airflow task supervisor it
+was forked from, whose own memory is not counted). The trading process is the one the step ledger names for the
+account's running ``live_trading``; its order workers are its children.
 """
 
 from __future__ import annotations
