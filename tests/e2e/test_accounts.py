@@ -1,6 +1,8 @@
-"""Three accounts' trading days at once, on CeleryExecutor with two workers, against one simulator that serves a
-key per account: each account trades its own strategy on its own key and state, and nothing crosses over. The day
-is the half day after Thanksgiving: the optimization and the liquidation move with the early close."""
+"""Three accounts' trading days at once, on CeleryExecutor, against one simulator that serves a key per account:
+each account trades its own strategy on its own key and state, and nothing crosses over. The day is the half day
+after Thanksgiving: the optimization and the liquidation move with the early close. Two workers take the trading
+queue; once every account trades, the one running most of them is killed with its whole session (SIGKILL), and
+its accounts' next attempts resume on the other."""
 
 from __future__ import annotations
 
@@ -29,10 +31,11 @@ from openbell.runtime.accounts_rehearsal import rehearse_accounts
 from openbell.runtime.drills import missing_minutes
 from openbell.runtime.redis_server import REDIS_BIN
 from openbell.runtime.rehearsal import DayResult, Rehearsal
+from openbell.runtime.worker_kill import WorkerKill, kill_a_trading_worker
 from openbell.store.db import make_engine
 from openbell.store.scope import shared_url
 
-pytestmark = [pytest.mark.e2e, pytest.mark.alone]  # three accounts' days and three Celery workers: both cores busy
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]  # three accounts' days and four Celery workers: both cores busy
 log = logging.getLogger(__name__)
 
 # skipped without Redis on a developer's machine; in CI (make test installs it) its absence fails
@@ -71,6 +74,7 @@ def test_three_accounts_trade_one_half_day_at_once_on_celery_and_nothing_crosses
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(STRATEGIES), os.environ.get("PYTHONPATH")])))
     seen: dict[str, Any] = {}
+    kills: list[WorkerKill] = []
 
     def at_end(days: dict[str, Rehearsal]) -> None:
         for name, day in days.items():
@@ -93,8 +97,12 @@ def test_three_accounts_trade_one_half_day_at_once_on_celery_and_nothing_crosses
 
     home = reachable_tempdir(tmp_path, "openbell-e2e-")
     try:
-        results = rehearse_accounts(HALF_DAY, ACCOUNTS, home=home, start="11:00", executor="celery",
-                                    progress=log.info, on_finished=at_end)
+        # from 10:00: at 120x a lost worker's accounts wait about 90 market minutes for their retry (the missed
+        # heartbeats, the scheduler's restart, the task's start), which must come before the 12:58 liquidation
+        results = rehearse_accounts(HALF_DAY, ACCOUNTS, home=home, start="10:00", executor="celery",
+                                    trading_workers=2, progress=log.info,
+                                    on_running=lambda days: kills.append(kill_a_trading_worker(days)),
+                                    on_finished=at_end)
         # what a user runs next, with nothing but the home the rehearsal used
         env = {k: v for k, v in os.environ.items() if k != "OPENBELL_DATABASE_URL"} | {"OPENBELL_HOME": str(home)}
         cli = Path(sys.executable).with_name("openbell")
@@ -125,9 +133,14 @@ def test_three_accounts_trade_one_half_day_at_once_on_celery_and_nothing_crosses
     assert max(seen["gamma"]["notionals"], default=0.0) <= CAP * 1.01, seen["gamma"]["notionals"]
     assert not any("max_order_notional" in seen[n]["refused_by"] for n in ("alpha", "beta"))
     assert seen["default_account_rows"] == 0 and seen["bars"] > 0  # state per account; bars shared
-    # every account's live_trading ran on the trading queue's worker, every other step on the default queue's
-    assert seen["workers"]["worker-trading"] == {"live_trading"}, seen["workers"]
+    # every account's live_trading ran on the trading queue's workers, every other step on the default queue's
+    trading = [tasks for worker, tasks in seen["workers"].items() if worker.startswith("worker-trading")]
+    assert len(trading) == 2 and set().union(*trading) == {"live_trading"}, seen["workers"]
     assert "live_trading" not in seen["workers"]["worker-default"], seen["workers"]
+    # the killed worker's accounts (their runs succeeded and they were flat, above) resumed on the other one
+    kill = kills[0]
+    assert kill.killed and sorted(kill.moved()) == sorted(kill.killed), kill
+    assert all(at.astimezone(ET).time() < time(12, 58) for at in kill.resumed_at.values()), kill
     assert seen["holes"] == {}  # all 210 minutes of the short session, for every symbol
     # `openbell report --date D --account NAME --json` right after the rehearsal prints that account's day
     done = seen["report_cli"]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
+from openbell.heap import release_free_memory
 from openbell.store.sessions import get_phase
 from openbell.strategy import RiskGate
 from openbell.trading.context import LoopContext
@@ -33,11 +34,13 @@ CLOCK_REFRESH = 4.0  # wall seconds; a simulator clock goes stale (and is read o
 
 def pause_gc() -> bool:
     """Move what preparation built out of the collector's way and collect only between minutes: a full
-    collection of that heap stops every thread for tens of ms. Returns whether automatic collection was on."""
+    collection of that heap stops every thread for tens of ms. What preparation freed goes back to the system.
+    Returns whether automatic collection was on."""
     was_on = gc.isenabled()
     gc.collect()
     gc.freeze()
     gc.disable()
+    release_free_memory()
     return was_on
 
 

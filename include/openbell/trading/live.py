@@ -66,7 +66,7 @@ from openbell.trading.fence import Fencing, SessionLock, SessionLocked
 from openbell.trading.guard import StrategyGuard
 from openbell.trading.halts import HaltWatch
 from openbell.trading.housekeeping import Housekeeping, pause_gc
-from openbell.trading.minutes import MINUTE, MinuteBook, bars_frame, floor_minute
+from openbell.trading.minutes import MINUTE, MinuteBook, floor_minute, frame_bars
 from openbell.trading.phasewatch import WINDING_DOWN, PhaseWatch
 from openbell.trading.portfolio import Portfolio
 from openbell.trading.prepare import Preparation
@@ -215,11 +215,11 @@ class TradingAttempt:
         strategy = self.reload.load()
         now = self.clock.now()
         start_minute = max(self.session.open, floor_minute(now))
-        self.reload.warm_bars = warm_bars = prep.history(start_minute)
-        strategy.warmup(bars_frame(warm_bars))
+        self.reload.warm = warm = prep.history(start_minute)
+        strategy.warmup(warm.copy())  # a strategy may add columns to what it is given
         self.feed.start(start_minute)
         self.streams.last_seen = max(start_minute, floor_minute(now))
-        prep.load_account(self.portfolio, self.feed.barcheck, warm_bars)
+        prep.load_account(self.portfolio, self.feed.barcheck, frame_bars(warm))
         if self._fractional or self.gate.limits.allow_short:  # the assets' terms, read once per day
             fractionable, shortable = prep.asset_terms()
             self.dispatch.policy = replace(self.dispatch.policy, fractional=fractionable if self._fractional

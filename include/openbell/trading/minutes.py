@@ -29,6 +29,13 @@ def bars_frame(rows: list[Bar]) -> pd.DataFrame:
     return frame
 
 
+def warm_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Stored bars (:func:`~openbell.store.bars.load_bars`) as the frame a strategy warms up on, in time order:
+    the same frame :func:`bars_frame` makes of them, kept as one frame rather than an object per bar."""
+    ordered = frame.sort_values(["timestamp", "symbol"], kind="stable")
+    return ordered.loc[:, list(REQUIRED)].reset_index(drop=True)
+
+
 def frame_bars(frame: pd.DataFrame) -> list[Bar]:
     """A frame of stored or fetched bars as bars, in the frame's order."""
     return [

@@ -22,7 +22,7 @@ from openbell.store.sessions import RiskRecord, get_phase, get_risk, record_open
 from openbell.strategy import Bar, RiskGate
 from openbell.trading.attempt_report import AttemptReport
 from openbell.trading.barcheck import BarCheck
-from openbell.trading.minutes import frame_bars
+from openbell.trading.minutes import warm_frame
 from openbell.trading.phasewatch import WINDING_DOWN
 from openbell.trading.portfolio import Portfolio
 
@@ -67,9 +67,10 @@ class Preparation:
             set_phase(self._engine, self.d, "trading", open_at=s.open, close_at=s.close)
         return seq, phase in WINDING_DOWN
 
-    def history(self, until: datetime) -> list[Bar]:
-        """Stored bars of the last sessions and today before ``until``; today's minutes stored for no symbol
-        (a crashed attempt's gap) fetched by REST from the first of them."""
+    def history(self, until: datetime) -> pd.DataFrame:
+        """Stored bars of the last sessions and today before ``until``, as the frame a strategy warms up on (in
+        time order); today's minutes stored for no symbol (a crashed attempt's gap) fetched by REST from the
+        first of them."""
         prior = previous_sessions(self.d, self._warmup_sessions)
         start = prior[0].open if prior else self._day.open
         frame = load_bars(self._engine, self._universe, start, until)
@@ -87,8 +88,7 @@ class Preparation:
                     self._report.refills += 1
                     self._report.refilled_bars += len(fetched)
                     frame = load_bars(self._engine, self._universe, start, until)
-        frame = frame.sort_values(["timestamp", "symbol"], kind="stable")
-        return frame_bars(frame)
+        return warm_frame(frame)
 
     def load_account(
         self, portfolio: Portfolio, barcheck: BarCheck, warm_bars: list[Bar]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import Engine
 
 from openbell.broker.journal import event
@@ -50,7 +51,7 @@ class ParamReload:
         self.strategy: Strategy | None = None
         self.version_id: int | None = None
         self.candidate: Candidate | None = None  # set on the loop, swapped in by the next decision
-        self.warm_bars: list[Bar] = []  # the warmup's bars, which a candidate warms up on too
+        self.warm: pd.DataFrame | None = None  # the warmup's bars, which a candidate warms up on too
         self._refused: set[int] = set()
 
     def load(self) -> Strategy:
@@ -93,7 +94,8 @@ class ParamReload:
             )
             return
         today = [b for _, bars in snapshot for b in bars.values()]
-        strategy.warmup(bars_frame(self.warm_bars + today))
+        frames = [f for f in (self.warm, bars_frame(today) if today else None) if f is not None]
+        strategy.warmup(pd.concat(frames, ignore_index=True) if frames else bars_frame([]))
         through = snapshot[-1][0] if snapshot else None
         candidate = Candidate(strategy, pv.id, through)
         self._threads.loop.call_soon_threadsafe(setattr, self, "candidate", candidate)

@@ -41,6 +41,7 @@ from typing import IO, Any
 
 import openbell
 from openbell.cpu import short_slice
+from openbell.heap import release_free_memory
 from openbell.ports import BrokerPort, Deadline, SubmitResult
 from openbell.risk.latch import GatedDeadline, GateLatch
 from openbell.trading.supervision import SupervisorWatch
@@ -317,6 +318,7 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         ready.wait(10.0)
     gc.collect()
     gc.freeze()  # start-up's objects stay out of the collections an order could otherwise wait for
+    release_free_memory()  # what the imports and the connections' set-up freed
     reply(("ready", "; ".join(sorted(set(warnings)))))
     try:
         while (item := _read_frame(stdin)) is not None:

@@ -42,7 +42,7 @@ class LoopSettings:
     grace_seconds: float = 2.0
     wall_grace: float = 0.15
     sync_every: int = 1
-    order_workers: int = 2
+    order_workers: int = 1  # processes sending orders; a second one measured no faster (session_bench)
     order_threads: int | None = None
     trade_until: datetime | None = None
     trade_stream_backoff: tuple[float, float] = (0.25, 5.0)
