@@ -14,7 +14,7 @@ from openbell.ui import create_app
 from openbell.ui.mount import LazyApp
 
 ROOT = Path(openbell.__file__).resolve().parent.parent.parent
-APP = ("fastapi", "starlette", "asyncpg", "pandas", "openbell.ui.app", "openbell.report")
+APP = ("fastapi", "starlette", "requests", "psycopg2", "openbell.ui.app", "openbell.report")
 
 # what loading the plugin module adds to an Airflow process that has Airflow's plugin API imported already
 LOAD = """

@@ -1,8 +1,8 @@
 """The Trading view as the plugin mounts it: an ASGI app that builds the real one at its first call.
 
 Airflow's plugin API takes the app object itself, and every Airflow process loads every plugin; building the view
-there would import FastAPI, pandas and the database drivers into the scheduler, the workers and each task process
-forked from them (about 19 MiB each). Only the api-server ever calls it, so only the api-server builds it.
+there would import FastAPI, requests, the broker's client and psycopg2 into the scheduler, the workers and the
+task processes (about 19 MiB each). Only the api-server ever calls it, so only the api-server builds it.
 """
 
 from __future__ import annotations
