@@ -1,8 +1,8 @@
 """The Trading view: a page of the Airflow UI fed by Postgres LISTEN/NOTIFY over a WebSocket.
 
-Importing the package imports nothing of the app (FastAPI, the broker's client, the database driver): Airflow loads every
-plugin in every one of its processes (the scheduler, the workers, and the task processes they fork), while only
-the api-server serves the view. :func:`create_app` builds it; the plugin mounts a
+Importing the package imports nothing of the app (FastAPI, the broker's client, the database driver): Airflow
+loads every plugin in every one of its processes (the scheduler, the workers, and the task processes they fork),
+while only the api-server serves the view. :func:`create_app` builds it; the plugin mounts a
 :class:`~openbell.ui.mount.LazyApp`, which builds it at its first request.
 """
 
