@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from openbell.ui.mount import trading_view
+from openbell.ui import create_app
 
 
 class OpenbellUIPlugin(AirflowPlugin):
@@ -13,8 +13,7 @@ class OpenbellUIPlugin(AirflowPlugin):
     Airflow's REST API, where Airflow's permissions decide. A run's tab shows the account of the run's DAG."""
 
     name = "openbell_ui"
-    # built at its first request, in the api-server only: every Airflow process loads this plugin
-    fastapi_apps = [{"app": trading_view(), "url_prefix": "/openbell", "name": "openbell Trading view"}]  # noqa: RUF012
+    fastapi_apps = [{"app": create_app(), "url_prefix": "/openbell", "name": "openbell Trading view"}]  # noqa: RUF012
     external_views = [  # noqa: RUF012
         {"name": "Trading", "href": "/openbell/", "destination": "nav", "url_route": "trading",
          "icon": "/openbell/static/icon.svg"},
