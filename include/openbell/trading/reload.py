@@ -94,8 +94,10 @@ class ParamReload:
             )
             return
         today = [b for _, bars in snapshot for b in bars.values()]
-        frames = [f for f in (self.warm, bars_frame(today) if today else None) if f is not None]
-        strategy.warmup(pd.concat(frames, ignore_index=True) if frames else bars_frame([]))
+        frame = bars_frame(today)
+        if self.warm is not None:  # a new frame either way: a strategy may add columns to what it is given
+            frame = pd.concat([self.warm, frame], ignore_index=True) if today else self.warm.copy()
+        strategy.warmup(frame)
         through = snapshot[-1][0] if snapshot else None
         candidate = Candidate(strategy, pv.id, through)
         self._threads.loop.call_soon_threadsafe(setattr, self, "candidate", candidate)
